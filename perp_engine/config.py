@@ -1,0 +1,226 @@
+"""RunConfig: every knob of one run, validated, serialisable to and from JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field, fields
+
+from .errors import PerpError
+from .presets import PRESETS, preset_fields
+
+METHODS = ("magnitude", "wanda", "sparsegpt", "random")
+MODES = ("none", "retrain", "reconstruct")
+SUBSETS = ("biases", "norms", "head", "head-lora", "embeddings", "full")
+ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora")
+NAMED_DATASETS = ("wiki-embedded", "wikitext2", "c4")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_MODEL = "smollm2-135m"
+
+_NM = re.compile(r"^(\d+):(\d+)$")
+
+
+def parse_pattern(pattern: str) -> tuple[int, int] | None:
+    """``"unstructured"`` -> None, ``"2:4"`` -> (2, 4). Raises PerpError for anything else."""
+    if pattern == "unstructured":
+        return None
+    m = _NM.match(str(pattern))
+    if not m:
+        raise PerpError("pattern", f"{pattern!r} is not allowed; use 'unstructured' or N:M such as '2:4' or '4:8'")
+    n, m_ = int(m.group(1)), int(m.group(2))
+    if not 0 < n < m_:
+        raise PerpError("pattern", f"{pattern!r}: N:M needs 0 < N < M (N of every M weights are pruned)")
+    return n, m_
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: load, calibrate, prune, optionally retrain or reconstruct, measure.
+
+    Defaults are sized for a 2-core CPU and the embedded model. ``preset`` names a recipe from
+    :mod:`perp_engine.presets`; use :meth:`RunConfig.create` so the preset fills the fields you did not set.
+    """
+
+    model: str = DEFAULT_MODEL
+    dataset: str = "wiki-embedded"
+    calib_dataset: str | None = None
+    method: str = "wanda"
+    sparsity: float = 0.5
+    pattern: str = "unstructured"
+    seqlen: int = 256
+    calib_samples: int = 32
+    eval_tokens: int = 16384
+    eval_batch_size: int = 4
+    blocksize: int = 128
+    percdamp: float = 0.01
+    preset: str | None = None
+    mode: str = "none"
+    train: tuple[str, ...] = ()
+    adapter: str = "none"
+    rank: int = 16
+    alpha: float = 32.0
+    target_modules: tuple[str, ...] = ()
+    untie_head: bool = True
+    steps: int = 30
+    lr: float = 2e-3
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_checkpointing: bool = False
+    train_samples: int = 0
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        for name in ("train", "target_modules"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            object.__setattr__(self, name, tuple(value))
+        self.validate()
+
+    @classmethod
+    def create(cls, preset: str | None = None, **overrides) -> "RunConfig":
+        """Build a config from an optional preset plus explicit field values (explicit values win)."""
+        values = preset_fields(preset) if preset else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict({**values, "preset": preset})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise PerpError("config", f"expected a JSON object of RunConfig fields, got {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise PerpError("config", f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+        return cls(**{k: _coerce(known[k], v) for k, v in data.items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise PerpError("config", f"not valid JSON ({err.msg} at line {err.lineno})") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"] = list(self.train)
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        return parse_pattern(self.pattern)
+
+    def validate(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise PerpError("model", "must be 'smollm2-135m', a Hugging Face model id or a local folder")
+        _choice("method", self.method, METHODS)
+        if not isinstance(self.sparsity, (int, float)) or not 0.0 <= float(self.sparsity) < 1.0:
+            raise PerpError("sparsity", f"{self.sparsity!r} is not allowed; use a number in [0, 1), e.g. 0.5")
+        nm = parse_pattern(self.pattern)
+        if nm is not None and abs(float(self.sparsity) - nm[0] / nm[1]) > 1e-9:
+            raise PerpError(
+                "sparsity", f"{self.sparsity} does not match pattern {self.pattern}; an N:M pattern needs sparsity N/M = {nm[0] / nm[1]:g}"
+            )
+        _dataset("dataset", self.dataset)
+        if self.calib_dataset is not None:
+            _dataset("calib_dataset", self.calib_dataset)
+        _positive("seqlen", self.seqlen, minimum=8)
+        _positive("calib_samples", self.calib_samples)
+        _positive("eval_tokens", self.eval_tokens, minimum=self.seqlen, why=f"at least one window of seqlen={self.seqlen}")
+        _positive("eval_batch_size", self.eval_batch_size)
+        _positive("blocksize", self.blocksize)
+        if not 0 < float(self.percdamp) <= 1:
+            raise PerpError("percdamp", f"{self.percdamp!r} is not allowed; use a number in (0, 1], e.g. 0.01")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise PerpError("preset", f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
+        _choice("mode", self.mode, MODES)
+        for subset in self.train:
+            _choice("train", subset, SUBSETS)
+        if "head" in self.train and "head-lora" in self.train:
+            raise PerpError("train", "choose either 'head' (train the whole head) or 'head-lora' (a LoRA on the head), not both")
+        _choice("adapter", self.adapter, ADAPTERS)
+        if "full" in self.train and self.adapter != "none":
+            raise PerpError("adapter", f"'{self.adapter}' with train 'full' makes no sense; full retraining already trains every weight")
+        if self.mode == "none" and (self.train or self.adapter != "none"):
+            raise PerpError("mode", "is 'none' but train subsets or an adapter were given; use mode 'retrain' or 'reconstruct'")
+        if self.mode != "none" and not self.train and self.adapter == "none":
+            raise PerpError("train", f"mode '{self.mode}' needs something to train: subsets from {', '.join(SUBSETS)} and/or an adapter")
+        if self.mode == "reconstruct" and {"head", "head-lora", "embeddings"} & set(self.train):
+            raise PerpError("train", "reconstruct works block by block; the head and embeddings are outside the blocks (use biases, norms, full or an adapter)")
+        _positive("rank", self.rank)
+        if not float(self.alpha) > 0:
+            raise PerpError("alpha", f"{self.alpha!r} is not allowed; use a positive number (scaling is alpha / rank)")
+        _positive("steps", self.steps)
+        if not 0 < float(self.lr) < 1:
+            raise PerpError("lr", f"{self.lr!r} is not allowed; use a learning rate in (0, 1), e.g. 2e-3")
+        _positive("batch_size", self.batch_size)
+        _positive("grad_accum", self.grad_accum)
+        if not 0 <= float(self.warmup_ratio) < 1:
+            raise PerpError("warmup_ratio", f"{self.warmup_ratio!r} is not allowed; use a fraction in [0, 1)")
+        if not float(self.weight_decay) >= 0:
+            raise PerpError("weight_decay", f"{self.weight_decay!r} is not allowed; use a number >= 0")
+        if not isinstance(self.train_samples, int) or self.train_samples < 0:
+            raise PerpError("train_samples", f"{self.train_samples!r} is not allowed; use 0 (steps x batch size) or a positive count")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise PerpError("seed", f"{self.seed!r} is not allowed; use an integer >= 0")
+        if not (self.device in DEVICES or re.match(r"^cuda:\d+$", str(self.device))):
+            raise PerpError("device", f"{self.device!r} is not allowed; use one of {', '.join(DEVICES)} or cuda:N")
+        _choice("dtype", self.dtype, DTYPES)
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise PerpError(name, f"{value!r} is not allowed; use one of {', '.join(allowed)}")
+
+
+def _positive(name: str, value, minimum: int = 1, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PerpError(name, f"{value!r} is not allowed; use an integer >= {minimum}" + (f" ({why})" if why else ""))
+
+
+def _dataset(name: str, value) -> None:
+    if not isinstance(value, str) or not value:
+        raise PerpError(name, f"use one of {', '.join(NAMED_DATASETS)} or the path of a text file")
+    if value in NAMED_DATASETS or value.startswith("file:"):
+        return
+    import os
+
+    if not os.path.isfile(value):
+        raise PerpError(name, f"{value!r} is neither a known data set ({', '.join(NAMED_DATASETS)}) nor an existing text file")
+
+
+def _coerce(f: dataclasses.Field, value):
+    """JSON gives lists for tuples and ints for floats; accept those, reject wrong types with the field named."""
+    kind = str(f.type)
+    if kind.startswith("tuple"):
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise PerpError(f.name, f"expected a list of strings or a comma-separated string, got {value!r}")
+        return tuple(value)
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "float" and not isinstance(value, float):
+        raise PerpError(f.name, f"expected a number, got {value!r}")
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise PerpError(f.name, f"expected an integer, got {value!r}")
+    if kind == "bool" and not isinstance(value, bool):
+        raise PerpError(f.name, f"expected true or false, got {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        raise PerpError(f.name, f"expected a string, got {value!r}")
+    return value

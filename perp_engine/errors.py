@@ -1,0 +1,14 @@
+"""User-facing errors: one line that names the offending field and what is allowed."""
+
+
+class PerpError(Exception):
+    """Bad input from a user. The CLI prints ``str(err)`` alone and exits with code 2."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last good weights were restored."""
