@@ -20,8 +20,10 @@ class LayerRecord:
 @dataclass
 class BlockRecord:
     block: int
-    loss_before: float  # relative block-output error vs dense (pruned, before repair)
-    loss_after: float | None = None
+    loss_before: float  # in-situ relative block-output error vs the dense model, right after pruning
+    loss_after: float | None = None  # the same after retraining / reconstruction
+    train_loss_before: float | None = None  # reconstruct mode: the block's training objective before ...
+    train_loss_after: float | None = None  # ... and after training that block
 
 
 @dataclass
@@ -43,6 +45,7 @@ class RunResult:
     train_loss: list[float] = field(default_factory=list)
     device: str = "cpu"
     environment: dict = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)  # stages taken from the artifact cache, e.g. dense_ppl
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

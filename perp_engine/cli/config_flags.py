@@ -1,0 +1,87 @@
+"""Command-line flags generated from RunConfig's fields, so every field has a flag with its default and allowed values."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from ..config import ADAPTERS, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, SUBSETS, RunConfig
+from ..errors import PerpError
+from ..presets import DESCRIPTIONS, PRESETS
+
+HELP = {
+    "model": "'smollm2-135m' (embedded, offline), a local folder, or a Hugging Face causal-LM id (needs internet)",
+    "dataset": f"evaluation (and default calibration) text: {', '.join(NAMED_DATASETS)} or a text file path",
+    "calib_dataset": "calibration/training text if different from --dataset (same choices)",
+    "method": f"pruning method: {', '.join(METHODS)}",
+    "sparsity": "fraction of weights pruned in every linear of the decoder blocks, in [0, 1)",
+    "pattern": "'unstructured' or N:M such as 2:4 / 4:8 (N of every M consecutive weights pruned; sparsity must be N/M)",
+    "seqlen": "tokens per calibration / evaluation window",
+    "calib_samples": "number of calibration windows",
+    "eval_tokens": "evaluation tokens (non-overlapping windows of seqlen; remainder dropped)",
+    "eval_batch_size": "windows per evaluation batch",
+    "blocksize": "SparseGPT column block size",
+    "percdamp": "SparseGPT dampening, as a fraction of mean(diag H)",
+    "preset": "named recipe that sets mode/train/adapter/lr: " + "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
+    "mode": f"repair after pruning: {', '.join(MODES)}",
+    "train": f"comma list of parameter subsets to train: {', '.join(SUBSETS)}",
+    "adapter": f"adapter on the pruned linears: {', '.join(ADAPTERS)}",
+    "rank": "adapter rank r",
+    "alpha": "adapter alpha (scaling s = alpha / r)",
+    "target_modules": "comma list of linear names to adapt (e.g. q_proj,down_proj); empty = all",
+    "untie_head": "untie lm_head from the embeddings before training the head",
+    "steps": "optimizer steps (per block in reconstruct mode)",
+    "lr": "AdamW learning rate (linear schedule with warm-up)",
+    "batch_size": "training batch size (windows), also the calibration forward batch",
+    "grad_accum": "gradient accumulation micro-batches per step",
+    "warmup_ratio": "fraction of steps used for linear warm-up",
+    "weight_decay": "AdamW weight decay",
+    "grad_checkpointing": "recompute activations in backward to save memory",
+    "train_samples": "training windows (0 = steps x batch size x grad accum)",
+    "seed": "random seed (calibration windows, random pruning, adapter init, batch order)",
+    "device": f"{', '.join(DEVICES)} or cuda:N (auto = GPU when present, else CPU)",
+    "dtype": f"model dtype: {', '.join(DTYPES)}",
+    "trust_remote_code": "allow custom model code from the Hub (off unless asked)",
+}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field (default None = preset or RunConfig default), plus --config FILE."""
+    defaults = RunConfig()
+    parser.add_argument("--config", metavar="FILE", help="JSON file of RunConfig fields; flags override it")
+    for f in dataclasses.fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        text = f"{HELP[f.name]} (default: {shown if shown not in ('', None) else 'none'})"
+        if f.type == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            kind = {"int": int, "float": float}.get(f.type, str)
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=text, metavar=f.name.upper())
+    parser.set_defaults(_config_fields=[f.name for f in dataclasses.fields(RunConfig)])
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig named by --config, --preset and the field flags (flags win over the file, the file over the preset)."""
+    values: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise PerpError("config", f"{args.config!r} is not a file")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise PerpError("config", f"{args.config} is not valid JSON ({err.msg} at line {err.lineno})") from None
+        if not isinstance(values, dict):
+            raise PerpError("config", f"{args.config} must hold a JSON object of RunConfig fields")
+    for name in args._config_fields:
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+    preset = values.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise PerpError("preset", f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    return RunConfig.create(preset, **values)

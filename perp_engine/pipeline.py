@@ -1,0 +1,193 @@
+"""One run end to end: load, calibrate, prune, measure, optionally retrain or reconstruct, measure again.
+
+``run_pipeline`` is the single entry point shared by the CLI, the job worker and the app. It reports
+progress through a plain callable and never touches global state beyond seeding torch's generators.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+import torch
+
+from .blocks import find_decoder_blocks, find_linears, get_weight
+from .cache import ArtifactCache
+from .calibrate import capture_block_inputs
+from .config import RunConfig
+from .data import calibration_samples, eval_windows, load_corpus
+from .measure import measure_errors, snapshot_blocks
+from .metrics import model_sparsity, peak_memory_mb, perplexity, reset_peak_memory
+from .models import load_model, resolve_device
+from .progress import Progress, silent
+from .repair import repair
+from .result import BlockRecord, LayerRecord, RunResult
+from .save import save_model
+from .sequential import DATA_FREE_METHODS, prune_model
+
+MEASURE_SAMPLES = 8  # calibration samples used for the in-situ layer errors (both before and after repair)
+
+
+def run_pipeline(
+    config: RunConfig,
+    progress: Progress = silent,
+    *,
+    cache_dir: str | None = None,
+    output_dir: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``config`` and return its :class:`RunResult`.
+
+    ``cache_dir`` enables reuse of the dense perplexity and the pruned weights of identical settings (listed in
+    ``result.reused``); ``output_dir`` saves the final model (Hugging Face format, safetensors) with its masks.
+    """
+    log = log or (lambda line: None)
+    cache = ArtifactCache(cache_dir) if cache_dir else None
+    result = RunResult(config=config.to_dict())
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    result.device = str(device)
+    result.environment = _environment(device)
+    reset_peak_memory(device)
+
+    @contextmanager
+    def stage(name: str, message: str):
+        progress(name, 0.0, message)
+        log(message)
+        start = time.perf_counter()
+        yield
+        result.timings[name] = round(time.perf_counter() - start, 3)
+        progress(name, 1.0, f"{message} done in {result.timings[name]:.1f} s")
+
+    def report(name: str):
+        return lambda fraction, message="": progress(name, fraction, message)
+
+    with stage("load", f"loading {config.model} on {device}"):
+        model, tokenizer = load_model(config.model, device=str(device), dtype=config.dtype,
+                                      trust_remote_code=config.trust_remote_code)
+    with stage("data", f"preparing {config.dataset} data"):
+        corpus = load_corpus(config.dataset)
+        calib_corpus = load_corpus(config.calib_dataset) if config.calib_dataset else corpus
+        calib = calibration_samples(tokenizer, calib_corpus.calib_text, config.calib_samples, config.seqlen, config.seed)
+        windows = eval_windows(tokenizer, corpus.eval_text, config.seqlen, config.eval_tokens)
+    log(f"{calib.shape[0]} calibration windows from {calib_corpus.name}, {windows.numel():,} eval tokens from {corpus.name}")
+
+    model_key = {"model": config.model, "dtype": config.dtype, "device": device.type}
+    eval_key = {**model_key, "dataset": config.dataset, "seqlen": config.seqlen, "eval_tokens": config.eval_tokens}
+    with stage("dense_eval", "dense perplexity"):
+        cached = cache.get_json("dense_ppl", eval_key) if cache else None
+        if cached:
+            result.dense_ppl = cached["ppl"]
+            result.reused.append("dense_ppl")
+        else:
+            result.dense_ppl = perplexity(model, windows, config.eval_batch_size, progress=report("dense_eval"))
+            if cache:
+                cache.put_json("dense_ppl", eval_key, {"ppl": result.dense_ppl})
+    log(f"dense perplexity {result.dense_ppl:.3f}")
+
+    dense_blocks = snapshot_blocks(model)
+    measure_inputs = capture_block_inputs(model, calib[:MEASURE_SAMPLES], config.batch_size)
+
+    prune_key = {**model_key, "calib": config.calib_dataset or config.dataset, "method": config.method,
+                 "sparsity": config.sparsity, "pattern": config.pattern, "seed": config.seed,
+                 "calib_samples": config.calib_samples, "seqlen": config.seqlen, "blocksize": config.blocksize,
+                 "percdamp": config.percdamp}
+    with stage("prune", f"{config.method} pruning to {config.sparsity:.0%} ({config.pattern})"):
+        result.layers = _prune(model, calib, config, cache, prune_key, result, report("prune"), log)
+
+    errors = measure_errors(model, dense_blocks, measure_inputs, measure_inputs)
+    for rec in result.layers:
+        rec.recon_error = errors.layers[rec.name]
+    result.blocks = [BlockRecord(block=i, loss_before=e) for i, e in enumerate(errors.blocks)]
+    result.sparsity = model_sparsity(model)["overall"]
+
+    pruned_key = {**prune_key, **eval_key}
+    with stage("pruned_eval", "pruned perplexity"):
+        cached = cache.get_json("pruned_ppl", pruned_key) if cache else None
+        if cached:
+            result.pruned_ppl = cached["ppl"]
+            result.reused.append("pruned_ppl")
+        else:
+            result.pruned_ppl = perplexity(model, windows, config.eval_batch_size, progress=report("pruned_eval"))
+            if cache:
+                cache.put_json("pruned_ppl", pruned_key, {"ppl": result.pruned_ppl})
+    log(f"pruned perplexity {result.pruned_ppl:.3f} at sparsity {result.sparsity:.4f}")
+
+    if config.mode == "none":
+        result.total_params = _count_params(model)
+    else:
+        with stage("train", f"{config.mode}: training {', '.join(config.train) or 'adapters only'}"
+                            + (f" + {config.adapter} r{config.rank}" if config.adapter != "none" else "")):
+            repair(model, tokenizer, config, calib_corpus, calib, dense_blocks, result, report("train"), log)
+        after = measure_errors(model, dense_blocks, measure_inputs,
+                               capture_block_inputs(model, calib[:MEASURE_SAMPLES], config.batch_size))
+        for rec in result.layers:
+            rec.recon_error_after = after.layers[rec.name]
+        for rec, e in zip(result.blocks, after.blocks):
+            rec.loss_after = e
+        with stage("final_eval", "final perplexity"):
+            result.final_ppl = perplexity(model, windows, config.eval_batch_size, progress=report("final_eval"))
+        log(f"final perplexity {result.final_ppl:.3f}")
+        sparsity_after = model_sparsity(model)["overall"]
+        if config.adapter != "lora" and not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):
+            raise RuntimeError(f"sparsity changed during repair: {result.sparsity:.6f} -> {sparsity_after:.6f}")
+
+    if output_dir:
+        save_model(model, tokenizer, output_dir, config, log)
+    result.peak_memory_mb = round(peak_memory_mb(device), 1)
+    return result
+
+
+def _prune(model, calib, config: RunConfig, cache, key: dict, result: RunResult, progress, log) -> list[LayerRecord]:
+    """Prune in place, or load the pruned weights of identical settings from the cache."""
+    path, blocks = find_decoder_blocks(model)
+    cached = cache.get_tensors("pruned", key) if cache else None
+    if cached is not None:
+        with torch.no_grad():
+            for name, tensor in cached.items():
+                model.get_submodule(name).weight.copy_(tensor)
+        result.reused.append("pruned_model")
+        log("pruned weights reused from the cache")
+        records = []
+        for i, block in enumerate(blocks):
+            for name, module in find_linears(block).items():
+                w = get_weight(module)
+                records.append(LayerRecord(name=f"{path}.{i}.{name}", block=i, kind=name.rsplit(".", 1)[-1],
+                                           sparsity=float((w == 0).float().mean()), recon_error=float("nan"), numel=w.numel()))
+        return records
+    inputs = None
+    if config.method not in DATA_FREE_METHODS:
+        inputs = capture_block_inputs(model, calib, config.batch_size)
+    records = prune_model(model, inputs, method=config.method, sparsity=config.sparsity, pattern=config.pattern,
+                          blocksize=config.blocksize, percdamp=config.percdamp, seed=config.seed,
+                          progress=progress, log=log)
+    if cache:
+        cache.put_tensors("pruned", key, {r.name: model.get_submodule(r.name).weight for r in records})
+    return records
+
+
+def _count_params(model) -> int:
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def _environment(device: torch.device) -> dict:
+    import peft
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,85 @@
+"""The repair stage after pruning: retrain (LM loss, whole model) or reconstruct (block by block).
+
+Fills the trainable-parameter counts, the loss curve, warnings and notes of the RunResult; adapters are merged
+back and the pruning masks are verified unchanged (the ``lora`` adapter stays unmerged and says so).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .adapters import attach_adapters, merge_adapters
+from .calibrate import capture_block_inputs
+from .config import RunConfig
+from .data import Corpus, train_samples
+from .masks import MaskKeeper
+from .reconstruct import reconstruct
+from .result import RunResult
+from .retrain import retrain
+from .subsets import select_trainable
+
+
+def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: torch.Tensor, dense_blocks,
+           result: RunResult, progress: Callable[[float, str], None], log: Callable[[str], None]) -> None:
+    if config.mode == "retrain":
+        _retrain(model, tokenizer, config, calib_corpus, result, progress, log)
+    else:
+        _reconstruct(model, config, calib, dense_blocks, result, progress, log)
+
+
+def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: RunResult, progress, log) -> None:
+    keeper = MaskKeeper(model)
+    if config.adapter != "none":
+        attach_adapters(model, config.adapter, rank=config.rank, alpha=config.alpha,
+                        target_modules=config.target_modules, seed=config.seed)
+    report = select_trainable(model, config.train, untie=config.untie_head)
+    _record_counts(result, report.trainable, report.total, report.by_category, report.tensors, report.warnings, report.notes)
+    log(f"training {report.trainable:,} of {report.total:,} parameters ({report.fraction:.4%})")
+    n = config.train_samples or config.steps * config.batch_size * config.grad_accum
+    samples = train_samples(tokenizer, calib_corpus.calib_text, n, config.seqlen, config.seed)
+    outcome = retrain(
+        model, samples, steps=config.steps, lr=config.lr, batch_size=config.batch_size, grad_accum=config.grad_accum,
+        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+        grad_checkpointing=config.grad_checkpointing, seed=config.seed,
+        keeper=keeper if "full" in config.train else None,
+        progress=lambda step, steps, loss: progress(step / steps, f"step {step}/{steps} loss {loss:.4f}"),
+    )
+    result.train_loss = list(outcome.losses)
+    if outcome.stopped:
+        result.warnings.append(outcome.stopped)
+        log(outcome.stopped)
+    for note in merge_adapters(model):
+        result.notes.append(note)
+        log(note)
+    keeper.verify()
+    model.requires_grad_(False)
+
+
+def _reconstruct(model, config: RunConfig, calib, dense_blocks, result: RunResult, progress, log) -> None:
+    inputs = capture_block_inputs(model, calib, config.batch_size)
+    outcome = reconstruct(
+        model, dense_blocks, inputs, subsets=config.train, adapter=config.adapter, rank=config.rank,
+        alpha=config.alpha, target_modules=config.target_modules, steps=config.steps, lr=config.lr,
+        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, seed=config.seed, progress=progress,
+    )
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    total += outcome.by_category.get("adapter", 0)
+    _record_counts(result, outcome.trainable, total, outcome.by_category, outcome.tensors, outcome.warnings, outcome.notes)
+    result.train_loss = list(outcome.losses)
+    for rec, loss in zip(result.blocks, outcome.blocks):
+        rec.train_loss_before = loss.before
+        rec.train_loss_after = loss.after
+    for line in outcome.warnings + outcome.notes:
+        log(line)
+
+
+def _record_counts(result: RunResult, trainable, total, by_category, tensors, warnings, notes) -> None:
+    result.trainable_params = int(trainable)
+    result.total_params = int(total)
+    result.trainable_fraction = trainable / total if total else 0.0
+    result.trainable_by_category = dict(by_category)
+    result.trained_tensors = list(tensors)
+    result.warnings.extend(w for w in warnings if w not in result.warnings)
+    result.notes.extend(n for n in notes if n not in result.notes)
