@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from perp_engine.config import RunConfig, parse_pattern
+from perp_engine.errors import PerpError
+from perp_engine.presets import PRESETS
+
+
+@pytest.mark.parametrize(
+    "fields, field, fragment",
+    [
+        ({"sparsity": 1.0}, "sparsity", "[0, 1)"),
+        ({"sparsity": -0.1}, "sparsity", "[0, 1)"),
+        ({"pattern": "4:2", "sparsity": 0.5}, "pattern", "0 < N < M"),
+        ({"pattern": "2:2", "sparsity": 0.5}, "pattern", "0 < N < M"),
+        ({"pattern": "2:4", "sparsity": 0.6}, "sparsity", "N/M = 0.5"),
+        ({"pattern": "blocks"}, "pattern", "unstructured"),
+        ({"method": "obs"}, "method", "magnitude, wanda, sparsegpt, random"),
+        ({"dataset": "/no/such/file.txt"}, "dataset", "wiki-embedded"),
+        ({"seqlen": 0}, "seqlen", ">= 8"),
+        ({"eval_tokens": 100, "seqlen": 256}, "eval_tokens", "seqlen=256"),
+        ({"mode": "retrain", "train": ("norms",), "steps": 0}, "steps", ">= 1"),
+        ({"mode": "retrain", "train": ("norms",), "adapter": "masklora", "rank": 0}, "rank", ">= 1"),
+        ({"mode": "retrain", "train": ("weights",)}, "train", "biases, norms"),
+        ({"mode": "retrain"}, "train", "needs something to train"),
+        ({"train": ("norms",)}, "mode", "is 'none'"),
+        ({"mode": "retrain", "train": ("full",), "adapter": "masklora"}, "adapter", "full retraining"),
+        ({"mode": "reconstruct", "train": ("head",)}, "train", "block by block"),
+        ({"mode": "retrain", "train": ("head", "head-lora")}, "train", "either"),
+        ({"device": "tpu"}, "device", "auto, cpu, cuda"),
+        ({"lr": 0.0, "mode": "retrain", "train": ("norms",)}, "lr", "(0, 1)"),
+    ],
+)
+def test_bad_fields_name_the_field(fields, field, fragment):
+    with pytest.raises(PerpError) as info:
+        RunConfig(**fields)
+    assert info.value.field == field
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_json_round_trip_and_unknown_fields():
+    cfg = RunConfig.create("perp-masklora", sparsity=0.6, method="sparsegpt")
+    assert RunConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(PerpError, match="config: unknown field"):
+        RunConfig.from_dict({"sparsity": 0.5, "spars": 0.4})
+    with pytest.raises(PerpError, match="config: not valid JSON"):
+        RunConfig.from_json("{sparsity: 0.5")
+    with pytest.raises(PerpError, match="sparsity: expected a number"):
+        RunConfig.from_dict({"sparsity": "half"})
+    with pytest.raises(PerpError, match="steps: expected an integer"):
+        RunConfig.from_dict({"steps": 2.5})
+
+
+def test_preset_fills_fields_and_explicit_values_win():
+    cfg = RunConfig.create("perp-masklora", lr=1e-3)
+    assert cfg.mode == "retrain" and cfg.adapter == "masklora" and cfg.lr == 1e-3
+    assert cfg.train == ("biases", "norms", "head-lora")
+    with pytest.raises(PerpError, match="preset: unknown preset"):
+        RunConfig.create("perp-everything")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_a_valid_config(name):
+    cfg = RunConfig.create(name)
+    assert cfg.preset == name
+
+
+def test_comma_strings_become_tuples():
+    cfg = RunConfig(mode="retrain", train="norms, biases", target_modules="q_proj,v_proj")
+    assert cfg.train == ("norms", "biases") and cfg.target_modules == ("q_proj", "v_proj")
+    assert json.loads(cfg.to_json())["train"] == ["norms", "biases"]
+
+
+def test_parse_pattern():
+    assert parse_pattern("unstructured") is None
+    assert parse_pattern("2:4") == (2, 4)
+    assert parse_pattern("4:8") == (4, 8)
