@@ -1,0 +1,13 @@
+"""Magnitude pruning: drop the weights with the smallest |W|."""
+
+from __future__ import annotations
+
+import torch
+
+from .patterns import select_mask
+
+
+def prune_magnitude(w: torch.Tensor, sparsity: float, nm: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One threshold on |W| for the whole matrix (unstructured) or the N smallest of every M inputs (N:M)."""
+    mask = select_mask(w.abs(), sparsity, nm, per_row=False)
+    return w.masked_fill(~mask, 0.0), mask

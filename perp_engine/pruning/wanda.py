@@ -1,0 +1,19 @@
+"""Wanda (Sun et al., locuslab/wanda): prune by |W_ij| * ||X_j||, compared per output row."""
+
+from __future__ import annotations
+
+import torch
+
+from .patterns import select_mask
+
+
+def prune_wanda(
+    w: torch.Tensor, sq_mean: torch.Tensor, sparsity: float, nm: tuple[int, int] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score |W_ij| * sqrt(mean_t x_tj^2); each row loses floor(in * sparsity) weights, or N of every M for N:M.
+
+    The reference scales the column norm by 1/sqrt(n); the per-row ranking is the same.
+    """
+    score = w.abs() * sq_mean.sqrt().unsqueeze(0)
+    mask = select_mask(score, sparsity, nm, per_row=True)
+    return w.masked_fill(~mask, 0.0), mask
