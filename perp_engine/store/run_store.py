@@ -1,0 +1,478 @@
+"""RunStore: every run, its status, progress, results, per-layer metrics, curves and logs, in one SQLite file.
+
+Concurrency: WAL mode (readers never block the writer and see only committed transactions), a busy timeout,
+and every write in a ``BEGIN IMMEDIATE`` transaction, so several worker processes, the CLI and the app can
+share one store. A run's results, layers, blocks and curves are written in one transaction with its status
+``done``: a reader never sees a half-written run. Each thread gets its own connection (sqlite3 connections
+must not cross threads), so one RunStore may be shared by a Streamlit server's script threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..config import RunConfig
+from ..errors import PerpError
+from ..result import RunResult
+from .processes import hostname, is_alive, start_time
+from .rows import RunRow, row_from_sql
+from .schema import APPLICATION_ID, SCHEMA_VERSION, STATUSES, migrate, schema_version
+
+CURVES = ("train_loss",)  # RunResult list fields stored per step in the curves table
+# LayerRecord / BlockRecord fields with their own column; fields added to those records later go to ``extra``.
+LAYER_COLUMNS = ("name", "block", "kind", "sparsity", "recon_error", "recon_error_after", "numel")
+BLOCK_COLUMNS = ("block", "loss_before", "loss_after", "train_loss_before", "train_loss_after")
+BUSY_TIMEOUT_S = 30.0
+
+
+class StoreError(PerpError):
+    """The store file cannot be used (not a store, a newer schema, a folder...). One line for users."""
+
+    def __init__(self, message: str):
+        super().__init__("store", message)
+
+
+def default_store_path() -> Path:
+    """``$PERP_STORE`` when set, else ``perp_home()/runs.sqlite``."""
+    env = os.environ.get("PERP_STORE")
+    if env:
+        return Path(env).expanduser()
+    from ..paths import perp_home
+
+    return perp_home() / "runs.sqlite"
+
+
+def config_key(config: dict) -> str:
+    """A digest of a full config: runs with equal keys compute the same thing."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+class RunStore:
+    """Open (creating and migrating as needed) the store at ``path``; ``None`` means :func:`default_store_path`.
+
+    On open, runs left ``running`` by a process of this host that is gone are marked failed (see :meth:`recover`).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, recover: bool = True):
+        self.path = Path(path).expanduser().absolute() if path else default_store_path().absolute()
+        self._local = threading.local()
+        self._open()
+        if recover:
+            self.recover()
+
+    # -- files next to the store --------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def cache_dir(self) -> Path:
+        """Artifact cache shared by the runs of this folder (dense perplexities, pruned weights)."""
+        return self.root / "cache"
+
+    def artifact_dir(self, run_id: int) -> Path:
+        """Where a run's final model is kept when it was submitted with ``keep_model``."""
+        return self.root / "artifacts" / self.path.stem / str(run_id)
+
+    # -- connection -----------------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection, after checking the file is a store (or empty) and before changing anything in it."""
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder; give the path of a store file such as {self.path / 'runs.sqlite'}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            self._check_identity(conn)
+        except BaseException:
+            conn.close()
+            raise
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _check_identity(self, conn: sqlite3.Connection) -> None:
+        try:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = schema_version(conn)
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path} is not a PERP Lab run store ({err}); use another --store or PERP_STORE") from None
+        if app != APPLICATION_ID and (version or tables):
+            raise StoreError(f"{self.path} is an SQLite database of another program, not a PERP Lab run store; "
+                             "use another --store or PERP_STORE")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than this perp-lab knows "
+                             f"({SCHEMA_VERSION}); upgrade perp-lab or use another --store")
+
+    def _open(self) -> None:
+        """Migrate an older store to this version, after a backup copy of it."""
+        conn = self._conn()
+        version = schema_version(conn)
+        if 0 < version < SCHEMA_VERSION:
+            backup = self.path.with_name(f"{self.path.name}.schema-v{version}.bak")
+            if not backup.exists():
+                dest = sqlite3.connect(backup)
+                try:
+                    conn.backup(dest)
+                finally:
+                    dest.close()
+        if version < SCHEMA_VERSION:
+            migrate(conn)
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread's store is collected)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self._conn())
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any exception, including a cancellation raised mid-way."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    # -- runs -----------------------------------------------------------------------------------------------
+
+    def create_run(self, config: RunConfig, sweep_id: int | None = None, *, keep_model: bool = False,
+                   recompute: bool = False) -> int:
+        """Insert a queued run and return its id. ``keep_model`` keeps the final model for export;
+        ``recompute`` disables reuse of cached results."""
+        data = config.to_dict()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (status, config, config_key, model, method, preset, created_at, sweep_id, keep_model,"
+                " recompute) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (json.dumps(data, sort_keys=True), config_key(data), config.model, config.method, config.preset,
+                 time.time(), sweep_id, int(keep_model), int(recompute)),
+            )
+            return cur.lastrowid
+
+    def get_run(self, run_id: int) -> RunRow:
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", (_run_id(run_id),))
+        if not rows:
+            raise PerpError("run", f"no run {run_id}; perp runs lists them")
+        return row_from_sql(rows[0])
+
+    def list_runs(self, status: str | Sequence[str] | None = None, model: str | None = None,
+                  method: str | None = None, sweep_id: int | None = None, limit: int | None = None) -> list[RunRow]:
+        """Runs matching every filter given, newest first."""
+        where, params = [], []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for s in statuses:
+                if s not in STATUSES:
+                    raise PerpError("status", f"{s!r} is not allowed; use one of {', '.join(STATUSES)}")
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        for column, value in (("model", model), ("method", method), ("sweep_id", sweep_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [row_from_sql(r) for r in self._rows(sql, params)]
+
+    def layers(self, run_id: int) -> list[dict]:
+        """The run's LayerRecord dicts in model order (empty until the run is done)."""
+        return self._records("layers", LAYER_COLUMNS, run_id, "idx")
+
+    def blocks(self, run_id: int) -> list[dict]:
+        """The run's BlockRecord dicts in block order."""
+        return self._records("blocks", BLOCK_COLUMNS, run_id, "block")
+
+    def _records(self, table: str, columns: Sequence[str], run_id: int, order: str) -> list[dict]:
+        rows = self._rows(f"SELECT {', '.join(columns)}, extra FROM {table} WHERE run_id = ? ORDER BY {order}",
+                          (_run_id(run_id),))
+        return [{**{c: r[c] for c in columns}, **json.loads(r["extra"] or "{}")} for r in rows]
+
+    def curve(self, run_id: int, name: str = "train_loss") -> list[float]:
+        rows = self._rows("SELECT value FROM curves WHERE run_id = ? AND name = ? ORDER BY step", (_run_id(run_id), name))
+        return [r[0] for r in rows]
+
+    def logs(self, run_id: int, tail: int | None = None) -> list[str]:
+        """The run's log lines, oldest first; ``tail`` keeps the last ones."""
+        if tail is None:
+            rows = self._rows("SELECT line FROM logs WHERE run_id = ? ORDER BY id", (_run_id(run_id),))
+        else:
+            rows = self._rows("SELECT line FROM (SELECT id, line FROM logs WHERE run_id = ? ORDER BY id DESC LIMIT ?)"
+                              " ORDER BY id", (_run_id(run_id), int(tail)))
+        return [r[0] for r in rows]
+
+    def reusable(self, run_id: int) -> RunRow | None:
+        """The newest other finished-ok run with exactly the same config, if any."""
+        rows = self._rows("SELECT * FROM runs WHERE status = 'done' AND id != ? AND config_key ="
+                          " (SELECT config_key FROM runs WHERE id = ?) ORDER BY id DESC LIMIT 1",
+                          (_run_id(run_id), _run_id(run_id)))
+        return row_from_sql(rows[0]) if rows else None
+
+    # -- run lifecycle (written by the process that executes the run) ---------------------------------------
+
+    def start_run(self, run_id: int, pid: int | None = None) -> None:
+        """Mark a queued run running in process ``pid`` (default: this one). Used by in-process runs."""
+        with self._write() as conn:
+            status = _status(conn, run_id)
+            if status != "queued":
+                raise PerpError("run", f"run {run_id} is {status}; only a queued run can start")
+            _mark_running(conn, run_id, pid or os.getpid())
+
+    def progress(self, run_id: int, stage: str, fraction: float, message: str = "") -> bool:
+        """Record the stage, fraction (0..1) and message of a running run; return True if cancel was requested."""
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET stage = ?, fraction = ?, message = ?, heartbeat_at = ? WHERE id = ? AND"
+                         " status = 'running'", (stage, float(fraction), message, time.time(), run_id))
+            row = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def log(self, run_id: int, line: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO logs (run_id, time, line) VALUES (?, ?, ?)", (run_id, time.time(), str(line)))
+
+    def record_result(self, run_id: int, result: RunResult | dict, *, artifact: str | os.PathLike | None = None) -> None:
+        """Store a finished run: scalars, layers, blocks, curves and status ``done``, in one transaction."""
+        data = result.to_dict() if isinstance(result, RunResult) else dict(result)
+        with self._write() as conn:
+            _status(conn, run_id)
+            config = json.loads(conn.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+            data["environment"] = {**data.get("environment", {}), "seed": config.get("seed"), "host": hostname()}
+            conn.execute(
+                "UPDATE runs SET status = 'done', finished_at = ?, fraction = 1.0, message = 'done', error = NULL,"
+                " dense_ppl = ?, pruned_ppl = ?, final_ppl = ?, sparsity = ?, trainable_params = ?, total_params = ?,"
+                " trainable_fraction = ?, peak_memory_mb = ?, timings = ?, reused = ?, environment = ?, warnings = ?,"
+                " result = ?, artifact = ? WHERE id = ?",
+                (time.time(), data.get("dense_ppl"), data.get("pruned_ppl"), data.get("final_ppl"), data.get("sparsity"),
+                 data.get("trainable_params"), data.get("total_params"), data.get("trainable_fraction"),
+                 data.get("peak_memory_mb"), json.dumps(data.get("timings", {})), json.dumps(data.get("reused", [])),
+                 json.dumps(data["environment"]), json.dumps(data.get("warnings", [])), json.dumps(data),
+                 str(artifact) if artifact else None, run_id),
+            )
+            for table in ("layers", "blocks", "curves"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            _insert_records(conn, "layers", ("idx", *LAYER_COLUMNS),
+                            [{"idx": i, **r} for i, r in enumerate(data.get("layers", []))], run_id)
+            _insert_records(conn, "blocks", BLOCK_COLUMNS, data.get("blocks", []), run_id)
+            conn.executemany("INSERT INTO curves (run_id, name, step, value) VALUES (?, ?, ?, ?)",
+                             [(run_id, name, step, value) for name in CURVES
+                              for step, value in enumerate(data.get(name, []))])
+
+    def fail_run(self, run_id: int, message: str) -> bool:
+        """Mark a queued or running run failed with ``message``; False if it had already finished."""
+        return self._finish(run_id, "failed", message)
+
+    def mark_cancelled(self, run_id: int, message: str = "cancelled") -> bool:
+        """Mark a queued or running run cancelled; False if it had already finished."""
+        return self._finish(run_id, "cancelled", message)
+
+    def _finish(self, run_id: int, status: str, message: str) -> bool:
+        with self._write() as conn:
+            _status(conn, run_id)
+            cur = conn.execute("UPDATE runs SET status = ?, error = ?, message = ?, finished_at = ? WHERE id = ? AND"
+                               " status IN ('queued', 'running')", (status, message, message, time.time(), run_id))
+            return cur.rowcount == 1
+
+    # -- cancellation ---------------------------------------------------------------------------------------
+
+    def request_cancel(self, run_id: int) -> str:
+        """Cancel a run and return its status afterwards.
+
+        A queued run is cancelled at once. A running run gets ``cancel_requested``; the process running it stops
+        within seconds and marks it cancelled (``running`` is returned meanwhile), unless that process is gone,
+        in which case it is marked cancelled here. A finished run is left as it is.
+        """
+        with self._write() as conn:
+            status = _status(conn, run_id)
+            if status == "queued":
+                conn.execute("UPDATE runs SET status = 'cancelled', error = 'cancelled before it started',"
+                             " message = 'cancelled', finished_at = ? WHERE id = ?", (time.time(), run_id))
+                return "cancelled"
+            if status != "running":
+                return status
+            row = conn.execute("SELECT pid, pid_start, host FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row["host"] == hostname() and not is_alive(row["pid"], row["pid_start"]):
+                conn.execute("UPDATE runs SET status = 'cancelled', error = ?, message = 'cancelled', finished_at = ?"
+                             " WHERE id = ?", (f"cancelled; its process (pid {row['pid']}) was gone", time.time(), run_id))
+                return "cancelled"
+            conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+            return "running"
+
+    def cancel_requested(self, run_id: int) -> bool:
+        rows = self._rows("SELECT cancel_requested FROM runs WHERE id = ?", (_run_id(run_id),))
+        return bool(rows and rows[0][0])
+
+    # -- crash recovery -------------------------------------------------------------------------------------
+
+    def recover(self) -> list[int]:
+        """Mark failed the running runs of this host whose process is gone (killed, crashed, machine rebooted);
+        a run whose cancel had been requested is marked cancelled instead. Returns the ids changed."""
+        host = hostname()
+        rows = self._rows("SELECT id, pid, pid_start, stage, fraction, cancel_requested FROM runs"
+                          " WHERE status = 'running' AND host = ?", (host,))
+        dead = [r for r in rows if not is_alive(r["pid"], r["pid_start"])]
+        if dead:
+            with self._write() as conn:
+                for r in dead:
+                    where = f"during {r['stage']} at {100 * (r['fraction'] or 0):.0f}%" if r["stage"] else "before its first stage"
+                    status, reason = (("cancelled", f"cancelled; worker died (pid {r['pid']}) {where}")
+                                      if r["cancel_requested"] else
+                                      ("failed", f"worker died (pid {r['pid']}) {where}: killed or crashed, the run did not finish"))
+                    conn.execute("UPDATE runs SET status = ?, error = ?, message = ?, finished_at = ? WHERE id = ? AND"
+                                 " status = 'running' AND pid = ?", (status, reason, reason, time.time(), r["id"], r["pid"]))
+        self._prune_workers()
+        return [r["id"] for r in dead]
+
+    # -- worker registry (LocalExecutor and its workers) ----------------------------------------------------
+
+    def _prune_workers(self) -> None:
+        host = hostname()
+        gone = [(r["pid"],) for r in self._rows("SELECT pid, pid_start FROM workers WHERE host = ?", (host,))
+                if not is_alive(r["pid"], r["pid_start"])]
+        if gone:
+            with self._write() as conn:
+                conn.executemany("DELETE FROM workers WHERE host = ? AND pid = ?", [(host, pid) for (pid,) in gone])
+
+    def live_workers(self) -> list[int]:
+        """Pids of the live worker processes of this host."""
+        self._prune_workers()
+        return [r[0] for r in self._rows("SELECT pid FROM workers WHERE host = ? ORDER BY pid", (hostname(),))]
+
+    def spawn_worker(self, max_parallel: int, spawn) -> int | None:
+        """Call ``spawn() -> pid`` and register the worker if fewer than ``max_parallel`` workers of this host
+        live and more runs are queued than workers are idle. Decided and registered in one transaction, which
+        serialises with :meth:`claim_next`'s retire step: a run queued while the last worker retires is never
+        left without a worker."""
+        self._prune_workers()
+        host = hostname()
+        with self._write() as conn:
+            queued = conn.execute("SELECT count(*) FROM runs WHERE status = 'queued'").fetchone()[0]
+            live = conn.execute("SELECT count(*) FROM workers WHERE host = ?", (host,)).fetchone()[0]
+            idle = conn.execute("SELECT count(*) FROM workers w WHERE host = ? AND NOT EXISTS (SELECT 1 FROM runs r"
+                                " WHERE r.status = 'running' AND r.host = w.host AND r.pid = w.pid)", (host,)).fetchone()[0]
+            if live >= max_parallel or queued <= idle:
+                return None
+            pid = spawn()
+            conn.execute("INSERT OR REPLACE INTO workers (host, pid, pid_start, started_at) VALUES (?, ?, ?, ?)",
+                         (host, pid, start_time(pid), time.time()))
+            return pid
+
+    def claim_next(self, pid: int | None = None) -> int | None:
+        """For a worker: take the oldest queued run (now running in ``pid``) and return its id; when none is
+        queued, retire the worker from the registry and return None."""
+        pid = pid or os.getpid()
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                conn.execute("DELETE FROM workers WHERE host = ? AND pid = ?", (hostname(), pid))
+                return None
+            conn.execute("INSERT OR IGNORE INTO workers (host, pid, pid_start, started_at) VALUES (?, ?, ?, ?)",
+                         (hostname(), pid, start_time(pid), time.time()))
+            _mark_running(conn, row[0], pid)
+            return row[0]
+
+    # -- sweeps ---------------------------------------------------------------------------------------------
+
+    def create_sweep(self, name: str, grid: dict, run_ids: Iterable[int] = ()) -> int:
+        """Record a sweep (its name and grid) and attach the given runs to it."""
+        with self._write() as conn:
+            sweep_id = conn.execute("INSERT INTO sweeps (name, grid, created_at) VALUES (?, ?, ?)",
+                                    (name, json.dumps(grid, sort_keys=True), time.time())).lastrowid
+            conn.executemany("UPDATE runs SET sweep_id = ? WHERE id = ?", [(sweep_id, i) for i in run_ids])
+            return sweep_id
+
+    def get_sweep(self, sweep_id: int) -> dict:
+        for sweep in self.list_sweeps(sweep_id):
+            return sweep
+        raise PerpError("sweep", f"no sweep {sweep_id}; perp runs --sweeps lists them")
+
+    def list_sweeps(self, sweep_id: int | None = None) -> list[dict]:
+        """Sweeps newest first: id, name, grid, created_at, runs (count) and counts per status."""
+        where, params = ("WHERE s.id = ?", (_run_id(sweep_id),)) if sweep_id is not None else ("", ())
+        rows = self._rows(f"SELECT s.id, s.name, s.grid, s.created_at, r.status, count(r.id) AS n FROM sweeps s"
+                          f" LEFT JOIN runs r ON r.sweep_id = s.id {where} GROUP BY s.id, r.status ORDER BY s.id DESC",
+                          params)
+        sweeps: dict[int, dict] = {}
+        for r in rows:
+            sweep = sweeps.setdefault(r["id"], {"id": r["id"], "name": r["name"], "grid": json.loads(r["grid"]),
+                                                "created_at": r["created_at"], "runs": 0, "counts": {}})
+            if r["status"]:
+                sweep["counts"][r["status"]] = r["n"]
+                sweep["runs"] += r["n"]
+        return list(sweeps.values())
+
+    def sweep_runs(self, sweep_id: int) -> list[RunRow]:
+        """The runs of a sweep in the order they were queued."""
+        self.get_sweep(sweep_id)
+        return [row_from_sql(r) for r in self._rows("SELECT * FROM runs WHERE sweep_id = ? ORDER BY id", (sweep_id,))]
+
+
+def _run_id(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            return int(str(value).lstrip("#"))
+        except ValueError:
+            raise PerpError("run", f"{value!r} is not a run id; use the number perp runs shows") from None
+    return value
+
+
+def _insert_records(conn: sqlite3.Connection, table: str, columns: Sequence[str], records: list[dict], run_id: int) -> None:
+    """Insert record dicts: known fields into their columns (NOT NULL ones must be there), the rest as JSON."""
+    values = [(run_id, *(r.get(c) for c in columns),
+               json.dumps({k: v for k, v in r.items() if k not in columns}) if set(r) - set(columns) else None)
+              for r in records]
+    conn.executemany(f"INSERT INTO {table} (run_id, {', '.join(columns)}, extra) VALUES ({', '.join('?' * (len(columns) + 2))})",
+                     values)
+
+
+def _status(conn: sqlite3.Connection, run_id: int) -> str:
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (_run_id(run_id),)).fetchone()
+    if row is None:
+        raise PerpError("run", f"no run {run_id}; perp runs lists them")
+    return row[0]
+
+
+def _mark_running(conn: sqlite3.Connection, run_id: int, pid: int) -> None:
+    now = time.time()
+    conn.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ?, pid_start = ?,"
+                 " host = ?, stage = NULL, fraction = 0, message = 'starting' WHERE id = ?",
+                 (now, now, pid, start_time(pid), hostname(), run_id))

@@ -1,0 +1,144 @@
+"""The run store's SQLite schema as an ordered list of migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied; ``PRAGMA application_id`` marks the file as a
+PERP Lab store so that another program's SQLite file is refused instead of altered. A migration is a tuple of
+single SQL statements, applied in one transaction together with the new version number, so a store is always
+at exactly one version. Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+APPLICATION_ID = 0x50455250  # "PERP"
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+
+_STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATUSES))
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: runs and their measurements.
+    (
+        f"""CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            status TEXT NOT NULL {_STATUS_CHECK},
+            config TEXT NOT NULL,
+            config_key TEXT NOT NULL,
+            model TEXT NOT NULL,
+            method TEXT NOT NULL,
+            preset TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            stage TEXT,
+            fraction REAL NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '',
+            heartbeat_at REAL,
+            error TEXT,
+            pid INTEGER,
+            pid_start REAL,
+            host TEXT,
+            dense_ppl REAL,
+            pruned_ppl REAL,
+            final_ppl REAL,
+            sparsity REAL,
+            trainable_params INTEGER,
+            total_params INTEGER,
+            trainable_fraction REAL,
+            peak_memory_mb REAL,
+            timings TEXT NOT NULL DEFAULT '{{}}',
+            reused TEXT NOT NULL DEFAULT '[]',
+            environment TEXT NOT NULL DEFAULT '{{}}',
+            warnings TEXT NOT NULL DEFAULT '[]',
+            result TEXT
+        )""",
+        "CREATE INDEX runs_status ON runs (status)",
+        "CREATE INDEX runs_config_key ON runs (config_key)",
+        """CREATE TABLE layers (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            block INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            sparsity REAL NOT NULL,
+            recon_error REAL,
+            recon_error_after REAL,
+            numel INTEGER NOT NULL DEFAULT 0,
+            extra TEXT,
+            PRIMARY KEY (run_id, idx)
+        )""",
+        """CREATE TABLE blocks (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            block INTEGER NOT NULL,
+            loss_before REAL,
+            loss_after REAL,
+            train_loss_before REAL,
+            train_loss_after REAL,
+            extra TEXT,
+            PRIMARY KEY (run_id, block)
+        )""",
+        """CREATE TABLE curves (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            PRIMARY KEY (run_id, name, step)
+        )""",
+        """CREATE TABLE logs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            time REAL NOT NULL,
+            line TEXT NOT NULL
+        )""",
+        "CREATE INDEX logs_run ON logs (run_id, id)",
+        f"PRAGMA application_id = {APPLICATION_ID}",
+    ),
+    # 2: job control: sweeps, cancellation, kept models, the registry of worker processes.
+    (
+        """CREATE TABLE sweeps (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            grid TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "ALTER TABLE runs ADD COLUMN sweep_id INTEGER REFERENCES sweeps (id)",
+        "ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN keep_model INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN recompute INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN artifact TEXT",
+        "CREATE INDEX runs_sweep ON runs (sweep_id)",
+        """CREATE TABLE workers (
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            pid_start REAL,
+            started_at REAL NOT NULL,
+            PRIMARY KEY (host, pid)
+        )""",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Apply the pending migrations up to ``target`` in one write transaction; return the version reached.
+
+    The version is re-read after the write lock is taken, so two processes opening a new store at once do not
+    both apply a migration. ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(conn)
+        for number in range(version + 1, target + 1):
+            for statement in MIGRATIONS[number - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return max(version, target)
