@@ -1,0 +1,95 @@
+"""merge_adapters: fold adapters into plain layers, verifying that no layer's sparsity changes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import AdapterLinear, oriented_weight
+from .sparsity import mask_change
+from .targets import adapter_modules, adapter_parameters, base_of, block_linears
+
+PROBE_ROWS = 8
+
+
+def merge_adapters(model: nn.Module) -> list[str]:
+    """Replace every adapter by its base layer carrying the merged weight; returns notes for the run record.
+
+    Each merged decoder-block linear must have exactly the zeros it had (RuntimeError naming the layer
+    otherwise) and every layer whose merge is exact must compute what its adapter computed on a random probe.
+    Plain LoRA on a pruned block linear stays unmerged (merging would make it dense); outside the blocks (the
+    head LoRA) the layer is dense by design and is merged normally.
+    """
+    merged: dict[str, list[str]] = {}
+    changes: dict[str, list[float]] = {}
+    kept: list[nn.Module] = []
+    in_blocks = block_linears(model)
+    pruned = {name for name, layer in in_blocks.items() if bool((base_of(layer).weight == 0).any())}
+    for name, module in adapter_modules(model).items():
+        if not isinstance(module, AdapterLinear) and name in pruned:
+            kept.append(module)
+            continue
+        kind = getattr(module, "kind", "lora")
+        change = _merge_one(model, name, module, keep_zeros=name in in_blocks)
+        merged.setdefault(kind, []).append(name)
+        if not _exact(module):
+            changes.setdefault(kind, []).append(change)
+    notes = []
+    for kind, names in merged.items():
+        where = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
+        if kind in changes:
+            drift = changes[kind]
+            notes.append(f"{kind}: merged {len(names)} layer(s) ({where}); zeros verified unchanged; masking the update "
+                         f"changed layer outputs by up to {max(drift):.2%} (mean {sum(drift) / len(drift):.2%}, relative, "
+                         "on a random probe): the merged model is not the trained one")
+        else:
+            notes.append(f"{kind}: merged {len(names)} layer(s) ({where}); zeros verified unchanged, outputs equal to the adapter outputs")
+    if kept:
+        extra = sum(p.numel() for m in kept for p in adapter_parameters(m))
+        total = sum(p.numel() for p in model.parameters())
+        notes.append(f"lora: kept unmerged: merging would make {len(kept)} layers dense; extra parameters {extra:,} "
+                     f"({extra / total:.2%} of the model), a dense low-rank product computed beside each sparse layer")
+    return notes
+
+
+def _merged_weight(module: nn.Module) -> torch.Tensor:
+    """The new base weight, in the base layer's orientation and dtype."""
+    if isinstance(module, AdapterLinear):
+        return module.merged_weight()
+    weight = module.get_base_layer().weight
+    with torch.no_grad():
+        delta = sum(module.get_delta_weight(adapter) for adapter in module.active_adapters)
+        return (weight + delta).to(weight.dtype)
+
+
+def _merge_one(model: nn.Module, name: str, module: nn.Module, keep_zeros: bool) -> float:
+    """Merge one adapter in place; returns the relative output change on a probe (0 up to rounding when exact)."""
+    base = base_of(module)
+    new_weight = _merged_weight(module)
+    problem = mask_change(name, base.weight == 0, new_weight) if keep_zeros else None
+    if problem:
+        raise RuntimeError(f"merge refused, adapter left in place: {problem}")
+    probe = torch.randn(PROBE_ROWS, oriented_weight(base).shape[1], generator=torch.Generator().manual_seed(0))
+    probe = probe.to(device=base.weight.device, dtype=base.weight.dtype)
+    with torch.no_grad():
+        expected = module(probe)
+        old = base.weight.detach().clone()
+        base.weight.copy_(new_weight)
+        got = base(probe)
+    change = float((got - expected).float().norm() / expected.float().norm().clamp_min(1e-30))
+    if _exact(module) and change > _tolerance(base.weight.dtype):
+        with torch.no_grad():
+            base.weight.copy_(old)
+        raise RuntimeError(f"merge refused, adapter left in place: {name}: merged layer output differs from the adapter's by {change:.2e} (relative)")
+    model.set_submodule(name, base)
+    return change
+
+
+def _exact(module: nn.Module) -> bool:
+    """Whether the merged layer must compute what the adapter computed (all but LoRAPrune; peft LoRA too)."""
+    return getattr(module, "exact_merge", True)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """Relative output tolerance: 1e-5 in float32, a few rounding steps in half precision."""
+    return max(1e-5, 4 * torch.finfo(dtype).eps)

@@ -1,0 +1,146 @@
+"""Retraining with the causal-LM loss: AdamW over whatever requires grad, linear schedule with warm-up,
+gradient accumulation, optional activation checkpointing, masks re-applied after every step.
+
+A plain loop rather than ``transformers.Trainer``: the mask must be re-applied right after each optimizer step,
+the last good weights restored on a non-finite loss, and progress reported per step, without the Trainer's
+output directory, logging integrations and data-collator machinery.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from .errors import PerpError
+from .masks import MaskKeeper
+
+
+@dataclass
+class TrainOutcome:
+    losses: list[float]  # mean loss of each optimizer step
+    stopped: str | None  # why training ended early, None when all steps ran
+    seconds: float
+
+
+def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, batch_size: int = 4, grad_accum: int = 1,
+            warmup_ratio: float = 0.1, weight_decay: float = 0.0, grad_checkpointing: bool = False, seed: int = 0,
+            keeper: MaskKeeper | None = None, progress: Callable[[int, int, float], None] | None = None) -> TrainOutcome:
+    """Train the parameters that require grad on ``samples`` (N, seqlen) token windows, labels = inputs.
+
+    Each of ``steps`` optimizer steps averages ``grad_accum`` micro-batches of ``batch_size`` windows, drawn
+    from a seeded permutation of the samples that is renewed each time it runs out. A NaN/inf loss stops the
+    run and restores the weights that gave the previous step's (finite) loss.
+    """
+    _check(samples, steps, lr, batch_size, grad_accum, warmup_ratio, weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise PerpError("train", "no parameter requires grad; select subsets or attach an adapter before retraining")
+    device = params[0].device
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(warmup_ratio * steps), steps)
+    good = [p.detach().clone() for p in params]
+    losses: list[float] = []
+    stopped = None
+    start = time.perf_counter()
+    was_training = model.training
+    restore_checkpointing = _enable_checkpointing(model) if grad_checkpointing else None
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)  # dropout (OPT, GPT-2) is reproducible too
+            batches = _batches(samples, batch_size, seed)
+            for step in range(1, steps + 1):
+                loss = _accumulate(model, batches, grad_accum, device)
+                if not math.isfinite(loss):
+                    _copy(good, params)
+                    stopped = f"loss became {loss} at step {step}; kept the weights of step {step - 1}"
+                    break
+                _copy(params, good)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                if keeper is not None:
+                    keeper.apply()
+                losses.append(loss)
+                if progress is not None:
+                    progress(step, steps, loss)
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        if restore_checkpointing is not None:
+            restore_checkpointing()
+        model.train(was_training)
+    return TrainOutcome(losses=losses, stopped=stopped, seconds=time.perf_counter() - start)
+
+
+def _accumulate(model: nn.Module, batches: Iterator[torch.Tensor], grad_accum: int, device: torch.device) -> float:
+    """Forward and backward ``grad_accum`` micro-batches; the mean loss (non-finite: stop before backward)."""
+    total = 0.0
+    for _ in range(grad_accum):
+        batch = next(batches).to(device)
+        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value
+        (loss / grad_accum).backward()
+        total += value
+    return total / grad_accum
+
+
+def _batches(samples: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless micro-batches over seeded permutations of the samples (a batch may span two permutations)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.empty(0, dtype=torch.long)
+    while True:
+        while len(order) < batch_size:
+            order = torch.cat([order, torch.randperm(len(samples), generator=generator)])
+        yield samples[order[:batch_size]]
+        order = order[batch_size:]
+
+
+@torch.no_grad()
+def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+    for source, target in zip(sources, targets):
+        target.copy_(source)
+
+
+def _enable_checkpointing(model: nn.Module) -> Callable[[], None]:
+    """Turn activation checkpointing on; returns the function that restores the previous state.
+
+    ``activation_checkpointing_enable`` is the transformers 5 name of ``gradient_checkpointing_enable``; it uses
+    non-reentrant checkpointing and makes the input embeddings' output require grad, so checkpointed blocks
+    still backpropagate when the embeddings are frozen.
+    """
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise PerpError("grad_checkpointing", f"{type(model).__name__} does not support gradient checkpointing; turn it off")
+    if model.is_activation_checkpointing:
+        return lambda: None
+    had_input_hooks = bool(getattr(model, "_require_grads_hooks", None))
+    model.activation_checkpointing_enable()
+
+    def restore() -> None:
+        model.activation_checkpointing_disable()
+        if not had_input_hooks:
+            model.disable_input_require_grads()
+
+    return restore
+
+
+def _check(samples: torch.Tensor, steps: int, lr: float, batch_size: int, grad_accum: int, warmup_ratio: float,
+           weight_decay: float) -> None:
+    if not isinstance(samples, torch.Tensor) or samples.dim() != 2 or samples.dtype != torch.long or len(samples) == 0:
+        raise PerpError("train_samples", "need a non-empty LongTensor of token windows shaped (N, seqlen)")
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("grad_accum", grad_accum)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PerpError(name, f"{value!r} is not allowed; use an integer >= 1")
+    if not 0 < lr < 1:
+        raise PerpError("lr", f"{lr!r} is not allowed; use a learning rate in (0, 1), e.g. 2e-3")
+    if not 0 <= warmup_ratio < 1:
+        raise PerpError("warmup_ratio", f"{warmup_ratio!r} is not allowed; use a fraction in [0, 1)")
+    if not weight_decay >= 0:
+        raise PerpError("weight_decay", f"{weight_decay!r} is not allowed; use a number >= 0")
