@@ -5,7 +5,9 @@ exactly as they load a user's model, in well under a second. The tokenizer is a 
 the text itself, with at most ``VOCAB`` (128) ids so every id fits the tiny model's embedding.
 
 Use the pytest fixtures ``tiny_model_dir`` / ``tiny_text_file`` (session-scoped; import them into a test
-module), or call :func:`save_tiny_model` / :func:`write_tiny_text` directly.
+module), or call :func:`save_tiny_model` / :func:`write_tiny_text` directly; :func:`tiny_run_config` makes a
+fast RunConfig for them. Set ``PERP_HOME`` to a temporary folder in tests that run the pipeline: it caches
+token ids there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from perp_engine.config import RunConfig
 from tiny_models import TINY_MODELS, VOCAB
 
 WORDS = ("the model prunes weights and the network keeps its accuracy after retraining a few parameters "
@@ -65,6 +68,14 @@ def save_tiny_model(path: str | Path, family: str = "llama", seed: int = 0) -> P
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+def tiny_run_config(model_dir: str | Path, text_file: str | Path, **changes) -> RunConfig:
+    """A RunConfig that runs end to end in about a second on CPU: 16-token windows, 4 calibration windows,
+    64 eval tokens."""
+    values = dict(model=str(model_dir), dataset=str(text_file), seqlen=16, calib_samples=4, eval_tokens=64,
+                  eval_batch_size=4, batch_size=2, device="cpu")
+    return RunConfig(**{**values, **changes})
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 
 from ..errors import PerpError
 
-COMMANDS = ("run_cmd",)
+COMMANDS = ("run_cmd", "sweep_cmd", "runs_cmd", "cancel_cmd", "export_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
