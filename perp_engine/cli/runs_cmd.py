@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -46,14 +47,14 @@ def run(args: argparse.Namespace) -> int:
         return show_run(store, args.id, args.json)
     if args.sweeps:
         sweeps = store.list_sweeps()
-        print(json.dumps(sweeps, indent=2) if args.json else sweeps_table(sweeps))
+        print(to_json(sweeps) if args.json else sweeps_table(sweeps))
         return 0
     if args.sweep is not None:
         store.get_sweep(args.sweep)
     rows = store.list_runs(status=args.status, model=args.model, method=args.method, sweep_id=args.sweep,
                            limit=args.limit or None)
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(to_json([r.to_dict() for r in rows]))
         return 0
     print(runs_table(rows) if rows else "no runs" + (" match" if any((args.status, args.model, args.method, args.sweep)) else " yet"))
     queued = store.list_runs(status="queued", limit=1)
@@ -66,8 +67,8 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
     row = store.get_run(run_id)
     layers, blocks, logs = store.layers(row.id), store.blocks(row.id), store.logs(row.id)
     if as_json:
-        print(json.dumps({**row.to_dict(), "layers": layers, "blocks": blocks,
-                          "curves": {"train_loss": store.curve(row.id)}, "logs": logs}, indent=2))
+        print(to_json({**row.to_dict(), "layers": layers, "blocks": blocks,
+                       "curves": {"train_loss": store.curve(row.id)}, "logs": logs}))
         return 0
     cfg = row.config
     lines = [f"run {row.id}  {row.status}" + (f"  (sweep {row.sweep_id})" if row.sweep_id else "")
@@ -104,6 +105,21 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         lines += [f"  {line}" for line in logs[-SHOW_LOG_LINES:]]
     print("\n".join(lines))
     return 0
+
+
+def to_json(value) -> str:
+    """Strict JSON for scripts: non-finite numbers (an overflowed perplexity) become null."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def runs_table(rows: list[RunRow]) -> str:

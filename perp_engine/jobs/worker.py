@@ -17,17 +17,19 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import PerpError
+from ..progress import Progress
 from ..store import RunStore
 from .tracking import RunCancelled, RunTracker
 
 
-def execute_run(store: RunStore, run_id: int, on_tracker=None) -> str:
+def execute_run(store: RunStore, run_id: int, on_tracker=None, forward: Progress | None = None) -> str:
     """Execute a claimed (running) run to its end and record the outcome; returns the final status.
 
     An identical finished run is reused unless the run asks to recompute or to keep its model. Otherwise the
     pipeline runs with the store's artifact cache (dense perplexity, pruned weights) unless ``recompute``, and
     saves the final model under ``store.artifact_dir(run_id)`` when ``keep_model``. ``on_tracker`` receives the
-    RunTracker while the pipeline runs (the worker's SIGTERM handler uses it).
+    RunTracker while the pipeline runs (the worker's SIGTERM handler uses it); ``forward`` also receives the
+    progress (e.g. a progress bar when a CLI executes a run in its own process after ``store.start_run``).
     """
     row = store.get_run(run_id)
     try:
@@ -47,7 +49,7 @@ def execute_run(store: RunStore, run_id: int, on_tracker=None) -> str:
 
     status = "failed"
     try:
-        with RunTracker(store, run_id) as tracker:
+        with RunTracker(store, run_id, forward=forward) as tracker:
             if on_tracker:
                 on_tracker(tracker)
             result = run_pipeline(config, tracker.progress, cache_dir=None if row.recompute else str(store.cache_dir),

@@ -243,7 +243,7 @@ class RunStore:
 
     def reusable(self, run_id: int) -> RunRow | None:
         """The newest other finished-ok run with exactly the same config, if any."""
-        rows = self._rows("SELECT * FROM runs WHERE status = 'done' AND id != ? AND config_key ="
+        rows = self._rows("SELECT * FROM runs WHERE status = 'done' AND result IS NOT NULL AND id != ? AND config_key ="
                           " (SELECT config_key FROM runs WHERE id = ?) ORDER BY id DESC LIMIT 1",
                           (_run_id(run_id), _run_id(run_id)))
         return row_from_sql(rows[0]) if rows else None
