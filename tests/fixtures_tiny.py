@@ -6,8 +6,8 @@ the text itself, with at most ``VOCAB`` (128) ids so every id fits the tiny mode
 
 Use the pytest fixtures ``tiny_model_dir`` / ``tiny_text_file`` (session-scoped; import them into a test
 module), or call :func:`save_tiny_model` / :func:`write_tiny_text` directly; :func:`tiny_run_config` makes a
-fast RunConfig for them. Set ``PERP_HOME`` to a temporary folder in tests that run the pipeline: it caches
-token ids there.
+fast RunConfig for them. Tests that run the pipeline should use the ``perp_home`` fixture (a temporary
+``PERP_HOME``: the pipeline caches token ids there).
 """
 
 from __future__ import annotations
@@ -88,3 +88,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tiny_text_file(tmp_path_factory) -> Path:
     """A small text file usable as ``RunConfig.dataset``."""
     return write_tiny_text(tmp_path_factory.mktemp("tiny-text") / "tiny.txt")
+
+
+@pytest.fixture
+def perp_home(monkeypatch, tmp_path) -> Path:
+    """A temporary PERP_HOME, so caches written by the pipeline stay out of the user's home."""
+    home = tmp_path / "perp-home"
+    monkeypatch.setenv("PERP_HOME", str(home))
+    return home

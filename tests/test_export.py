@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from fixtures_tiny import tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
+from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -18,12 +18,9 @@ from perp_engine.metrics import model_sparsity, perplexity
 from perp_engine.result import RunResult
 from perp_engine.store import RunStore
 
+pytestmark = pytest.mark.usefixtures("perp_home")
+
 MERGED = dict(method="wanda", mode="retrain", train=("norms",), adapter="masklora", rank=4, steps=3)
-
-
-@pytest.fixture(autouse=True)
-def perp_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("PERP_HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture

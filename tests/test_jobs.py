@@ -6,18 +6,15 @@ import threading
 import time
 
 import pytest
-from fixtures_tiny import tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
+from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
 
 from perp_engine.jobs import RunCancelled, RunTracker
 from perp_engine.jobs.worker import execute_run
 from perp_engine.store import RunStore
 
+pytestmark = pytest.mark.usefixtures("perp_home")
+
 RETRAIN = dict(method="wanda", mode="retrain", train=("norms",), steps=3)
-
-
-@pytest.fixture(autouse=True)
-def perp_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("PERP_HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture

@@ -5,18 +5,15 @@ import signal
 import time
 
 import pytest
-from fixtures_tiny import tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
+from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
 
 from perp_engine.jobs import LocalExecutor
 from perp_engine.store import RunStore
 
+pytestmark = pytest.mark.usefixtures("perp_home")
+
 SLOW = dict(method="magnitude", mode="retrain", train=("norms",), steps=100_000, train_samples=8)  # minutes if not stopped
 TIMEOUT_S = 180  # worker start-up imports torch and transformers; the machine may be busy
-
-
-@pytest.fixture(autouse=True)
-def perp_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("PERP_HOME", str(tmp_path / "home"))
 
 
 def wait_until(predicate, what: str, timeout: float = TIMEOUT_S):

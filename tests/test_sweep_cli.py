@@ -4,16 +4,13 @@ perp cancel; bad inputs give one line and exit code 2, with nothing queued."""
 import json
 
 import pytest
-from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401 (fixtures)
+from fixtures_tiny import perp_home, tiny_model_dir, tiny_text_file  # noqa: F401 (fixtures)
 
 from perp_engine.cli import main
 
+pytestmark = pytest.mark.usefixtures("perp_home")
+
 TINY_FLAGS = ["--seqlen", "16", "--calib-samples", "4", "--eval-tokens", "64", "--batch-size", "2", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def perp_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("PERP_HOME", str(tmp_path / "home"))
 
 
 def run_json(capsys, *argv):
