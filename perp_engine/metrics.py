@@ -1,0 +1,87 @@
+"""Perplexity, weight sparsity of the decoder linears, and peak memory."""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import find_decoder_blocks, find_linears, get_weight
+from .errors import PerpError
+
+
+def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
+               progress: Callable[[float], None] | None = None) -> float:
+    """exp(total NLL / total predicted tokens) over ``windows`` (k, seqlen), each window scored on its own.
+
+    Runs in eval mode under ``torch.inference_mode`` on the model's device, one batch of logits alive at a
+    time. The loss is taken row by row in float32 (a row of the logits is contiguous, so no copy for float32
+    models): as fast as ``model(labels=...)`` (measured), with a log-softmax transient of one row
+    (seqlen x vocab) instead of the whole batch. Returns ``inf`` when the NLL overflows (a destroyed model)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise PerpError("eval_batch_size", f"{batch_size!r} is not allowed; use a positive whole number")
+    if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] < 2:
+        raise PerpError("eval_tokens", f"need at least one window of 2 or more tokens, got shape {tuple(windows.shape)}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    try:
+        with torch.inference_mode():
+            for start in range(0, windows.shape[0], batch_size):
+                batch = windows[start: start + batch_size].to(device)
+                logits = model(input_ids=batch, use_cache=False).logits
+                total_nll += sum(F.cross_entropy(logits[row, :-1].float(), batch[row, 1:], reduction="sum")
+                                 for row in range(batch.shape[0])).item()
+                total_tokens += batch.shape[0] * (batch.shape[1] - 1)
+                del logits
+                if progress is not None:
+                    progress(min(1.0, (start + batch.shape[0]) / windows.shape[0]))
+    finally:
+        model.train(was_training)
+    mean_nll = total_nll / total_tokens
+    return math.exp(mean_nll) if mean_nll < 700 else math.inf
+
+
+def model_sparsity(model: nn.Module) -> dict:
+    """``{"overall": fraction, "layers": {full_name: fraction}}`` of zero weights in the decoder blocks' linears."""
+    path, blocks = find_decoder_blocks(model)
+    layers: dict[str, float] = {}
+    zeros = total = 0
+    for index, block in enumerate(blocks):
+        for name, module in find_linears(block).items():
+            weight = get_weight(module)
+            layer_zeros = int((weight == 0).sum())
+            layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
+            zeros += layer_zeros
+            total += weight.numel()
+    return {"overall": zeros / total if total else 0.0, "layers": layers}
+
+
+def peak_memory_mb(device: str | torch.device) -> float:
+    """Peak memory in MiB since the last :func:`reset_peak_memory`: allocated tensors on CUDA, the process'
+    peak resident set elsewhere (CPU; MPS shares that memory)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS reports bytes, Linux KiB
+
+
+def reset_peak_memory(device: str | torch.device) -> None:
+    """Start a new peak. On Linux the process peak RSS is reset through /proc/self/clear_refs; where that is
+    not possible (other systems, restricted containers) the CPU peak keeps counting from process start."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
