@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import RunConfig
@@ -22,7 +23,8 @@ from ..store import RunStore
 from .tracking import RunCancelled, RunTracker
 
 
-def execute_run(store: RunStore, run_id: int, on_tracker=None, forward: Progress | None = None) -> str:
+def execute_run(store: RunStore, run_id: int, on_tracker: Callable[[RunTracker | None], None] | None = None,
+                forward: Progress | None = None) -> str:
     """Execute a claimed (running) run to its end and record the outcome; returns the final status.
 
     An identical finished run is reused unless the run asks to recompute or to keep its model. Otherwise the
@@ -40,12 +42,13 @@ def execute_run(store: RunStore, run_id: int, on_tracker=None, forward: Progress
     if not row.recompute and not row.keep_model:
         prior = store.reusable(run_id)
         if prior is not None:
-            store.record_result(run_id, _reused_result(prior.result, prior.id))
             store.log(run_id, f"identical config already ran as run {prior.id}: result reused (recompute to run again)")
+            store.record_result(run_id, _reused_result(prior.result, prior.id))
             return "done"
     final = store.artifact_dir(run_id) if row.keep_model else None
     partial = final.with_name(f"{final.name}.partial") if final else None
-    from ..pipeline import run_pipeline
+    from ..pipeline import run_pipeline  # here, not at the top: importing perp_engine.jobs must not load torch
+
 
     status = "failed"
     try:
