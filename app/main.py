@@ -1,0 +1,25 @@
+"""PERP Lab in the browser: ``streamlit run app/main.py`` from the repository root."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repository
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import widgets  # noqa: E402
+
+st.set_page_config(page_title="PERP Lab", page_icon="✂️", layout="wide")
+
+pages = [
+    st.Page(widgets.PAGES["experiment"], title="Experiment", icon="🧪", default=True),
+    st.Page(widgets.PAGES["compare"], title="Compare", icon="📈"),
+    st.Page(widgets.PAGES["layers"], title="Layers", icon="🧱"),
+    st.Page(widgets.PAGES["sweep"], title="Sweep", icon="🗂️"),
+    st.Page(widgets.PAGES["about"], title="About", icon="📖"),
+]
+page = st.navigation(pages)
+widgets.sidebar()
+page.run()

@@ -1,0 +1,74 @@
+"""The Streamlit side of the app's state: one store and one executor per store file (shared by every session
+of this server), cached estimates, and the session keys that survive page changes.
+
+Widget keys are dropped when a page is left, so cross-page state lives in the store or in the plain session keys
+below, which no widget owns.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from perp_engine.config import RunConfig
+from perp_engine.errors import PerpError
+from perp_engine.estimate import Estimate, estimate_run
+from perp_engine.jobs import LocalExecutor
+from perp_engine.models import resolve_device
+from perp_engine.store import RunStore, default_store_path
+
+LAUNCHED = "launched_runs"  # run ids launched from this session, newest first
+SELECTED = "selected_runs"  # run ids selected on Compare; Layers starts from them
+SWEEP = "watched_sweep"  # the sweep the Sweep page follows
+UPLOADS = "uploaded_texts"  # paths of text files uploaded in this session
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> RunStore:
+    return RunStore(path)
+
+
+@st.cache_resource(show_spinner=False)
+def _executor(path: str) -> LocalExecutor:
+    return LocalExecutor(path, max_parallel=1)
+
+
+def store() -> RunStore:
+    """The run store of ``$PERP_STORE`` (or the default), opened once per server."""
+    return _store(str(default_store_path()))
+
+
+def executor() -> LocalExecutor:
+    """Runs go to detached worker processes: leaving a page, reloading or closing the tab never stops them."""
+    return _executor(str(default_store_path()))
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    """The device runs use with ``device=auto``, with the GPU's name when there is one."""
+    import torch
+
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def estimate(config_json: str) -> tuple[Estimate | None, str | None]:
+    """``estimate_run`` of a config, cached with its failure (an unreadable model is not retried each rerun)."""
+    try:
+        return estimate_run(RunConfig.from_json(config_json)), None
+    except PerpError as err:
+        return None, str(err)
+
+
+def session_list(key: str) -> list:
+    """A list kept in the session under a non-widget key."""
+    return st.session_state.setdefault(key, [])
+
+
+def remember_launch(run_id: int) -> None:
+    launched = session_list(LAUNCHED)
+    launched.insert(0, run_id)

@@ -1,0 +1,67 @@
+"""The words of the app: what PERP is, the adapters, what each chart shows. Shared by the About page and the
+captions under the charts, so a chart and its explanation never drift apart."""
+
+from __future__ import annotations
+
+PERP = """\
+**Pruning** removes weights from a trained language model: *magnitude* drops the smallest weights, *Wanda*
+weighs each weight by the size of the activations it sees, and *SparseGPT* prunes and adjusts the remaining
+weights to undo the damage (an approximate second-order update). At 50% sparsity half of the weights of
+every linear layer are exactly zero. The cost is a higher **perplexity** (the model is more surprised by text;
+lower is better).
+
+**Retraining** repairs the damage. The usual answer, retraining every weight, needs the memory of full
+training. **PERP** (*Rethinking the Prune-Retrain Paradigm*, Zimmer et al., 2023) shows that retraining a tiny,
+well-chosen share of the parameters recovers most of the loss: the **biases** and **normalisation layers**
+(well under 1% of the model), a small adapter on the output **head**, and optionally low-rank adapters on the
+pruned layers that **keep the zeros zero** when they are merged back, so the model stays sparse.
+
+**Layer-wise reconstruction** is the cheaper variant: each transformer block is retrained on its own to
+reproduce the dense block's outputs, one block at a time.
+"""
+
+SCALING = r"s = \alpha / r \quad\text{(rank } r\text{, scaling } \alpha\text{)},\qquad M = \mathbb{1}[W \neq 0]"
+
+ADAPTERS: tuple[tuple[str, str, str], ...] = (
+    ("LoRA", r"W' = W + s\,BA",
+     "The classic low-rank adapter. BA is dense: merging it would fill the pruned zeros back in, so it stays a "
+     "separate module (the model is no longer sparse once merged; the app says so)."),
+    ("LoRAPrune", r"\text{train: } W + s\,BA \qquad \text{merge: } W' = W + s\,(BA) \odot M",
+     "Trained like LoRA, masked only when merged: sparsity is kept, but the merged model differs from the "
+     "trained one wherever BA was non-zero on a pruned weight."),
+    ("MaskLoRA", r"W' = W + s\,(BA) \odot M,\qquad A \sim \text{Kaiming},\; B = 0",
+     "The mask is applied during training too, so what is trained is exactly what is merged, and the pruned "
+     "weights stay zero. B = 0 makes it start as the identity (W' = W)."),
+    ("ScaleLoRA", r"W' = W \odot (BA),\qquad A = B = \tfrac{1}{\sqrt{r}}\,\mathbf{1}",
+     "A multiplicative low-rank rescaling of each weight: zeros stay zero by construction. A and B start "
+     "constant, so BA = 1 and training starts from the pruned model."),
+)
+
+CHARTS: dict[str, str] = {
+    "ppl_vs_sparsity": "Perplexity (log scale) as sparsity grows, one line per pruning method and retraining "
+                       "recipe. Dotted lines are the pruned models before retraining, the star is the dense "
+                       "model. The gap between a dotted line and a solid one is what retraining recovered.",
+    "ppl_vs_trainable": "The PERP picture. Each point is a retrained run: how many parameters it trained "
+                        "(x, log scale) against its perplexity. Dotted: the same pruned model before "
+                        "retraining; dashed: the dense model. Points near the dashed line at the far left "
+                        "mean that a tiny share of parameters recovered most of the damage.",
+    "ppl_bars": "For each run: the dense model, the model after pruning, and after retraining (log scale).",
+    "loss_curves": "Training loss per step (retraining: language-model loss; reconstruction: the block "
+                   "errors, block after block). A curve that drops then flattens has converged; one that "
+                   "rises means the learning rate is too high.",
+    "error_heatmaps": "Relative reconstruction error of every linear layer, ||W x - W' x||^2 / ||W x||^2 on "
+                      "calibration inputs, by block (rows) and layer type (columns). Colour is log10: one "
+                      "step is a factor of ten. Compare the panels after pruning and after retraining.",
+    "error_lines": "The same errors along the depth of the model, one panel per layer type: solid after "
+                   "pruning, dashed after retraining. Errors usually grow with depth as pruning damage "
+                   "accumulates.",
+    "sparsity": "Share of zero weights in each linear layer. Uniform pruning gives the same value everywhere; "
+                "N:M patterns give exactly N/M.",
+    "block_losses": "Relative error of each whole block's output against the dense block on the same inputs.",
+}
+
+GETTING_STARTED = """\
+**No runs yet.** Open **Experiment**, keep the defaults (the embedded SmolLM2-135M model, Wanda pruning to 50%,
+the PERP + MaskLoRA recipe, quick size) and press **Launch**. The first run converts the embedded model once
+(about half a minute), then every stage shows its progress. When it is done, come back here to compare.
+"""

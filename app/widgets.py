@@ -1,0 +1,234 @@
+"""Streamlit pieces the pages share: run cards with live progress, result metrics, charts with their captions,
+the empty state, and the sidebar."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from perp_engine.config import RunConfig
+from perp_engine.errors import PerpError
+from perp_engine.store import RunRow
+
+from . import figures, state
+from .forms import DATASET_HELP
+from .progress_view import STAGE_TITLES, remaining_seconds, stage_bars
+from .runs import recovery, run_label, runs_frame
+from .texts import CHARTS, GETTING_STARTED
+
+LIVE_REFRESH_S = 1.0
+PAGES = {  # page files relative to app/main.py
+    "experiment": "../pages/experiment.py",
+    "compare": "../pages/compare.py",
+    "layers": "../pages/layers.py",
+    "sweep": "../pages/sweep.py",
+    "about": "../pages/about.py",
+}
+STATUS_ICONS = {"queued": "⏳", "running": "⚙️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+
+
+def sidebar() -> None:
+    """Which device runs use, where runs are stored, and what is running now."""
+    with st.sidebar:
+        st.caption(f"Device: **{state.device_label()}** (device=auto)")
+        active = state.store().list_runs(status=("queued", "running"))
+        if active:
+            st.caption(f"{len(active)} run(s) queued or running")
+        st.caption(f"Runs stored in `{state.store().path}`")
+
+
+def getting_started() -> None:
+    """The empty state: how to start, never an error."""
+    st.info(GETTING_STARTED, icon="👋")
+    st.page_link(PAGES["experiment"], label="Open Experiment", icon="🧪")
+
+
+def chart(fig: go.Figure, name: str, key: str | None = None, caption: bool = True) -> None:
+    """A figure with its explanation (``texts.CHARTS[name]``) underneath."""
+    st.plotly_chart(fig, key=key or name, config={"displaylogo": False})
+    if caption:
+        st.caption(CHARTS[name])
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_box(config: RunConfig) -> None:
+    """What the run will train and roughly how long it will take, before it is launched."""
+    estimate, error = state.estimate(config.to_json())
+    if estimate is None:
+        st.warning(f"No estimate for this configuration: {error}", icon="⚠️")
+        return
+    left, right = st.columns(2)
+    if estimate.trainable:
+        left.metric("Trainable parameters", f"{estimate.trainable_params:,}",
+                    help=f"of {estimate.total_params:,} parameters (adapters included)")
+        left.caption(f"**{100 * estimate.trainable_fraction:.3g}%** of the model: "
+                     + ", ".join(f"{k} {v:,}" for k, v in estimate.trainable.by_category.items()))
+    else:
+        left.metric("Trainable parameters", "none", help="prune only: nothing is retrained")
+        left.caption(f"{estimate.total_params:,} parameters in the model")
+    right.metric("Estimated time", format_seconds(estimate.seconds), help="a rough cost model, within ~2x")
+    right.caption(f"on **{estimate.device}**")
+    st.caption(" · ".join(f"{STAGE_TITLES[s]} {format_seconds(v)}" for s, v in estimate.breakdown.items()))
+    for note in estimate.notes:
+        st.caption(note)
+
+
+def choices(key: str, *options: str) -> list[str]:
+    """Options of a selectbox that accepts typed values: the given ones, plus the value typed earlier (kept in
+    the widget's state), so it stays selectable."""
+    current = st.session_state.get(key)
+    return list(dict.fromkeys([*options, *([current] if current else [])]))
+
+
+def dataset_label(value: str) -> str:
+    if value in DATASET_HELP:
+        return f"{value} · {DATASET_HELP[value]}"
+    return f"{Path(value).name} · your file ({value})"
+
+
+def save_upload(uploader_key: str, target_key: str) -> None:
+    """Callback: keep an uploaded text file next to the store and select it as the data set."""
+    upload = st.session_state.get(uploader_key)
+    if upload is None:
+        return
+    data = upload.getvalue()
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", upload.name)
+    path = state.store().root / "uploads" / f"{hashlib.sha256(data).hexdigest()[:12]}-{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    uploads = state.session_list(state.UPLOADS)
+    if str(path) not in uploads:
+        uploads.append(str(path))
+    st.session_state[target_key] = str(path)
+
+
+def _breakdown(row: RunRow) -> dict[str, float]:
+    try:
+        config_json = RunConfig.from_dict(row.config).to_json()
+    except PerpError:
+        return {}
+    estimate, _ = state.estimate(config_json)
+    return estimate.breakdown if estimate else {}
+
+
+def run_card(row: RunRow) -> None:
+    """One run: its stages as progress bars while it runs, its results or its error when it ends."""
+    with st.container(border=True):
+        st.markdown(f"{STATUS_ICONS.get(row.status, '')} **{run_label(row)}** · {row.config.get('model')} · *{row.status}*")
+        if row.status in ("queued", "running"):
+            _progress(row)
+        elif row.status == "done":
+            run_result(row)
+        elif row.status == "failed":
+            st.error(f"This run failed: {row.error}", icon="❌")
+        else:
+            st.warning(row.error or "cancelled", icon="⏹️")
+        if row.status != "queued":
+            with st.expander("Log", expanded=row.status in ("running", "failed")):
+                st.code("\n".join(state.store().logs(row.id, tail=200)) or "(no log yet)", language=None, height=200)
+
+
+def _progress(row: RunRow) -> None:
+    if row.status == "queued":
+        ahead = [r for r in state.store().list_runs(status=("queued", "running")) if r.id < row.id]
+        st.caption(f"Queued: {len(ahead)} run(s) ahead of it. It starts by itself; you can leave this page.")
+    else:
+        left = remaining_seconds(row, _breakdown(row))
+        elapsed = f"running for {format_seconds(row.duration)}" if row.duration is not None else "starting"
+        st.caption(elapsed + (f", about {format_seconds(left)} left (estimate)" if left else "")
+                   + ". You can leave this page; the run goes on.")
+        for bar in stage_bars(row):
+            st.progress(bar.value, text=bar.text)
+    if st.button("Cancel", key=f"cancel-{row.id}", icon="⏹️"):
+        status = state.executor().cancel(row.id)
+        st.toast(f"Run #{row.id}: {'cancelled' if status.finished else 'stopping…'}")
+
+
+def run_result(row: RunRow) -> None:
+    """The headline numbers of a finished run (lower perplexity is better: deltas are coloured inversely)."""
+    cols = st.columns(5)
+    cols[0].metric("Dense perplexity", _num(row.dense_ppl))
+    cols[1].metric("Pruned", _num(row.pruned_ppl), _delta(row.pruned_ppl, row.dense_ppl), delta_color="inverse",
+                   help=f"at sparsity {row.sparsity:.1%}" if row.sparsity is not None else None)
+    if row.final_ppl is not None:
+        cols[2].metric("Retrained", _num(row.final_ppl), _delta(row.final_ppl, row.pruned_ppl), delta_color="inverse")
+        rec = recovery(row)
+        cols[3].metric("Recovered", "–" if rec is None else f"{rec:.0%}",
+                       help="share of the pruning damage undone, on the log-perplexity scale")
+    if row.trainable_params:
+        cols[4].metric("Trained parameters", f"{row.trainable_params:,}", f"{100 * (row.trainable_fraction or 0):.3g}% of the model",
+                       delta_color="off")
+    details = [f"{format_seconds(row.duration)}" if row.duration else None,
+               f"on {row.environment.get('device')}" if row.environment.get("device") else None,
+               f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
+               f"reused from cache: {', '.join(row.reused)}" if row.reused else None]
+    st.caption(" · ".join(d for d in details if d))
+    for warning in row.warnings:
+        st.warning(warning)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.2f}"
+
+
+def _delta(value: float | None, reference: float | None) -> str | None:
+    if value is None or reference is None or reference == 0:
+        return None
+    return f"{100 * (value / reference - 1):+.1f}%"
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def _polling(render: Callable[..., bool], *args) -> None:
+    if not render(*args):
+        st.rerun()  # the whole page: finished results show everywhere on it, and polling stops
+
+
+def live(render: Callable[..., bool], active: bool, *args) -> None:
+    """Draw ``render(*args)``, which returns whether something it shows is still queued or running. While
+    ``active``, draw it in a fragment that redraws itself every second without rerunning the page."""
+    if active:
+        _polling(render, *args)
+    else:
+        render(*args)
+
+
+def _cards(run_ids: tuple[int, ...]) -> bool:
+    rows = [state.store().get_run(i) for i in run_ids]
+    for row in rows:
+        run_card(row)
+    return any(not r.finished for r in rows)
+
+
+def sweep_progress(sweep_id: int) -> bool:
+    """A sweep's progress, its perplexity-vs-sparsity chart and its runs; True while runs remain."""
+    store = state.store()
+    rows = store.sweep_runs(sweep_id)
+    finished = sum(r.finished for r in rows)
+    counts = ", ".join(f"{n} {s}" for s, n in store.get_sweep(sweep_id)["counts"].items())
+    st.progress(finished / len(rows) if rows else 1.0, text=f"{finished} of {len(rows)} finished ({counts})")
+    active = [r for r in rows if not r.finished]
+    if active and st.button("Cancel the rest", key=f"sweep-cancel-{sweep_id}", icon="⏹️"):
+        for r in active:
+            state.executor().cancel(r.id)
+    if any(r.status == "done" for r in rows):
+        chart(figures.ppl_vs_sparsity(rows), "ppl_vs_sparsity", key=f"sweep-chart-{sweep_id}")
+    st.dataframe(runs_frame(rows), hide_index=True, key=f"sweep-table-{sweep_id}")
+    return bool(active)
+
+
+def run_cards(run_ids: list[int]) -> None:
+    """Cards for these runs, refreshed every second while any of them is queued or running."""
+    ids = tuple(dict.fromkeys(run_ids))
+    live(_cards, any(not state.store().get_run(i).finished for i in ids), ids)

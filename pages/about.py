@@ -1,0 +1,29 @@
+"""About: what PERP is, the four adapters with their formulas, and what each chart means."""
+
+import streamlit as st
+
+from app import texts
+
+st.title("About PERP Lab")
+st.markdown(texts.PERP)
+
+st.subheader("The adapters")
+st.caption("Each wraps a pruned linear layer with weight W. Scaling and mask:")
+st.latex(texts.SCALING)
+for name, formula, explanation in texts.ADAPTERS:
+    st.markdown(f"**{name}**")
+    st.latex(formula)
+    st.caption(explanation)
+
+st.subheader("Reading the charts")
+for title, key in (("Perplexity vs sparsity (Compare)", "ppl_vs_sparsity"),
+                   ("Perplexity vs trainable parameters (Compare)", "ppl_vs_trainable"),
+                   ("Dense / pruned / retrained (Compare)", "ppl_bars"),
+                   ("Training loss (Compare)", "loss_curves"),
+                   ("Error heatmaps (Layers)", "error_heatmaps"),
+                   ("Error by depth (Layers)", "error_lines"),
+                   ("Sparsity (Layers)", "sparsity")):
+    st.markdown(f"**{title}.** {texts.CHARTS[key]}")
+
+st.caption("Paper: M. Zimmer, M. Andoni, C. Spiegel, S. Pokutta, *PERP: Rethinking the Prune-Retrain Paradigm in "
+           "the Era of LLMs*, arXiv:2312.15230.")

@@ -1,0 +1,124 @@
+"""Experiment: choose a model, a pruning and a retraining recipe, see what it costs, launch it, watch it run."""
+
+import streamlit as st
+
+from app import forms, state, widgets
+from perp_engine.config import ADAPTERS, DEFAULT_MODEL, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, SUBSETS, RunConfig
+from perp_engine.errors import PerpError
+
+KEEP = "session"  # widget values survive a visit to another page
+
+st.title("Experiment")
+st.caption("Prune a small language model, repair it by retraining a few parameters, and measure what was lost "
+           "and what came back. Every choice has a default that works on a laptop CPU.")
+
+store = state.store()
+used_models = [r.config["model"] for r in store.list_runs(limit=50)]
+used_data = [r.config["dataset"] for r in store.list_runs(limit=50)]
+
+form_col, cost_col = st.columns([3, 2], gap="large")
+with form_col:
+    st.subheader("1 · Model and text")
+    model = st.selectbox(
+        "Model", widgets.choices("exp_model", DEFAULT_MODEL, *used_models), key="exp_model", persist_state=KEEP,
+        accept_new_options=True,
+        help=f"{DEFAULT_MODEL} is embedded in the install (no download). Type a Hugging Face id "
+             "(e.g. HuggingFaceTB/SmolLM2-360M) or the path of a local model folder.")
+    st.file_uploader("…or use your own text file as data", type=["txt"], key="exp_upload",
+                     on_change=widgets.save_upload, args=("exp_upload", "exp_dataset"))
+    dataset = st.selectbox(
+        "Text for calibration, retraining and perplexity",
+        widgets.choices("exp_dataset", *NAMED_DATASETS, *used_data, *state.session_list(state.UPLOADS)),
+        key="exp_dataset", persist_state=KEEP, accept_new_options=True, format_func=widgets.dataset_label,
+        help="wiki-embedded works offline. Type the path of a .txt file to use your own text.")
+
+    st.subheader("2 · Pruning")
+    method = st.segmented_control(
+        "Method", METHODS, default=forms.DEFAULT_METHOD, required=True, key="exp_method", persist_state=KEEP,
+        help="magnitude: drop the smallest weights. wanda: weight x activation size, per output row. "
+             "sparsegpt: prune and update the remaining weights (slowest, best). random: a baseline.")
+    pattern = st.segmented_control(
+        "Pattern", forms.PATTERNS, default="unstructured", required=True, key="exp_pattern", persist_state=KEEP,
+        help="unstructured: any weights. N:M: N of every M consecutive weights are pruned (2:4 runs fast on GPUs).")
+    sparsity = st.slider(
+        "Sparsity", 0.05, 0.95, 0.5, 0.05, key="exp_sparsity", persist_state=KEEP, format="%.2f",
+        disabled=pattern != "unstructured",
+        help="Share of the weights of every linear layer set to zero. An N:M pattern fixes it to N/M.")
+    if pattern != "unstructured":
+        st.caption(f"{pattern} prunes exactly {forms.pattern_sparsity(pattern, sparsity):.0%} of the weights.")
+
+    st.subheader("3 · Retraining")
+    recipe = st.selectbox("Recipe", forms.RECIPES, index=forms.RECIPES.index(forms.DEFAULT_RECIPE), key="exp_recipe",
+                          persist_state=KEEP, help="Presets from the PERP paper, or your own combination.")
+    st.caption(forms.recipe_summary(recipe))
+    custom = {}
+    if recipe == forms.CUSTOM:
+        mode = st.segmented_control("Mode", MODES, default="retrain", required=True, key="exp_mode", persist_state=KEEP,
+                                    help="retrain: the whole model on the language-modelling loss. "
+                                         "reconstruct: block by block, matching the dense block's outputs.")
+        custom = {
+            "mode": mode,
+            "train": st.multiselect("Parameters to train", SUBSETS, default=["biases", "norms"], key="exp_train",
+                                    persist_state=KEEP, disabled=mode == "none",
+                                    help="full retrains every weight (pruned ones stay zero)."),
+            "adapter": st.selectbox("Adapter on the pruned layers", ADAPTERS, key="exp_adapter", persist_state=KEEP,
+                                    disabled=mode == "none",
+                                    help="masklora and scalelora keep the zeros when merged; lora does not."),
+            "rank": st.number_input("Adapter rank", 1, 256, 16, key="exp_rank", persist_state=KEEP,
+                                    disabled=mode == "none"),
+        }
+    retrains = (custom.get("mode") if recipe == forms.CUSTOM else forms.recipe_fields(recipe)["mode"]) != "none"
+    steps, lr = RunConfig.steps, None
+    if retrains:
+        steps_col, lr_col = st.columns(2)
+        steps = steps_col.number_input("Training steps", 1, 100_000, RunConfig.steps, key="exp_steps",
+                                       persist_state=KEEP, help="Each step sees batch size x sequence length tokens.")
+        preset_lr = forms.recipe_fields(recipe).get("lr", RunConfig.lr)
+        lr = lr_col.number_input("Learning rate", 1e-6, 0.5, preset_lr, format="%.1e", step=1e-4,
+                                 key=f"exp_lr_{recipe}", persist_state=KEEP,
+                                 help="The presets' values were tuned on the embedded model.")
+
+    with st.expander("Run size and advanced settings"):
+        size = st.segmented_control("Run size", list(forms.RUN_SIZES), default=forms.DEFAULT_SIZE, required=True,
+                                    key="exp_size", persist_state=KEEP, format_func=str.capitalize)
+        st.caption(forms.SIZE_HELP[size])
+        a, b, c = st.columns(3)
+        advanced = {
+            "eval_tokens": a.number_input("Evaluation tokens", 64, 10_000_000, forms.RUN_SIZES[size]["eval_tokens"],
+                                          step=1024, key=f"exp_eval_tokens_{size}", persist_state=KEEP),
+            "calib_samples": b.number_input("Calibration sequences", 1, 4096, forms.RUN_SIZES[size]["calib_samples"],
+                                            key=f"exp_calib_{size}", persist_state=KEEP),
+            "seqlen": c.number_input("Sequence length", 8, 8192, RunConfig.seqlen, key="exp_seqlen", persist_state=KEEP),
+            "batch_size": a.number_input("Batch size", 1, 512, RunConfig.batch_size, key="exp_batch", persist_state=KEEP),
+            "seed": b.number_input("Seed", 0, 2**31 - 1, RunConfig.seed, key="exp_seed", persist_state=KEEP),
+            "device": c.selectbox("Device", DEVICES, key="exp_device", persist_state=KEEP,
+                                  help=f"auto uses a GPU when there is one; here: {state.device_label()}"),
+            "dtype": a.selectbox("Weights dtype", DTYPES, key="exp_dtype", persist_state=KEEP),
+        }
+
+form = forms.ExperimentForm(model=model or "", dataset=dataset or "", method=method, sparsity=sparsity, pattern=pattern,
+                            recipe=recipe, steps=int(steps), lr=lr, size=size, advanced=advanced,
+                            **{k: v for k, v in custom.items() if v is not None})
+with cost_col:
+    st.subheader("Before you launch")
+    try:
+        config = form.to_config()
+    except PerpError as err:
+        config = None
+        st.error(str(err), icon="⚠️")
+    if config is not None:
+        widgets.estimate_box(config)
+    if st.button("Launch", type="primary", icon="🚀", disabled=config is None, width="stretch"):
+        run_id = state.executor().submit(config)
+        state.remember_launch(run_id)
+        st.toast(f"Run #{run_id} queued")
+
+st.divider()
+st.subheader("Runs")
+active = [r.id for r in store.list_runs(status=("queued", "running"))]
+shown = [*active, *state.session_list(state.LAUNCHED)[:5]]
+if shown:
+    widgets.run_cards(sorted(set(shown), reverse=True))
+else:
+    st.caption("Runs you launch appear here with a progress bar per stage. They run in the background: you can "
+               "open other pages meanwhile. Finished runs are on Compare and Layers.")

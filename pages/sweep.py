@@ -1,0 +1,80 @@
+"""Sweep: build a grid of runs from widgets, queue it, and watch the results fill in."""
+
+import streamlit as st
+
+from app import forms, state, widgets
+from perp_engine.config import DEFAULT_MODEL, METHODS, NAMED_DATASETS
+from perp_engine.errors import PerpError
+from perp_engine.presets import DESCRIPTIONS, PRESETS
+from perp_engine.sweep import queue_sweep
+
+KEEP = "session"
+SPARSITIES = [round(0.1 * i, 1) for i in range(1, 10)]
+ESTIMATED_POINTS = 40  # configs estimated one by one; a larger grid is extrapolated from them
+
+st.title("Sweep")
+st.caption("Every combination of the values below becomes one run. Runs queue and execute one after another in "
+           "the background; identical dense and pruned models are computed once and reused.")
+store = state.store()
+used = store.list_runs(limit=50)
+
+with st.container(border=True):
+    c1, c2 = st.columns(2)
+    model = c1.selectbox("Model", widgets.choices("sw_model", DEFAULT_MODEL, *(r.config["model"] for r in used)),
+                         key="sw_model", persist_state=KEEP, accept_new_options=True)
+    dataset = c2.selectbox("Text", widgets.choices("sw_dataset", *NAMED_DATASETS, *(r.config["dataset"] for r in used)),
+                           key="sw_dataset", persist_state=KEEP, accept_new_options=True,
+                           format_func=widgets.dataset_label)
+    methods = st.multiselect("Pruning methods", METHODS, default=["magnitude", "wanda"], key="sw_methods",
+                             persist_state=KEEP)
+    pattern = st.segmented_control("Pattern", forms.PATTERNS, default="unstructured", required=True, key="sw_pattern",
+                                   persist_state=KEEP)
+    sparsities = st.multiselect("Sparsities", SPARSITIES, default=[0.3, 0.5, 0.7], key="sw_sparsities",
+                                persist_state=KEEP, format_func=lambda s: f"{s:.0%}",
+                                disabled=pattern != "unstructured",
+                                help="An N:M pattern fixes the sparsity to N/M.")
+    recipes = st.multiselect("Retraining recipes", list(PRESETS), default=["none", "perp"], key="sw_recipes",
+                             persist_state=KEEP, help=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+    c3, c4, c5 = st.columns(3)
+    n_seeds = c3.number_input("Seeds", 1, 10, 1, key="sw_seeds", persist_state=KEEP,
+                              help="Repeats with seeds 0, 1, ...; charts average them.")
+    steps = c4.number_input("Training steps", 1, 100_000, 30, key="sw_steps", persist_state=KEEP)
+    size = c5.segmented_control("Run size", list(forms.RUN_SIZES), default=forms.DEFAULT_SIZE, required=True,
+                                key="sw_size", persist_state=KEEP, format_func=str.capitalize)
+    name = st.text_input("Name", key="sw_name", persist_state=KEEP, placeholder="named after its axes when empty")
+
+try:
+    spec = forms.sweep_spec(name=name, fixed={"model": model, "dataset": dataset, "steps": int(steps),
+                                              **forms.RUN_SIZES[size]},
+                            methods=methods, sparsities=sparsities, recipes=recipes, seeds=range(int(n_seeds)),
+                            pattern=pattern)
+    configs, skipped = spec.configs(skip_invalid=True)
+except PerpError as err:
+    st.warning(str(err), icon="⚠️")
+    spec = None
+if spec is not None:
+    estimates = [state.estimate(c.to_json())[0] for c in configs[:ESTIMATED_POINTS]]
+    known = [e.seconds for e in estimates if e is not None]
+    total = sum(known) / len(known) * len(configs) if known else None
+    st.markdown(f"**{len(configs)} runs**" + (f", about **{widgets.format_seconds(total)}** in all" if total else "")
+                + (f" on {estimates[0].device}" if known else ""))
+    for point, reason in skipped:
+        st.caption(f"skipped {point}: {reason}")
+    if st.button("Launch sweep", type="primary", icon="🚀"):
+        sweep_id, run_ids, _ = queue_sweep(spec, state.executor(), store, skip_invalid=True)
+        st.session_state[state.SWEEP] = sweep_id
+        st.toast(f"Sweep #{sweep_id}: {len(run_ids)} runs queued")
+
+st.divider()
+sweeps = store.list_sweeps()
+if not sweeps:
+    st.caption("Launched sweeps appear here and fill in as their runs finish.")
+    st.stop()
+names = {s["id"]: f"#{s['id']} {s['name']} ({s['runs']} runs)" for s in sweeps}
+watched = st.session_state.get(state.SWEEP)
+sweep_id = st.selectbox("Sweep", list(names), format_func=names.get,
+                        index=list(names).index(watched) if watched in names else 0, key="sw_watch")
+st.session_state[state.SWEEP] = sweep_id
+
+
+widgets.live(widgets.sweep_progress, any(not r.finished for r in store.sweep_runs(sweep_id)), sweep_id)

@@ -1,0 +1,188 @@
+"""What a run will train and roughly how long it will take, before it runs: no weights are read.
+
+The model is built on the meta device (:func:`perp_engine.models.load_skeleton`), the run's adapters are
+attached and its subsets selected exactly as the pipeline does, so the trainable-parameter count is exact.
+
+The time is a cost model, not a measurement: every stage is counted in floating-point operations of the
+matrix products it performs (2 FLOPs per weight per token for a forward pass, attention included), divided by
+an effective throughput per device, plus a fixed cost for loading. Stages and their work:
+
+- load: read the weights (``LOAD_S`` + ``LOAD_S_PER_PARAM`` x parameters; the embedded model's first use
+  converts its GGUF once, about ``GGUF_CONVERT_S`` more, which is only noted).
+- data: tokenize the evaluation and calibration text (``DATA_S``).
+- dense_eval, pruned_eval, final_eval: one forward over ``eval_tokens`` (whole windows) each.
+- prune: calibration tokens through every block twice (statistics, then outputs of the pruned block) plus
+  the in-situ error measurement; SparseGPT adds its Hessian and OBS updates (~2 d_in^2 per token and
+  2 d_out d_in^2 + d_in^3 per layer, plus a per-column Python overhead).
+- train, mode retrain: steps x batch x accumulation x seqlen tokens, forward + backward to the activations
+  (2 x forward) + weight gradients of what trains, + a dense forward more with gradient checkpointing,
+  + the adapters' per-step cost of forming their dense update (``6 r`` FLOPs per adapted weight).
+- train, mode reconstruct: per block, three passes of the calibration set (dense target, before, after) and
+  ``steps`` forward + backward passes over one chunk of ``batch_size`` sequences.
+
+``THROUGHPUT`` was calibrated on a shared 2-core x86 CPU (float32, torch 2.13) with SmolLM2-135M-shaped
+models; CPU rates scale with the number of torch threads. The GPU rates are conservative guesses for a
+laptop-class GPU, not measurements. Expect the estimate within a factor of ~2; it is meant to tell a
+30-second run from a 30-minute one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .adapters import attach_adapters
+from .blocks import find_decoder_blocks, find_linears, get_weight
+from .config import RunConfig
+from .models import EMBEDDED_MODELS, load_skeleton, resolve_device
+from .pipeline import MEASURE_SAMPLES
+from .progress import STAGES
+from .subsets import TrainableReport, select_trainable
+
+THROUGHPUT = {"cpu": 45e9, "cuda": 8e12, "mps": 1.5e12}  # effective FLOP/s of a transformer pass, float32
+CPU_THREADS_CALIBRATED = 2
+LOAD_S = 3.0
+LOAD_S_PER_PARAM = 2e-8
+GGUF_CONVERT_S = 30.0
+DATA_S = 2.0
+SPARSEGPT_S_PER_COLUMN = 2e-5  # Python overhead of SparseGPT's column loop, per input column per layer
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the cost model needs from a model: sizes of its matrix products."""
+
+    total_params: int
+    block_linear_params: int  # weights of the linears inside the decoder blocks (what is pruned)
+    head_params: int  # the output head's matrix (vocabulary x hidden), used once per token
+    n_blocks: int
+    hidden: int
+    linears: tuple[tuple[int, int], ...]  # (out, in) of every block linear
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "ModelShape":
+        _, blocks = find_decoder_blocks(model)
+        linears = tuple(tuple(get_weight(m).shape) for block in blocks for m in find_linears(block).values())
+        head = model.get_output_embeddings()
+        unique = {id(p): p.numel() for p in model.parameters()}
+        return cls(
+            total_params=sum(unique.values()),
+            block_linear_params=sum(o * i for o, i in linears),
+            head_params=head.weight.numel() if head is not None else 0,
+            n_blocks=len(blocks),
+            hidden=model.get_input_embeddings().weight.shape[1],
+            linears=linears,
+        )
+
+    def forward_flops(self, seqlen: int, with_head: bool = True) -> float:
+        """FLOPs of one token's forward pass at context ``seqlen`` (causal attention sees seqlen / 2 on average)."""
+        attention = 2 * self.n_blocks * seqlen * self.hidden
+        return 2 * (self.block_linear_params + (self.head_params if with_head else 0)) + attention
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Counts and predicted seconds of one run. ``trainable`` is None for a prune-only run."""
+
+    trainable: TrainableReport | None
+    total_params: int
+    seconds: float
+    breakdown: dict[str, float]
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trainable_params(self) -> int:
+        return self.trainable.trainable if self.trainable else 0
+
+    @property
+    def trainable_fraction(self) -> float:
+        return self.trainable.fraction if self.trainable else 0.0
+
+
+def estimate_run(config: RunConfig, *, threads: int | None = None) -> Estimate:
+    """Count what ``config`` trains and predict its wall time per stage on the device it would run on.
+
+    PerpError for a model that cannot be read or a recipe that does not fit it (e.g. a rank above a layer's size).
+    """
+    device = resolve_device(config.device)
+    model = load_skeleton(config.model, trust_remote_code=config.trust_remote_code)
+    shape = ModelShape.of(model)
+    report = trainable_report(model, config)
+    rate = throughput(device.type, threads)
+    breakdown = stage_seconds(config, shape, report, rate)
+    notes = []
+    if config.model in EMBEDDED_MODELS:
+        notes.append(f"the embedded model's first load converts its GGUF once (about {GGUF_CONVERT_S:.0f} s more)")
+    if report is not None:
+        notes.extend(report.notes)
+    return Estimate(trainable=report, total_params=report.total if report else shape.total_params,
+                    seconds=round(sum(breakdown.values()), 1), breakdown=breakdown, device=str(device), notes=notes)
+
+
+def trainable_report(model: nn.Module, config: RunConfig) -> TrainableReport | None:
+    """Attach the run's adapters to ``model`` (a skeleton) and select its subsets as the pipeline will."""
+    if config.mode == "none":
+        return None
+    if config.adapter != "none":
+        attach_adapters(model, config.adapter, rank=config.rank, alpha=config.alpha,
+                        target_modules=config.target_modules, seed=config.seed)
+    if config.mode == "reconstruct":
+        _, blocks = find_decoder_blocks(model)
+        return select_trainable(model, config.train, untie=False, scope=blocks)
+    return select_trainable(model, config.train, untie=config.untie_head)
+
+
+def throughput(device_type: str, threads: int | None = None) -> float:
+    """Effective FLOP/s on ``device_type``; CPU rates scale with the torch thread count."""
+    rate = THROUGHPUT.get(device_type, THROUGHPUT["cpu"])
+    if device_type == "cpu":
+        rate *= (threads or torch.get_num_threads()) / CPU_THREADS_CALIBRATED
+    return rate
+
+
+def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport | None, rate: float) -> dict[str, float]:
+    """Predicted seconds of each stage the run goes through, in pipeline order."""
+    seqlen = config.seqlen
+    eval_tokens = (config.eval_tokens // seqlen) * seqlen
+    calib_tokens = config.calib_samples * seqlen
+    forward = shape.forward_flops(seqlen)
+    block_forward = shape.forward_flops(seqlen, with_head=False)
+    seconds = {
+        "load": LOAD_S + LOAD_S_PER_PARAM * shape.total_params,
+        "data": DATA_S,
+        "dense_eval": eval_tokens * forward / rate,
+        "prune": (prune_flops(config, shape) + 2 * MEASURE_SAMPLES * seqlen * block_forward) / rate
+        + (SPARSEGPT_S_PER_COLUMN * sum(i for _, i in shape.linears) if config.method == "sparsegpt" else 0.0),
+        "pruned_eval": eval_tokens * forward / rate,
+    }
+    if config.mode != "none":
+        seconds["train"] = train_flops(config, shape, report) / rate + 2 * MEASURE_SAMPLES * seqlen * block_forward / rate
+        seconds["final_eval"] = eval_tokens * forward / rate
+    return {stage: round(seconds[stage], 1) for stage in STAGES if stage in seconds}
+
+
+def prune_flops(config: RunConfig, shape: ModelShape) -> float:
+    """Calibration passes through the blocks, plus SparseGPT's Hessians and weight updates."""
+    tokens = config.calib_samples * config.seqlen
+    flops = 2 * tokens * shape.forward_flops(config.seqlen, with_head=False)
+    if config.method == "sparsegpt":
+        flops += sum(2 * tokens * i * i + 2 * o * i * i + i ** 3 for o, i in shape.linears)
+    return flops
+
+
+def train_flops(config: RunConfig, shape: ModelShape, report: TrainableReport | None) -> float:
+    """FLOPs of retraining (whole model, LM loss) or of block-wise reconstruction."""
+    share = report.fraction if report else 0.0
+    adapted = shape.block_linear_params if config.adapter != "none" else 0
+    checkpointing = 1.0 if config.grad_checkpointing else 0.0
+    if config.mode == "reconstruct":
+        step_tokens = config.batch_size * config.seqlen
+        calib_tokens = config.calib_samples * config.seqlen
+        block = shape.forward_flops(config.seqlen, with_head=False)
+        return (3 * calib_tokens + config.steps * step_tokens * (2 + share)) * block + config.steps * 6 * config.rank * adapted
+    tokens = config.steps * config.batch_size * config.grad_accum * config.seqlen
+    per_token = shape.forward_flops(config.seqlen) * (2 + share + checkpointing)
+    return tokens * per_token + config.steps * config.grad_accum * 6 * config.rank * adapted

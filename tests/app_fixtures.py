@@ -1,0 +1,59 @@
+"""Stores seeded with runs for the app tests: real pipeline runs of the tiny saved model, plus failed and queued
+runs, and hand-made results with known numbers for the figure tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from perp_engine.config import RunConfig
+from perp_engine.pipeline import run_pipeline
+from perp_engine.result import BlockRecord, LayerRecord, RunResult
+from perp_engine.store import RunStore
+
+TINY = {"seqlen": 32, "calib_samples": 8, "eval_tokens": 256, "batch_size": 2, "steps": 3}
+FAILURE = "model: cannot load '/nowhere' as a causal language model: no config.json"
+
+
+def record(store: RunStore, config: RunConfig, result: RunResult, sweep_id: int | None = None) -> int:
+    """Insert ``config`` as a finished run with ``result``, as a worker would."""
+    run_id = store.create_run(config, sweep_id)
+    store.start_run(run_id)
+    store.log(run_id, f"run {run_id} recorded by the test fixture")
+    store.record_result(run_id, result)
+    return run_id
+
+
+def made_up(config: RunConfig, dense: float, pruned: float, final: float | None = None, fraction: float = 0.0,
+            losses: tuple[float, ...] = (), layers: list[LayerRecord] | None = None) -> RunResult:
+    """A result with chosen numbers (for checking that charts plot exactly them)."""
+    total = 1_000_000
+    return RunResult(config=config.to_dict(), dense_ppl=dense, pruned_ppl=pruned, final_ppl=final,
+                     sparsity=config.sparsity, total_params=total, trainable_params=int(fraction * total),
+                     trainable_fraction=fraction, train_loss=list(losses), layers=layers or [],
+                     blocks=[BlockRecord(block=b, loss_before=0.1 * (b + 1), loss_after=None if final is None else 0.05 * (b + 1))
+                             for b in range(2)],
+                     timings={"load": 0.1}, environment={"device": "cpu"})
+
+
+SEEDED = {  # name -> (preset, RunConfig fields)
+    "prune-only": ("none", {"method": "magnitude", "sparsity": 0.5}),
+    "perp": ("perp", {"method": "wanda", "sparsity": 0.5}),
+    "masklora-2:4": ("perp-masklora", {"method": "sparsegpt", "sparsity": 0.5, "pattern": "2:4"}),
+    "recon": ("recon-norms", {"method": "wanda", "sparsity": 0.3}),
+}
+
+
+def seed_store(path: Path, model_dir: Path, text_file: Path) -> dict[str, int]:
+    """A store holding real runs of the tiny model (SEEDED), a failed run and a queued one; returns their ids."""
+    store = RunStore(path)
+    ids = {}
+    for name, (preset, fields) in SEEDED.items():
+        config = RunConfig.create(preset, model=str(model_dir), dataset=str(text_file), **TINY, **fields)
+        ids[name] = record(store, config, run_pipeline(config))
+    failed = store.create_run(RunConfig.create("perp", model=str(model_dir), dataset=str(text_file), **TINY))
+    store.start_run(failed)
+    store.fail_run(failed, FAILURE)
+    ids["failed"] = failed
+    ids["queued"] = store.create_run(RunConfig.create("none", model=str(model_dir), dataset=str(text_file), **TINY))
+    store.close()
+    return ids
