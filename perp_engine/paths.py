@@ -39,8 +39,9 @@ def resolve_home(home: str | os.PathLike | None) -> Path:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it replaces ``final`` in one rename.
 
-    On an exception the temporary folder is removed and ``final`` is left as it was. If another process
-    created ``final`` meanwhile, its entry is replaced (both hold the same content).
+    On an exception the temporary folder is removed and ``final`` is left as it was. An existing ``final`` is
+    replaced; if another process fills ``final`` between that and the rename, its entry is kept (caches built
+    from the same source hold the same content).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -50,7 +51,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             trash = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
