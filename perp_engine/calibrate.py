@@ -102,6 +102,6 @@ def run_block(block: nn.Module, inputs: BlockInputs) -> list[torch.Tensor]:
 
 def relative_error(reference: list[torch.Tensor], other: list[torch.Tensor]) -> float:
     """||reference - other||^2 / ||reference||^2 over all chunks, in float64 accumulation."""
-    num = sum(float((r.double() - o.double()).pow(2).sum()) for r, o in zip(reference, other))
-    den = sum(float(r.double().pow(2).sum()) for r in reference)
+    num = sum(float((r - o).pow(2).sum(dtype=torch.float64)) for r, o in zip(reference, other))
+    den = sum(float(r.pow(2).sum(dtype=torch.float64)) for r in reference)
     return num / den if den > 0 else 0.0

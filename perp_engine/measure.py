@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -37,7 +38,8 @@ def on_device(block: nn.Module, device: torch.device) -> nn.Module:
 
 
 @torch.no_grad()
-def measure_errors(model: nn.Module, dense_blocks: nn.ModuleList, dense_inputs: BlockInputs, inputs: BlockInputs) -> ErrorReport:
+def measure_errors(model: nn.Module, dense_blocks: nn.ModuleList, dense_inputs: BlockInputs, inputs: BlockInputs,
+                   progress: Callable[[float, str], None] | None = None) -> ErrorReport:
     """Compare ``model``'s blocks with ``dense_blocks``; ``dense_inputs``/``inputs``: each model's block-0 inputs."""
     path, blocks = find_decoder_blocks(model)
     device = inputs.hidden[0].device
@@ -56,9 +58,9 @@ def measure_errors(model: nn.Module, dense_blocks: nn.ModuleList, dense_inputs: 
 
         def compare(name):
             def hook(_m, _a, out):
-                r = ref[name].double()
-                num[name] += float((r - out.double()).pow(2).sum())
-                den[name] += float(r.pow(2).sum())
+                r = ref[name]
+                num[name] += float((r - out).pow(2).sum(dtype=torch.float64))
+                den[name] += float(r.pow(2).sum(dtype=torch.float64))
 
             return hook
 
@@ -70,8 +72,8 @@ def measure_errors(model: nn.Module, dense_blocks: nn.ModuleList, dense_inputs: 
             for (dh, dkw), (ch, ckw) in zip(zip(d_inputs.hidden, d_inputs.kwargs), zip(c_inputs.hidden, c_inputs.kwargs)):
                 d = block_forward(dense, dh, dkw)
                 c = block_forward(block, ch, ckw)
-                block_num += float((d.double() - c.double()).pow(2).sum())
-                block_den += float(d.double().pow(2).sum())
+                block_num += float((d - c).pow(2).sum(dtype=torch.float64))
+                block_den += float(d.pow(2).sum(dtype=torch.float64))
                 d_out.append(d)
                 c_out.append(c)
                 ref.clear()
@@ -82,4 +84,6 @@ def measure_errors(model: nn.Module, dense_blocks: nn.ModuleList, dense_inputs: 
             layer_errors[f"{path}.{i}.{n}"] = num[n] / den[n] if den[n] > 0 else 0.0
         block_errors.append(block_num / block_den if block_den > 0 else 0.0)
         d_inputs, c_inputs = d_inputs.with_hidden(d_out), c_inputs.with_hidden(c_out)
+        if progress:
+            progress((i + 1) / len(blocks), f"layer errors: block {i + 1}/{len(blocks)}")
     return ErrorReport(layers=layer_errors, blocks=block_errors)

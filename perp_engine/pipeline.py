@@ -54,16 +54,26 @@ def run_pipeline(
     reset_peak_memory(device)
 
     @contextmanager
-    def stage(name: str, message: str):
+    def stage(name: str, message: str, timing: bool = True):
+        """A progress stage, timed under its name unless ``timing`` is False (its steps are then timed apart)."""
         progress(name, 0.0, message)
         log(message)
+        if timing:
+            with timed(name):
+                yield
+        else:
+            yield
+        progress(name, 1.0, f"{message} done")
+
+    @contextmanager
+    def timed(name: str):
         start = time.perf_counter()
         yield
-        result.timings[name] = round(time.perf_counter() - start, 3)
-        progress(name, 1.0, f"{message} done in {result.timings[name]:.1f} s")
+        result.timings[name] = round(result.timings.get(name, 0.0) + time.perf_counter() - start, 3)
 
-    def report(name: str):
-        return lambda fraction, message="": progress(name, fraction, message)
+    def report(name: str, lo: float = 0.0, hi: float = 1.0):
+        """Progress of a step that covers [lo, hi] of stage ``name``."""
+        return lambda fraction, message="": progress(name, lo + (hi - lo) * fraction, message)
 
     with stage("load", f"loading {config.model} on {device}"):
         model, tokenizer = load_model(config.model, device=str(device), dtype=config.dtype,
@@ -95,10 +105,11 @@ def run_pipeline(
                  "sparsity": config.sparsity, "pattern": config.pattern, "seed": config.seed,
                  "calib_samples": config.calib_samples, "seqlen": config.seqlen, "blocksize": config.blocksize,
                  "percdamp": config.percdamp}
-    with stage("prune", f"{config.method} pruning to {config.sparsity:.0%} ({config.pattern})"):
-        result.layers = _prune(model, calib, config, cache, prune_key, result, report("prune"), log)
-
-    errors = measure_errors(model, dense_blocks, measure_inputs, measure_inputs)
+    with stage("prune", f"{config.method} pruning to {config.sparsity:.0%} ({config.pattern})", timing=False):
+        with timed("prune"):
+            result.layers = _prune(model, calib, config, cache, prune_key, result, report("prune", 0.0, 0.85), log)
+        with timed("measure"):
+            errors = measure_errors(model, dense_blocks, measure_inputs, measure_inputs, progress=report("prune", 0.85, 1.0))
     for rec in result.layers:
         rec.recon_error = errors.layers[rec.name]
     result.blocks = [BlockRecord(block=i, loss_before=e) for i, e in enumerate(errors.blocks)]
@@ -122,14 +133,18 @@ def run_pipeline(
         with stage("train", f"{config.mode}: training {', '.join(config.train) or 'adapters only'}"
                             + (f" + {config.adapter} r{config.rank}" if config.adapter != "none" else "")):
             repair(model, tokenizer, config, calib_corpus, calib, dense_blocks, result, report("train"), log)
-        after = measure_errors(model, dense_blocks, measure_inputs,
-                               capture_block_inputs(model, calib[:MEASURE_SAMPLES], config.batch_size))
+        with stage("final_eval", "per-layer errors and final perplexity", timing=False):
+            with timed("measure"):
+                after = measure_errors(model, dense_blocks, measure_inputs,
+                                       capture_block_inputs(model, calib[:MEASURE_SAMPLES], config.batch_size),
+                                       progress=report("final_eval", 0.0, 0.3))
+            with timed("final_eval"):
+                result.final_ppl = perplexity(model, windows, config.eval_batch_size,
+                                              progress=report("final_eval", 0.3, 1.0))
         for rec in result.layers:
             rec.recon_error_after = after.layers[rec.name]
         for rec, e in zip(result.blocks, after.blocks):
             rec.loss_after = e
-        with stage("final_eval", "final perplexity"):
-            result.final_ppl = perplexity(model, windows, config.eval_batch_size, progress=report("final_eval"))
         log(f"final perplexity {result.final_ppl:.3f}")
         sparsity_after = model_sparsity(model)["overall"]
         if config.adapter != "lora" and not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):

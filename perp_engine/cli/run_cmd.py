@@ -1,15 +1,19 @@
-"""``perp run``: one configuration end to end, with a progress bar per stage."""
+"""``perp run``: one configuration end to end in this process, with a progress bar per stage.
+
+The run is recorded in the run store (so ``perp runs``, ``perp export`` and the app see it, and ``perp cancel``
+stops it) unless ``--no-store``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..pipeline import run_pipeline
 from ..progress import STAGES
 from ..result import RunResult
 from .config_flags import add_config_flags, config_from_args
@@ -29,12 +33,14 @@ def add_parser(sub) -> None:
     parser = sub.add_parser(
         "run", help="run one configuration end to end",
         description="Load, calibrate, prune, optionally retrain/reconstruct, and measure one configuration.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_config_flags(parser)
     parser.add_argument("--json", metavar="PATH", help="write the RunResult as JSON to PATH")
-    parser.add_argument("--save-model", metavar="DIR", help="save the final model (safetensors + masks) to DIR")
-    parser.add_argument("--cache-dir", metavar="DIR", help="reuse dense perplexity / pruned weights of identical settings from DIR")
+    parser.add_argument("--store", metavar="PATH", help="run store to record into (default: $PERP_STORE or ~/.cache/perp-lab/runs.sqlite)")
+    parser.add_argument("--no-store", action="store_true", help="do not record the run; nothing is reused")
+    parser.add_argument("--recompute", action="store_true",
+                        help="recompute even if an identical run or cached dense ppl / pruned weights exist")
+    parser.add_argument("--keep-model", action="store_true", help="keep the final model in the store for `perp export`")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only the summary")
     parser.set_defaults(func=run)
 
@@ -72,7 +78,8 @@ def summary(result: RunResult) -> str:
     lines = [
         f"model {cfg['model']}  method {cfg['method']}  sparsity {cfg['sparsity']} ({cfg['pattern']})  device {result.device}",
         f"dense ppl   {result.dense_ppl:10.3f}" + ("  (reused)" if "dense_ppl" in result.reused else ""),
-        f"pruned ppl  {result.pruned_ppl:10.3f}  measured sparsity {result.sparsity:.4f}",
+        f"pruned ppl  {result.pruned_ppl:10.3f}  measured sparsity {result.sparsity:.4f}"
+        + ("  (pruned weights reused)" if "pruned_model" in result.reused else ""),
     ]
     if result.final_ppl is not None:
         lines.append(f"final ppl   {result.final_ppl:10.3f}  after {cfg['mode']} "
@@ -87,10 +94,29 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     bars = StageBars(enabled=not args.quiet)
     try:
-        result = run_pipeline(config, bars, cache_dir=args.cache_dir, output_dir=args.save_model)
+        if args.no_store:
+            from ..pipeline import run_pipeline  # torch loads here, not when `perp runs` imports this module
+
+            result = run_pipeline(config, bars)
+            run_id = None
+        else:
+            from ..jobs.worker import execute_run
+            from ..store import RunStore
+
+            store = RunStore(args.store)
+            run_id = store.create_run(config, keep_model=args.keep_model, recompute=args.recompute)
+            store.start_run(run_id, os.getpid())
+            status = execute_run(store, run_id, forward=bars, reraise=True)
+            row = store.get_run(run_id)
+            if status != "done":
+                print(f"perp: run {run_id} {status}: {row.error or row.message}", file=sys.stderr)
+                return 130 if status == "cancelled" else 1
+            result = RunResult.from_dict(row.result)
     finally:
         bars.close()
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
     print(summary(result))
+    if run_id is not None:
+        print(f"recorded as run {run_id} (perp runs {run_id}; perp export {run_id} DIR)")
     return 0

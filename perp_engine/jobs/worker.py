@@ -24,7 +24,7 @@ from .tracking import RunCancelled, RunTracker
 
 
 def execute_run(store: RunStore, run_id: int, on_tracker: Callable[[RunTracker | None], None] | None = None,
-                forward: Progress | None = None) -> str:
+                forward: Progress | None = None, reraise: bool = False) -> str:
     """Execute a claimed (running) run to its end and record the outcome; returns the final status.
 
     An identical finished run is reused unless the run asks to recompute or to keep its model. Otherwise the
@@ -32,6 +32,7 @@ def execute_run(store: RunStore, run_id: int, on_tracker: Callable[[RunTracker |
     saves the final model under ``store.artifact_dir(run_id)`` when ``keep_model``. ``on_tracker`` receives the
     RunTracker while the pipeline runs (the worker's SIGTERM handler uses it); ``forward`` also receives the
     progress (e.g. a progress bar when a CLI executes a run in its own process after ``store.start_run``).
+    ``reraise``: after recording a failure, raise the error again (the CLI turns a PerpError into one line).
     """
     row = store.get_run(run_id)
     try:
@@ -49,7 +50,6 @@ def execute_run(store: RunStore, run_id: int, on_tracker: Callable[[RunTracker |
     partial = final.with_name(f"{final.name}.partial") if final else None
     from ..pipeline import run_pipeline  # here, not at the top: importing perp_engine.jobs must not load torch
 
-
     status = "failed"
     try:
         with RunTracker(store, run_id, forward=forward) as tracker:
@@ -66,9 +66,13 @@ def execute_run(store: RunStore, run_id: int, on_tracker: Callable[[RunTracker |
         status = "cancelled"
     except PerpError as err:
         store.fail_run(run_id, str(err))
+        if reraise:
+            raise
     except Exception as err:  # any crash of the pipeline ends this run, not the worker
         store.log(run_id, traceback.format_exc())
         store.fail_run(run_id, f"{type(err).__name__}: {err}")
+        if reraise:
+            raise
     finally:
         if on_tracker:
             on_tracker(None)
