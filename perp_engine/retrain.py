@@ -34,8 +34,9 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
     """Train the parameters that require grad on ``samples`` (N, seqlen) token windows, labels = inputs.
 
     Each of ``steps`` optimizer steps averages ``grad_accum`` micro-batches of ``batch_size`` windows, drawn
-    from a seeded permutation of the samples that is renewed each time it runs out. A NaN/inf loss stops the
-    run and restores the weights that gave the previous step's (finite) loss.
+    from a seeded permutation of the samples that is renewed each time it runs out. A NaN/inf loss at step k
+    stops the run and restores the weights step k-1 was evaluated with (step 0: the weights before retraining);
+    for that, one copy of the trainable weights is kept, refreshed before every optimizer step.
     """
     _check(samples, steps, lr, batch_size, grad_accum, warmup_ratio, weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
