@@ -11,14 +11,14 @@ import streamlit as st  # noqa: E402
 
 from app import widgets  # noqa: E402
 
-st.set_page_config(page_title="PERP Lab", page_icon="✂️", layout="wide")
+st.set_page_config(page_title="PERP Lab", page_icon=":material/content_cut:", layout="wide")
 
 pages = [
-    st.Page(widgets.PAGES["experiment"], title="Experiment", icon="🧪", default=True),
-    st.Page(widgets.PAGES["compare"], title="Compare", icon="📈"),
-    st.Page(widgets.PAGES["layers"], title="Layers", icon="🧱"),
-    st.Page(widgets.PAGES["sweep"], title="Sweep", icon="🗂️"),
-    st.Page(widgets.PAGES["about"], title="About", icon="📖"),
+    st.Page(widgets.PAGES["experiment"], title="Experiment", icon=":material/science:", default=True),
+    st.Page(widgets.PAGES["compare"], title="Compare", icon=":material/monitoring:"),
+    st.Page(widgets.PAGES["layers"], title="Layers", icon=":material/view_module:"),
+    st.Page(widgets.PAGES["sweep"], title="Sweep", icon=":material/grid_view:"),
+    st.Page(widgets.PAGES["about"], title="About", icon=":material/menu_book:"),
 ]
 page = st.navigation(pages)
 widgets.sidebar()

@@ -119,6 +119,15 @@ def runs_frame(rows: Iterable[RunRow], now: float | None = None) -> pd.DataFrame
     return pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
 
 
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _ago(seconds: float) -> str:
     if seconds < 90:
         return f"{max(seconds, 0):.0f} s ago"

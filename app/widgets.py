@@ -18,7 +18,7 @@ from perp_engine.store import RunRow
 from . import figures, state
 from .forms import DATASET_HELP
 from .progress_view import STAGE_TITLES, remaining_seconds, stage_bars
-from .runs import recovery, run_label, runs_frame
+from .runs import format_seconds, recovery, run_label, runs_frame
 from .texts import CHARTS, GETTING_STARTED
 
 LIVE_REFRESH_S = 1.0
@@ -29,7 +29,8 @@ PAGES = {  # page files relative to app/main.py
     "sweep": "../pages/sweep.py",
     "about": "../pages/about.py",
 }
-STATUS_ICONS = {"queued": "⏳", "running": "⚙️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "done": ":material/check_circle:",
+                "failed": ":material/error:", "cancelled": ":material/cancel:"}
 
 
 def sidebar() -> None:
@@ -44,8 +45,8 @@ def sidebar() -> None:
 
 def getting_started() -> None:
     """The empty state: how to start, never an error."""
-    st.info(GETTING_STARTED, icon="👋")
-    st.page_link(PAGES["experiment"], label="Open Experiment", icon="🧪")
+    st.info(GETTING_STARTED, icon=":material/waving_hand:")
+    st.page_link(PAGES["experiment"], label="Open Experiment", icon=":material/science:")
 
 
 def chart(fig: go.Figure, name: str, key: str | None = None, caption: bool = True) -> None:
@@ -55,26 +56,20 @@ def chart(fig: go.Figure, name: str, key: str | None = None, caption: bool = Tru
         st.caption(CHARTS[name])
 
 
-def format_seconds(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def estimate_box(config: RunConfig) -> None:
     """What the run will train and roughly how long it will take, before it is launched."""
     estimate, error = state.estimate(config.to_json())
     if estimate is None:
-        st.warning(f"No estimate for this configuration: {error}", icon="⚠️")
+        st.warning(f"No estimate for this configuration: {error}", icon=":material/warning:")
         return
     left, right = st.columns(2)
     if estimate.trainable:
         left.metric("Trainable parameters", f"{estimate.trainable_params:,}",
                     help=f"of {estimate.total_params:,} parameters (adapters included)")
         left.caption(f"**{100 * estimate.trainable_fraction:.3g}%** of the model: "
-                     + ", ".join(f"{k} {v:,}" for k, v in estimate.trainable.by_category.items()))
+                     + ", ".join(f"{k} {v:,}" for k, v in estimate.trainable.by_category.items() if v))
+        for warning in estimate.trainable.warnings:
+            st.caption(f":material/info: {warning}")
     else:
         left.metric("Trainable parameters", "none", help="prune only: nothing is retrained")
         left.caption(f"{estimate.total_params:,} parameters in the model")
@@ -132,9 +127,9 @@ def run_card(row: RunRow) -> None:
         elif row.status == "done":
             run_result(row)
         elif row.status == "failed":
-            st.error(f"This run failed: {row.error}", icon="❌")
+            st.error(f"This run failed: {row.error}", icon=":material/error:")
         else:
-            st.warning(row.error or "cancelled", icon="⏹️")
+            st.warning(row.error or "cancelled", icon=":material/stop_circle:")
         if row.status != "queued":
             with st.expander("Log", expanded=row.status in ("running", "failed")):
                 st.code("\n".join(state.store().logs(row.id, tail=200)) or "(no log yet)", language=None, height=200)
@@ -151,25 +146,27 @@ def _progress(row: RunRow) -> None:
                    + ". You can leave this page; the run goes on.")
         for bar in stage_bars(row):
             st.progress(bar.value, text=bar.text)
-    if st.button("Cancel", key=f"cancel-{row.id}", icon="⏹️"):
+    if st.button("Cancel", key=f"cancel-{row.id}", icon=":material/stop_circle:"):
         status = state.executor().cancel(row.id)
         st.toast(f"Run #{row.id}: {'cancelled' if status.finished else 'stopping…'}")
 
 
 def run_result(row: RunRow) -> None:
     """The headline numbers of a finished run (lower perplexity is better: deltas are coloured inversely)."""
-    cols = st.columns(5)
-    cols[0].metric("Dense perplexity", _num(row.dense_ppl))
-    cols[1].metric("Pruned", _num(row.pruned_ppl), _delta(row.pruned_ppl, row.dense_ppl), delta_color="inverse",
-                   help=f"at sparsity {row.sparsity:.1%}" if row.sparsity is not None else None)
+    metrics = st.container(horizontal=True, gap="medium")
+    metrics.metric("Dense perplexity", _num(row.dense_ppl), width="content")
+    metrics.metric("Pruned", _num(row.pruned_ppl), _delta(row.pruned_ppl, row.dense_ppl), delta_color="inverse",
+                   help=f"at sparsity {row.sparsity:.1%}" if row.sparsity is not None else None, width="content")
     if row.final_ppl is not None:
-        cols[2].metric("Retrained", _num(row.final_ppl), _delta(row.final_ppl, row.pruned_ppl), delta_color="inverse")
+        metrics.metric("Retrained", _num(row.final_ppl), _delta(row.final_ppl, row.pruned_ppl), delta_color="inverse",
+                       width="content")
         rec = recovery(row)
-        cols[3].metric("Recovered", "–" if rec is None else f"{rec:.0%}",
-                       help="share of the pruning damage undone, on the log-perplexity scale")
+        metrics.metric("Recovered", "–" if rec is None else f"{rec:.0%}", width="content",
+                       help="share of the pruning damage undone, on the log-perplexity scale (– when pruning cost "
+                            "under 1%)")
     if row.trainable_params:
-        cols[4].metric("Trained parameters", f"{row.trainable_params:,}", f"{100 * (row.trainable_fraction or 0):.3g}% of the model",
-                       delta_color="off")
+        metrics.metric("Trained parameters", f"{row.trainable_params:,}", width="content",
+                       help=f"{100 * (row.trainable_fraction or 0):.3g}% of the model's parameters")
     details = [f"{format_seconds(row.duration)}" if row.duration else None,
                f"on {row.environment.get('device')}" if row.environment.get("device") else None,
                f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
@@ -219,7 +216,7 @@ def sweep_progress(sweep_id: int) -> bool:
     counts = ", ".join(f"{n} {s}" for s, n in store.get_sweep(sweep_id)["counts"].items())
     st.progress(finished / len(rows) if rows else 1.0, text=f"{finished} of {len(rows)} finished ({counts})")
     active = [r for r in rows if not r.finished]
-    if active and st.button("Cancel the rest", key=f"sweep-cancel-{sweep_id}", icon="⏹️"):
+    if active and st.button("Cancel the rest", key=f"sweep-cancel-{sweep_id}", icon=":material/stop_circle:"):
         for r in active:
             state.executor().cancel(r.id)
     if any(r.status == "done" for r in rows):

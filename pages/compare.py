@@ -41,7 +41,7 @@ event = st.dataframe(
 selected_ids = [int(table["id"].iloc[i]) for i in event.selection.rows]
 st.session_state[state.SELECTED] = selected_ids
 charted = [r for r in shown if r.id in selected_ids] if selected_ids else shown
-st.download_button("Download table (CSV)", table.to_csv(index=False), "perp-runs.csv", "text/csv", icon="⬇️")
+st.download_button("Download table (CSV)", table.to_csv(index=False), "perp-runs.csv", "text/csv", icon=":material/download:")
 
 failed = [r for r in charted if r.status == "failed"]
 if failed:

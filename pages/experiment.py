@@ -13,8 +13,9 @@ st.caption("Prune a small language model, repair it by retraining a few paramete
            "and what came back. Every choice has a default that works on a laptop CPU.")
 
 store = state.store()
-used_models = [r.config["model"] for r in store.list_runs(limit=50)]
-used_data = [r.config["dataset"] for r in store.list_runs(limit=50)]
+recent = store.list_runs(limit=50)
+used_models = [r.config["model"] for r in recent]
+used_data = [r.config["dataset"] for r in recent]
 
 form_col, cost_col = st.columns([3, 2], gap="large")
 with form_col:
@@ -105,20 +106,19 @@ with cost_col:
         config = form.to_config()
     except PerpError as err:
         config = None
-        st.error(str(err), icon="⚠️")
+        st.error(str(err), icon=":material/warning:")
     if config is not None:
         widgets.estimate_box(config)
-    if st.button("Launch", type="primary", icon="🚀", disabled=config is None, width="stretch"):
+    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=config is None, width="stretch"):
         run_id = state.executor().submit(config)
         state.remember_launch(run_id)
         st.toast(f"Run #{run_id} queued")
 
-st.divider()
-st.subheader("Runs")
-active = [r.id for r in store.list_runs(status=("queued", "running"))]
-shown = [*active, *state.session_list(state.LAUNCHED)[:5]]
-if shown:
-    widgets.run_cards(sorted(set(shown), reverse=True))
-else:
-    st.caption("Runs you launch appear here with a progress bar per stage. They run in the background: you can "
-               "open other pages meanwhile. Finished runs are on Compare and Layers.")
+    st.subheader("Runs")
+    active = [r.id for r in store.list_runs(status=("queued", "running"))]
+    shown = [*active, *state.session_list(state.LAUNCHED)[:5]]
+    if shown:
+        widgets.run_cards(sorted(set(shown), reverse=True))
+    else:
+        st.caption("Runs you launch appear here with a progress bar per stage. They run in the background: you can "
+                   "open other pages meanwhile. Finished runs are on Compare and Layers.")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import forms, state, widgets
+from app import forms, runs, state, widgets
 from perp_engine.config import DEFAULT_MODEL, METHODS, NAMED_DATASETS
 from perp_engine.errors import PerpError
 from perp_engine.presets import DESCRIPTIONS, PRESETS
@@ -50,17 +50,17 @@ try:
                             pattern=pattern)
     configs, skipped = spec.configs(skip_invalid=True)
 except PerpError as err:
-    st.warning(str(err), icon="⚠️")
+    st.warning(str(err), icon=":material/warning:")
     spec = None
 if spec is not None:
     estimates = [state.estimate(c.to_json())[0] for c in configs[:ESTIMATED_POINTS]]
     known = [e.seconds for e in estimates if e is not None]
     total = sum(known) / len(known) * len(configs) if known else None
-    st.markdown(f"**{len(configs)} runs**" + (f", about **{widgets.format_seconds(total)}** in all" if total else "")
+    st.markdown(f"**{len(configs)} runs**" + (f", about **{runs.format_seconds(total)}** in all" if total else "")
                 + (f" on {estimates[0].device}" if known else ""))
     for point, reason in skipped:
         st.caption(f"skipped {point}: {reason}")
-    if st.button("Launch sweep", type="primary", icon="🚀"):
+    if st.button("Launch sweep", type="primary", icon=":material/rocket_launch:"):
         sweep_id, run_ids, _ = queue_sweep(spec, state.executor(), store, skip_invalid=True)
         st.session_state[state.SWEEP] = sweep_id
         st.toast(f"Sweep #{sweep_id}: {len(run_ids)} runs queued")

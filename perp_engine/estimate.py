@@ -7,8 +7,9 @@ The time is a cost model, not a measurement: every stage is counted in floating-
 matrix products it performs (2 FLOPs per weight per token for a forward pass, attention included), divided by
 an effective throughput per device, plus a fixed cost for loading. Stages and their work:
 
-- load: read the weights (``LOAD_S`` + ``LOAD_S_PER_PARAM`` x parameters; the embedded model's first use
-  converts its GGUF once, about ``GGUF_CONVERT_S`` more, which is only noted).
+- load: start the worker process (``START_S``: importing torch and transformers) and read the weights
+  (``LOAD_S`` + ``LOAD_S_PER_PARAM`` x parameters; the embedded model's first use converts its GGUF once,
+  about ``GGUF_CONVERT_S`` more, which is only noted).
 - data: tokenize the evaluation and calibration text (``DATA_S``).
 - dense_eval, pruned_eval, final_eval: one forward over ``eval_tokens`` (whole windows) each.
 - prune: calibration tokens through every block twice (statistics, then outputs of the pruned block) plus
@@ -43,6 +44,7 @@ from .subsets import TrainableReport, select_trainable
 
 THROUGHPUT = {"cpu": 45e9, "cuda": 8e12, "mps": 1.5e12}  # effective FLOP/s of a transformer pass, float32
 CPU_THREADS_CALIBRATED = 2
+START_S = 6.0
 LOAD_S = 3.0
 LOAD_S_PER_PARAM = 2e-8
 GGUF_CONVERT_S = 30.0
@@ -151,7 +153,7 @@ def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport 
     forward = shape.forward_flops(seqlen)
     block_forward = shape.forward_flops(seqlen, with_head=False)
     seconds = {
-        "load": LOAD_S + LOAD_S_PER_PARAM * shape.total_params,
+        "load": START_S + LOAD_S + LOAD_S_PER_PARAM * shape.total_params,
         "data": DATA_S,
         "dense_eval": eval_tokens * forward / rate,
         "prune": (prune_flops(config, shape) + 2 * MEASURE_SAMPLES * seqlen * block_forward) / rate

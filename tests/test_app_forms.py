@@ -133,6 +133,11 @@ def test_runs_frame_and_filters(store):
     assert runs.filter_rows(rows, models=["elsewhere"]) == []
 
 
+@pytest.mark.parametrize("seconds, text", [(4.4, "4 s"), (89, "89 s"), (210, "3.5 min"), (9000, "2.5 h")])
+def test_format_seconds(seconds, text):
+    assert runs.format_seconds(seconds) == text
+
+
 def running(store, preset="perp", stage=None, fraction=0.0):
     run_id = store.create_run(RunConfig.create(preset))
     store.start_run(run_id)

@@ -127,6 +127,16 @@ def test_experiment_queues_a_job_with_the_chosen_config(tmp_path, monkeypatch, n
     assert at.session_state["launched_runs"] == [row.id]
 
 
+def test_experiment_choices_survive_a_visit_to_another_page(tmp_path, monkeypatch):
+    at = open_page("experiment", tmp_path / "runs.sqlite", monkeypatch)
+    at.segmented_control(key="exp_method").set_value("magnitude")
+    at.selectbox(key="exp_recipe").set_value("full-ft").run()
+    at.switch_page("../pages/about.py").run()
+    at.switch_page("../pages/experiment.py").run()
+    assert at.segmented_control(key="exp_method").value == "magnitude"
+    assert at.selectbox(key="exp_recipe").value == "full-ft"
+
+
 def test_experiment_cancels_a_queued_run(tmp_path, monkeypatch, no_workers):
     store_path = tmp_path / "runs.sqlite"
     at = open_page("experiment", store_path, monkeypatch)

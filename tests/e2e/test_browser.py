@@ -1,0 +1,174 @@
+"""The app in a real browser: `streamlit run` on 127.0.0.1, headless Debian Chromium driven by Playwright.
+
+Launches a short run of a tiny saved model from the Experiment page, waits for it to finish (a real worker
+process runs it), opens Compare and checks that the chart shows the run. Screenshots of every page go to
+artifacts/screenshots/ (kept by CI as test artifacts).
+
+Needs /usr/bin/chromium (`apt-get install chromium`) and the playwright Python package; no `playwright install`.
+Skipped when Chromium is missing, unless PERP_REQUIRE_E2E=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
+
+from perp_engine.config import RunConfig
+from perp_engine.estimate import estimate_run
+from perp_engine.store import RunStore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+RUN = {"preset": "perp", "method": "wanda", "sparsity": 0.5, "steps": 3, "seqlen": 32, "eval_tokens": 256,
+       "calib_samples": 8, "batch_size": 2}
+RUN_TIMEOUT_MS = 150_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM.exists():
+        if os.environ.get("PERP_REQUIRE_E2E") == "1":
+            pytest.fail(f"{CHROMIUM} is missing; install it with: apt-get install -y chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run app/main.py` on a free local port with an empty store; yields (url, store path)."""
+    folder = tmp_path_factory.mktemp("e2e")
+    store_path = folder / "runs.sqlite"
+    port = _free_port()
+    env = {**os.environ, "PERP_STORE": str(store_path), "HF_HUB_OFFLINE": "1"}
+    log = open(folder / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("streamlit did not start:\n" + (folder / "streamlit.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield url, store_path
+    finally:
+        with RunStore(store_path) as store:
+            for row in store.list_runs(status=("queued", "running")):
+                store.request_cancel(row.id)
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def settle(page) -> None:
+    """Wait until the app has finished rerunning after an input."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+
+
+def shoot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    settle(page)
+    page.wait_for_timeout(1000)  # let charts finish drawing
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def choose(page, label: str, value: str, typed: bool = False) -> None:
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.fill(value)
+    if typed:
+        box.press("Enter")
+    else:
+        page.get_by_role("option", name=value, exact=True).click()
+    settle(page)
+
+
+def number(page, label: str, value) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    settle(page)
+
+
+def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text_file):  # noqa: F811
+    url, store_path = server
+    config = RunConfig.create(RUN["preset"], model=str(tiny_model_dir), dataset=str(tiny_text_file),
+                              **{k: v for k, v in RUN.items() if k != "preset"})
+    expected = estimate_run(config).trainable_params
+    page = chromium.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(url)
+    page.get_by_role("heading", name="Experiment").wait_for(timeout=60_000)
+    settle(page)
+    shoot(page, "experiment-empty")
+
+    choose(page, "Model", str(tiny_model_dir), typed=True)
+    choose(page, "Text for calibration, retraining and perplexity", str(tiny_text_file), typed=True)
+    choose(page, "Recipe", RUN["preset"])
+    number(page, "Training steps", RUN["steps"])
+    page.get_by_text("Run size and advanced settings").click()
+    number(page, "Sequence length", RUN["seqlen"])
+    number(page, "Evaluation tokens", RUN["eval_tokens"])
+    number(page, "Calibration sequences", RUN["calib_samples"])
+    number(page, "Batch size", RUN["batch_size"])
+    # The estimate is computed from the page's config: seeing the tiny model's count proves the inputs took.
+    page.locator('[data-testid="stMetricValue"]', has_text=f"{expected:,}").first.wait_for(timeout=30_000)
+
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("You can leave this page").or_(page.get_by_text("Queued:")).first.wait_for(timeout=30_000)
+    shoot(page, "experiment-running")
+    page.locator('[data-testid="stMetricLabel"]', has_text="Retrained").wait_for(timeout=RUN_TIMEOUT_MS)
+    shoot(page, "experiment")
+
+    (row,) = RunStore(store_path).list_runs()
+    assert row.status == "done", row.error
+    assert row.config["model"] == str(tiny_model_dir) and row.config["steps"] == RUN["steps"]
+
+    page.get_by_role("link", name="Compare").click()
+    page.get_by_role("heading", name="Compare runs").wait_for()
+    chart = page.locator(".js-plotly-plot").first
+    chart.wait_for(timeout=30_000)
+    legend = [text.text_content() for text in chart.locator(".legendtext").all()]
+    assert "wanda · perp" in legend and "wanda · no retraining" in legend and "dense" in legend
+    points = chart.locator(".scatterlayer .point")
+    assert points.count() >= 3  # dense, pruned, retrained
+    shoot(page, "compare")
+
+    for name, heading in (("layers", "Layers"), ("sweep", "Sweep"), ("about", "About PERP Lab")):
+        page.get_by_role("link", name=heading.split()[0]).click()
+        page.get_by_role("heading", name=heading).wait_for()
+        settle(page)
+        if name == "layers":
+            page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        shoot(page, name)
+    page.close()
+
