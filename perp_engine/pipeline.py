@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from .adapters import check_adapter_fits
 from .blocks import find_decoder_blocks, find_linears, get_weight
 from .cache import ArtifactCache
 from .calibrate import capture_block_inputs
@@ -78,6 +79,8 @@ def run_pipeline(
     with stage("load", f"loading {config.model} on {device}"):
         model, tokenizer = load_model(config.model, device=str(device), dtype=config.dtype,
                                       trust_remote_code=config.trust_remote_code)
+        if config.adapter != "none":
+            check_adapter_fits(model, config.rank, config.target_modules)
     with stage("data", f"preparing {config.dataset} data"):
         corpus = load_corpus(config.dataset)
         calib_corpus = load_corpus(config.calib_dataset) if config.calib_dataset else corpus

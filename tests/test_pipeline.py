@@ -96,3 +96,13 @@ def test_text_too_short_is_a_clear_error(tmp_path, tiny_model_dir):
     with pytest.raises(PerpError) as info:
         run_pipeline(RunConfig(model=str(tiny_model_dir), dataset=str(short), **BASE))
     assert info.value.field in {"dataset", "eval_tokens", "calib_samples", "seqlen"}
+
+
+@pytest.mark.parametrize("fields, field", [({"rank": 64}, "rank"), ({"target_modules": ("c_attn",)}, "target_modules")])
+def test_adapter_that_does_not_fit_fails_before_pruning(tiny_model_dir, tiny_text_file, fields, field):
+    stages = []
+    with pytest.raises(PerpError) as info:
+        run_pipeline(config(tiny_model_dir, tiny_text_file, "perp-masklora", **fields),
+                     progress=lambda stage, fraction, message="": stages.append(stage))
+    assert info.value.field == field
+    assert "prune" not in stages

@@ -27,11 +27,7 @@ def attach_adapters(model: nn.Module, kind: str, rank: int = 16, alpha: float = 
         raise PerpError("rank", f"{rank!r} is not allowed; use an integer >= 1")
     if not float(alpha) > 0:
         raise PerpError("alpha", f"{alpha!r} is not allowed; use a positive number (scaling is alpha / rank)")
-    targets = select_targets(model, tuple(target_modules), scope)
-    for name, layer in targets.items():
-        limit = min(oriented_weight(layer).shape)
-        if rank > limit:
-            raise PerpError("rank", f"{rank} exceeds min(in, out) = {limit} of {name}; use a rank from 1 to {limit} or fewer target_modules")
+    targets = check_adapter_fits(model, rank, target_modules, scope)
     if kind == "lora":
         return attach_lora(model, targets, rank, float(alpha), seed)
     generator = torch.Generator().manual_seed(seed)
@@ -40,3 +36,16 @@ def attach_adapters(model: nn.Module, kind: str, rank: int = 16, alpha: float = 
         adapters[name] = SPARSE_ADAPTERS[kind](layer, rank, float(alpha), generator)
         model.set_submodule(name, adapters[name])
     return adapters
+
+
+def check_adapter_fits(model: nn.Module, rank: int, target_modules: tuple[str, ...] = (),
+                       scope: nn.Module | None = None) -> dict[str, nn.Module]:
+    """The target layers, after checking that they exist and that ``rank`` fits each (PerpError otherwise).
+
+    The pipeline calls this right after loading, so a bad rank fails in seconds, not after pruning."""
+    targets = select_targets(model, tuple(target_modules), scope)
+    for name, layer in targets.items():
+        limit = min(oriented_weight(layer).shape)
+        if rank > limit:
+            raise PerpError("rank", f"{rank} exceeds min(in, out) = {limit} of {name}; use a rank from 1 to {limit} or fewer target_modules")
+    return targets
