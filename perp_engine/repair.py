@@ -36,7 +36,9 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
                         target_modules=config.target_modules, seed=config.seed)
     report = select_trainable(model, config.train, untie=config.untie_head)
     _record_counts(result, report.trainable, report.total, report.by_category, report.tensors, report.warnings, report.notes)
-    log(f"training {report.trainable:,} of {report.total:,} parameters ({report.fraction:.4%})")
+    counts = f"training {report.trainable:,} of {report.total:,} parameters ({report.fraction:.4%})"
+    log(counts)
+    progress(0.0, counts)
     n = config.train_samples or config.steps * config.batch_size * config.grad_accum
     samples = train_samples(tokenizer, calib_corpus.calib_text, n, config.seqlen, config.seed)
     outcome = retrain(
@@ -65,7 +67,8 @@ def _reconstruct(model, config: RunConfig, calib, dense_blocks, result: RunResul
         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, seed=config.seed, progress=progress,
     )
     total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    total += outcome.by_category.get("adapter", 0)
+    if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params
+        total += outcome.by_category.get("adapter", 0)
     _record_counts(result, outcome.trainable, total, outcome.by_category, outcome.tensors, outcome.warnings, outcome.notes)
     result.train_loss = list(outcome.losses)
     for rec, loss in zip(result.blocks, outcome.blocks):
