@@ -207,6 +207,12 @@ def layer_matrix(layers: Sequence[dict], value: str) -> tuple[list[int], list[st
     return blocks, columns, z
 
 
+def _block_ticks(records_by_run: Mapping[str, Sequence[dict]]) -> dict:
+    """Whole-number block ticks, about ten of them at most (records are layer or block records)."""
+    n = 1 + max((rec["block"] for records in records_by_run.values() for rec in records), default=0)
+    return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 10)))
+
+
 def _log10(z: list[list[float | None]]) -> list[list[float | None]]:
     return [[math.log10(v) if v is not None and v > 0 else None for v in row] for row in z]
 
@@ -235,7 +241,7 @@ def error_heatmaps(layers_by_run: Mapping[str, Sequence[dict]]) -> go.Figure:
                       row=i // cols + 1, col=i % cols + 1)
     fig.update_layout(title="Reconstruction error per layer (relative, log10 colour)", height=320 + 260 * rows,
                       coloraxis=dict(colorscale="Viridis", colorbar=dict(title="log10 error")), **PLAIN_LAYOUT)
-    fig.update_yaxes(title_text="block", autorange="reversed")
+    fig.update_yaxes(title_text="block", autorange="reversed", **_block_ticks(layers_by_run))
     return fig
 
 
@@ -251,7 +257,7 @@ def sparsity_heatmaps(layers_by_run: Mapping[str, Sequence[dict]]) -> go.Figure:
     fig.update_layout(title="Sparsity per layer", height=560,
                       coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="sparsity", tickformat=".0%")),
                       **PLAIN_LAYOUT)
-    fig.update_yaxes(title_text="block", autorange="reversed")
+    fig.update_yaxes(title_text="block", autorange="reversed", **_block_ticks(layers_by_run))
     return fig
 
 
@@ -282,6 +288,7 @@ def layer_lines(layers_by_run: Mapping[str, Sequence[dict]], value: str = "recon
                     row=j // cols + 1, col=j % cols + 1)
     title = "Reconstruction error by block" if value == "recon_error" else "Sparsity by block"
     fig.update_layout(title=title, height=260 + 220 * rows, **PLAIN_LAYOUT)
+    fig.update_xaxes(**_block_ticks(layers_by_run))
     fig.update_xaxes(title_text="block", row=rows)
     if value == "recon_error":
         fig.update_yaxes(type="log")
@@ -302,4 +309,5 @@ def block_losses(blocks_by_run: Mapping[str, Sequence[dict]]) -> go.Figure:
                 continue
             fig.add_trace(go.Scatter(x=[b["block"] for b in blocks], y=ys, name=f"{label} · {what}", mode="lines+markers",
                                      line=dict(color=color, dash=dash)))
+    fig.update_xaxes(**_block_ticks(blocks_by_run))
     return _styled(fig, "Block output error vs the dense model", "block", "relative error (log scale)", log_y=True)

@@ -24,8 +24,8 @@ SCALING = r"s = \alpha / r \quad\text{(rank } r\text{, scaling } \alpha\text{)},
 
 ADAPTERS: tuple[tuple[str, str, str], ...] = (
     ("LoRA", r"W' = W + s\,BA",
-     "The classic low-rank adapter. BA is dense: merging it would fill the pruned zeros back in, so it stays a "
-     "separate module (the model is no longer sparse once merged; the app says so)."),
+     "The classic low-rank adapter. BA is dense: merging it would fill the pruned zeros back in, so it is kept "
+     "as a separate module, and the run's notes say so."),
     ("LoRAPrune", r"\text{train: } W + s\,BA \qquad \text{merge: } W' = W + s\,(BA) \odot M",
      "Trained like LoRA, masked only when merged: sparsity is kept, but the merged model differs from the "
      "trained one wherever BA was non-zero on a pruned weight."),

@@ -172,6 +172,8 @@ def run_result(row: RunRow) -> None:
                f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
                f"reused from cache: {', '.join(row.reused)}" if row.reused else None]
     st.caption(" · ".join(d for d in details if d))
+    for note in (row.result or {}).get("notes", []):
+        st.caption(f":material/info: {note}")
     for warning in row.warnings:
         st.warning(warning)
 
@@ -202,7 +204,9 @@ def live(render: Callable[..., bool], active: bool, *args) -> None:
 
 
 def _cards(run_ids: tuple[int, ...]) -> bool:
-    rows = [state.store().get_run(i) for i in run_ids]
+    store = state.store()
+    store.recover()  # a run whose worker died shows as failed, with the reason, instead of running forever
+    rows = [store.get_run(i) for i in run_ids]
     for row in rows:
         run_card(row)
     return any(not r.finished for r in rows)
@@ -228,4 +232,12 @@ def sweep_progress(sweep_id: int) -> bool:
 def run_cards(run_ids: list[int]) -> None:
     """Cards for these runs, refreshed every second while any of them is queued or running."""
     ids = tuple(dict.fromkeys(run_ids))
-    live(_cards, any(not state.store().get_run(i).finished for i in ids), ids)
+    rows = [state.store().get_run(i) for i in ids]
+    resume_queue(rows)
+    live(_cards, any(not r.finished for r in rows), ids)
+
+
+def resume_queue(rows: list[RunRow]) -> None:
+    """Start a worker when some of these runs are queued and none is alive (after a crash or a reboot)."""
+    if any(r.status == "queued" for r in rows):
+        state.executor().ensure_workers()

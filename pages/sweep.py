@@ -54,10 +54,10 @@ except PerpError as err:
     spec = None
 if spec is not None:
     estimates = [state.estimate(c.to_json())[0] for c in configs[:ESTIMATED_POINTS]]
-    known = [e.seconds for e in estimates if e is not None]
-    total = sum(known) / len(known) * len(configs) if known else None
-    st.markdown(f"**{len(configs)} runs**" + (f", about **{runs.format_seconds(total)}** in all" if total else "")
-                + (f" on {estimates[0].device}" if known else ""))
+    known = [e for e in estimates if e is not None]
+    total = forms.sweep_seconds(configs, [e.breakdown if e else None for e in estimates])
+    st.markdown(f"**{len(configs)} runs**" + (f", about **{runs.format_seconds(total)}** in all on {known[0].device}, "
+                                              "counting dense and pruned models shared between runs once" if known else ""))
     for point, reason in skipped:
         st.caption(f"skipped {point}: {reason}")
     if st.button("Launch sweep", type="primary", icon=":material/rocket_launch:"):
@@ -77,4 +77,6 @@ sweep_id = st.selectbox("Sweep", list(names), format_func=names.get,
 st.session_state[state.SWEEP] = sweep_id
 
 
-widgets.live(widgets.sweep_progress, any(not r.finished for r in store.sweep_runs(sweep_id)), sweep_id)
+sweep_rows = store.sweep_runs(sweep_id)
+widgets.resume_queue(sweep_rows)
+widgets.live(widgets.sweep_progress, any(not r.finished for r in sweep_rows), sweep_id)

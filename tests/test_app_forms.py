@@ -78,6 +78,17 @@ def test_sweep_spec_nm_pattern_ignores_sparsities():
     assert spec.name == "nm"
 
 
+def test_sweep_seconds_count_shared_dense_and_pruned_models_once():
+    stages = {"load": 1.0, "dense_eval": 10.0, "prune": 100.0, "pruned_eval": 10.0, "train": 1000.0}
+    configs = [RunConfig.create(p, method=m) for m in ("magnitude", "wanda") for p in ("none", "perp")]
+    prune_only = {k: v for k, v in stages.items() if k != "train"}
+    breakdowns = [prune_only, stages, prune_only, stages]
+    # dense once; each method's pruning once; load and training every time
+    assert forms.sweep_seconds(configs, breakdowns) == pytest.approx(4 * 1 + 10 + 2 * 110 + 2 * 1000)
+    assert forms.sweep_seconds(configs, breakdowns[:2]) == pytest.approx(4 * 1 + 10 + 2 * 110 + 1000 + 2 * 500)
+    assert forms.sweep_seconds(configs, []) == 0.0
+
+
 @pytest.mark.parametrize("axes, field", [({"methods": []}, "method"), ({"methods": ["wanda"]}, "grid")])
 def test_sweep_spec_needs_a_real_grid(axes, field):
     values = {"methods": ["wanda"], "sparsities": [0.5], "recipes": ["perp"], **axes}

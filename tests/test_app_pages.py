@@ -146,7 +146,7 @@ def test_experiment_cancels_a_queued_run(tmp_path, monkeypatch, no_workers):
     assert RunStore(store_path).get_run(row.id).status == "cancelled"
 
 
-def test_experiment_shows_a_failed_runs_error(seeded, monkeypatch):
+def test_experiment_shows_a_failed_runs_error(seeded, monkeypatch, no_workers):
     path, ids = seeded
     at = open_page("experiment", path, monkeypatch, launched_runs=[ids["failed"], ids["perp"]])
     assert FAILURE in texts(at, "error")

@@ -152,6 +152,7 @@ def test_error_heatmaps_before_and_after_per_run(tiny_model):
     assert first.z[1][0] == pytest.approx(math.log10(raw[1][0]))
     assert list(first.y) == [0, 1]
     assert list(first.x) == [c.removesuffix("_proj") for c in columns]
+    assert (fig.layout.yaxis.tickmode, fig.layout.yaxis.dtick) == ("linear", 1)  # whole blocks only
 
 
 def test_sparsity_heatmaps_one_panel_per_run(tiny_model):

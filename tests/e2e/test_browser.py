@@ -163,12 +163,11 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
     assert points.count() >= 3  # dense, pruned, retrained
     shoot(page, "compare")
 
+    ready = {"layers": ".js-plotly-plot", "sweep": 'button:has-text("Launch sweep")', "about": ".katex"}
     for name, heading in (("layers", "Layers"), ("sweep", "Sweep"), ("about", "About PERP Lab")):
         page.get_by_role("link", name=heading.split()[0]).click()
         page.get_by_role("heading", name=heading).wait_for()
-        settle(page)
-        if name == "layers":
-            page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        page.locator(ready[name]).first.wait_for(timeout=60_000)
         shoot(page, name)
     page.close()
 
