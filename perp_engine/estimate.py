@@ -11,10 +11,13 @@ an effective throughput per device, plus a fixed cost for loading. Stages and th
   (``LOAD_S`` + ``LOAD_S_PER_PARAM`` x parameters; the embedded model's first use converts its GGUF once,
   about ``GGUF_CONVERT_S`` more, which is only noted).
 - data: tokenize the evaluation and calibration text (``DATA_S``).
-- dense_eval, pruned_eval, final_eval: one forward over ``eval_tokens`` (whole windows) each.
-- prune: calibration tokens through every block twice (statistics, then outputs of the pruned block) plus
-  the in-situ error measurement; SparseGPT adds its Hessian and OBS updates (~2 d_in^2 per token and
-  2 d_out d_in^2 + d_in^3 per layer, plus a per-column Python overhead).
+- dense_eval, pruned_eval, final_eval: one forward over ``eval_tokens`` (whole windows) each; final_eval
+  also measures the per-layer errors after repair (as the pipeline reports it).
+- prune: Wanda and SparseGPT pass the calibration tokens through every block three times (capturing the
+  inputs, statistics, outputs of the pruned block; magnitude and random need none), then the per-layer
+  errors are measured on ``MEASURE_SAMPLES`` sequences (a dense and a pruned pass). SparseGPT adds its
+  Hessian and OBS updates (~2 d_in^2 per token and 2 d_out d_in^2 + d_in^3 per layer, plus its per-column
+  loop, ``SPARSEGPT_S_PER_COLUMN``).
 - train, mode retrain: steps x batch x accumulation x seqlen tokens, forward + backward to the activations
   (2 x forward) + weight gradients of what trains, + a dense forward more with gradient checkpointing,
   + the adapters' per-step cost of forming their dense update (``6 r`` FLOPs per adapted weight).
@@ -22,9 +25,9 @@ an effective throughput per device, plus a fixed cost for loading. Stages and th
   ``steps`` forward + backward passes over one chunk of ``batch_size`` sequences.
 
 Calibration: stage timings of the embedded model (SmolLM2-135M, float32, torch 2.13) on a 2-core x86 CPU,
-runs ``perp`` with magnitude pruning and prune-only SparseGPT (1-2k evaluation tokens, 8-16 calibration
-sequences, 4 steps): evaluation, pruning and training came out within ~25% of the measured CPU time / 2
-threads; SparseGPT's column loop fixed ``SPARSEGPT_S_PER_COLUMN``. The machine was shared with other jobs,
+five runs (perp with magnitude, perp-masklora with Wanda, full-ft, prune-only SparseGPT; 1-2k evaluation
+tokens, 8-16 calibration sequences, 3-4 steps): evaluation, pruning and training came out within ~1.5x of
+the measured CPU time / 2 threads; SparseGPT's column loop fixed ``SPARSEGPT_S_PER_COLUMN``. The machine was shared with other jobs,
 so take the constants as +-2x. CPU rates scale with the number of torch threads. The GPU rates are
 conservative guesses for a laptop-class GPU, not measurements. The estimate is meant to tell a 30-second
 run from a 30-minute one.
@@ -43,6 +46,7 @@ from .config import RunConfig
 from .models import EMBEDDED_MODELS, load_skeleton, resolve_device
 from .pipeline import MEASURE_SAMPLES
 from .progress import STAGES
+from .sequential import DATA_FREE_METHODS
 from .subsets import TrainableReport, select_trainable
 
 THROUGHPUT = {"cpu": 45e9, "cuda": 8e12, "mps": 1.5e12}  # effective FLOP/s of a transformer pass, float32
@@ -155,24 +159,28 @@ def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport 
     calib_tokens = config.calib_samples * seqlen
     forward = shape.forward_flops(seqlen)
     block_forward = shape.forward_flops(seqlen, with_head=False)
+    measure = 2 * MEASURE_SAMPLES * seqlen * block_forward / rate
     seconds = {
         "load": START_S + LOAD_S + LOAD_S_PER_PARAM * shape.total_params,
         "data": DATA_S,
         "dense_eval": eval_tokens * forward / rate,
-        "prune": (prune_flops(config, shape) + 2 * MEASURE_SAMPLES * seqlen * block_forward) / rate
+        "prune": prune_flops(config, shape) / rate + measure
         + (SPARSEGPT_S_PER_COLUMN * sum(i for _, i in shape.linears) if config.method == "sparsegpt" else 0.0),
         "pruned_eval": eval_tokens * forward / rate,
     }
     if config.mode != "none":
-        seconds["train"] = train_flops(config, shape, report) / rate + 2 * MEASURE_SAMPLES * seqlen * block_forward / rate
-        seconds["final_eval"] = eval_tokens * forward / rate
+        seconds["train"] = train_flops(config, shape, report) / rate
+        seconds["final_eval"] = measure + eval_tokens * forward / rate
     return {stage: round(seconds[stage], 1) for stage in STAGES if stage in seconds}
 
 
 def prune_flops(config: RunConfig, shape: ModelShape) -> float:
-    """Calibration passes through the blocks, plus SparseGPT's Hessians and weight updates."""
+    """Calibration passes through the blocks (none for data-free methods), plus SparseGPT's Hessians and
+    weight updates."""
+    if config.method in DATA_FREE_METHODS:
+        return 0.0
     tokens = config.calib_samples * config.seqlen
-    flops = 2 * tokens * shape.forward_flops(config.seqlen, with_head=False)
+    flops = 3 * tokens * shape.forward_flops(config.seqlen, with_head=False)
     if config.method == "sparsegpt":
         flops += sum(2 * tokens * i * i + 2 * o * i * i + i ** 3 for o, i in shape.linears)
     return flops
