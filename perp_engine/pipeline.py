@@ -90,15 +90,19 @@ def run_pipeline(
 
     model_key = {"model": config.model, "dtype": config.dtype, "device": device.type}
     eval_key = {**model_key, "dataset": config.dataset, "seqlen": config.seqlen, "eval_tokens": config.eval_tokens}
+    def cached_perplexity(stage_name: str, kind: str, key: dict) -> float:
+        """The model's perplexity now, or the cached one of identical settings (then listed in result.reused)."""
+        hit = cache.get_json(kind, key) if cache else None
+        if hit:
+            result.reused.append(kind)
+            return hit["ppl"]
+        ppl = perplexity(model, windows, config.eval_batch_size, progress=report(stage_name))
+        if cache:
+            cache.put_json(kind, key, {"ppl": ppl})
+        return ppl
+
     with stage("dense_eval", "dense perplexity"):
-        cached = cache.get_json("dense_ppl", eval_key) if cache else None
-        if cached:
-            result.dense_ppl = cached["ppl"]
-            result.reused.append("dense_ppl")
-        else:
-            result.dense_ppl = perplexity(model, windows, config.eval_batch_size, progress=report("dense_eval"))
-            if cache:
-                cache.put_json("dense_ppl", eval_key, {"ppl": result.dense_ppl})
+        result.dense_ppl = cached_perplexity("dense_eval", "dense_ppl", eval_key)
     log(f"dense perplexity {result.dense_ppl:.3f}")
 
     dense_blocks = snapshot_blocks(model)
@@ -120,14 +124,7 @@ def run_pipeline(
 
     pruned_key = {**prune_key, **eval_key}
     with stage("pruned_eval", "pruned perplexity"):
-        cached = cache.get_json("pruned_ppl", pruned_key) if cache else None
-        if cached:
-            result.pruned_ppl = cached["ppl"]
-            result.reused.append("pruned_ppl")
-        else:
-            result.pruned_ppl = perplexity(model, windows, config.eval_batch_size, progress=report("pruned_eval"))
-            if cache:
-                cache.put_json("pruned_ppl", pruned_key, {"ppl": result.pruned_ppl})
+        result.pruned_ppl = cached_perplexity("pruned_eval", "pruned_ppl", pruned_key)
     log(f"pruned perplexity {result.pruned_ppl:.3f} at sparsity {result.sparsity:.4f}")
 
     if config.mode == "none":
