@@ -246,7 +246,7 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 
 
 def goal_line(name: str, value: float, op: str, target: float, unit: str = "x") -> dict:
-    """A goal check as a dict for the JSON, with a ready markdown line under ``line``."""
+    """A goal check for the JSON, its markdown bullet under ``line``."""
     met = value <= target if op == "<=" else value >= target
     return {"goal": name, "value": round(value, 4), "op": op, "target": target, "met": bool(met),
             "line": f"- {name}: {value:.2f}{unit} (goal {op} {target:g}{unit}): **{'met' if met else 'not met'}**"}

@@ -65,7 +65,7 @@ def _report(runs: list[dict], steps: int) -> tuple[str, dict]:
         f"Magnitude 50% unstructured; dense ppl **{dense:.3f}**, pruned ppl **{pruned:.3f}**. {steps} steps of "
         "batch 4, 10% warm-up then linear decay. Gap closed: (log pruned - log final) / (log pruned - log dense).",
         "",
-        harness.markdown_table(["preset", "lr", "final ppl", "gap closed", "train s", ""], rows),
+        harness.markdown_table(["preset", "lr", "final ppl", "gap closed", "train s", "note"], rows),
         "",
         "Best measured learning rate equals the preset default: "
         + ", ".join(f"{p} {'yes' if ok else 'no'}" for p, ok in agree.items()) + ".",

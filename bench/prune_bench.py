@@ -182,8 +182,8 @@ def _report(base: dict, methods: list[dict], speed: dict) -> tuple[str, dict]:
         *[g["line"] for g in goals],
         f"- sanity, pruned ppl wanda and sparsegpt below magnitude at 50% unstructured: **{'yes' if sane else 'no'}**",
     ])
-    payload = {"calibration_forward": base, "methods": methods, "eval_throughput": speed,
-               "goals": [{k: v for k, v in g.items() if k != "line"} for g in goals], "sanity_wanda_sparsegpt_below_magnitude": sane}
+    payload = {"calibration_forward": base, "methods": methods, "eval_throughput": speed, "goals": goals,
+               "sanity_wanda_sparsegpt_below_magnitude": sane}
     return text, payload
 
 

@@ -113,7 +113,8 @@ def _report(pruned: dict, runs: list[dict], steps: int) -> tuple[str, dict]:
         "4 per preset (recon: per block). Train peak MiB: highest memory during the train stage; train extra MiB: that "
         "peak minus the memory at the stage's start (the pruned model and what the earlier stages left). "
         f"Memory: {runs[0]['memory_method']}, each run in a fresh process. s / step: train-stage time / steps; "
-        "steady s / step: time between the first and the last step's report (recon: block's) per step, without set-up and merge. "
+        "steady s / step: time between the first and the last step's report per step, without set-up and merge (recon: "
+        "between the first and the last block's, per block-step, so each block's targets, attach and merge count). "
         "Gap closed: (log pruned - log final) / (log pruned - log dense).",
         "",
         table,
@@ -122,7 +123,7 @@ def _report(pruned: dict, runs: list[dict], steps: int) -> tuple[str, dict]:
         *[g["line"] for g in goals],
     ])
     payload = {"dense_ppl": dense, "pruned_ppl": before, "prune_run": pruned, "runs": runs,
-               "goals": [{k: v for k, v in g.items() if k != "line"} for g in goals]}
+               "goals": goals}
     return text, payload
 
 
