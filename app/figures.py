@@ -132,8 +132,16 @@ def ppl_vs_trainable(rows: Sequence[RunRow]) -> go.Figure:
         fig.add_trace(go.Scatter(x=span, y=[level, level], name=name, mode="lines",
                                  line=dict(dash="dash", color="black"),
                                  hovertemplate=f"{name}: %{{y:.2f}}<extra></extra>"))
+    if done:
+        fig.update_xaxes(**_percent_ticks(*span))
     return _styled(fig, "Perplexity vs trainable parameters", "trainable parameters (% of the model, log scale)",
                    "perplexity after retraining (log scale)", log_x=True, log_y=True)
+
+
+def _percent_ticks(low: float, high: float) -> dict:
+    """Ticks at 1-2-5 steps between ``low`` and ``high`` (percent), labelled ``0.5%``, ``1%``, ``2%``..."""
+    values = [m * 10.0 ** e for e in range(-4, 3) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
+    return dict(tickvals=values, ticktext=[f"{v:g}%" for v in values])
 
 
 def ppl_bars(rows: Sequence[RunRow]) -> go.Figure:
@@ -207,10 +215,10 @@ def layer_matrix(layers: Sequence[dict], value: str) -> tuple[list[int], list[st
     return blocks, columns, z
 
 
-def _block_ticks(records_by_run: Mapping[str, Sequence[dict]]) -> dict:
-    """Whole-number block ticks, about ten of them at most (records are layer or block records)."""
+def _block_ticks(records_by_run: Mapping[str, Sequence[dict]], most: int = 10) -> dict:
+    """Whole-number block ticks, ``most`` of them at most (records are layer or block records)."""
     n = 1 + max((rec["block"] for records in records_by_run.values() for rec in records), default=0)
-    return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 10)))
+    return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / most)))
 
 
 def _log10(z: list[list[float | None]]) -> list[list[float | None]]:
@@ -288,7 +296,7 @@ def layer_lines(layers_by_run: Mapping[str, Sequence[dict]], value: str = "recon
                     row=j // cols + 1, col=j % cols + 1)
     title = "Reconstruction error by block" if value == "recon_error" else "Sparsity by block"
     fig.update_layout(title=title, height=260 + 220 * rows, **PLAIN_LAYOUT)
-    fig.update_xaxes(**_block_ticks(layers_by_run))
+    fig.update_xaxes(**_block_ticks(layers_by_run, most=5))
     fig.update_xaxes(title_text="block", row=rows)
     if value == "recon_error":
         fig.update_yaxes(type="log")

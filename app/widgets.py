@@ -225,7 +225,7 @@ def sweep_progress(sweep_id: int) -> bool:
             state.executor().cancel(r.id)
     if any(r.status == "done" for r in rows):
         chart(figures.ppl_vs_sparsity(rows), "ppl_vs_sparsity", key=f"sweep-chart-{sweep_id}")
-    st.dataframe(runs_frame(rows), hide_index=True, key=f"sweep-table-{sweep_id}")
+    st.dataframe(runs_frame(rows), hide_index=True, key=f"sweep-table-{sweep_id}", placeholder="–")
     return bool(active)
 
 

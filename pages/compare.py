@@ -26,7 +26,7 @@ shown = runs.filter_rows(rows, statuses=statuses, models=models, methods=methods
 table = runs.runs_frame(shown)
 previous = set(st.session_state.get(state.SELECTED, []))
 event = st.dataframe(
-    table, key="cmp_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
+    table, key="cmp_table", hide_index=True, on_select="rerun", selection_mode="multi-row", placeholder="–",
     selection_default={"selection": {"rows": [i for i, run_id in enumerate(table["id"]) if run_id in previous]}},
     column_config={
         "recovery": st.column_config.ProgressColumn("recovery", min_value=0.0, max_value=1.0, format="percent",

@@ -86,6 +86,7 @@ def test_ppl_vs_trainable_plots_fraction_against_final_with_reference_lines(stor
     assert list(traces["wanda 50% · before retraining"].y) == pytest.approx([30.0, 30.0])
     assert list(traces["dense"].y) == pytest.approx([10.0, 10.0])
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert list(fig.layout.xaxis.ticktext) == ["0.5%", "1%", "2%", "5%", "10%", "20%", "50%", "100%"]
 
 
 def test_ppl_vs_trainable_without_retrained_runs_is_empty(store):
