@@ -33,25 +33,6 @@ class BlockInputs:
     def with_hidden(self, hidden: list[torch.Tensor]) -> "BlockInputs":
         return BlockInputs(hidden=hidden, kwargs=self.kwargs)
 
-    def select(self, count: int) -> "BlockInputs":
-        """The first ``count`` chunks (used to measure errors on a subset of the calibration set)."""
-        return BlockInputs(hidden=self.hidden[:count], kwargs=self.kwargs[:count])
-
-    def to(self, device: torch.device) -> "BlockInputs":
-        return BlockInputs(hidden=[h.to(device) for h in self.hidden], kwargs=[_to(kw, device) for kw in self.kwargs])
-
-
-def _to(value, device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, tuple):
-        return tuple(_to(v, device) for v in value)
-    if isinstance(value, list):
-        return [_to(v, device) for v in value]
-    if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
-    return value
-
 
 @torch.no_grad()
 def capture_block_inputs(model: nn.Module, samples: torch.Tensor, batch_size: int = 8) -> BlockInputs:

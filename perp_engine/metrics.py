@@ -48,6 +48,11 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
     return math.exp(mean_nll) if mean_nll < 700 else math.inf
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Parameters of the model, a tensor shared by several modules (a tied head) counted once."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
 def model_sparsity(model: nn.Module) -> dict:
     """``{"overall": fraction, "layers": {full_name: fraction}}`` of zero weights in the decoder blocks' linears."""
     path, blocks = find_decoder_blocks(model)

@@ -15,13 +15,13 @@ from typing import Callable
 import torch
 
 from .adapters import check_adapter_fits
-from .blocks import find_decoder_blocks, find_linears, get_weight
+from .blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
 from .cache import ArtifactCache
 from .calibrate import capture_block_inputs
 from .config import RunConfig
 from .data import calibration_samples, eval_windows, load_corpus
 from .measure import measure_errors, snapshot_blocks
-from .metrics import model_sparsity, peak_memory_mb, perplexity, reset_peak_memory
+from .metrics import count_parameters, model_sparsity, peak_memory_mb, perplexity, reset_peak_memory
 from .models import load_model, resolve_device
 from .progress import Progress, silent
 from .repair import repair
@@ -128,7 +128,7 @@ def run_pipeline(
     log(f"pruned perplexity {result.pruned_ppl:.3f} at sparsity {result.sparsity:.4f}")
 
     if config.mode == "none":
-        result.total_params = _count_params(model)
+        result.total_params = count_parameters(model)
     else:
         with stage("train", f"{config.mode}: training {', '.join(config.train) or 'adapters only'}"
                             + (f" + {config.adapter} r{config.rank}" if config.adapter != "none" else "")):
@@ -170,7 +170,7 @@ def _prune(model, calib, config: RunConfig, cache, key: dict, result: RunResult,
         for i, block in enumerate(blocks):
             for name, module in find_linears(block).items():
                 w = get_weight(module)
-                records.append(LayerRecord(name=f"{path}.{i}.{name}", block=i, kind=name.rsplit(".", 1)[-1],
+                records.append(LayerRecord(name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
                                            sparsity=float((w == 0).float().mean()), recon_error=float("nan"), numel=w.numel()))
         return records
     inputs = None
@@ -182,15 +182,6 @@ def _prune(model, calib, config: RunConfig, cache, key: dict, result: RunResult,
     if cache:
         cache.put_tensors("pruned", key, {r.name: model.get_submodule(r.name).weight for r in records})
     return records
-
-
-def _count_params(model) -> int:
-    seen, total = set(), 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    return total
 
 
 def _environment(device: torch.device) -> dict:

@@ -15,6 +15,7 @@ from .calibrate import capture_block_inputs
 from .config import RunConfig
 from .data import Corpus, train_samples
 from .masks import MaskKeeper
+from .metrics import count_parameters
 from .reconstruct import reconstruct
 from .result import RunResult
 from .retrain import retrain
@@ -66,7 +67,7 @@ def _reconstruct(model, config: RunConfig, calib, dense_blocks, result: RunResul
         alpha=config.alpha, target_modules=config.target_modules, steps=config.steps, lr=config.lr,
         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, seed=config.seed, progress=progress,
     )
-    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    total = count_parameters(model)
     if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params
         total += outcome.by_category.get("adapter", 0)
     _record_counts(result, outcome.trainable, total, outcome.by_category, outcome.tensors, outcome.warnings, outcome.notes)
