@@ -38,8 +38,23 @@ def find_decoder_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 
 def find_linears(block: nn.Module) -> dict[str, nn.Module]:
-    """Linear layers of one block, by their dotted name inside the block, in module order."""
-    return {name: m for name, m in block.named_modules() if is_linear(m)}
+    """Linear layers of one block, by their dotted name inside the block, in module order.
+
+    A layer wrapped by an adapter (a module holding it as ``base_layer``, as peft's LoRA layers and PERP Lab's
+    adapters do) is listed under the adapter's name, and the adapter's own factor layers are not listed: they
+    are not weights of the model that were pruned."""
+    found: dict[str, nn.Module] = {}
+    inside: str | None = None  # name prefix of the adapter being skipped
+    for name, module in block.named_modules():
+        if inside is not None and name.startswith(inside):
+            continue
+        base = getattr(module, "base_layer", None)
+        if isinstance(base, nn.Module) and is_linear(base):
+            found[name] = base
+            inside = name + "."
+        elif is_linear(module):
+            found[name] = module
+    return found
 
 
 def get_weight(module: nn.Module) -> torch.Tensor:

@@ -13,7 +13,7 @@ from .presets import PRESETS, preset_fields
 METHODS = ("magnitude", "wanda", "sparsegpt", "random")
 MODES = ("none", "retrain", "reconstruct")
 SUBSETS = ("biases", "norms", "head", "head-lora", "embeddings", "full")
-ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora")
+ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora", "scalelora-paper")
 NAMED_DATASETS = ("wiki-embedded", "wikitext2", "c4")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -69,6 +69,7 @@ class RunConfig:
     grad_accum: int = 1
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
     grad_checkpointing: bool = False
     train_samples: int = 0
     seed: int = 0
@@ -174,6 +175,8 @@ class RunConfig:
             raise PerpError("warmup_ratio", f"{self.warmup_ratio!r} is not allowed; use a fraction in [0, 1)")
         if not float(self.weight_decay) >= 0:
             raise PerpError("weight_decay", f"{self.weight_decay!r} is not allowed; use a number >= 0")
+        if not 0 <= float(self.max_grad_norm) < float("inf"):
+            raise PerpError("max_grad_norm", f"{self.max_grad_norm!r} is not allowed; use a number >= 0 (0 turns clipping off), e.g. 1.0")
         if not isinstance(self.train_samples, int) or self.train_samples < 0:
             raise PerpError("train_samples", f"{self.train_samples!r} is not allowed; use 0 (steps x batch size) or a positive count")
         if not isinstance(self.seed, int) or self.seed < 0:

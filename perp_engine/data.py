@@ -5,9 +5,15 @@ Corpora:
   Split by article in file order: an article goes to evaluation while evaluation holds less than 15% of the
   characters seen so far, else to calibration. Deterministic, ~85/15 by size, evaluation spread over the file.
 - ``wikitext2``: Salesforce/wikitext ``wikitext-2-raw-v1``; eval = test split, calib = train split.
-- ``c4``: allenai/c4 ``en`` as in Wanda/SparseGPT; calib = the first train shard (its first 5000 documents),
+- ``c4``: allenai/c4 ``en`` as in Wanda/SparseGPT; calib = the first train shard (its first 5000 documents, kept
+  as documents: calibration and training windows never cross a document boundary, as in their loaders),
   eval = the first 1100 documents of the first validation shard joined with spaces.
 - a text file (``file:PATH`` or an existing path): paragraphs; the last ~10% are held out for evaluation.
+
+Windows (placement rules in :mod:`perp_engine.windows`): ``MEASURE_WINDOWS`` held-out windows spread evenly over
+the calibration text measure the layer-wise errors; calibration and retraining windows are drawn at seeded
+random offsets that never overlap them, so the errors are measured on text nothing was pruned or trained on.
+Evaluation windows follow the WikiText protocol on the evaluation text.
 
 Named corpora are extracted once and cached under ``<home>/data/<name>/``; token ids are cached under
 ``<home>/tokens/`` keyed by the text and the tokenizer, so a second run neither parses nor tokenizes.
@@ -22,20 +28,23 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .config import NAMED_DATASETS
 from .errors import PerpError
 from .paths import atomic_dir, atomic_write_bytes, hub_unavailable_reason, resolve_home
+from .windows import allowed_ranges, cut, held_out_starts, random_starts
 
-NAMED_CORPORA = ("wiki-embedded", "wikitext2", "c4")
 EVAL_SHARE = 0.15  # wiki-embedded: share of the text held out for evaluation
 FILE_EVAL_SHARE = 0.10  # user text files: share of the paragraphs held out for evaluation
 TRAIN_SEED_OFFSET = 1_000_003  # retraining windows use another random stream than calibration windows
-_CORPUS_FORMAT = 1  # bump when an extraction rule changes: cached corpora of another format are rebuilt
+MEASURE_WINDOWS = 8  # held-out calibration-source windows on which the layer-wise errors are measured
+DOCUMENT_SEPARATOR = "\x1e"  # ASCII record separator: between the documents of a cached document corpus
+_CORPUS_FORMAT = 2  # bump when an extraction rule changes: cached corpora of another format are rebuilt
 _ALLOWED = "allowed: wiki-embedded, wikitext2, c4, a text file path or file:PATH"
 
 _WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -58,19 +67,26 @@ _C4_EVAL_DOCS = 1100
 
 @dataclass(frozen=True)
 class Corpus:
-    """Calibration and held-out evaluation text of one corpus."""
+    """Calibration and held-out evaluation text of one corpus. ``calib_documents``, when given, are the
+    documents ``calib_text`` joins: windows are then cut inside documents only."""
 
     name: str
     calib_text: str
     eval_text: str
     description: str
+    calib_documents: tuple[str, ...] = ()
+
+    @property
+    def calib_source(self) -> str | tuple[str, ...]:
+        """What the window functions take: the documents when there are some, else the text."""
+        return self.calib_documents or self.calib_text
 
 
 def load_corpus(name: str, home: str | os.PathLike | None = None) -> Corpus:
     """A named corpus (cached under ``<home>/data``) or a user's text file. PerpError("dataset") otherwise."""
     if not isinstance(name, str) or not name.strip():
         raise PerpError("dataset", f"empty dataset name; {_ALLOWED}")
-    if name in NAMED_CORPORA:
+    if name in NAMED_DATASETS:
         return _cached_corpus(name, resolve_home(home), _BUILDERS[name])
     path = name[len("file:"):] if name.startswith("file:") else name
     if name.startswith("file:") or Path(path).expanduser().exists():
@@ -102,16 +118,63 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return _sha256(f"{type(tokenizer).__name__}\0{spec}")
 
 
-def calibration_samples(tokenizer, text: str, n: int, seqlen: int, seed: int,
-                        home: str | os.PathLike | None | bool = None) -> torch.Tensor:
-    """``(n, seqlen)`` windows of the tokenized text at random offsets drawn from ``seed`` (as in Wanda/SparseGPT)."""
-    return _random_windows(token_ids(tokenizer, text, home), n, seqlen, seed, "calib_samples")
+Source = str | Sequence[str]  # one text, or documents that windows must not cross
 
 
-def train_samples(tokenizer, text: str, n: int, seqlen: int, seed: int,
-                  home: str | os.PathLike | None | bool = None) -> torch.Tensor:
+def token_stream(tokenizer, source: Source, home: str | os.PathLike | None | bool = None
+                 ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Token ids of ``source`` and its documents as ``(start, end)`` ranges of them (one range for a text).
+
+    Documents are tokenized one by one, so a window inside a range never mixes two documents."""
+    if isinstance(source, str):
+        ids = token_ids(tokenizer, source, home)
+        return ids, [(0, ids.numel())]
+    ids, lengths = _document_ids(tokenizer, [doc for doc in source if doc.strip()], home)
+    ends = torch.tensor(lengths).cumsum(0).tolist()
+    return ids, [(end - n, end) for n, end in zip(lengths, ends)]
+
+
+def _document_ids(tokenizer, docs: list[str], home) -> tuple[torch.Tensor, list[int]]:
+    """The documents tokenized one by one and concatenated, with their lengths; cached like :func:`token_ids`."""
+    if not docs:
+        raise PerpError("dataset", "the text has no documents")
+    if home is False:
+        parts = [_tokenize(tokenizer, doc) for doc in docs]
+        return torch.cat(parts), [p.numel() for p in parts]
+    from safetensors.torch import load_file, save
+
+    joined = DOCUMENT_SEPARATOR.join(docs)
+    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}\0docs\0{_sha256(joined)}".encode()).hexdigest()[:32]
+    path = resolve_home(home) / "tokens" / f"{key}.safetensors"
+    if path.is_file():
+        stored = load_file(path)
+        return stored["ids"].long(), stored["lengths"].tolist()
+    ids, lengths = _document_ids(tokenizer, docs, False)
+    atomic_write_bytes(path, save({"ids": ids.to(torch.int32), "lengths": torch.tensor(lengths, dtype=torch.int64)}))
+    return ids, lengths
+
+
+def measure_windows(tokenizer, source: Source, seqlen: int, n: int = MEASURE_WINDOWS,
+                    home: str | os.PathLike | None | bool = None) -> torch.Tensor:
+    """``(n, seqlen)`` held-out windows spread evenly over the calibration source, for the layer-wise errors.
+
+    :func:`calibration_samples` and :func:`train_samples` never overlap them (with the same ``n``)."""
+    _check_positive("seqlen", seqlen)
+    ids, segments = token_stream(tokenizer, source, home)
+    return cut(ids, held_out_starts(segments, n, seqlen), seqlen)
+
+
+def calibration_samples(tokenizer, source: Source, n: int, seqlen: int, seed: int,
+                        home: str | os.PathLike | None | bool = None, held_out: int = MEASURE_WINDOWS) -> torch.Tensor:
+    """``(n, seqlen)`` windows at random offsets drawn from ``seed`` (as in Wanda/SparseGPT), inside documents,
+    avoiding the ``held_out`` measurement windows of :func:`measure_windows`."""
+    return _random_windows(tokenizer, source, n, seqlen, seed, "calib_samples", home, held_out)
+
+
+def train_samples(tokenizer, source: Source, n: int, seqlen: int, seed: int,
+                  home: str | os.PathLike | None | bool = None, held_out: int = MEASURE_WINDOWS) -> torch.Tensor:
     """Like :func:`calibration_samples`, from another random stream, for retraining batches."""
-    return _random_windows(token_ids(tokenizer, text, home), n, seqlen, seed + TRAIN_SEED_OFFSET, "train_samples")
+    return _random_windows(tokenizer, source, n, seqlen, seed + TRAIN_SEED_OFFSET, "train_samples", home, held_out)
 
 
 def eval_windows(tokenizer, text: str, seqlen: int, max_tokens: int | None,
@@ -132,14 +195,19 @@ def eval_windows(tokenizer, text: str, seqlen: int, max_tokens: int | None,
     return ids[: k * seqlen].view(k, seqlen).clone()
 
 
-def _random_windows(ids: torch.Tensor, n: int, seqlen: int, seed: int, field: str) -> torch.Tensor:
+def _random_windows(tokenizer, source: Source, n: int, seqlen: int, seed: int, field: str, home, held_out: int
+                    ) -> torch.Tensor:
     _check_positive(field, n)
     _check_positive("seqlen", seqlen)
-    if ids.numel() < seqlen + 1:
-        raise PerpError("seqlen", f"{seqlen} needs at least {seqlen + 1} tokens of text, the calibration text has {ids.numel()}")
+    ids, segments = token_stream(tokenizer, source, home)
+    held = held_out_starts(segments, held_out, seqlen) if held_out else []
+    ranges = allowed_ranges(segments, seqlen, held)
+    if not ranges:
+        longest = max(end - start for start, end in segments)
+        raise PerpError("seqlen", f"{seqlen} needs a text of at least {seqlen} tokens in one piece besides the held-out "
+                                  f"measurement windows; the calibration text's longest piece has {longest}")
     generator = torch.Generator().manual_seed(int(seed))
-    starts = torch.randint(0, ids.numel() - seqlen, (n,), generator=generator)
-    return torch.stack([ids[s: s + seqlen] for s in starts.tolist()])
+    return cut(ids, random_starts(ranges, n, generator), seqlen)
 
 
 def _check_positive(field: str, value) -> None:
@@ -161,7 +229,8 @@ def _sha256(text: str) -> str:
 
 # ---- corpora ------------------------------------------------------------------------------------------------
 
-Builder = Callable[[], tuple[str, str, str]]  # () -> (calib_text, eval_text, description)
+# () -> (calibration text, or its documents, evaluation text, description)
+Builder = Callable[[], tuple[str | tuple[str, ...], str, str]]
 
 
 def _cached_corpus(name: str, home: Path, build: Builder) -> Corpus:
@@ -169,16 +238,26 @@ def _cached_corpus(name: str, home: Path, build: Builder) -> Corpus:
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") == _CORPUS_FORMAT:
-            return Corpus(name, (folder / "calib.txt").read_text(encoding="utf-8"),
-                          (folder / "eval.txt").read_text(encoding="utf-8"), meta["description"])
+            calib = (folder / "calib.txt").read_text(encoding="utf-8")
+            if meta.get("documents"):
+                calib = tuple(calib.split(DOCUMENT_SEPARATOR))
+            return _corpus(name, calib, (folder / "eval.txt").read_text(encoding="utf-8"), meta["description"])
     except (OSError, ValueError, KeyError):
         pass
     calib, evaluation, description = build()
+    documents = not isinstance(calib, str)
     with atomic_dir(folder) as tmp:
-        (tmp / "calib.txt").write_text(calib, encoding="utf-8")
+        (tmp / "calib.txt").write_text(DOCUMENT_SEPARATOR.join(calib) if documents else calib, encoding="utf-8")
         (tmp / "eval.txt").write_text(evaluation, encoding="utf-8")
-        (tmp / "meta.json").write_text(json.dumps({"format": _CORPUS_FORMAT, "description": description}))
-    return Corpus(name, calib, evaluation, description)
+        (tmp / "meta.json").write_text(json.dumps({"format": _CORPUS_FORMAT, "description": description,
+                                                   "documents": documents}))
+    return _corpus(name, calib, evaluation, description)
+
+
+def _corpus(name: str, calib: str | tuple[str, ...], evaluation: str, description: str) -> Corpus:
+    if isinstance(calib, str):
+        return Corpus(name, calib, evaluation, description)
+    return Corpus(name, "\n\n".join(calib), evaluation, description, calib_documents=tuple(calib))
 
 
 def wiki_articles(path: Path) -> list[tuple[str, str]]:
@@ -299,9 +378,9 @@ def _build_wikitext2() -> tuple[str, str, str]:
             "WikiText-2 (raw): calibration from the train split, evaluation on the test split")
 
 
-def _build_c4() -> tuple[str, str, str]:
+def _build_c4() -> tuple[tuple[str, ...], str, str]:
     data = _hub_dataset("c4", "allenai/c4", data_files={"train": _C4_TRAIN, "validation": _C4_VALID})
-    return ("\n\n".join(data["train"].select(range(_C4_CALIB_DOCS))["text"]),
+    return (tuple(data["train"].select(range(_C4_CALIB_DOCS))["text"]),
             " ".join(data["validation"].select(range(_C4_EVAL_DOCS))["text"]),
             f"C4 (en): calibration from the first {_C4_CALIB_DOCS} documents of {_C4_TRAIN}, evaluation on the first "
             f"{_C4_EVAL_DOCS} documents of {_C4_VALID} (as in Wanda/SparseGPT)")

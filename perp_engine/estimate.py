@@ -15,7 +15,9 @@ an effective throughput per device, plus a fixed cost for loading. Stages and th
   also measures the per-layer errors after repair (as the pipeline reports it).
 - prune: Wanda and SparseGPT pass the calibration tokens through every block three times (capturing the
   inputs, statistics, outputs of the pruned block; magnitude and random need none), then the per-layer
-  errors are measured on ``MEASURE_SAMPLES`` sequences (a dense and a pruned pass). SparseGPT adds its
+  errors are measured on ``MEASURE_WINDOWS`` held-out sequences (per block: the dense block on its own and on
+  the pruned activations, the pruned block, and each dense linear again for the local error: about four
+  block passes). SparseGPT adds its
   Hessian and OBS updates (~2 d_in^2 per token and 2 d_out d_in^2 + d_in^3 per layer, plus its per-column
   loop, ``SPARSEGPT_S_PER_COLUMN``).
 - train, mode retrain: steps x batch x accumulation x seqlen tokens, forward + backward to the activations
@@ -43,8 +45,8 @@ from torch import nn
 from .adapters import attach_adapters
 from .blocks import find_decoder_blocks, find_linears, get_weight
 from .config import RunConfig
+from .data import MEASURE_WINDOWS
 from .models import EMBEDDED_MODELS, load_skeleton, resolve_device
-from .pipeline import MEASURE_SAMPLES
 from .progress import STAGES
 from .sequential import DATA_FREE_METHODS
 from .subsets import TrainableReport, select_trainable
@@ -159,7 +161,7 @@ def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport 
     calib_tokens = config.calib_samples * seqlen
     forward = shape.forward_flops(seqlen)
     block_forward = shape.forward_flops(seqlen, with_head=False)
-    measure = 2 * MEASURE_SAMPLES * seqlen * block_forward / rate
+    measure = 4 * MEASURE_WINDOWS * seqlen * block_forward / rate
     seconds = {
         "load": START_S + LOAD_S + LOAD_S_PER_PARAM * shape.total_params,
         "data": DATA_S,

@@ -22,10 +22,10 @@ from typing import Callable
 from .config import RunConfig
 from .errors import PerpError
 from .progress import Progress, silent
+from .paths import ADAPTER_DIR, MASKS_FILE
 from .store import RunRow, RunStore
 
 REPRODUCE_RTOL = 1e-6
-MASKS_FILE = "masks.safetensors"
 RUN_FILE = "perp_run.json"
 CONFIG_FILE = "perp_config.json"
 CARD_FILE = "README.md"
@@ -145,6 +145,10 @@ def model_card(row: RunRow, measured: dict, exported: Exported) -> str:
         "", "## Files", "",
         "- `config.json`, `model.safetensors`, tokenizer files: load with "
         "`AutoModelForCausalLM.from_pretrained(folder)` and `AutoTokenizer.from_pretrained(folder)`.",
+        *([f"- `{ADAPTER_DIR}/`: the plain LoRA adapter trained on the pruned layers, kept unmerged (merging it would "
+           "make every pruned layer dense), in peft's format: `PeftModel.from_pretrained(model, folder + "
+           f"'/{ADAPTER_DIR}')` gives the repaired model the perplexity above was measured on; the folder alone is "
+           "the sparse pruned model without it."] if (exported.path / ADAPTER_DIR).is_dir() else []),
         f"- `{MASKS_FILE}`: one bool tensor per pruned linear (True = kept, shape (out, in)), under the layer's name.",
         f"- `{CONFIG_FILE}`: the run's full configuration; `{RUN_FILE}`: the run's record (all measurements, "
         "timings, environment).",

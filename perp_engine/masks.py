@@ -13,13 +13,14 @@ class MaskKeeper:
     """The pruned positions (``W == 0``) of each block linear, by full name.
 
     A layer without zeros is recorded as dense (``None``, no mask kept in memory). Names stay valid while
-    adapters wrap the layers: the weight is looked up through the adapter.
+    adapters wrap the layers: the weight is looked up through the adapter. ``scope`` (one block) limits the
+    record to the layers inside it.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, scope: nn.Module | None = None):
         self.model = model
         self.zeros: dict[str, torch.Tensor | None] = {}
-        for name, layer in block_linears(model).items():
+        for name, layer in block_linears(model, scope).items():
             zeros = base_of(layer).weight.detach() == 0
             self.zeros[name] = zeros if bool(zeros.any()) else None
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .blocks import find_decoder_blocks
+from .config import DTYPES as DTYPE_NAMES
 from .errors import PerpError
 from .paths import atomic_dir, hub_unavailable_reason, resolve_home
 
@@ -40,7 +41,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     ),
 }
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 _STAMP = "perp_source.json"  # written last into a cache folder: which GGUF it was converted from
 _ALLOWED = f"allowed: {', '.join(repr(n) for n in EMBEDDED_MODELS)}, a local model folder, or a Hugging Face causal-LM id"
 

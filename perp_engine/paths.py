@@ -15,6 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# Inside a saved model folder (perp_engine.save, perp export), besides what save_pretrained writes:
+MASKS_FILE = "masks.safetensors"  # one bool tensor per pruned linear, True = kept
+ADAPTER_DIR = "adapter"  # a plain LoRA kept unmerged on the pruned layers, in peft's format
+
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 _HUB_PROBE_TIMEOUT_S = 5.0
 

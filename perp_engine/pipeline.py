@@ -1,7 +1,9 @@
-"""One run end to end: load, calibrate, prune, measure, optionally retrain or reconstruct, measure again.
+"""One run end to end, as a list of stages: load, data, dense_eval, prune, pruned_eval, train, final_eval.
 
-``run_pipeline`` is the single entry point shared by the CLI, the job worker and the app. It reports
-progress through a plain callable and never touches global state beyond seeding torch's generators.
+``run_pipeline`` is the single entry point shared by the CLI, the job worker and the app. Each stage is a plain
+function that reads and fills one :class:`Run` (the model, the windows, the dense reference, the RunResult);
+the loop reports progress through a plain callable, times each stage and never touches global state beyond
+seeding torch's generators.
 """
 
 from __future__ import annotations
@@ -9,27 +11,212 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
+from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import nn
 
 from .adapters import check_adapter_fits
 from .blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
 from .cache import ArtifactCache
-from .calibrate import capture_block_inputs
+from .calibrate import BlockInputs, capture_block_inputs
 from .config import RunConfig
-from .data import calibration_samples, eval_windows, load_corpus
-from .measure import measure_errors, snapshot_blocks
+from .data import MEASURE_WINDOWS, Corpus, calibration_samples, eval_windows, load_corpus, measure_windows
+from .dense_reference import DenseReference
+from .measure import ErrorReport, measure_errors
 from .metrics import count_parameters, model_sparsity, peak_memory_mb, perplexity, reset_peak_memory
 from .models import load_model, resolve_device
 from .progress import Progress, silent
 from .repair import repair
-from .result import BlockRecord, LayerRecord, RunResult
+from .result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
 from .save import save_model
 from .sequential import DATA_FREE_METHODS, prune_model
 
-MEASURE_SAMPLES = 8  # calibration samples used for the in-situ layer errors (both before and after repair)
+# Versions of what the artifact cache holds; bump one when its computation changes so old entries are not reused.
+WINDOWS_FORMAT = 2  # 2: calibration windows avoid the held-out measurement windows
+
+
+@dataclass
+class Run:
+    """One run's state, filled in by the stages."""
+
+    config: RunConfig
+    progress: Progress
+    log: Callable[[str], None]
+    cache: ArtifactCache | None
+    device: torch.device
+    result: RunResult
+    model: nn.Module | None = None
+    tokenizer: object = None
+    calib_corpus: Corpus | None = None
+    calib: torch.Tensor | None = None  # calibration windows (pruning statistics, reconstruction)
+    windows: torch.Tensor | None = None  # evaluation windows (perplexity)
+    measure: torch.Tensor | None = None  # held-out windows of the calibration source (layer-wise errors)
+    dense: DenseReference | None = None  # the dense blocks, taken before pruning when errors must be measured
+    dense_inputs: BlockInputs | None = None  # the dense model's block-0 inputs of the measurement windows
+    cached_errors: dict | None = field(default=None, repr=False)
+
+    def report(self, stage: str, lo: float = 0.0, hi: float = 1.0) -> Callable[..., None]:
+        """Progress of a step that covers [lo, hi] of ``stage``."""
+        return lambda fraction, message="": self.progress(stage, lo + (hi - lo) * fraction, message)
+
+    @contextmanager
+    def timed(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.result.timings[name] = round(self.result.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    # -- what identifies cached artifacts ------------------------------------------------------------------
+
+    @property
+    def model_key(self) -> dict:
+        return {"model": self.config.model, "dtype": self.config.dtype, "device": self.device.type}
+
+    @property
+    def eval_key(self) -> dict:
+        c = self.config
+        return {**self.model_key, "dataset": c.dataset, "seqlen": c.seqlen, "eval_tokens": c.eval_tokens}
+
+    @property
+    def prune_key(self) -> dict:
+        c = self.config
+        return {**self.model_key, "calib": c.calib_dataset or c.dataset, "method": c.method, "sparsity": c.sparsity,
+                "pattern": c.pattern, "seed": c.seed, "calib_samples": c.calib_samples, "seqlen": c.seqlen,
+                "blocksize": c.blocksize, "percdamp": c.percdamp, "windows": WINDOWS_FORMAT}
+
+    @property
+    def errors_key(self) -> dict:
+        return {**self.prune_key, "measure_windows": MEASURE_WINDOWS, "errors": ERRORS_FORMAT}
+
+    def cached_perplexity(self, stage: str, kind: str, key: dict) -> float:
+        """The model's perplexity now, or the cached one of identical settings (then listed in result.reused)."""
+        hit = self.cache.get_json(kind, key) if self.cache else None
+        if hit:
+            self.result.reused.append(kind)
+            return hit["ppl"]
+        ppl = perplexity(self.model, self.windows, self.config.eval_batch_size, progress=self.report(stage))
+        if self.cache:
+            self.cache.put_json(kind, key, {"ppl": ppl})
+        return ppl
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A step of the pipeline: ``name`` is its progress stage (and its timing, unless it times its parts)."""
+
+    name: str
+    message: Callable[[Run], str]
+    run: Callable[[Run], None]
+    needed: Callable[[RunConfig], bool] = lambda config: True
+    times_parts: bool = False
+
+
+def load(run: Run) -> None:
+    config = run.config
+    run.model, run.tokenizer = load_model(config.model, device=str(run.device), dtype=config.dtype,
+                                          trust_remote_code=config.trust_remote_code)
+    if config.adapter != "none":
+        check_adapter_fits(run.model, config.rank, config.target_modules)
+
+
+def prepare_data(run: Run) -> None:
+    config = run.config
+    corpus = load_corpus(config.dataset)
+    run.calib_corpus = load_corpus(config.calib_dataset) if config.calib_dataset else corpus
+    source = run.calib_corpus.calib_source
+    run.calib = calibration_samples(run.tokenizer, source, config.calib_samples, config.seqlen, config.seed)
+    run.measure = measure_windows(run.tokenizer, source, config.seqlen)
+    run.windows = eval_windows(run.tokenizer, corpus.eval_text, config.seqlen, config.eval_tokens)
+    run.result.measure_windows = {
+        "count": MEASURE_WINDOWS, "seqlen": config.seqlen, "source": run.calib_corpus.name, "held_out": True,
+        "placement": "spread evenly over the calibration text; no calibration or retraining window overlaps them"}
+    run.log(f"{run.calib.shape[0]} calibration windows and {MEASURE_WINDOWS} held-out measurement windows from "
+            f"{run.calib_corpus.name}, {run.windows.numel():,} eval tokens from {corpus.name}")
+
+
+def dense_eval(run: Run) -> None:
+    run.result.dense_ppl = run.cached_perplexity("dense_eval", "dense_ppl", run.eval_key)
+    run.log(f"dense perplexity {run.result.dense_ppl:.3f}")
+
+
+def prune(run: Run) -> None:
+    """Keep the dense reference (when errors must be measured), prune, and measure the errors after pruning."""
+    config = run.config
+    run.cached_errors = run.cache.get_json("layer_errors", run.errors_key) if run.cache else None
+    if run.cached_errors is None or config.mode != "none":
+        with run.timed("measure"):
+            run.dense = DenseReference(run.model)
+            run.dense_inputs = capture_block_inputs(run.model, run.measure, config.batch_size)
+    with run.timed("prune"):
+        run.result.layers = _prune_or_reuse(run, run.report("prune", 0.0, 0.85))
+    with run.timed("measure"):
+        if run.cached_errors is not None:
+            errors = ErrorReport(**{k: v for k, v in run.cached_errors.items() if k != "key"})
+            run.result.reused.append("layer_errors")
+        else:
+            errors = _measure(run, run.report("prune", 0.85, 1.0))
+            if run.cache:
+                run.cache.put_json("layer_errors", run.errors_key, asdict(errors))
+    for rec in run.result.layers:
+        rec.recon_error, rec.drift = errors.local[rec.name], errors.drift[rec.name]
+    run.result.blocks = [BlockRecord(block=i, loss_before=local, drift_before=drift)
+                         for i, (local, drift) in enumerate(zip(errors.block_local, errors.block_drift))]
+    run.result.sparsity = model_sparsity(run.model)["overall"]
+
+
+def pruned_eval(run: Run) -> None:
+    run.result.pruned_ppl = run.cached_perplexity("pruned_eval", "pruned_ppl", {**run.prune_key, **run.eval_key})
+    if run.config.mode == "none":
+        run.result.total_params = count_parameters(run.model)
+    run.log(f"pruned perplexity {run.result.pruned_ppl:.3f} at sparsity {run.result.sparsity:.4f}")
+
+
+def train(run: Run) -> None:
+    repair(run.model, run.tokenizer, run.config, run.calib_corpus, run.calib, run.dense, run.result,
+           run.report("train"), run.log)
+
+
+def final_eval(run: Run) -> None:
+    """Errors and perplexity after repair; the pruned zeros must have survived it."""
+    result = run.result
+    with run.timed("measure"):
+        after = _measure(run, run.report("final_eval", 0.0, 0.3))
+    with run.timed("final_eval"):
+        result.final_ppl = perplexity(run.model, run.windows, run.config.eval_batch_size,
+                                      progress=run.report("final_eval", 0.3, 1.0))
+    for rec in result.layers:
+        rec.recon_error_after, rec.drift_after = after.local[rec.name], after.drift[rec.name]
+    for rec, local, drift in zip(result.blocks, after.block_local, after.block_drift):
+        rec.loss_after, rec.drift_after = local, drift
+    run.log(f"final perplexity {result.final_ppl:.3f}")
+    sparsity_after = model_sparsity(run.model)["overall"]
+    if not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):
+        raise RuntimeError(f"sparsity changed during repair: {result.sparsity:.6f} -> {sparsity_after:.6f}")
+
+
+def _repairs(config: RunConfig) -> bool:
+    return config.mode != "none"
+
+
+def _train_message(run: Run) -> str:
+    config = run.config
+    adapter = f" + {config.adapter} r{config.rank}" if config.adapter != "none" else ""
+    return f"{config.mode}: training {', '.join(config.train) or 'adapters only'}{adapter}"
+
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("load", lambda run: f"loading {run.config.model} on {run.device}", load),
+    Stage("data", lambda run: f"preparing {run.config.dataset} data", prepare_data),
+    Stage("dense_eval", lambda run: "dense perplexity", dense_eval),
+    Stage("prune", lambda run: f"{run.config.method} pruning to {run.config.sparsity:.0%} ({run.config.pattern})", prune,
+          times_parts=True),
+    Stage("pruned_eval", lambda run: "pruned perplexity", pruned_eval),
+    Stage("train", _train_message, train, needed=_repairs),
+    Stage("final_eval", lambda run: "per-layer errors and final perplexity", final_eval, needed=_repairs,
+          times_parts=True),
+)
 
 
 def run_pipeline(
@@ -42,145 +229,71 @@ def run_pipeline(
 ) -> RunResult:
     """Run ``config`` and return its :class:`RunResult`.
 
-    ``cache_dir`` enables reuse of the dense perplexity and the pruned weights of identical settings (listed in
-    ``result.reused``); ``output_dir`` saves the final model (Hugging Face format, safetensors) with its masks.
+    ``cache_dir`` enables reuse of the dense perplexity, the pruned weights and their layer errors of identical
+    settings (listed in ``result.reused``); ``output_dir`` saves the final model (Hugging Face format,
+    safetensors) with its masks.
     """
-    log = log or (lambda line: None)
-    cache = ArtifactCache(cache_dir) if cache_dir else None
-    result = RunResult(config=config.to_dict())
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    result.device = str(device)
-    result.environment = _environment(device)
+    run = Run(config=config, progress=progress, log=log or (lambda line: None),
+              cache=ArtifactCache(cache_dir) if cache_dir else None, device=device,
+              result=RunResult(config=config.to_dict(), device=str(device), environment=_environment(device)))
     reset_peak_memory(device)
-
-    @contextmanager
-    def stage(name: str, message: str, timing: bool = True):
-        """A progress stage, timed under its name unless ``timing`` is False (its steps are then timed apart)."""
-        progress(name, 0.0, message)
-        log(message)
-        if timing:
-            with timed(name):
-                yield
-        else:
-            yield
-        progress(name, 1.0, f"{message} done")
-
-    @contextmanager
-    def timed(name: str):
-        start = time.perf_counter()
-        yield
-        result.timings[name] = round(result.timings.get(name, 0.0) + time.perf_counter() - start, 3)
-
-    def report(name: str, lo: float = 0.0, hi: float = 1.0):
-        """Progress of a step that covers [lo, hi] of stage ``name``."""
-        return lambda fraction, message="": progress(name, lo + (hi - lo) * fraction, message)
-
-    with stage("load", f"loading {config.model} on {device}"):
-        model, tokenizer = load_model(config.model, device=str(device), dtype=config.dtype,
-                                      trust_remote_code=config.trust_remote_code)
-        if config.adapter != "none":
-            check_adapter_fits(model, config.rank, config.target_modules)
-    with stage("data", f"preparing {config.dataset} data"):
-        corpus = load_corpus(config.dataset)
-        calib_corpus = load_corpus(config.calib_dataset) if config.calib_dataset else corpus
-        calib = calibration_samples(tokenizer, calib_corpus.calib_text, config.calib_samples, config.seqlen, config.seed)
-        windows = eval_windows(tokenizer, corpus.eval_text, config.seqlen, config.eval_tokens)
-    log(f"{calib.shape[0]} calibration windows from {calib_corpus.name}, {windows.numel():,} eval tokens from {corpus.name}")
-
-    model_key = {"model": config.model, "dtype": config.dtype, "device": device.type}
-    eval_key = {**model_key, "dataset": config.dataset, "seqlen": config.seqlen, "eval_tokens": config.eval_tokens}
-    def cached_perplexity(stage_name: str, kind: str, key: dict) -> float:
-        """The model's perplexity now, or the cached one of identical settings (then listed in result.reused)."""
-        hit = cache.get_json(kind, key) if cache else None
-        if hit:
-            result.reused.append(kind)
-            return hit["ppl"]
-        ppl = perplexity(model, windows, config.eval_batch_size, progress=report(stage_name))
-        if cache:
-            cache.put_json(kind, key, {"ppl": ppl})
-        return ppl
-
-    with stage("dense_eval", "dense perplexity"):
-        result.dense_ppl = cached_perplexity("dense_eval", "dense_ppl", eval_key)
-    log(f"dense perplexity {result.dense_ppl:.3f}")
-
-    dense_blocks = snapshot_blocks(model)
-    measure_inputs = capture_block_inputs(model, calib[:MEASURE_SAMPLES], config.batch_size)
-
-    prune_key = {**model_key, "calib": config.calib_dataset or config.dataset, "method": config.method,
-                 "sparsity": config.sparsity, "pattern": config.pattern, "seed": config.seed,
-                 "calib_samples": config.calib_samples, "seqlen": config.seqlen, "blocksize": config.blocksize,
-                 "percdamp": config.percdamp}
-    with stage("prune", f"{config.method} pruning to {config.sparsity:.0%} ({config.pattern})", timing=False):
-        with timed("prune"):
-            result.layers = _prune(model, calib, config, cache, prune_key, result, report("prune", 0.0, 0.85), log)
-        with timed("measure"):
-            errors = measure_errors(model, dense_blocks, measure_inputs, measure_inputs, progress=report("prune", 0.85, 1.0))
-    for rec in result.layers:
-        rec.recon_error = errors.layers[rec.name]
-    result.blocks = [BlockRecord(block=i, loss_before=e) for i, e in enumerate(errors.blocks)]
-    result.sparsity = model_sparsity(model)["overall"]
-
-    pruned_key = {**prune_key, **eval_key}
-    with stage("pruned_eval", "pruned perplexity"):
-        result.pruned_ppl = cached_perplexity("pruned_eval", "pruned_ppl", pruned_key)
-    log(f"pruned perplexity {result.pruned_ppl:.3f} at sparsity {result.sparsity:.4f}")
-
-    if config.mode == "none":
-        result.total_params = count_parameters(model)
-    else:
-        with stage("train", f"{config.mode}: training {', '.join(config.train) or 'adapters only'}"
-                            + (f" + {config.adapter} r{config.rank}" if config.adapter != "none" else "")):
-            repair(model, tokenizer, config, calib_corpus, calib, dense_blocks, result, report("train"), log)
-        with stage("final_eval", "per-layer errors and final perplexity", timing=False):
-            with timed("measure"):
-                after = measure_errors(model, dense_blocks, measure_inputs,
-                                       capture_block_inputs(model, calib[:MEASURE_SAMPLES], config.batch_size),
-                                       progress=report("final_eval", 0.0, 0.3))
-            with timed("final_eval"):
-                result.final_ppl = perplexity(model, windows, config.eval_batch_size,
-                                              progress=report("final_eval", 0.3, 1.0))
-        for rec in result.layers:
-            rec.recon_error_after = after.layers[rec.name]
-        for rec, e in zip(result.blocks, after.blocks):
-            rec.loss_after = e
-        log(f"final perplexity {result.final_ppl:.3f}")
-        sparsity_after = model_sparsity(model)["overall"]
-        if config.adapter != "lora" and not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):
-            raise RuntimeError(f"sparsity changed during repair: {result.sparsity:.6f} -> {sparsity_after:.6f}")
-
+    for stage in PIPELINE:
+        if stage.needed(config):
+            _execute(run, stage)
     if output_dir:
-        save_model(model, tokenizer, output_dir, config, log)
-    result.peak_memory_mb = round(peak_memory_mb(device), 1)
-    return result
+        save_model(run.model, run.tokenizer, output_dir, config, run.log)
+    run.result.peak_memory_mb = round(peak_memory_mb(device), 1)
+    return run.result
 
 
-def _prune(model, calib, config: RunConfig, cache, key: dict, result: RunResult, progress, log) -> list[LayerRecord]:
+def _execute(run: Run, stage: Stage) -> None:
+    message = stage.message(run)
+    run.progress(stage.name, 0.0, message)
+    run.log(message)
+    if stage.times_parts:
+        stage.run(run)
+    else:
+        with run.timed(stage.name):
+            stage.run(run)
+    run.progress(stage.name, 1.0, f"{message} done")
+
+
+def _measure(run: Run, progress) -> ErrorReport:
+    inputs = capture_block_inputs(run.model, run.measure, run.config.batch_size)
+    return measure_errors(run.model, run.dense, run.dense_inputs, inputs, progress=progress)
+
+
+def _prune_or_reuse(run: Run, progress) -> list[LayerRecord]:
     """Prune in place, or load the pruned weights of identical settings from the cache."""
-    path, blocks = find_decoder_blocks(model)
-    cached = cache.get_tensors("pruned", key) if cache else None
+    config, model = run.config, run.model
+    cached = run.cache.get_tensors("pruned", run.prune_key) if run.cache else None
     if cached is not None:
         with torch.no_grad():
             for name, tensor in cached.items():
                 model.get_submodule(name).weight.copy_(tensor)
-        result.reused.append("pruned_model")
-        log("pruned weights reused from the cache")
-        records = []
-        for i, block in enumerate(blocks):
-            for name, module in find_linears(block).items():
-                w = get_weight(module)
-                records.append(LayerRecord(name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
-                                           sparsity=float((w == 0).float().mean()), recon_error=float("nan"), numel=w.numel()))
-        return records
-    inputs = None
-    if config.method not in DATA_FREE_METHODS:
-        inputs = capture_block_inputs(model, calib, config.batch_size)
+        run.result.reused.append("pruned_model")
+        run.log("pruned weights reused from the cache")
+        return _layer_records(model)
+    inputs = None if config.method in DATA_FREE_METHODS else capture_block_inputs(model, run.calib, config.batch_size)
     records = prune_model(model, inputs, method=config.method, sparsity=config.sparsity, pattern=config.pattern,
                           blocksize=config.blocksize, percdamp=config.percdamp, seed=config.seed,
-                          progress=progress, log=log)
-    if cache:
-        cache.put_tensors("pruned", key, {r.name: model.get_submodule(r.name).weight for r in records})
+                          progress=progress, log=run.log)
+    if run.cache:
+        run.cache.put_tensors("pruned", run.prune_key, {r.name: model.get_submodule(r.name).weight for r in records})
+    return records
+
+
+def _layer_records(model: nn.Module) -> list[LayerRecord]:
+    """One record per block linear with its measured sparsity (errors are filled in later)."""
+    path, blocks = find_decoder_blocks(model)
+    records = []
+    for i, block in enumerate(blocks):
+        for name, module in find_linears(block).items():
+            w = get_weight(module)
+            records.append(LayerRecord(name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
+                                       sparsity=float((w == 0).float().mean()), recon_error=None, numel=w.numel()))
     return records
 
 

@@ -14,20 +14,21 @@ from .adapters import attach_adapters, merge_adapters
 from .calibrate import capture_block_inputs
 from .config import RunConfig
 from .data import Corpus, train_samples
+from .dense_reference import DenseReference
 from .masks import MaskKeeper
 from .metrics import count_parameters
-from .reconstruct import reconstruct
+from .reconstruct import BlockRecipe, reconstruct
 from .result import RunResult
 from .retrain import retrain
 from .subsets import select_trainable
 
 
-def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: torch.Tensor, dense_blocks,
+def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: torch.Tensor, dense: DenseReference,
            result: RunResult, progress: Callable[[float, str], None], log: Callable[[str], None]) -> None:
     if config.mode == "retrain":
         _retrain(model, tokenizer, config, calib_corpus, result, progress, log)
     else:
-        _reconstruct(model, config, calib, dense_blocks, result, progress, log)
+        _reconstruct(model, config, calib, dense, result, progress, log)
 
 
 def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: RunResult, progress, log) -> None:
@@ -41,10 +42,10 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
     log(counts)
     progress(0.0, counts)
     n = config.train_samples or config.steps * config.batch_size * config.grad_accum
-    samples = train_samples(tokenizer, calib_corpus.calib_text, n, config.seqlen, config.seed)
+    samples = train_samples(tokenizer, calib_corpus.calib_source, n, config.seqlen, config.seed)
     outcome = retrain(
         model, samples, steps=config.steps, lr=config.lr, batch_size=config.batch_size, grad_accum=config.grad_accum,
-        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         grad_checkpointing=config.grad_checkpointing, seed=config.seed,
         keeper=keeper if "full" in config.train else None,
         progress=lambda step, steps, loss: progress(step / steps, f"step {step}/{steps} loss {loss:.4f}"),
@@ -60,13 +61,13 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
     model.requires_grad_(False)
 
 
-def _reconstruct(model, config: RunConfig, calib, dense_blocks, result: RunResult, progress, log) -> None:
+def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result: RunResult, progress, log) -> None:
     inputs = capture_block_inputs(model, calib, config.batch_size)
-    outcome = reconstruct(
-        model, dense_blocks, inputs, subsets=config.train, adapter=config.adapter, rank=config.rank,
-        alpha=config.alpha, target_modules=config.target_modules, steps=config.steps, lr=config.lr,
-        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, seed=config.seed, progress=progress,
-    )
+    recipe = BlockRecipe(subsets=config.train, adapter=config.adapter, rank=config.rank, alpha=config.alpha,
+                         target_modules=config.target_modules, steps=config.steps, lr=config.lr,
+                         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+                         max_grad_norm=config.max_grad_norm)
+    outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress)
     total = count_parameters(model)
     if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params
         total += outcome.by_category.get("adapter", 0)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+# What the layer-error fields hold. 1 (runs recorded before it existed): ``recon_error`` & co. were the accumulated
+# error on calibration windows; the store migrated them to ``drift``. 2: local and accumulated errors on held-out windows.
+ERRORS_FORMAT = 2
+
 
 @dataclass
 class LayerRecord:
@@ -12,18 +16,23 @@ class LayerRecord:
     block: int
     kind: str  # q_proj, k_proj, ..., c_attn, fc1
     sparsity: float
-    recon_error: float  # relative ||W x - W' x||^2 / ||W x||^2 on calibration inputs, after pruning
-    recon_error_after: float | None = None  # same with the retrained / reconstructed weights
+    # The two layer-wise errors (perp_engine.measure), relative, on the held-out measurement windows:
+    recon_error: float | None  # local: dense vs pruned layer on the inputs it sees in the pruned model
+    recon_error_after: float | None = None  # local, after retraining / reconstruction
     numel: int = 0
+    drift: float | None = None  # accumulated: dense layer in the dense model vs this layer in the pruned model
+    drift_after: float | None = None  # accumulated, after retraining / reconstruction
 
 
 @dataclass
 class BlockRecord:
     block: int
-    loss_before: float  # in-situ relative block-output error vs the dense model, right after pruning
+    loss_before: float | None  # local block-output error (dense vs pruned block, same inputs), after pruning
     loss_after: float | None = None  # the same after retraining / reconstruction
     train_loss_before: float | None = None  # reconstruct mode: the block's training objective before ...
     train_loss_after: float | None = None  # ... and after training that block
+    drift_before: float | None = None  # accumulated block-output error (each model on its own activations)
+    drift_after: float | None = None
 
 
 @dataclass
@@ -46,6 +55,8 @@ class RunResult:
     device: str = "cpu"
     environment: dict = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)  # stages taken from the artifact cache, e.g. dense_ppl
+    measure_windows: dict = field(default_factory=dict)  # which windows the layer-wise errors were measured on
+    errors_format: int = ERRORS_FORMAT
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -1,5 +1,7 @@
 """Retraining with the causal-LM loss: AdamW over whatever requires grad, linear schedule with warm-up,
-gradient accumulation, optional activation checkpointing, masks re-applied after every step.
+gradient accumulation, gradient-norm clipping (as the paper's HF Trainer runs), optional activation
+checkpointing, masks re-applied after every step. The model trains in train mode (dropout on where the model
+has it, as in the paper's training); block-wise reconstruction does the same.
 
 A plain loop rather than ``transformers.Trainer``: the mask must be re-applied right after each optimizer step,
 the last good weights restored on a non-finite loss, and progress reported per step, without the Trainer's
@@ -29,16 +31,18 @@ class TrainOutcome:
 
 
 def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, batch_size: int = 4, grad_accum: int = 1,
-            warmup_ratio: float = 0.1, weight_decay: float = 0.0, grad_checkpointing: bool = False, seed: int = 0,
-            keeper: MaskKeeper | None = None, progress: Callable[[int, int, float], None] | None = None) -> TrainOutcome:
+            warmup_ratio: float = 0.1, weight_decay: float = 0.0, max_grad_norm: float = 1.0,
+            grad_checkpointing: bool = False, seed: int = 0, keeper: MaskKeeper | None = None,
+            progress: Callable[[int, int, float], None] | None = None) -> TrainOutcome:
     """Train the parameters that require grad on ``samples`` (N, seqlen) token windows, labels = inputs.
 
     Each of ``steps`` optimizer steps averages ``grad_accum`` micro-batches of ``batch_size`` windows, drawn
-    from a seeded permutation of the samples that is renewed each time it runs out. A NaN/inf loss at step k
+    from a seeded permutation of the samples that is renewed each time it runs out. The gradient's global norm
+    is clipped at ``max_grad_norm`` before each step (0: no clipping). A NaN/inf loss at step k
     stops the run and restores the weights step k-1 was evaluated with (step 0: the weights before retraining);
     for that, one copy of the trainable weights is kept, refreshed before every optimizer step.
     """
-    _check(samples, steps, lr, batch_size, grad_accum, warmup_ratio, weight_decay)
+    _check(samples, steps, lr, batch_size, grad_accum, warmup_ratio, weight_decay, max_grad_norm)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise PerpError("train", "no parameter requires grad; select subsets or attach an adapter before retraining")
@@ -63,6 +67,8 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
                     stopped = f"loss became {loss} at step {step}; kept the weights of step {step - 1}"
                     break
                 _copy(params, good)
+                if max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -133,7 +139,7 @@ def _enable_checkpointing(model: nn.Module) -> Callable[[], None]:
 
 
 def _check(samples: torch.Tensor, steps: int, lr: float, batch_size: int, grad_accum: int, warmup_ratio: float,
-           weight_decay: float) -> None:
+           weight_decay: float, max_grad_norm: float) -> None:
     if not isinstance(samples, torch.Tensor) or samples.dim() != 2 or samples.dtype != torch.long or len(samples) == 0:
         raise PerpError("train_samples", "need a non-empty LongTensor of token windows shaped (N, seqlen)")
     for name, value in (("steps", steps), ("batch_size", batch_size), ("grad_accum", grad_accum)):
@@ -145,3 +151,5 @@ def _check(samples: torch.Tensor, steps: int, lr: float, batch_size: int, grad_a
         raise PerpError("warmup_ratio", f"{warmup_ratio!r} is not allowed; use a fraction in [0, 1)")
     if not weight_decay >= 0:
         raise PerpError("weight_decay", f"{weight_decay!r} is not allowed; use a number >= 0")
+    if not 0 <= max_grad_norm < math.inf:
+        raise PerpError("max_grad_norm", f"{max_grad_norm!r} is not allowed; use a number >= 0 (0 = no clipping)")

@@ -13,9 +13,8 @@ from torch import nn
 
 from .adapters import adapter_modules, adapter_parameters, base_of
 from .adapters.lora import attach_lora
+from .config import SUBSETS
 from .errors import PerpError
-
-SUBSETS = ("biases", "norms", "head", "head-lora", "embeddings", "full")
 HEAD_LORA_RANK = 16
 HEAD_LORA_ALPHA = 32.0
 # A tensor claimed by several selected categories is counted under the first of this order.

@@ -12,13 +12,13 @@ from perp_engine.adapters import (ADAPTER_KINDS, adapter_modules, adapter_parame
                                   block_linears, merge_adapters)
 from perp_engine.adapters.base import RecomputedLinear
 from perp_engine.adapters.masklora import MaskLoRA
-from perp_engine.adapters.scalelora import ScaleLoRA
+from perp_engine.adapters.scalelora import ScaleLoRA, ScaleLoRAPaper
 from perp_engine.blocks import get_weight
 from perp_engine.errors import PerpError
 from perp_engine.masks import MaskKeeper
 
 FAMILIES = list(TINY_MODELS)
-EXACT_KINDS = ("lora", "masklora", "scalelora")
+EXACT_KINDS = ("lora", "masklora", "scalelora", "scalelora-paper")
 
 
 def logits(model, tokens):
@@ -44,8 +44,14 @@ def expected_merge(adapter):
     weight = get_weight(base_of(adapter)).clone()
     if not hasattr(adapter, "kind"):  # plain LoRA stays unmerged on a pruned layer
         return weight
-    product = adapter.lora_B.detach() @ adapter.lora_A.detach()
+    return adapted(adapter, weight, adapter.lora_B.detach() @ adapter.lora_A.detach())
+
+
+def adapted(adapter, weight, product):
+    """Each sparse adapter's formula for its effective weight, written naively."""
     if adapter.kind == "scalelora":
+        return weight * (1 + adapter.scaling * product)
+    if adapter.kind == "scalelora-paper":
         return weight * product
     return weight + adapter.scaling * product * (weight != 0)
 
@@ -115,7 +121,7 @@ def _double_adapter(cls, base_type):
     return adapter
 
 
-@pytest.mark.parametrize("cls", [MaskLoRA, ScaleLoRA])
+@pytest.mark.parametrize("cls", [MaskLoRA, ScaleLoRA, ScaleLoRAPaper])
 def test_gradcheck_recomputed_linear(cls):
     adapter = _double_adapter(cls, "linear")
     x = torch.randn(2, 3, 5, dtype=torch.double, requires_grad=True)
@@ -127,7 +133,7 @@ def test_gradcheck_recomputed_linear(cls):
 
 
 @pytest.mark.parametrize("base_type", ["linear", "conv1d"])
-@pytest.mark.parametrize("cls", [MaskLoRA, ScaleLoRA])
+@pytest.mark.parametrize("cls", [MaskLoRA, ScaleLoRA, ScaleLoRAPaper])
 def test_module_gradients_match_plain_autograd(cls, base_type):
     """The module (incl. Conv1D orientation) gives the gradients of the naive dense formula."""
     adapter = _double_adapter(cls, base_type)
@@ -137,14 +143,13 @@ def test_module_gradients_match_plain_autograd(cls, base_type):
     for t in (x, adapter.lora_A, adapter.lora_B):
         t.grad = None
     weight = get_weight(adapter.base_layer)
-    product = adapter.lora_B @ adapter.lora_A
-    dense = weight * product if cls is ScaleLoRA else weight + adapter.scaling * product * (weight != 0)
+    dense = adapted(adapter, weight, adapter.lora_B @ adapter.lora_A)
     nn.functional.linear(x, dense, adapter.base_layer.bias).square().sum().backward()
     for mine, reference in zip(got, [x.grad, adapter.lora_A.grad, adapter.lora_B.grad]):
         torch.testing.assert_close(mine, reference)
 
 
-@pytest.mark.parametrize("kind", ["masklora", "scalelora"])
+@pytest.mark.parametrize("kind", ["masklora", "scalelora", "scalelora-paper"])
 def test_dense_merged_weight_is_not_saved_for_backward(kind):
     model = pruned_tiny("llama")
     adapters = attach_adapters(model, kind, rank=4, alpha=8.0)
@@ -225,3 +230,31 @@ def test_same_seed_same_factors():
     name = next(iter(first))
     assert torch.equal(first[name].lora_A, second[name].lora_A)
     assert not torch.equal(first[name].lora_A, other[name].lora_A)
+
+
+@pytest.mark.parametrize("kind, full_rank", [("scalelora", True), ("scalelora-paper", False)])
+def test_scalelora_update_rank(kind, full_rank):
+    """The paper's symmetric start (A = B = 1/sqrt(r)) gives every row of A the same gradient forever, so B A stays
+    rank 1; the full-rank form (B = 0, random A) learns an update of rank > 1."""
+    model = pruned_tiny("llama")
+    adapters = attach_adapters(model, kind, rank=4, alpha=8.0)
+    train_adapters(model, adapters, steps=5)
+    for adapter in adapters.values():
+        product = (adapter.lora_B @ adapter.lora_A).detach().double()
+        assert not torch.equal(product, torch.ones_like(product) if kind == "scalelora-paper" else torch.zeros_like(product))
+        rank = int(torch.linalg.matrix_rank(product, rtol=1e-6))
+        if full_rank:
+            assert rank > 1
+        else:
+            assert rank == 1
+            assert torch.equal(adapter.lora_A, adapter.lora_A[:1].expand_as(adapter.lora_A))
+
+
+def test_attaching_lora_leaves_the_global_random_state_alone():
+    model = pruned_tiny("llama")
+    state = torch.get_rng_state()
+    first = attach_adapters(model, "lora", rank=4, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    second = attach_adapters(pruned_tiny("llama"), "lora", rank=4, seed=5)
+    name = next(iter(first))
+    assert torch.equal(first[name].lora_A["perp"].weight, second[name].lora_A["perp"].weight)

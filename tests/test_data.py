@@ -13,10 +13,12 @@ from transformers import PreTrainedTokenizerFast
 from perp_engine import data
 from perp_engine.data import (
     EVAL_SHARE,
+    MEASURE_WINDOWS,
     TRAIN_SEED_OFFSET,
     calibration_samples,
     eval_windows,
     load_corpus,
+    measure_windows,
     token_ids,
     train_samples,
     wiki_articles,
@@ -78,33 +80,69 @@ def test_eval_windows_errors_name_the_field_and_counts():
 def test_calibration_samples_are_seeded_windows_of_the_text():
     tok = word_tokenizer()
     text = words(N_WORDS)
-    a = calibration_samples(tok, text, 6, 16, seed=0, home=False)
-    b = calibration_samples(tok, text, 6, 16, seed=0, home=False)
-    c = calibration_samples(tok, text, 6, 16, seed=1, home=False)
+    a = calibration_samples(tok, text, 6, 16, seed=0, home=False, held_out=2)
+    b = calibration_samples(tok, text, 6, 16, seed=0, home=False, held_out=2)
+    c = calibration_samples(tok, text, 6, 16, seed=1, home=False, held_out=2)
     assert a.shape == (6, 16) and a.dtype == torch.long
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     for row in torch.cat([a, c]):
         start = int(row[0])
         assert torch.equal(row, torch.arange(start, start + 16))  # a contiguous slice of the token stream
-        assert start + 16 <= N_WORDS  # never runs past the end
+        assert start + 16 <= N_WORDS + 1  # never runs past the end
+
+
+def spans(windows: torch.Tensor) -> list[set[int]]:
+    return [set(row.tolist()) for row in windows]
+
+
+@pytest.mark.parametrize("seqlen", [4, 8, 11])
+def test_held_out_windows_are_spread_and_never_used_for_calibration_or_training(seqlen):
+    tok = word_tokenizer()
+    text = words(N_WORDS)
+    held = measure_windows(tok, text, seqlen, n=MEASURE_WINDOWS, home=False)
+    assert held.shape == (MEASURE_WINDOWS, seqlen)
+    starts = [int(row[0]) for row in held]
+    assert starts == sorted(starts) and starts[0] < N_WORDS / MEASURE_WINDOWS < starts[1]  # spread over the text
+    assert starts[-1] > N_WORDS * (1 - 1.5 / MEASURE_WINDOWS)
+    reserved = set().union(*spans(held))
+    for seed in range(5):
+        used = torch.cat([calibration_samples(tok, text, 20, seqlen, seed, home=False),
+                          train_samples(tok, text, 20, seqlen, seed, home=False)])
+        assert all(not (window & reserved) for window in spans(used))
+
+
+def test_windows_never_cross_a_document(tmp_path):
+    tok = word_tokenizer()
+    docs = [" ".join(f"w{i}" for i in range(a, b)) for a, b in ((0, 40), (40, 45), (45, 120), (120, 200))]
+    bounds = [(1, 40), (41, 45), (46, 120), (121, 200)]  # token ids of each document
+    windows = torch.cat([calibration_samples(tok, docs, 50, 10, seed, home=False, held_out=3) for seed in range(4)])
+    held = measure_windows(tok, docs, 10, n=3, home=False)
+    for row in torch.cat([windows, held]):
+        assert any(lo <= int(row[0]) and int(row[-1]) <= hi for lo, hi in bounds)
+    assert not any(int(row[0]) >= 41 and int(row[-1]) <= 45 for row in windows)  # a 5-token document fits none
+    cached = calibration_samples(tok, docs, 50, 10, 0, home=tmp_path, held_out=3)
+    assert torch.equal(cached, calibration_samples(tok, docs, 50, 10, 0, home=False, held_out=3))
 
 
 def test_train_samples_use_another_stream_than_calibration():
     tok = word_tokenizer()
     text = words(N_WORDS)
-    calib = calibration_samples(tok, text, 8, 16, seed=3, home=False)
-    train = train_samples(tok, text, 8, 16, seed=3, home=False)
+    calib = calibration_samples(tok, text, 8, 16, seed=3, home=False, held_out=2)
+    train = train_samples(tok, text, 8, 16, seed=3, home=False, held_out=2)
     assert not torch.equal(calib, train)
-    assert torch.equal(train, calibration_samples(tok, text, 8, 16, seed=3 + TRAIN_SEED_OFFSET, home=False))
+    assert torch.equal(train, calibration_samples(tok, text, 8, 16, seed=3 + TRAIN_SEED_OFFSET, home=False, held_out=2))
 
 
-def test_random_windows_need_seqlen_plus_one_tokens():
+def test_random_windows_need_seqlen_tokens_besides_the_held_out_ones():
     tok = word_tokenizer()
-    assert calibration_samples(tok, words(17), 4, 16, seed=0, home=False).shape == (4, 16)
+    assert calibration_samples(tok, words(16), 4, 16, seed=0, home=False, held_out=0).shape == (4, 16)
     with pytest.raises(PerpError) as err:
-        calibration_samples(tok, words(16), 4, 16, seed=0, home=False)
-    assert err.value.field == "seqlen" and "has 16" in err.value.message
+        calibration_samples(tok, words(15), 4, 16, seed=0, home=False, held_out=0)
+    assert err.value.field == "seqlen" and "has 15" in err.value.message
+    with pytest.raises(PerpError) as err:
+        calibration_samples(tok, words(100), 4, 16, seed=0, home=False)
+    assert err.value.field == "dataset" and "held-out" in err.value.message
     with pytest.raises(PerpError) as err:
         calibration_samples(tok, words(50), 0, 16, seed=0, home=False)
     assert err.value.field == "calib_samples"
@@ -338,3 +376,12 @@ def test_wiki_embedded_is_read_back_from_its_cache(wiki_embedded, monkeypatch):
     monkeypatch.setattr(data, "wiki_articles", no_extraction)
     assert load_corpus("wiki-embedded", home=home) == corpus
     assert not [p for p in os.listdir(home / "data") if p.startswith(".")]  # no temporary folders left
+
+
+def test_a_document_corpus_is_cached_as_documents(monkeypatch, tmp_path):
+    build = lambda: (("first document", "second\n\ndocument"), "evaluation text", "documents")  # noqa: E731
+    monkeypatch.setitem(data._BUILDERS, "c4", build)
+    first, second = load_corpus("c4", home=tmp_path), load_corpus("c4", home=tmp_path)
+    assert first == second
+    assert first.calib_source == ("first document", "second\n\ndocument")
+    assert first.calib_text == "first document\n\nsecond\n\ndocument"

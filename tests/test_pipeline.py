@@ -26,6 +26,7 @@ def config(model_dir, text_file, preset=None, **fields):
         ("perp", {"method": "magnitude", "lr": 1e-2}),
         ("perp-masklora", {"method": "sparsegpt", "lr": 1e-2}),
         ("perp-scalelora", {"method": "wanda", "pattern": "2:4", "lr": 1e-2}),
+        ("perp-scalelora-paper", {"method": "magnitude", "lr": 1e-2}),
         ("full-ft", {"method": "magnitude", "lr": 1e-3}),
         ("recon-masklora", {"method": "wanda", "lr": 1e-2}),
     ],
@@ -36,8 +37,10 @@ def test_modes_end_to_end(tiny_model_dir, tiny_text_file, preset, fields):
                           progress=lambda stage, fraction, message="": stages.append(stage))
     assert result.sparsity == pytest.approx(0.5, abs=0.02)
     assert math.isfinite(result.dense_ppl) and math.isfinite(result.pruned_ppl)
-    assert all(math.isfinite(r.recon_error) for r in result.layers)
+    assert all(math.isfinite(r.recon_error) and math.isfinite(r.drift) for r in result.layers)
     assert len(result.blocks) == 2
+    assert result.blocks[0].loss_before == pytest.approx(result.blocks[0].drift_before, rel=1e-6)
+    assert result.measure_windows["count"] == 8 and result.measure_windows["held_out"]
     assert {"load", "data", "dense_eval", "prune", "pruned_eval"} <= set(stages)
     if preset == "none":
         assert result.final_ppl is None and result.train_loss == []
@@ -48,8 +51,8 @@ def test_modes_end_to_end(tiny_model_dir, tiny_text_file, preset, fields):
     assert (result.trainable_params == result.total_params) == (preset == "full-ft")
     assert result.trainable_fraction == pytest.approx(result.trainable_params / result.total_params)
     assert len(result.train_loss) >= BASE["steps"]
-    assert all(r.recon_error_after is not None for r in result.layers)
-    assert all(r.loss_after is not None for r in result.blocks)
+    assert all(r.recon_error_after is not None and r.drift_after is not None for r in result.layers)
+    assert all(r.loss_after is not None and r.drift_after is not None for r in result.blocks)
     for rec in result.layers:  # pruning masks survive repair and merging
         assert rec.sparsity == pytest.approx(0.5, abs=1 / 16)
 
@@ -64,9 +67,11 @@ def test_cache_reuses_dense_ppl_and_pruned_weights(tiny_model_dir, tiny_text_fil
     cfg = config(tiny_model_dir, tiny_text_file, method="sparsegpt")
     first = run_pipeline(cfg, cache_dir=str(tmp_path))
     second = run_pipeline(cfg, cache_dir=str(tmp_path))
-    assert first.reused == [] and set(second.reused) == {"dense_ppl", "pruned_model", "pruned_ppl"}
+    assert first.reused == [] and set(second.reused) == {"dense_ppl", "pruned_model", "pruned_ppl", "layer_errors"}
     assert second.dense_ppl == first.dense_ppl and second.pruned_ppl == first.pruned_ppl
     assert [r.sparsity for r in second.layers] == [r.sparsity for r in first.layers]
+    assert [(r.recon_error, r.drift) for r in second.layers] == [(r.recon_error, r.drift) for r in first.layers]
+    assert second.timings["measure"] < first.timings["measure"] + 1.0  # nothing measured again, no dense copy made
     other = run_pipeline(cfg.replace(sparsity=0.3), cache_dir=str(tmp_path))
     assert other.reused == ["dense_ppl"]
 

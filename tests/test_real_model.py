@@ -41,3 +41,14 @@ def test_perp_retraining_lowers_perplexity_and_keeps_sparsity(magnitude, cache_d
     assert result.trainable_by_category["norms"] == 35_136
     assert result.trainable_fraction < 0.01
     assert all(math.isfinite(v) for v in result.train_loss) and len(result.train_loss) == 8
+
+
+def test_layer_errors_local_and_accumulated(magnitude, cache_dir):
+    assert magnitude.measure_windows == {"count": 8, "seqlen": 128, "source": "wiki-embedded", "held_out": True,
+                                         "placement": magnitude.measure_windows["placement"]}
+    assert all(0 < r.recon_error < 1 and r.drift > 0 for r in magnitude.layers)
+    first, last = magnitude.blocks[0], magnitude.blocks[-1]
+    assert first.loss_before == pytest.approx(first.drift_before, rel=1e-6)  # block 0 sees the same inputs in both
+    assert last.drift_before > last.loss_before  # deep blocks inherit the damage upstream
+    unpruned = run_pipeline(RunConfig(method="magnitude", sparsity=0.0, **SHORT), cache_dir=cache_dir)
+    assert all(r.recon_error == 0.0 and r.drift == 0.0 for r in unpruned.layers)

@@ -10,7 +10,7 @@ import pytest
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
-from perp_engine.result import BlockRecord, LayerRecord, RunResult
+from perp_engine.result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
 from perp_engine.store import SCHEMA_VERSION, RunStore, StoreError, default_store_path
 from perp_engine.store.schema import MIGRATIONS
 
@@ -177,6 +177,35 @@ def test_migration_from_schema_1(tmp_path):
     assert store.get_run(1).sweep_id == sweep
     backup = tmp_path / "old.sqlite.schema-v1.bak"
     assert sqlite3.connect(backup).execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_runs_recorded_before_local_errors_keep_their_accumulated_errors_as_drift(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:2]:
+        for statement in migration:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO runs (status, config, config_key, model, method, created_at) VALUES ('done', ?, 'k',"
+                 " 'tiny', 'wanda', 1.0)", (config().to_json(),))
+    conn.execute("INSERT INTO runs (status, config, config_key, model, method, created_at) VALUES ('queued', ?, 'q',"
+                 " 'tiny', 'wanda', 2.0)", (config().to_json(),))
+    conn.execute("INSERT INTO layers (run_id, idx, name, block, kind, sparsity, recon_error, recon_error_after, numel)"
+                 " VALUES (1, 0, 'model.layers.0.q_proj', 0, 'q_proj', 0.5, 0.25, 0.125, 64)")
+    conn.execute("INSERT INTO blocks (run_id, block, loss_before, loss_after) VALUES (1, 0, 0.5, 0.375)")
+    conn.close()
+
+    store = RunStore(path)
+    assert store.get_run(1).errors_format == 1 and store.get_run(2).errors_format is None
+    [layer] = store.layers(1)
+    assert (layer["recon_error"], layer["recon_error_after"], layer["drift"], layer["drift_after"]) == (None, None, 0.25, 0.125)
+    [block] = store.blocks(1)
+    assert (block["loss_before"], block["loss_after"], block["drift_before"], block["drift_after"]) == (None, None, 0.5, 0.375)
+    new = store.create_run(config())
+    store.start_run(new, os.getpid())
+    store.record_result(new, RunResult(config=config().to_dict(), layers=[LayerRecord("a.0.q", 0, "q", 0.5, 0.1, drift=0.2)]))
+    assert store.get_run(new).errors_format == ERRORS_FORMAT == 2
+    assert store.layers(new)[0]["recon_error"] == 0.1 and store.layers(new)[0]["drift"] == 0.2
 
 
 def test_concurrent_first_open_migrates_once(tmp_path):

@@ -5,16 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import ADAPTERS
 from ..errors import PerpError
 from .base import oriented_weight
 from .lora import attach_lora
 from .loraprune import LoRAPrune
 from .masklora import MaskLoRA
-from .scalelora import ScaleLoRA
+from .scalelora import ScaleLoRA, ScaleLoRAPaper
 from .targets import select_targets
 
-SPARSE_ADAPTERS = {cls.kind: cls for cls in (LoRAPrune, MaskLoRA, ScaleLoRA)}
-ADAPTER_KINDS = ("lora", "loraprune", "masklora", "scalelora")
+SPARSE_ADAPTERS = {cls.kind: cls for cls in (LoRAPrune, MaskLoRA, ScaleLoRA, ScaleLoRAPaper)}
+ADAPTER_KINDS = tuple(kind for kind in ADAPTERS if kind != "none")
 
 
 def attach_adapters(model: nn.Module, kind: str, rank: int = 16, alpha: float = 32.0, target_modules: tuple[str, ...] = (),

@@ -1,6 +1,13 @@
-"""ScaleLoRA: ``W * (B A)``, a multiplicative low-rank update; zeros of ``W`` stay zero by construction.
+"""ScaleLoRA: a multiplicative low-rank update of each weight, so the zeros of ``W`` stay zero by construction.
 
-There is no ``alpha / r`` scaling in the product (``B A`` is itself the scale), so ``alpha`` has no effect here.
+Two forms, both the identity at the start and both merged into a weight with exactly ``W``'s zeros:
+
+- ``scalelora``: ``W * (1 + s B A)``, ``A`` Kaiming-uniform, ``B = 0``, ``s = alpha / r`` (as LoRA). Its update
+  ``B A`` can reach any rank up to ``r``.
+- ``scalelora-paper``: ``W * (B A)`` with ``A = B = 1/sqrt(r)`` in every entry (``B A`` all ones), as in the PERP
+  paper's code, without scaling. Measured: with this symmetric start every row of ``A`` and every column of
+  ``B`` receive identical gradients forever (AdamW keeps the symmetry), so ``B A`` stays rank 1 whatever ``r``;
+  it is kept to reproduce the paper.
 """
 
 from __future__ import annotations
@@ -14,9 +21,31 @@ from .base import AdapterLinear
 
 
 class ScaleLoRA(AdapterLinear):
-    """A = B = 1/sqrt(r) everywhere, so ``B A`` is all ones and the layer starts as the pruned layer."""
+    """``W * (1 + s B A)``: a full-rank-capable multiplicative update; B = 0 makes it start as the pruned layer."""
 
     kind = "scalelora"
+
+    def __init__(self, base: nn.Module, rank: int, alpha: float, generator: torch.Generator):
+        super().__init__(base, rank, alpha)
+        lora_a = torch.empty(self.lora_A.shape)
+        nn.init.kaiming_uniform_(lora_a, a=math.sqrt(5), generator=generator)
+        self._set_factors(lora_a, torch.zeros(self.lora_B.shape))
+
+    def combine(self, weight: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
+        scale = (lora_b @ lora_a).mul_(self.scaling).add_(1.0)  # in place: one dense temporary
+        return scale.mul_(weight).to(weight.dtype)
+
+    def grad_product(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return (g * weight.to(g.dtype)).mul_(self.scaling)
+
+    def grad_weight(self, g: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
+        return g * (lora_b @ lora_a).mul_(self.scaling).add_(1.0)
+
+
+class ScaleLoRAPaper(AdapterLinear):
+    """``W * (B A)`` with A = B = 1/sqrt(r) everywhere (``B A`` all ones); ``alpha`` has no effect."""
+
+    kind = "scalelora-paper"
 
     def __init__(self, base: nn.Module, rank: int, alpha: float, generator: torch.Generator):
         super().__init__(base, rank, alpha)

@@ -38,6 +38,7 @@ HELP = {
     "grad_accum": "gradient accumulation micro-batches per step",
     "warmup_ratio": "fraction of steps used for linear warm-up",
     "weight_decay": "AdamW weight decay",
+    "max_grad_norm": "clip the gradient norm at this value before each optimizer step, as the paper's training does (0 = off)",
     "grad_checkpointing": "recompute activations in backward to save memory",
     "train_samples": "training windows (0 = steps x batch size x grad accum)",
     "seed": "random seed (calibration windows, random pruning, adapter init, batch order)",

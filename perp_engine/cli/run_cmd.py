@@ -84,10 +84,38 @@ def summary(result: RunResult) -> str:
     if result.final_ppl is not None:
         lines.append(f"final ppl   {result.final_ppl:10.3f}  after {cfg['mode']} "
                      f"({result.trainable_params:,} trainable = {result.trainable_fraction:.4%} of {result.total_params:,})")
+    lines += error_summary(result)
     lines.append("timings " + "  ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
                  + f"  peak memory {result.peak_memory_mb:.0f} MB")
     lines += [f"warning: {w}" for w in result.warnings] + [f"note: {n}" for n in result.notes]
     return "\n".join(lines)
+
+
+def error_summary(result: RunResult) -> list[str]:
+    """The two layer-wise errors in two lines: the median local error of the linears and the accumulated error
+    (drift) of the last block's output, after pruning and after repair."""
+    if not result.layers or not result.blocks:
+        return []
+    windows = result.measure_windows
+    where = f"{windows.get('count')} held-out windows of {windows.get('seqlen')} tokens from {windows.get('source')}"
+
+    def pair(before, after) -> str:
+        return _ratio(before) + (f" -> {_ratio(after)} after {result.config['mode']}" if after is not None else "")
+
+    last = result.blocks[-1]
+    return [f"layer errors on {where}:",
+            f"  local, median over {len(result.layers)} linears   "
+            + pair(_median([r.recon_error for r in result.layers]), _median([r.recon_error_after for r in result.layers])),
+            "  accumulated (drift), last block output  " + pair(last.drift_before, last.drift_after)]
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    return known[len(known) // 2] if known else None
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def run(args: argparse.Namespace) -> int:

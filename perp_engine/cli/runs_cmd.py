@@ -94,12 +94,18 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         if row.artifact:
             lines.append(f"kept model: {row.artifact}")
     if layers:
-        lines.append(f"layers ({len(layers)}):  name  sparsity  error before -> after")
+        windows = (row.result or {}).get("measure_windows") or {}
+        where = (f"{windows['count']} held-out windows of {windows['seqlen']} tokens" if windows
+                 else "calibration windows; recorded before local errors existed: drift only")
+        lines.append(f"layers ({len(layers)}), errors on {where}:  name  sparsity  local before -> after"
+                     "  drift before -> after")
         lines += [f"  {r['name']}  {r['sparsity']:.3f}  {_num(r['recon_error'], '.4g')} -> {_num(r['recon_error_after'], '.4g')}"
-                  for r in layers]
+                  f"  {_num(r.get('drift'), '.4g')} -> {_num(r.get('drift_after'), '.4g')}" for r in layers]
     if blocks:
-        lines.append("blocks: " + "  ".join(f"{b['block']}: {_num(b['loss_before'], '.3g')}->{_num(b['loss_after'], '.3g')}"
-                                            for b in blocks))
+        lines.append("blocks, local: " + "  ".join(
+            f"{b['block']}: {_num(b['loss_before'], '.3g')}->{_num(b['loss_after'], '.3g')}" for b in blocks))
+        lines.append("blocks, drift: " + "  ".join(
+            f"{b['block']}: {_num(b.get('drift_before'), '.3g')}->{_num(b.get('drift_after'), '.3g')}" for b in blocks))
     if logs:
         lines.append(f"log (last {min(len(logs), SHOW_LOG_LINES)} of {len(logs)} lines):")
         lines += [f"  {line}" for line in logs[-SHOW_LOG_LINES:]]

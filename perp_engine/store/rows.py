@@ -44,6 +44,7 @@ class RunRow:
     keep_model: bool = False
     recompute: bool = False
     artifact: str | None = None  # folder of the kept final model (HF format + masks), when kept
+    errors_format: int | None = None  # perp_engine.result.ERRORS_FORMAT of its layer errors (1: drift only)
 
     @property
     def finished(self) -> bool:

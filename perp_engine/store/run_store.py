@@ -281,12 +281,12 @@ class RunStore:
                 "UPDATE runs SET status = 'done', finished_at = ?, fraction = 1.0, message = 'done', error = NULL,"
                 " dense_ppl = ?, pruned_ppl = ?, final_ppl = ?, sparsity = ?, trainable_params = ?, total_params = ?,"
                 " trainable_fraction = ?, peak_memory_mb = ?, timings = ?, reused = ?, environment = ?, warnings = ?,"
-                " result = ?, artifact = ? WHERE id = ?",
+                " result = ?, artifact = ?, errors_format = ? WHERE id = ?",
                 (time.time(), data.get("dense_ppl"), data.get("pruned_ppl"), data.get("final_ppl"), data.get("sparsity"),
                  data.get("trainable_params"), data.get("total_params"), data.get("trainable_fraction"),
                  data.get("peak_memory_mb"), json.dumps(data.get("timings", {})), json.dumps(data.get("reused", [])),
                  json.dumps(data["environment"]), json.dumps(data.get("warnings", [])), json.dumps(data),
-                 str(artifact) if artifact else None, run_id),
+                 str(artifact) if artifact else None, data.get("errors_format", 1), run_id),
             )
             for table in ("layers", "blocks", "curves"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))

@@ -115,6 +115,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (host, pid)
         )""",
     ),
+    # 3: two layer-wise errors. Before, recon_error / loss_before (and their *_after) held the accumulated error
+    # (each model on its own activations) on calibration windows; they move to drift / drift_before (in the
+    # record's extra JSON) and the local columns stay empty for those runs, marked errors_format 1.
+    (
+        "ALTER TABLE runs ADD COLUMN errors_format INTEGER",
+        "UPDATE runs SET errors_format = 1 WHERE status = 'done'",
+        """UPDATE layers SET extra = json_set(coalesce(extra, '{}'), '$.drift', recon_error, '$.drift_after',
+            recon_error_after), recon_error = NULL, recon_error_after = NULL""",
+        """UPDATE blocks SET extra = json_set(coalesce(extra, '{}'), '$.drift_before', loss_before, '$.drift_after',
+            loss_after), loss_before = NULL, loss_after = NULL""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
