@@ -17,7 +17,7 @@ from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_
 
 from perp_engine.cli import main
 from perp_engine.config import RunConfig
-from perp_engine.jobs import make_executor
+from perp_engine.jobs import make_executor, ray_executor
 from perp_engine.jobs.worker import execute_run
 from perp_engine.store import RunStore
 from perp_engine.sweep import SweepSpec, queue_sweep
@@ -210,6 +210,21 @@ def test_killed_driver_leaves_no_run_running_and_resume_picks_up_the_queue(tmp_p
     row = ex.store.get_run(third)
     assert row.status == "cancelled" and row.error.startswith(f"cancelled: its Ray driver (pid {os.getpid()}) stopped "
                                                              "during train at")
+
+
+def test_a_driver_that_cannot_reach_ray_fails_its_runs(tmp_path, monkeypatch, tiny_model_dir, tiny_text_file):
+    ex = executor(tmp_path)
+    monkeypatch.setattr(ray_executor, "MAX_FAILED_STEPS", 3)
+
+    def lost(held):
+        raise ConnectionError("GCS unreachable")
+
+    monkeypatch.setattr(ex, "_step", lost)
+    run_id = ex.submit(tiny_run_config(tiny_model_dir, tiny_text_file, method="magnitude"))
+    final = ex.wait([run_id], timeout=60)[run_id]
+    assert final.status == "failed" and final.error == (
+        f"its Ray driver (pid {os.getpid()}) failed 3 times in a row to reach Ray or the store: ConnectionError: "
+        "GCS unreachable (before its first stage)")
 
 
 def test_cli_runs_and_sweeps_through_ray(tmp_path, tiny_model_dir, tiny_text_file, capsys):

@@ -41,6 +41,7 @@ from .tracking import where
 
 POLL_S = 0.5
 CANCEL_GRACE_S = 5.0  # a task that ignores ray.cancel's KeyboardInterrupt this long is killed (force=True)
+MAX_FAILED_STEPS = 60  # this many failed driver steps in a row (30 s): Ray is lost, the held runs are failed
 LOST = {WorkerCrashedError: "its Ray worker died", NodeDiedError: "its Ray node died",
         OutOfMemoryError: "Ray killed it for lack of memory"}
 
@@ -174,6 +175,7 @@ class RayExecutor(Executor):
     def _drain_loop(self) -> None:
         """Every ``POLL_S`` seconds: events, heartbeats and cancel checks, results. Ends when nothing is held
         (the next submit starts it again)."""
+        failed_steps = 0
         while True:
             with self._lock:
                 if not self._held:
@@ -182,9 +184,29 @@ class RayExecutor(Executor):
                 held = dict(self._held)
             try:
                 self._step(held)
-            except Exception:  # a busy store or a Ray hiccup must not end the thread: runs would stay running
+                failed_steps = 0
+            except Exception as err:  # a busy store or a Ray hiccup must not end the thread: runs would stay running
                 traceback.print_exc()
+                failed_steps += 1
+                if failed_steps >= MAX_FAILED_STEPS:
+                    self._abandon(f"its Ray driver (pid {os.getpid()}) failed {failed_steps} times in a row to reach "
+                                  f"Ray or the store: {type(err).__name__}: {first_line(err)}")
             time.sleep(POLL_S)
+
+    def _abandon(self, reason: str) -> None:
+        """Fail every run held (a driver that cannot reach Ray must not leave them running) and drop them."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for run_id, run in held.items():
+            try:
+                ray.cancel(run.ref, force=True)
+            except Exception:  # best effort: Ray may be what failed
+                pass
+            if not run.foreign:
+                try:
+                    self.store.fail_run(run_id, f"{reason} ({where(run.stage, run.fraction)})")
+                except Exception:  # the store may be what failed: nothing else can record the run
+                    traceback.print_exc()
 
     def _step(self, held: dict[int, _Held]) -> None:
         refs = {run.ref: run_id for run_id, run in held.items()}
