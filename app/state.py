@@ -1,18 +1,23 @@
 """The Streamlit side of the app's state: one store and one executor per store file (shared by every session
 of this server), cached estimates, and the session keys that survive page changes.
 
+``PERP_EXECUTOR`` chooses where runs execute: ``local`` (default) or ``ray`` (at ``PERP_RAY_ADDRESS``, else
+``$RAY_ADDRESS``, else the cluster started on this machine, else a new local Ray instance).
+
 Widget keys are dropped when a page is left, so cross-page state lives in the store or in the plain session keys
 below, which no widget owns.
 """
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.estimate import Estimate, estimate_run
-from perp_engine.jobs import LocalExecutor
+from perp_engine.jobs import Executor, make_executor
 from perp_engine.models import resolve_device
 from perp_engine.store import RunStore, default_store_path
 
@@ -28,8 +33,8 @@ def _store(path: str) -> RunStore:
 
 
 @st.cache_resource(show_spinner=False)
-def _executor(path: str) -> LocalExecutor:
-    return LocalExecutor(path, max_parallel=1)
+def _executor(path: str, kind: str, address: str | None) -> Executor:
+    return make_executor(kind, path, address=address, field="PERP_EXECUTOR")
 
 
 def store() -> RunStore:
@@ -37,9 +42,12 @@ def store() -> RunStore:
     return _store(str(default_store_path()))
 
 
-def executor() -> LocalExecutor:
-    """Runs go to detached worker processes: leaving a page, reloading or closing the tab never stops them."""
-    return _executor(str(default_store_path()))
+def executor() -> Executor:
+    """The executor ``$PERP_EXECUTOR`` names (PerpError for an unknown name or a missing Ray install). Leaving a
+    page, reloading or closing the tab never stops a run: local runs go to detached worker processes, Ray runs
+    are driven by this server process (stopping the server cancels them)."""
+    kind = os.environ.get("PERP_EXECUTOR", "").strip().lower() or "local"
+    return _executor(str(default_store_path()), kind, os.environ.get("PERP_RAY_ADDRESS") or None)
 
 
 @st.cache_resource(show_spinner=False)

@@ -34,9 +34,13 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew
 
 
 def sidebar() -> None:
-    """Which device runs use, where runs are stored, and what is running now."""
+    """Which device and executor runs use, where runs are stored, and what is running now."""
     with st.sidebar:
         st.caption(f"Device: **{state.device_label()}** (device=auto)")
+        try:
+            st.caption(f"Executor: **{state.executor().describe()}**")
+        except PerpError as err:
+            st.error(str(err), icon=":material/error:")
         active = state.store().list_runs(status=("queued", "running"))
         if active:
             st.caption(f"{len(active)} run(s) queued or running")

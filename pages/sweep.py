@@ -61,9 +61,13 @@ if spec is not None:
     for point, reason in skipped:
         st.caption(f"skipped {point}: {reason}")
     if st.button("Launch sweep", type="primary", icon=":material/rocket_launch:"):
-        sweep_id, run_ids, _ = queue_sweep(spec, state.executor(), store, skip_invalid=True)
-        st.session_state[state.SWEEP] = sweep_id
-        st.toast(f"Sweep #{sweep_id}: {len(run_ids)} runs queued")
+        try:
+            sweep_id, run_ids, _ = queue_sweep(spec, state.executor(), store, skip_invalid=True)
+        except PerpError as err:  # e.g. PERP_EXECUTOR=ray without Ray installed
+            st.error(str(err), icon=":material/error:")
+        else:
+            st.session_state[state.SWEEP] = sweep_id
+            st.toast(f"Sweep #{sweep_id}: {len(run_ids)} runs queued")
 
 st.divider()
 sweeps = store.list_sweeps()

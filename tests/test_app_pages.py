@@ -1,8 +1,9 @@
 """Every page through Streamlit's AppTest: it renders on an empty store and on a store seeded with runs of a tiny
-model, and the Experiment and Sweep pages queue what the widgets say."""
+model, the Experiment and Sweep pages queue what the widgets say, and Sweep runs a grid through Ray."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,38 @@ def test_sweep_queues_the_grid(tmp_path, monkeypatch, no_workers, tiny_model_dir
     assert sorted((c["method"], c["sparsity"]) for c in configs) == [
         ("magnitude", 0.3), ("magnitude", 0.6), ("wanda", 0.3), ("wanda", 0.6)]
     assert at.get("progress")[0].proto.text.startswith("0 of 4 finished")
+
+
+def test_sweep_runs_through_ray(tmp_path, monkeypatch, ray_local, tiny_model_dir, tiny_text_file):  # noqa: F811
+    monkeypatch.setenv("PERP_EXECUTOR", "ray")
+    store_path = tmp_path / "runs.sqlite"
+    at = open_page("sweep", store_path, monkeypatch, sw_model=str(tiny_model_dir), sw_dataset=str(tiny_text_file))
+    assert "Executor: **Ray cluster (local): 1 node(s), 2 CPUs" in texts(at, "caption")
+    at.multiselect(key="sw_methods").set_value(["magnitude"])
+    at.multiselect(key="sw_sparsities").set_value([0.3, 0.6])
+    at.multiselect(key="sw_recipes").set_value(["none"]).run()
+    assert "**2 runs**" in texts(at, "markdown")
+    next(b for b in at.button if b.label == "Launch sweep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    store = RunStore(store_path)
+    (sweep,) = store.list_sweeps()
+    deadline = time.monotonic() + 180
+    while not all(r.finished for r in store.sweep_runs(sweep["id"])):
+        assert time.monotonic() < deadline, "the sweep did not finish on Ray"
+        time.sleep(0.5)
+    rows = store.sweep_runs(sweep["id"])
+    assert [r.status for r in rows] == ["done", "done"], [r.error for r in rows]
+    assert all(store.logs(r.id)[0].startswith("started on Ray node") for r in rows)
+    at.run()
+    assert at.get("progress")[0].proto.text == "2 of 2 finished (2 done)"
+    assert at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("choice, error", [
+    ("ray", "PERP_EXECUTOR: ray is not installed; install it with pip install 'perp-lab[ray]'"),
+    ("slurm", "PERP_EXECUTOR: 'slurm' is not allowed; use one of local, ray")])
+def test_an_unusable_executor_choice_is_one_line_in_the_sidebar(choice, error, tmp_path, monkeypatch, without_ray):
+    monkeypatch.setenv("PERP_EXECUTOR", choice)
+    at = open_page("sweep", tmp_path / "runs.sqlite", monkeypatch)
+    assert error in texts(at, "error")

@@ -64,6 +64,10 @@ def test_bad_inputs_give_one_line_and_change_nothing(tmp_path, capsys):
         (["cancel", "7"], "run: no run 7"),
         (["cancel"], "id: give run ids to cancel"),
         (["export", "7", str(tmp_path / "out")], "run: no run 7"),
+        (["sweep", "--sparsity", "0.5", "--ray-address", "auto", "--retries", "1"],
+         "executor: Ray settings (--ray-address, --retries) need --executor ray"),
+        (["sweep", "--sparsity", "0.5", "--executor", "ray", "--parallel", "2"], "parallel: --parallel sets local"),
+        (["run", "--executor", "ray", "--no-store"], "no_store: --executor ray records runs in the store"),
     ]
     for argv, message in cases:
         capsys.readouterr()
@@ -78,3 +82,12 @@ def test_bad_inputs_give_one_line_and_change_nothing(tmp_path, capsys):
     assert main(["runs", "--store", str(not_a_store)]) == 2
     assert "is not a PERP Lab run store" in capsys.readouterr().err
     assert not_a_store.read_text() == "my notes\n" * 100
+
+
+def test_choosing_ray_without_ray_installed_says_how_to_install_it(tmp_path, capsys, without_ray):
+    store = str(tmp_path / "runs.sqlite")
+    for argv in (["sweep", "--sparsity", "0.3,0.5"], ["run", "--sparsity", "0.3"]):
+        assert main([*argv, "--executor", "ray", "--store", store]) == 2
+        assert capsys.readouterr().err == ("perp: error: executor: ray is not installed; install it with "
+                                           "pip install 'perp-lab[ray]' (or pip install ray)\n")
+    assert main(["runs", "--store", store]) == 0 and "no runs" in capsys.readouterr().out.lower()

@@ -1,4 +1,7 @@
-"""``perp cancel``: cancel queued or running runs (a running run stops within seconds, marked cancelled)."""
+"""``perp cancel``: cancel queued or running runs (a running run stops within seconds, marked cancelled).
+
+It works through the store whatever executes the run: a worker sees the cancel flag itself, a Ray driver turns
+it into ``ray.cancel`` of the run's task."""
 
 from __future__ import annotations
 

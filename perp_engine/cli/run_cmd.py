@@ -1,4 +1,5 @@
-"""``perp run``: one configuration end to end in this process, with a progress bar per stage.
+"""``perp run``: one configuration end to end in this process (or as a Ray task it waits for, with
+``--executor ray``), with a progress bar per stage.
 
 The run is recorded in the run store (so ``perp runs``, ``perp export`` and the app see it, and ``perp cancel``
 stops it) unless ``--no-store``.
@@ -14,9 +15,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..errors import PerpError
 from ..progress import STAGES
 from ..result import RunResult
 from .config_flags import add_config_flags, config_from_args
+from .executor_flags import add_executor_flags, check_executor_flags, executor_from_args
 
 STAGE_LABELS = {
     "load": "load model",
@@ -42,6 +45,7 @@ def add_parser(sub) -> None:
                         help="recompute even if an identical run or cached dense ppl / pruned weights exist")
     parser.add_argument("--keep-model", action="store_true", help="keep the final model in the store for `perp export`")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only the summary")
+    add_executor_flags(parser, local_help="in this process")
     parser.set_defaults(func=run)
 
 
@@ -120,6 +124,9 @@ def _ratio(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    check_executor_flags(args)
+    if args.no_store and args.executor != "local":
+        raise PerpError("no_store", f"--executor {args.executor} records runs in the store; drop --no-store")
     bars = StageBars(enabled=not args.quiet)
     try:
         if args.no_store:
@@ -128,17 +135,11 @@ def run(args: argparse.Namespace) -> int:
             result = run_pipeline(config, bars)
             run_id = None
         else:
-            from ..jobs.worker import execute_run
-            from ..store import RunStore
-
-            store = RunStore(args.store)
-            run_id = store.create_run(config, keep_model=args.keep_model, recompute=args.recompute)
-            store.start_run(run_id, os.getpid())
-            status = execute_run(store, run_id, forward=bars, reraise=True)
+            run_id, store = (run_elsewhere if args.executor != "local" else run_here)(args, config, bars)
             row = store.get_run(run_id)
-            if status != "done":
-                print(f"perp: run {run_id} {status}: {row.error or row.message}", file=sys.stderr)
-                return 130 if status == "cancelled" else 1
+            if row.status != "done":
+                print(f"perp: run {run_id} {row.status}: {row.error or row.message}", file=sys.stderr)
+                return 130 if row.status == "cancelled" else 1
             result = RunResult.from_dict(row.result)
     finally:
         bars.close()
@@ -148,3 +149,33 @@ def run(args: argparse.Namespace) -> int:
     if run_id is not None:
         print(f"recorded as run {run_id} (perp runs {run_id}; perp export {run_id} DIR)")
     return 0
+
+
+def run_here(args: argparse.Namespace, config, bars: StageBars):
+    """Record the run and execute it in this process; returns (run id, store)."""
+    from ..jobs.worker import execute_run
+    from ..store import RunStore
+
+    store = RunStore(args.store)
+    run_id = store.create_run(config, keep_model=args.keep_model, recompute=args.recompute)
+    store.start_run(run_id, os.getpid())
+    execute_run(store, run_id, forward=bars, reraise=True)
+    return run_id, store
+
+
+def run_elsewhere(args: argparse.Namespace, config, bars: StageBars):
+    """Submit the run to the chosen executor and follow it with the bars until it ends; Ctrl-C cancels it.
+    Returns (run id, store)."""
+    executor = executor_from_args(args)
+    try:
+        run_id = executor.submit(config, keep_model=args.keep_model, recompute=args.recompute)
+
+        def follow(statuses):
+            status = statuses[run_id]
+            if status.stage:
+                bars(status.stage, status.fraction, status.message)
+
+        executor.wait([run_id], poll=0.25, on_poll=follow)
+    finally:
+        executor.close()
+    return run_id, executor.store

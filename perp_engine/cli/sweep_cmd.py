@@ -1,6 +1,7 @@
 """``perp sweep``: queue one run per point of a grid, from a YAML/JSON file and/or field flags.
 
 Example: ``perp sweep --sparsity 0.3,0.5,0.7 --method magnitude,wanda --preset none,perp`` queues 12 runs.
+With ``--executor ray`` the runs are Ray tasks and the command waits for them: it is their driver.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import sys
 
 from ..config import RunConfig
-from ..jobs import JobStatus, LocalExecutor
+from ..errors import PerpError
+from ..jobs import Executor, JobStatus
 from ..sweep import MAX_POINTS, SweepSpec, describe_point, load_sweep_file, parse_values, queue_sweep, with_axes
 from .config_flags import HELP
+from .executor_flags import add_executor_flags, executor_from_args
 from .runs_cmd import add_store_flag, runs_table
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
@@ -34,7 +37,8 @@ def add_parser(sub) -> None:
         fields.add_argument("--" + name.replace("_", "-"), dest="axes", action=AxisAction, metavar="V[,V...]",
                             help=HELP[name])
     parser.add_argument("--name", help="sweep name (default: the grid's fields and sizes)")
-    parser.add_argument("--parallel", type=int, default=1, metavar="N", help="runs executing at once (default: 1)")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="local worker processes executing runs at once (default: 1)")
     parser.add_argument("--keep-models", action="store_true",
                         help="keep each run's final model for `perp export` (disk: one model per run); "
                              "without it, export recomputes the run")
@@ -47,9 +51,11 @@ def add_parser(sub) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the points, queue nothing")
     parser.add_argument("--wait", action="store_true", help="wait for the runs and print each as it finishes")
     parser.add_argument("--resume", action="store_true",
-                        help="no grid: start workers for the runs left queued (after a reboot or a crash)")
+                        help="no grid: start workers for the runs left queued (after a reboot or a crash); with "
+                             "--executor ray, submit them to Ray and wait for them")
     parser.add_argument("--json", action="store_true", help="print the sweep id and run ids as JSON")
     add_store_flag(parser)
+    add_executor_flags(parser, local_help="detached worker processes on this machine (--parallel)")
     parser.set_defaults(func=run)
 
 
@@ -77,9 +83,15 @@ def run(args: argparse.Namespace) -> int:
             print(describe_point(point))
         print(f"{spec.size} points, {len(configs)} valid" + "".join(f"\nskip {describe_point(p)}: {why}" for p, why in skipped))
         return 0
-    executor = LocalExecutor(args.store, max_parallel=args.parallel)
+    if args.executor != "local" and args.parallel != 1:
+        raise PerpError("parallel", "--parallel sets local worker processes; Ray runs as many at once as the "
+                                    "cluster's resources allow (--ray-cpus, --ray-gpus per run)")
+    executor = executor_from_args(args, max_parallel=args.parallel)
     if args.resume:
         started = executor.ensure_workers()
+        if not executor.detached:
+            print(f"submitted {len(started)} queued runs to {executor.describe()}", flush=True)
+            return wait_for(executor, started, quiet=args.json) if started else 0
         queued = len(executor.store.list_runs(status="queued"))
         print(f"{queued} runs queued; started {len(started)} worker(s)" + (f" (log: {executor.worker_log})" if started else ""))
         return 0
@@ -93,15 +105,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         for point, why in skipped:
             print(f"skipped {describe_point(point)}: {why}", file=sys.stderr)
+        where = (f"{args.parallel} at a time" if executor.detached else
+                 f"on {executor.describe()}; this command waits for them (Ctrl-C cancels them)")
         print(f"sweep {sweep_id} ({spec.name}): queued {len(run_ids)} runs ({run_ids[0]}-{run_ids[-1]}), "
-              f"{args.parallel} at a time. Follow: perp runs --sweep {sweep_id}   Cancel: perp cancel --sweep {sweep_id}")
-    if args.wait:
+              f"{where}. Follow: perp runs --sweep {sweep_id}   Cancel: perp cancel --sweep {sweep_id}", flush=True)
+    if args.wait or not executor.detached:
         return wait_for(executor, run_ids, quiet=args.json)
     return 0
 
 
-def wait_for(executor: LocalExecutor, run_ids: list[int], quiet: bool = False) -> int:
-    """Print each run as it finishes, then the table of all; Ctrl-C stops waiting, not the runs."""
+def wait_for(executor: Executor, run_ids: list[int], quiet: bool = False) -> int:
+    """Print each run as it finishes, then the table of all. Ctrl-C stops waiting: the runs of a detached
+    executor go on, the others are cancelled."""
     seen: dict[int, str] = {}
 
     def report(statuses: dict[int, JobStatus]) -> None:
@@ -115,7 +130,11 @@ def wait_for(executor: LocalExecutor, run_ids: list[int], quiet: bool = False) -
     try:
         executor.wait(run_ids, on_poll=report)
     except KeyboardInterrupt:
-        print("stopped waiting; the runs go on in the background (perp runs)", file=sys.stderr)
+        if executor.detached:
+            print("stopped waiting; the runs go on in the background (perp runs)", file=sys.stderr)
+        else:
+            executor.close()
+            print("stopped; the unfinished runs were cancelled", file=sys.stderr)
         return 130
     rows = [executor.store.get_run(i) for i in run_ids]
     if not quiet:

@@ -1,8 +1,8 @@
 """The executor interface: where runs execute. The pipeline, the CLI and the app only ever talk to this.
 
-LocalExecutor runs jobs in worker processes on this machine. A distributed engine (a cluster queue, Ray,
-Slurm...) implements the same three methods and writes progress and results to a RunStore, so sweeps can be
-dispatched elsewhere without touching the pipeline. See docs/architecture.md.
+LocalExecutor runs jobs in worker processes on this machine; RayExecutor runs them as Ray tasks on a cluster.
+Another engine (Slurm, a cloud queue...) implements the same methods and writes progress and results to a
+RunStore, so sweeps can be dispatched elsewhere without touching the pipeline. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ class JobStatus:
 
 
 class Executor(ABC):
-    """Submit runs, ask where they stand, cancel them. Run ids are the store's ids."""
+    """Submit runs, ask where they stand, cancel them. Run ids are the store's ids.
+
+    ``detached``: whether runs go on after the process that submitted them exits (else that process must wait
+    for them, and :meth:`close` ends what it still holds)."""
+
+    detached = True
 
     @abstractmethod
     def submit(self, config: RunConfig, *, sweep_id: int | None = None, keep_model: bool = False,
@@ -57,6 +62,18 @@ class Executor(ABC):
     def cancel(self, run_id: int) -> JobStatus:
         """Cancel a queued run at once or ask a running one to stop (it ends ``cancelled`` within seconds);
         a finished run is left as it is. Returns the status after the request."""
+
+    def describe(self) -> str:
+        """Where runs execute, in one line for people (the app's sidebar)."""
+        return type(self).__name__
+
+    def ensure_workers(self) -> list:
+        """Make the store's queued runs execute (after a crash or a reboot left some queued); returns what
+        it started. An executor whose runs cannot be left queued has nothing to do."""
+        return []
+
+    def close(self) -> None:
+        """Release what this executor holds; the runs of a detached executor go on without it."""
 
     def wait(self, run_ids: Iterable[int], timeout: float | None = None, poll: float = 0.5,
              on_poll: Callable[[dict[int, JobStatus]], None] | None = None) -> dict[int, JobStatus]:

@@ -44,6 +44,9 @@ class LocalExecutor(Executor):
         self.store.request_cancel(run_id)
         return self.status(run_id)
 
+    def describe(self) -> str:
+        return f"local worker processes, {self.max_parallel} at a time"
+
     def ensure_workers(self) -> list[int]:
         """Start workers for queued runs, up to ``max_parallel`` live ones; returns the pids started.
 

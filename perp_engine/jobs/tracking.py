@@ -24,6 +24,11 @@ from ..store import RunStore
 _INTERRUPT = getattr(signal, "SIGUSR1", None)
 
 
+def where(stage: str | None, fraction: float) -> str:
+    """Where a run stood when it stopped: ``during train at 40%`` or ``before its first stage``."""
+    return f"during {stage} at {100 * fraction:.0f}%" if stage else "before its first stage"
+
+
 class RunCancelled(BaseException):
     """A run was cancelled. A BaseException, like KeyboardInterrupt, so ``except Exception`` does not swallow it."""
 
@@ -49,7 +54,7 @@ class RunTracker:
     @property
     def where(self) -> str:
         stage, fraction, _ = self._latest
-        return f"during {stage} at {100 * fraction:.0f}%" if stage else "before its first stage"
+        return where(stage, fraction)
 
     def progress(self, stage: str, fraction: float, message: str = "") -> None:
         """The pipeline's progress callback; raises RunCancelled once a cancel was requested."""
