@@ -183,7 +183,7 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
 def test_inside_a_layer_on_the_embedded_model(chromium, server):
     """A fresh session opens the page on the default (embedded) model; its screenshot is the README's."""
     url, _ = server
-    page = chromium.new_page(viewport={"width": 1280, "height": 2000})
+    page = chromium.new_page(viewport={"width": 1280, "height": 1560})
     page.goto(f"{url}/inside_layer")
     page.get_by_role("heading", name="Inside a layer").wait_for(timeout=60_000)
     page.locator(INSIDE_READY).first.wait_for(timeout=RUN_TIMEOUT_MS)
