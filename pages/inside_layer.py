@@ -8,7 +8,7 @@ from app.layer_figures import (CROP, LABELS, adapter_zero_maps, agreement_bars, 
                                 jaccard_heatmap, local_error_bars, mask_heatmaps, score_heatmaps, update_heatmap)
 from app.texts import INSIDE_LAYER
 from perp_engine.blocks import linear_kind
-from perp_engine.config import DEFAULT_MODEL
+from perp_engine.config import DEFAULT_MODEL, RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.inspect_layer import INSPECT_METHODS, block_count, linear_shapes
 
@@ -25,10 +25,16 @@ def notes(lines) -> None:
         st.caption(f":material/info: {line}")
 
 
+def clamp(key: str, top: int) -> None:
+    """A remembered slider value beyond this model's or layer's range moves to the range's end."""
+    if st.session_state.get(key, 0) > top:
+        st.session_state[key] = top
+
+
 st.title("Inside a layer")
 st.caption(INSIDE_LAYER["intro"])
 model_name = st.session_state.get("exp_model") or DEFAULT_MODEL
-dataset = st.session_state.get("exp_dataset") or "wiki-embedded"
+dataset = st.session_state.get("exp_dataset") or RunConfig.dataset
 try:
     with st.spinner(f"Loading {model_name}…"):
         model, _ = layer_state.model(model_name)
@@ -38,10 +44,13 @@ except PerpError as err:
 st.caption(f"Model **{model_name}**, text **{dataset}** (chosen on Experiment) · {state.device_label()}")
 
 blocks = block_count(model)
+clamp("inside_block", blocks - 1)
 block_col, linear_col, pattern_col, sparsity_col = st.columns([2, 3, 3, 2], gap="medium")
 block = block_col.slider("Block", 0, blocks - 1, blocks // 2, key="inside_block", persist_state=KEEP,
                          help="Which transformer block, from the input (0) to the output.") if blocks > 1 else 0
 shapes = linear_shapes(model, block)
+if st.session_state.get("inside_linear", next(iter(shapes))) not in shapes:  # remembered from another model
+    del st.session_state["inside_linear"]
 linear = linear_col.selectbox(
     "Linear layer", list(shapes), key="inside_linear", persist_state=KEEP,
     index=next((i for i, name in enumerate(shapes) if linear_kind(name) == "q_proj"), 0),
@@ -56,6 +65,10 @@ chosen = sparsity_col.slider("Sparsity", 0.05, 0.9, 0.5, 0.05, key="inside_spars
 sparsity = forms.pattern_sparsity(pattern, chosen)
 
 rows, cols = shapes[linear]
+clamp("inside_row", rows - CROP)
+clamp("inside_col", cols - CROP)
+longest = min(4096, getattr(model.config, "max_position_embeddings", None) or 4096)
+clamp("inside_seqlen", longest)
 with st.expander("Crop position and calibration text"):
     row_col, col_col, windows_col, seqlen_col = st.columns(4)
     row = row_col.slider("Crop: first row", 0, rows - CROP, 0, 8, key="inside_row",
@@ -66,20 +79,23 @@ with st.expander("Crop position and calibration text"):
         "Windows", 1, 256, 16, key="inside_windows", persist_state=KEEP,
         help="Calibration windows (for Wanda's and SparseGPT's statistics) and as many held-out windows of the "
              "evaluation text (for the errors)."))
-    seqlen = int(seqlen_col.number_input("Tokens per window", 8, 4096, 128, key="inside_seqlen", persist_state=KEEP))
+    seqlen = int(seqlen_col.number_input("Tokens per window", 8, longest, min(128, longest), key="inside_seqlen",
+                                         persist_state=KEEP, help=f"At most {longest:,}: the model's context."))
 crop = crop_at((rows, cols), row, col)
 
 key = (model_name, dataset, windows, seqlen, block)
 try:
-    with st.spinner(f"Recording what block {block}'s layers see on {windows} calibration and {windows} held-out "
-                    "windows (once per block)…"):
-        layer_state.capture(*key)
+    with st.spinner(f"Recording what block {block}'s layers see on {windows} calibration and up to {windows} "
+                    "held-out windows (once per block)…"):
+        layer = layer_state.capture(*key)[linear]
     inspection = layer_state.inspection(*key, linear, sparsity, pattern)
     curves = layer_state.curves(*key, linear)
 except PerpError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
 
+st.caption(f"Wanda's and SparseGPT's statistics come from {layer.calib.nsamples:,} calibration tokens; the errors "
+           f"are measured on {layer.heldout.nsamples:,} held-out tokens of the evaluation text.")
 st.subheader("What each method looks at")
 chart(score_heatmaps(inspection, crop), "scores")
 st.subheader("What each method keeps")

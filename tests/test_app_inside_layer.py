@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
+from fixtures_tiny import save_tiny_model, tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
 from test_app_pages import open_page, texts
 
 CHARTS = 8  # scores, masks, Jaccard, agreement, error bars, error curves, SparseGPT update, adapter zeros
@@ -55,3 +55,13 @@ def test_inside_layer_says_when_the_model_cannot_load(tmp_path, monkeypatch):
     at = open_page("inside_layer", tmp_path / "runs.sqlite", monkeypatch, exp_model=str(tmp_path / "nowhere"))
     assert "model:" in texts(at, "error") and "chosen on Experiment" in texts(at, "error")
     assert not at.get("plotly_chart")
+
+
+def test_inside_layer_moves_remembered_choices_into_another_models_range(tmp_path, monkeypatch, tiny_text_file):  # noqa: F811
+    gpt2 = save_tiny_model(tmp_path / "tiny-gpt2", "gpt2")  # 2 blocks; attn.c_attn is (96, 32)
+    at = open_page("inside_layer", tmp_path / "runs.sqlite", monkeypatch, exp_model=str(gpt2),
+                   exp_dataset=str(tiny_text_file), inside_block=15, inside_linear="mlp.down_proj", inside_row=400)
+    assert at.slider(key="inside_block").value == 1
+    assert at.selectbox(key="inside_linear").value == "attn.c_attn"  # no q_proj: the first linear
+    assert at.slider(key="inside_row").value == 96 - 64
+    assert len(at.get("plotly_chart")) == CHARTS

@@ -42,7 +42,8 @@ def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple
                   alpha: float = 16.0, steps: int = 30, lr: float = 3e-3, seed: int = 0) -> dict[str, AdapterOutcome]:
     """Train and merge each adapter kind on ``pruned_weight`` (the (out, in) weight of ``layer`` after pruning)."""
     if pruned_weight.shape != layer.weight.shape:
-        raise PerpError("pruned_weight", f"shape {tuple(pruned_weight.shape)} differs from the layer's {tuple(layer.weight.shape)}")
+        raise PerpError("pruned_weight", f"shape {tuple(pruned_weight.shape)} differs from the layer's "
+                                         f"{tuple(layer.weight.shape)}")
     for kind in kinds:
         if kind not in DEMO_KINDS:
             raise PerpError("adapter", f"{kind!r} is not allowed here; use {' or '.join(DEMO_KINDS)}")
@@ -59,8 +60,9 @@ def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple
         losses = _train(adapter, layer.calib_inputs, target, steps, lr)
         merged = _merge(model, kind, adapter)
         outcomes[kind] = AdapterOutcome(
-            kind=kind, merged=merged.cpu(), losses=losses, pruned=int(zeros.sum()), revived=int((zeros & (merged != 0)).sum()),
-            local_error_before=before, local_error_after=reconstruction_error(layer.weight, merged, layer.heldout))
+            kind=kind, merged=merged.cpu(), losses=losses, pruned=int(zeros.sum()),
+            revived=int((zeros & (merged != 0)).sum()), local_error_before=before,
+            local_error_after=reconstruction_error(layer.weight, merged, layer.heldout))
     return outcomes
 
 
