@@ -7,6 +7,8 @@ Inputs are the plain values the page's widgets hold, so every cache key is hasha
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
 from perp_engine.inspect_layer import (AdapterOutcome, ErrorCurves, LayerCapture, LayerInspection, adapter_zeros,
@@ -22,11 +24,18 @@ def model(name: str):
     return load_model(name, device="auto")
 
 
+@st.cache_resource(show_spinner=False)
+def _hooks() -> threading.Lock:
+    """Held while a capture has its hooks on the shared model, so two sessions' captures never mix."""
+    return threading.Lock()
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def capture(name: str, dataset: str, windows: int, seqlen: int, block: int) -> dict[str, LayerCapture]:
     loaded, tokenizer = model(name)
     calib, heldout = layer_windows(tokenizer, dataset, windows, seqlen)
-    return capture_block(loaded, block, calib, heldout)
+    with _hooks():
+        return capture_block(loaded, block, calib, heldout)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
