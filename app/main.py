@@ -17,6 +17,7 @@ pages = [
     st.Page(widgets.PAGES["experiment"], title="Experiment", icon=":material/science:", default=True),
     st.Page(widgets.PAGES["compare"], title="Compare", icon=":material/monitoring:"),
     st.Page(widgets.PAGES["layers"], title="Layers", icon=":material/view_module:"),
+    st.Page(widgets.PAGES["inside_layer"], title="Inside a layer", icon=":material/grid_on:"),
     st.Page(widgets.PAGES["sweep"], title="Sweep", icon=":material/grid_view:"),
     st.Page(widgets.PAGES["about"], title="About", icon=":material/menu_book:"),
 ]

@@ -65,3 +65,33 @@ GETTING_STARTED = """\
 the PERP + MaskLoRA recipe, quick size) and press **Launch**. The first run converts the embedded model once
 (about half a minute), then every stage shows its progress. When it is done, come back here to compare.
 """
+
+INSIDE_LAYER: dict[str, str] = {
+    "intro": "One linear layer of the model, seen up close: which weights magnitude, Wanda and SparseGPT remove, "
+             "what that costs the layer's output, and what adapters do to the zeros. The layer is pruned alone, "
+             "on the inputs it sees in the dense model; nothing is saved and no run is started.",
+    "scores": "Left: the size of each weight. Right: Wanda's score, the weight's size times how large its input "
+              "column is on calibration text. Look for columns that light up on the right but not on the left: "
+              "a small weight on a large input matters, so Wanda keeps it where magnitude would drop it.",
+    "masks": "Blue weights are kept, orange ones are set to zero. Magnitude uses one threshold for the whole matrix, "
+             "so some rows lose more than others; Wanda removes the same number in every row; SparseGPT picks "
+             "weights it can compensate for (see below). With 2:4 or 4:8, every group of 4 or 8 neighbours in a "
+             "row loses exactly 2 or 4.",
+    "overlap": "How much the methods agree. Left: the Jaccard overlap of the kept weights (1 = the same weights). "
+               "Right: the share of the layer's weights all three keep, all three prune, or only some keep. The "
+               "grey bars are the weights the methods disagree about: that is where they differ.",
+    "local_error": "How much each pruned layer's output moves on text it was not calibrated on: "
+                   "‖WX − W′X‖² / ‖WX‖², with X the inputs this layer sees in the dense model (the local error; "
+                   "0 means the output is unchanged). Lower is better.",
+    "error_curves": "The same local error as this layer alone is pruned from 0% to 90% (unstructured). A lower "
+                    "line loses less of the output at the same sparsity; where the lines part is where the choice "
+                    "of method starts to matter. The stars are the current setting.",
+    "sparsegpt_update": "SparseGPT does not only remove weights: it also changes the ones it keeps, to make up "
+                        "for what was removed (red and blue: moved down or up). Blank cells are the weights it "
+                        "pruned. The moves grow from left to right: SparseGPT walks through the input columns in "
+                        "that order and shifts the columns it has not reached yet to absorb each removed weight.",
+    "adapters": "A few training steps of two adapters on this pruned layer, towards the dense layer's outputs. "
+                "Plain LoRA adds a dense low-rank product B·A: merging it back fills every zero (blue everywhere) "
+                "and the layer is no longer sparse. MaskLoRA multiplies B·A by the mask, so its merge keeps every "
+                "zero (the pattern is unchanged).",
+}

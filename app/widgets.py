@@ -26,6 +26,7 @@ PAGES = {  # page files relative to app/main.py
     "experiment": "../pages/experiment.py",
     "compare": "../pages/compare.py",
     "layers": "../pages/layers.py",
+    "inside_layer": "../pages/inside_layer.py",
     "sweep": "../pages/sweep.py",
     "about": "../pages/about.py",
 }

@@ -14,6 +14,10 @@ def prune_wanda(
 
     The reference scales the column norm by 1/sqrt(n); the per-row ranking is the same.
     """
-    score = w.abs() * sq_mean.sqrt().unsqueeze(0)
-    mask = select_mask(score, sparsity, nm, per_row=True)
+    mask = select_mask(wanda_score(w, sq_mean), sparsity, nm, per_row=True)
     return w.masked_fill(~mask, 0.0), mask
+
+
+def wanda_score(w: torch.Tensor, sq_mean: torch.Tensor) -> torch.Tensor:
+    """Wanda's importance of each weight, (out, in): |W_ij| * sqrt(mean_t x_tj^2), i.e. |W_ij| * ||X_j|| / sqrt(n)."""
+    return w.abs() * sq_mean.sqrt().unsqueeze(0)

@@ -1,8 +1,9 @@
 """The app in a real browser: `streamlit run` on 127.0.0.1, headless Debian Chromium driven by Playwright.
 
 Launches a short run of a tiny saved model from the Experiment page, waits for it to finish (a real worker
-process runs it), opens Compare and checks that the chart shows the run. Screenshots of every page go to
-artifacts/screenshots/ (kept by CI as test artifacts).
+process runs it), opens Compare and checks that the chart shows the run, then visits every other page (Inside a
+layer on the model chosen on Experiment). Screenshots of every page go to artifacts/screenshots/ (kept by CI as
+test artifacts); the slow test opens Inside a layer on the embedded model (the README's screenshot).
 
 Needs /usr/bin/chromium (`apt-get install chromium`) and the playwright Python package; no `playwright install`.
 Skipped when Chromium is missing, unless PERP_REQUIRE_E2E=1 (CI), where that is a failure.
@@ -35,6 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 RUN = {"preset": "perp", "method": "wanda", "sparsity": 0.5, "steps": 3, "seqlen": 32, "eval_tokens": 256,
        "calib_samples": 8, "batch_size": 2}
 RUN_TIMEOUT_MS = 150_000
+INSIDE_READY = '[data-testid="stMetricLabel"]:has-text("MaskLoRA")'  # the last thing the page draws
 
 
 def _free_port() -> int:
@@ -163,11 +165,30 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
     assert points.count() >= 3  # dense, pruned, retrained
     shoot(page, "compare")
 
-    ready = {"layers": ".js-plotly-plot", "sweep": 'button:has-text("Launch sweep")', "about": ".katex"}
-    for name, heading in (("layers", "Layers"), ("sweep", "Sweep"), ("about", "About PERP Lab")):
+    ready = {"layers": ".js-plotly-plot", "inside_layer": INSIDE_READY, "sweep": 'button:has-text("Launch sweep")',
+             "about": ".katex"}
+    for name, heading in (("layers", "Layers"), ("inside_layer", "Inside a layer"), ("sweep", "Sweep"),
+                          ("about", "About PERP Lab")):
         page.get_by_role("link", name=heading.split()[0]).click()
         page.get_by_role("heading", name=heading).wait_for()
         page.locator(ready[name]).first.wait_for(timeout=60_000)
         shoot(page, name)
+        if name == "inside_layer":  # the model chosen on Experiment, not the default one
+            assert page.get_by_text(str(tiny_model_dir)).count() >= 1
+            assert page.locator(".js-plotly-plot").count() == 8
+    page.close()
+
+
+@pytest.mark.slow
+def test_inside_a_layer_on_the_embedded_model(chromium, server):
+    """A fresh session opens the page on the default (embedded) model; its screenshot is the README's."""
+    url, _ = server
+    page = chromium.new_page(viewport={"width": 1280, "height": 1560})
+    page.goto(f"{url}/inside_layer")
+    page.get_by_role("heading", name="Inside a layer").wait_for(timeout=60_000)
+    page.locator(INSIDE_READY).first.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert page.get_by_text("smollm2-135m").count() >= 1
+    assert page.locator('[data-testid="stMetricValue"]', has_text="0 of 165,888").count() == 1  # LoRA filled them all
+    shoot(page, "inside_layer_embedded")
     page.close()
 

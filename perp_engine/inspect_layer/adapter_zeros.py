@@ -1,0 +1,100 @@
+"""Why a plain LoRA merge fills the pruned zeros back in while MaskLoRA keeps them, on one pruned linear.
+
+The pruned weight goes into a one-layer model; the project's adapters are attached to it (plain LoRA through
+peft, MaskLoRA as every run attaches it), trained for a few AdamW steps towards the dense layer's outputs on the
+calibration inputs, then merged: MaskLoRA by :func:`perp_engine.adapters.merge_adapters` (which verifies the
+zeros), LoRA by peft's own ``merge`` (what ``merge_and_unload`` does; a run keeps such a LoRA unmerged instead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..adapters import adapter_parameters, attach_adapters, merge_adapters
+from ..errors import PerpError
+from ..pruning import reconstruction_error
+from .capture import LayerCapture
+
+DEMO_KINDS = ("lora", "masklora")
+_NAME = "blocks.0.linear"  # where the layer sits in the one-layer model
+
+
+@dataclass(frozen=True)
+class AdapterOutcome:
+    """One adapter trained on one pruned layer and merged. ``merged`` is the (out, in) merged weight on the CPU;
+    ``losses`` the relative output error on the calibration inputs before each step; ``revived`` how many of the
+    ``pruned`` zero weights are non-zero after the merge; local errors on held-out inputs, before (the pruned
+    weight) and after (the merged weight)."""
+
+    kind: str
+    merged: torch.Tensor
+    losses: tuple[float, ...]
+    pruned: int
+    revived: int
+    local_error_before: float
+    local_error_after: float
+
+
+def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple[str, ...] = DEMO_KINDS, rank: int = 8,
+                  alpha: float = 16.0, steps: int = 30, lr: float = 3e-3, seed: int = 0) -> dict[str, AdapterOutcome]:
+    """Train and merge each adapter kind on ``pruned_weight`` (the (out, in) weight of ``layer`` after pruning)."""
+    if pruned_weight.shape != layer.weight.shape:
+        raise PerpError("pruned_weight", f"shape {tuple(pruned_weight.shape)} differs from the layer's "
+                                         f"{tuple(layer.weight.shape)}")
+    for kind in kinds:
+        if kind not in DEMO_KINDS:
+            raise PerpError("adapter", f"{kind!r} is not allowed here; use {' or '.join(DEMO_KINDS)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise PerpError("steps", f"{steps!r} is not allowed; use an integer >= 1")
+    start = pruned_weight.detach().to(device=layer.weight.device, dtype=torch.float32)
+    zeros = start == 0
+    target = layer.calib_inputs @ layer.weight.T
+    before = reconstruction_error(layer.weight, start, layer.heldout)
+    outcomes = {}
+    for kind in kinds:
+        model = _one_layer_model(start)
+        adapter = attach_adapters(model, kind, rank=rank, alpha=alpha, seed=seed)[_NAME]
+        losses = _train(adapter, layer.calib_inputs, target, steps, lr)
+        merged = _merge(model, kind, adapter)
+        outcomes[kind] = AdapterOutcome(
+            kind=kind, merged=merged.cpu(), losses=losses, pruned=int(zeros.sum()),
+            revived=int((zeros & (merged != 0)).sum()), local_error_before=before,
+            local_error_after=reconstruction_error(layer.weight, merged, layer.heldout))
+    return outcomes
+
+
+def _one_layer_model(weight: torch.Tensor) -> nn.Module:
+    """A model whose only decoder block holds one bias-free linear with ``weight``: what the adapters attach to."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device=weight.device)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+    model = nn.Module()
+    model.blocks = nn.ModuleList([nn.ModuleDict({"linear": linear})])
+    return model
+
+
+def _train(adapter: nn.Module, inputs: torch.Tensor, target: torch.Tensor, steps: int, lr: float) -> tuple[float, ...]:
+    """Full-batch AdamW on the adapter's factors; loss = ||y - target||^2 / ||target||^2."""
+    optimizer = torch.optim.AdamW(adapter_parameters(adapter), lr=lr, weight_decay=0.0)
+    scale = target.pow(2).sum().clamp_min(1e-30)
+    losses = []
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (adapter(inputs) - target).pow(2).sum() / scale
+            losses.append(float(loss.detach()))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return tuple(losses)
+
+
+@torch.no_grad()
+def _merge(model: nn.Module, kind: str, adapter: nn.Module) -> torch.Tensor:
+    if kind == "lora":
+        adapter.merge()
+        return adapter.get_base_layer().weight.detach().clone()
+    merge_adapters(model)
+    return model.get_submodule(_NAME).weight.detach().clone()

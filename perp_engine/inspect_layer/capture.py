@@ -1,0 +1,133 @@
+"""What the linears of one decoder block see in the dense model, captured once and reused for every analysis.
+
+Block 0's inputs are captured (all decoder kwargs, :func:`perp_engine.calibrate.capture_block_inputs`), pushed
+through the dense blocks before the chosen one, and the chosen block is run with a pre-hook on each linear that
+records the linear's inputs. Linears that read the same tensor (q/k/v, gate/up) share one capture. This is done
+for calibration windows (statistics for Wanda and SparseGPT, raw inputs for the adapter demo) and for held-out
+windows (statistics for the local error), so moving a slider afterwards only re-prunes one matrix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..blocks import find_decoder_blocks, find_linears, get_weight
+from ..calibrate import block_forward, capture_block_inputs, run_block
+from ..data import calibration_samples, eval_windows, load_corpus
+from ..errors import PerpError
+from ..pruning import LayerStats
+
+
+@dataclass(frozen=True)
+class LayerCapture:
+    """One linear of the dense model and what it sees.
+
+    ``weight`` is a float32 (out, in) copy of the dense weight; ``calib_inputs`` the (tokens, in) inputs of the
+    calibration windows, ``calib`` their statistics (with the Hessian), ``heldout`` the statistics of the
+    inputs of the held-out windows. All on the model's device.
+    """
+
+    name: str  # full module name, e.g. model.layers.15.self_attn.q_proj
+    block: int
+    linear: str  # name inside the block, e.g. self_attn.q_proj
+    weight: torch.Tensor
+    calib_inputs: torch.Tensor
+    calib: LayerStats
+    heldout: LayerStats
+
+
+def block_count(model: nn.Module) -> int:
+    return len(find_decoder_blocks(model)[1])
+
+
+def linear_shapes(model: nn.Module, block: int = 0) -> dict[str, tuple[int, int]]:
+    """The (out, in) shape of each linear of one decoder block, by its name inside the block, in module order."""
+    _, blocks = find_decoder_blocks(model)
+    linears = find_linears(blocks[_check_block(block, len(blocks))])
+    return {name: tuple(get_weight(module).shape) for name, module in linears.items()}
+
+
+def layer_windows(tokenizer, dataset: str, n: int, seqlen: int, seed: int = 0,
+                  home: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(calibration, held_out)`` token windows of ``dataset``: ``n`` random calibration windows as a run draws
+    them, and up to ``n`` consecutive windows of the corpus's evaluation text (never used to calibrate)."""
+    corpus = load_corpus(dataset, home)
+    calib = calibration_samples(tokenizer, corpus.calib_text, n, seqlen, seed, home)
+    return calib, eval_windows(tokenizer, corpus.eval_text, seqlen, n * seqlen, home)
+
+
+@torch.no_grad()
+def capture_block(model: nn.Module, block: int, calib_samples: torch.Tensor, heldout_samples: torch.Tensor,
+                  batch_size: int = 8) -> dict[str, LayerCapture]:
+    """Every linear of decoder block ``block`` with its dense inputs; by name inside the block, in module order."""
+    path, blocks = find_decoder_blocks(model)
+    block = _check_block(block, len(blocks))
+    for field, samples in (("calib_samples", calib_samples), ("heldout_samples", heldout_samples)):
+        if not isinstance(samples, torch.Tensor) or samples.ndim != 2 or samples.numel() == 0:
+            raise PerpError(field, "expected a non-empty (windows, seqlen) tensor of token ids")
+    linears = find_linears(blocks[block])
+    calib = _linear_inputs(model, blocks, block, linears, calib_samples, batch_size)
+    heldout = _linear_inputs(model, blocks, block, linears, heldout_samples, batch_size)
+    calib_stats = _stats_by_input(calib)
+    heldout_stats = _stats_by_input(heldout)
+    return {name: LayerCapture(name=f"{path}.{block}.{name}", block=block, linear=name,
+                               weight=get_weight(module).detach().to(torch.float32, copy=True),
+                               calib_inputs=calib[name], calib=calib_stats[name], heldout=heldout_stats[name])
+            for name, module in linears.items()}
+
+
+def _check_block(block: int, count: int) -> int:
+    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < count:
+        raise PerpError("block", f"{block!r} is not allowed; this model has blocks 0 to {count - 1}")
+    return block
+
+
+def _linear_inputs(model: nn.Module, blocks: nn.ModuleList, block: int, linears: dict[str, nn.Module],
+                   samples: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+    """(tokens, in) float32 inputs of each linear of ``blocks[block]``, the dense model run on ``samples``.
+
+    Linears fed the same tensor get the same (identical) result tensor."""
+    inputs = capture_block_inputs(model, samples, batch_size)
+    for earlier in blocks[:block]:
+        inputs = inputs.with_hidden(run_block(earlier, inputs))
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in linears}
+    owner: dict[str, str] = {}  # linear -> the first linear that read the same tensor
+    seen: dict[int, tuple[torch.Tensor, str]] = {}  # id(input) -> (input kept alive so ids are not reused, owner)
+
+    def make_hook(name: str):
+        def hook(module, args):
+            x = args[0]
+            entry = seen.get(id(x))
+            if entry is not None and entry[0] is x:
+                owner[name] = entry[1]
+                return
+            owner[name] = name
+            seen[id(x)] = (x, name)
+            chunks[name].append(x.detach().reshape(-1, x.shape[-1]).to(torch.float32))
+
+        return hook
+
+    handles = [module.register_forward_pre_hook(make_hook(name)) for name, module in linears.items()]
+    try:
+        for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
+            block_forward(blocks[block], hidden, kwargs)
+            seen.clear()
+    finally:
+        for handle in handles:
+            handle.remove()
+    joined = {name: torch.cat(parts) for name, parts in chunks.items() if parts}
+    return {name: joined[owner[name]] for name in linears}
+
+
+def _stats_by_input(inputs: dict[str, torch.Tensor]) -> dict[str, LayerStats]:
+    """One LayerStats (with the Hessian) per distinct input tensor, shared by the linears that read it."""
+    made: dict[int, LayerStats] = {}
+    for x in inputs.values():
+        if id(x) not in made:
+            made[id(x)] = LayerStats(x.shape[1], device=x.device)
+            made[id(x)].add_batch(x)
+    return {name: made[id(x)] for name, x in inputs.items()}
