@@ -78,14 +78,14 @@ with st.expander("Crop position and calibration text"):
     windows = int(windows_col.number_input(
         "Windows", 1, 256, 16, key="inside_windows", persist_state=KEEP,
         help="Calibration windows (for Wanda's and SparseGPT's statistics) and as many held-out windows of the "
-             "evaluation text (for the errors)."))
+             "same text, which no calibration window overlaps (for the errors)."))
     seqlen = int(seqlen_col.number_input("Tokens per window", 8, longest, min(128, longest), key="inside_seqlen",
                                          persist_state=KEEP, help=f"At most {longest:,}: the model's context."))
 crop = crop_at((rows, cols), row, col)
 
 key = (model_name, dataset, windows, seqlen, block)
 try:
-    with st.spinner(f"Recording what block {block}'s layers see on {windows} calibration and up to {windows} "
+    with st.spinner(f"Recording what block {block}'s layers see on {windows} calibration and {windows} "
                     "held-out windows (once per block)…"):
         layer = layer_state.capture(*key)[linear]
     inspection = layer_state.inspection(*key, linear, sparsity, pattern)
@@ -95,7 +95,7 @@ except PerpError as err:
     st.stop()
 
 st.caption(f"Wanda's and SparseGPT's statistics come from {layer.calib.nsamples:,} calibration tokens; the errors "
-           f"are measured on {layer.heldout.nsamples:,} held-out tokens of the evaluation text.")
+           f"are measured on {layer.heldout.nsamples:,} held-out tokens of the same text (no calibration window overlaps them).")
 st.subheader("What each method looks at")
 chart(score_heatmaps(inspection, crop), "scores")
 st.subheader("What each method keeps")

@@ -21,19 +21,24 @@ Segment = tuple[int, int]
 def held_out_starts(segments: Sequence[Segment], n: int, seqlen: int) -> list[int]:
     """Starts of ``n`` windows spread evenly over the stream, each inside one segment, none overlapping.
 
-    Window ``i`` is centred on the point ``(i + 0.5) / n`` of the stream when its segment allows, else moved
-    to the nearest place inside a later segment that fits. PerpError("dataset") when they do not fit."""
+    The windows form ``groups`` runs of consecutive windows, run ``g`` ending at the point ``(g + 1) / groups``
+    of the stream, so the free text lies in ``groups`` gaps before them: one window per run (``groups = n``) when
+    the text is long, fewer runs when gaps that short could not hold a calibration window. A window whose segment
+    cannot hold it moves to the next place that can. PerpError("dataset") when they do not fit."""
     total = sum(end - start for start, end in segments)
+    groups = max(1, min(n, (total - n * seqlen) // seqlen))
+    sizes = [n // groups + (g < n % groups) for g in range(groups)]
     starts: list[int] = []
-    floor = 0  # a window may not start before the end of the previous one
-    for i in range(n):
-        target = segments[0][0] + int((i + 0.5) * total / n) - seqlen // 2
-        start = _place(segments, max(target, floor), seqlen)
-        if start is None:
-            raise PerpError("dataset", f"the calibration text ({total:,} tokens) is too short for {n} held-out "
-                                       f"measurement windows of seqlen={seqlen} besides the calibration windows")
-        starts.append(start)
-        floor = start + seqlen
+    floor = segments[0][0]  # a window may not start before the end of the previous one
+    for g, size in enumerate(sizes):
+        target = segments[0][0] + (g + 1) * total // groups - size * seqlen
+        for _ in range(size):
+            start = _place(segments, max(target, floor), seqlen)
+            if start is None:
+                raise PerpError("dataset", f"the calibration text ({total:,} tokens) is too short for {n} held-out "
+                                           f"measurement windows of seqlen={seqlen} besides the calibration windows")
+            starts.append(start)
+            floor = target = start + seqlen
     return starts
 
 

@@ -112,6 +112,18 @@ def test_held_out_windows_are_spread_and_never_used_for_calibration_or_training(
         assert all(not (window & reserved) for window in spans(used))
 
 
+@pytest.mark.parametrize("n_words", [150, 200, 260])
+def test_a_short_text_groups_its_held_out_windows_to_leave_room_for_calibration(n_words):
+    tok = word_tokenizer(n_words)
+    text = " ".join(f"w{i}" for i in range(n_words))
+    held = measure_windows(tok, text, 16, home=False)
+    reserved = set().union(*spans(held))
+    assert len(reserved) == MEASURE_WINDOWS * 16  # no overlap between held-out windows
+    calib = calibration_samples(tok, text, 30, 16, seed=0, home=False)
+    assert all(not (window & reserved) for window in spans(calib))
+    assert min(int(row[0]) for row in held) < n_words / 2 < max(int(row[0]) for row in held)
+
+
 def test_windows_never_cross_a_document(tmp_path):
     tok = word_tokenizer()
     docs = [" ".join(f"w{i}" for i in range(a, b)) for a, b in ((0, 40), (40, 45), (45, 120), (120, 200))]

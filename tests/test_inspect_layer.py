@@ -12,7 +12,7 @@ from fixtures_tiny import perp_home, tiny_model_dir, tiny_text_file  # noqa: F40
 from tiny_models import TINY_MODELS, random_tokens
 
 from perp_engine.blocks import find_decoder_blocks, find_linears, get_weight
-from perp_engine.data import load_corpus, token_ids
+from perp_engine.data import load_corpus, measure_windows, token_ids
 from perp_engine.errors import PerpError
 from perp_engine.inspect_layer import (CURVE_SPARSITIES, INSPECT_METHODS, adapter_zeros, block_count, capture_block,
                                        error_curves, inspect_layer, layer_windows, linear_shapes)
@@ -163,11 +163,14 @@ def test_bad_requests_name_the_field(tiny):
         adapter_zeros(layer, layer.weight, steps=0)
 
 
-def test_layer_windows_calibrate_on_calibration_text_and_hold_out_evaluation_text(tiny_model_dir, tiny_text_file, perp_home):  # noqa: F811
+def test_layer_windows_calibrate_and_hold_out_on_the_calibration_text(tiny_model_dir, tiny_text_file, perp_home):  # noqa: F811
     _, tokenizer = load_model(str(tiny_model_dir), device="cpu")
     calib, heldout = layer_windows(tokenizer, str(tiny_text_file), 3, 16, seed=0)
     corpus = load_corpus(str(tiny_text_file))
     assert calib.shape == heldout.shape == (3, 16)
-    assert torch.equal(heldout.flatten(), token_ids(tokenizer, corpus.eval_text)[:48])
+    assert torch.equal(heldout, measure_windows(tokenizer, corpus.calib_source, 16, n=3))
     calib_ids = token_ids(tokenizer, corpus.calib_text).tolist()
-    assert all(any(calib_ids[i:i + 16] == row for i in range(len(calib_ids) - 15)) for row in calib.tolist())
+    starts = [[i for i in range(len(calib_ids) - 15) if calib_ids[i:i + 16] == row] for row in calib.tolist()]
+    held = [[i for i in range(len(calib_ids) - 15) if calib_ids[i:i + 16] == row] for row in heldout.tolist()]
+    assert all(starts) and all(held)
+    assert all(abs(s[0] - h[0]) >= 16 for s in starts for h in held)  # no calibration window overlaps a held-out one

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..blocks import find_decoder_blocks, find_linears, get_weight
 from ..calibrate import block_forward, capture_block_inputs, run_block
-from ..data import calibration_samples, eval_windows, load_corpus
+from ..data import calibration_samples, load_corpus, measure_windows
 from ..errors import PerpError
 from ..pruning import LayerStats
 
@@ -53,11 +53,12 @@ def linear_shapes(model: nn.Module, block: int = 0) -> dict[str, tuple[int, int]
 
 def layer_windows(tokenizer, dataset: str, n: int, seqlen: int, seed: int = 0,
                   home: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(calibration, held_out)`` token windows of ``dataset``: ``n`` random calibration windows as a run draws
-    them, and up to ``n`` consecutive windows of the corpus's evaluation text (never used to calibrate)."""
-    corpus = load_corpus(dataset, home)
-    calib = calibration_samples(tokenizer, corpus.calib_text, n, seqlen, seed, home)
-    return calib, eval_windows(tokenizer, corpus.eval_text, seqlen, n * seqlen, home)
+    """``(calibration, held_out)`` token windows of ``dataset``'s calibration text: ``n`` random calibration
+    windows drawn as a run draws them, and ``n`` held-out windows spread over the same text that none of the
+    calibration windows overlaps (the layer-wise errors of a run are measured the same way)."""
+    source = load_corpus(dataset, home).calib_source
+    calib = calibration_samples(tokenizer, source, n, seqlen, seed, home, held_out=n)
+    return calib, measure_windows(tokenizer, source, seqlen, n=n, home=home)
 
 
 @torch.no_grad()
