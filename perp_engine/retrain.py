@@ -20,6 +20,7 @@ from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
 from .errors import PerpError
+from .lm_loss import CausalLMLoss
 from .masks import MaskKeeper
 
 
@@ -60,8 +61,9 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # dropout (OPT, GPT-2) is reproducible too
             batches = _batches(samples, batch_size, seed)
+            loss_of = CausalLMLoss(model)
             for step in range(1, steps + 1):
-                loss = _accumulate(model, batches, grad_accum, device)
+                loss = _accumulate(loss_of, batches, grad_accum, device)
                 if not math.isfinite(loss):
                     _copy(good, params)
                     stopped = f"loss became {loss} at step {step}; kept the weights of step {step - 1}"
@@ -85,12 +87,12 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
     return TrainOutcome(losses=losses, stopped=stopped, seconds=time.perf_counter() - start)
 
 
-def _accumulate(model: nn.Module, batches: Iterator[torch.Tensor], grad_accum: int, device: torch.device) -> float:
+def _accumulate(loss_of: CausalLMLoss, batches: Iterator[torch.Tensor], grad_accum: int, device: torch.device) -> float:
     """Forward and backward ``grad_accum`` micro-batches; the mean loss (non-finite: stop before backward)."""
     total = 0.0
     for _ in range(grad_accum):
         batch = next(batches).to(device)
-        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        loss = loss_of(batch)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value

@@ -84,16 +84,16 @@ def test_keeper_follows_names_through_adapters_and_records_dense_layers():
 def test_non_finite_loss_stops_and_restores_the_last_good_weights():
     model = tiny_llama()
     select_trainable(model, ("norms",))
-    calls = {"n": 0}
-
-    def poison(module, args, output):  # the 3rd forward (step 3) produces NaN logits
-        calls["n"] += 1
-        return output * float("nan") if calls["n"] == 3 else output
-
     snapshots = {0: trainable_state(model)}
-    model.lm_head.register_forward_hook(poison)
-    outcome = retrain(model, random_tokens(4, 16), steps=6, lr=1e-2, batch_size=2, warmup_ratio=0.0,
-                      progress=lambda step, steps, loss: snapshots.__setitem__(step, trainable_state(model)))
+
+    def poison(module, args, output):  # once step 2 is done, the hidden states (and so step 3's loss) are NaN
+        return output * float("nan") if 2 in snapshots else output
+
+    def progress(step, steps, loss):
+        snapshots[step] = trainable_state(model)
+
+    model.model.norm.register_forward_hook(poison)
+    outcome = retrain(model, random_tokens(4, 16), steps=6, lr=1e-2, batch_size=2, warmup_ratio=0.0, progress=progress)
     assert outcome.stopped == "loss became nan at step 3; kept the weights of step 2"
     assert len(outcome.losses) == 2
     # the weights step 2 was evaluated with are those after step 1's update
