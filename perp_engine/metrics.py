@@ -1,10 +1,8 @@
-"""Perplexity, weight sparsity of the decoder linears, and peak memory."""
+"""Perplexity and the weight sparsity of the decoder linears."""
 
 from __future__ import annotations
 
 import math
-import resource
-import sys
 from collections.abc import Callable
 
 import torch
@@ -66,27 +64,3 @@ def model_sparsity(model: nn.Module) -> dict:
             zeros += layer_zeros
             total += weight.numel()
     return {"overall": zeros / total if total else 0.0, "layers": layers}
-
-
-def peak_memory_mb(device: str | torch.device) -> float:
-    """Peak memory in MiB since the last :func:`reset_peak_memory`: allocated tensors on CUDA, the process'
-    peak resident set elsewhere (CPU; MPS shares that memory)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS reports bytes, Linux KiB
-
-
-def reset_peak_memory(device: str | torch.device) -> None:
-    """Start a new peak. On Linux the process peak RSS is reset through /proc/self/clear_refs; where that is
-    not possible (other systems, restricted containers) the CPU peak keeps counting from process start."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass

@@ -26,7 +26,8 @@ from .config import RunConfig
 from .data import MEASURE_WINDOWS, Corpus, calibration_samples, eval_windows, load_corpus, measure_windows
 from .dense_reference import DenseReference
 from .measure import ErrorReport, measure_errors
-from .metrics import count_parameters, model_sparsity, peak_memory_mb, perplexity, reset_peak_memory
+from .memory_meter import PeakMemory
+from .metrics import count_parameters, model_sparsity, perplexity
 from .models import load_model, resolve_device
 from .progress import Progress, silent
 from .repair import repair
@@ -48,6 +49,7 @@ class Run:
     cache: ArtifactCache | None
     device: torch.device
     result: RunResult
+    meter: PeakMemory
     model: nn.Module | None = None
     tokenizer: object = None
     calib_corpus: Corpus | None = None
@@ -236,27 +238,32 @@ def run_pipeline(
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     run = Run(config=config, progress=progress, log=log or (lambda line: None),
-              cache=ArtifactCache(cache_dir) if cache_dir else None, device=device,
+              cache=ArtifactCache(cache_dir) if cache_dir else None, device=device, meter=PeakMemory(device),
               result=RunResult(config=config.to_dict(), device=str(device), environment=_environment(device)))
-    reset_peak_memory(device)
     for stage in PIPELINE:
         if stage.needed(config):
             _execute(run, stage)
     if output_dir:
         save_model(run.model, run.tokenizer, output_dir, config, run.log)
-    run.result.peak_memory_mb = round(peak_memory_mb(device), 1)
+    run.result.peak_memory_mb = max(run.result.stage_memory_mb.values())
+    run.result.environment["memory_meter"] = run.meter.method
     return run.result
 
 
 def _execute(run: Run, stage: Stage) -> None:
+    """Run one stage: progress at its start and end, its time (unless it times its parts), its peak memory."""
     message = stage.message(run)
     run.progress(stage.name, 0.0, message)
     run.log(message)
-    if stage.times_parts:
-        stage.run(run)
-    else:
-        with run.timed(stage.name):
+    run.meter.start()
+    try:
+        if stage.times_parts:
             stage.run(run)
+        else:
+            with run.timed(stage.name):
+                stage.run(run)
+    finally:
+        run.result.stage_memory_mb[stage.name] = round(run.meter.stop(), 1)
     run.progress(stage.name, 1.0, f"{message} done")
 
 

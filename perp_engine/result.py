@@ -45,7 +45,8 @@ class RunResult:
     layers: list[LayerRecord] = field(default_factory=list)
     blocks: list[BlockRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    peak_memory_mb: float = 0.0
+    peak_memory_mb: float = 0.0  # the highest of stage_memory_mb
+    stage_memory_mb: dict[str, float] = field(default_factory=dict)  # peak of each stage (perp_engine.memory_meter)
     total_params: int = 0
     trainable_params: int = 0
     trainable_fraction: float = 0.0

@@ -1,0 +1,101 @@
+"""PeakMemory: the peak memory of a stretch of code in this process, in MiB, on the run's device.
+
+- CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak: tensors only, not the allocator's cache.
+- CPU on Linux: the kernel's resident-set high-water mark (VmHWM in /proc/self/status), reset at :meth:`start`
+  by writing 5 to /proc/self/clear_refs, so the peak is exact and excludes whatever came before.
+  (``getrusage``'s ``ru_maxrss`` is not: it also keeps the high-water marks of threads that have exited.)
+- Elsewhere (macOS, or a container that forbids clear_refs): a thread sampling the RSS every 2 ms with psutil;
+  spikes shorter than that can be missed.
+
+``method`` says which one is in use. The CPU figures are the whole process (Python, libraries, everything alive),
+which is what a user's machine must have free; the CUDA figures are what tensors need on the GPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import torch
+
+_HWM_RESET = "/proc/self/clear_refs"
+
+
+class PeakMemory:
+    def __init__(self, device: str | torch.device):
+        self.device = torch.device(device)
+        self._sampled = 0.0
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        if self.device.type == "cuda":
+            self.method = "torch.cuda.max_memory_allocated, reset at start"
+        elif _can_reset_hwm():
+            self.method = "RSS high-water mark VmHWM, reset at start through /proc/self/clear_refs"
+        else:
+            self.method = "RSS sampled every 2 ms by a thread (psutil)"
+
+    def start(self) -> "PeakMemory":
+        """Start a new peak (the current usage is its floor)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.method.startswith("RSS high-water"):
+            with open(_HWM_RESET, "w") as f:
+                f.write("5")
+        else:
+            self._halt()
+            self._sampled = _rss_mb()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, name="perp-peak-memory", daemon=True)
+            self._thread.start()
+        return self
+
+    def peak(self) -> float:
+        """Peak since :meth:`start`, in MiB; the meter keeps running."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.method.startswith("RSS high-water"):
+            return _status_mb("VmHWM")
+        return max(self._sampled, _rss_mb())
+
+    def stop(self) -> float:
+        """The peak, and the sampling thread (if any) stopped."""
+        peak = self.peak()
+        self._halt()
+        return peak
+
+    def _halt(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = self._thread = None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self._sampled = max(self._sampled, _rss_mb())
+
+
+def _can_reset_hwm() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open(_HWM_RESET, "w") as f:
+            f.write("5")
+        return _status_mb("VmHWM") > 0
+    except OSError:
+        return False
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"{key} not in /proc/self/status")
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
