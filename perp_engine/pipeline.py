@@ -20,9 +20,11 @@ from .cache import ArtifactCache
 from .calibrate import capture_block_inputs
 from .config import RunConfig
 from .data import calibration_samples, eval_windows, load_corpus
+from .divergence import mark_diverged
 from .measure import measure_errors, snapshot_blocks
 from .metrics import count_parameters, model_sparsity, peak_memory_mb, perplexity, reset_peak_memory
 from .models import load_model, resolve_device
+from .preflight import eval_shortfall
 from .progress import Progress, silent
 from .repair import repair
 from .result import BlockRecord, LayerRecord, RunResult
@@ -44,9 +46,11 @@ def run_pipeline(
 
     ``cache_dir`` enables reuse of the dense perplexity and the pruned weights of identical settings (listed in
     ``result.reused``); ``output_dir`` saves the final model (Hugging Face format, safetensors) with its masks.
+    A run that repairs saves the pruned model there first and replaces it only when the repair did not diverge
+    (see divergence.py).
     """
     log = log or (lambda line: None)
-    cache = ArtifactCache(cache_dir) if cache_dir else None
+    cache = ArtifactCache(cache_dir, log=log) if cache_dir else None
     result = RunResult(config=config.to_dict())
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -87,6 +91,10 @@ def run_pipeline(
         calib = calibration_samples(tokenizer, calib_corpus.calib_text, config.calib_samples, config.seqlen, config.seed)
         windows = eval_windows(tokenizer, corpus.eval_text, config.seqlen, config.eval_tokens)
     log(f"{calib.shape[0]} calibration windows from {calib_corpus.name}, {windows.numel():,} eval tokens from {corpus.name}")
+    result.eval_tokens = windows.numel()
+    if short := eval_shortfall(config, windows.numel()):
+        result.warnings.append(short)
+        log(short)
 
     model_key = {"model": config.model, "dtype": config.dtype, "device": device.type}
     eval_key = {**model_key, "dataset": config.dataset, "seqlen": config.seqlen, "eval_tokens": config.eval_tokens}
@@ -130,6 +138,8 @@ def run_pipeline(
     if config.mode == "none":
         result.total_params = count_parameters(model)
     else:
+        if output_dir:
+            save_model(model, tokenizer, output_dir, config, log)  # the last good weights until the repair proves good
         with stage("train", f"{config.mode}: training {', '.join(config.train) or 'adapters only'}"
                             + (f" + {config.adapter} r{config.rank}" if config.adapter != "none" else "")):
             repair(model, tokenizer, config, calib_corpus, calib, dense_blocks, result, report("train"), log)
@@ -146,11 +156,12 @@ def run_pipeline(
         for rec, e in zip(result.blocks, after.blocks):
             rec.loss_after = e
         log(f"final perplexity {result.final_ppl:.3f}")
+        mark_diverged(result, log)
         sparsity_after = model_sparsity(model)["overall"]
         if config.adapter != "lora" and not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):
             raise RuntimeError(f"sparsity changed during repair: {result.sparsity:.6f} -> {sparsity_after:.6f}")
 
-    if output_dir:
+    if output_dir and not result.diverged:
         save_model(model, tokenizer, output_dir, config, log)
     result.peak_memory_mb = round(peak_memory_mb(device), 1)
     return result

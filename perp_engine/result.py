@@ -48,6 +48,8 @@ class RunResult:
     reused: list[str] = field(default_factory=list)  # stages taken from the artifact cache, e.g. dense_ppl
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    eval_tokens: int = 0  # tokens actually scored per perplexity (whole windows; less than asked on a short text)
+    diverged: str | None = None  # why the repair was judged diverged; final_ppl is then None (see divergence.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

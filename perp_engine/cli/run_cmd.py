@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..errors import PerpError
 from ..progress import STAGES
 from ..result import RunResult
 from .config_flags import add_config_flags, config_from_args
@@ -81,21 +82,28 @@ def summary(result: RunResult) -> str:
         f"pruned ppl  {result.pruned_ppl:10.3f}  measured sparsity {result.sparsity:.4f}"
         + ("  (pruned weights reused)" if "pruned_model" in result.reused else ""),
     ]
-    if result.final_ppl is not None:
+    if result.diverged:
+        lines.append(f"final ppl   DIVERGED    after {cfg['mode']}: {result.diverged}")
+    elif result.final_ppl is not None:
         lines.append(f"final ppl   {result.final_ppl:10.3f}  after {cfg['mode']} "
                      f"({result.trainable_params:,} trainable = {result.trainable_fraction:.4%} of {result.total_params:,})")
     lines.append("timings " + "  ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
                  + f"  peak memory {result.peak_memory_mb:.0f} MB")
-    lines += [f"warning: {w}" for w in result.warnings] + [f"note: {n}" for n in result.notes]
+    lines += [f"warning: {w}" for w in result.warnings if w != result.diverged] + [f"note: {n}" for n in result.notes]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.json:
+        check_output_path(args.json)
+    from ..preflight import check_run  # torch loads here, not when `perp runs` imports this module
+
+    check_run(config)  # before anything is recorded: a typo never leaves a failed run behind
     bars = StageBars(enabled=not args.quiet)
     try:
         if args.no_store:
-            from ..pipeline import run_pipeline  # torch loads here, not when `perp runs` imports this module
+            from ..pipeline import run_pipeline
 
             result = run_pipeline(config, bars)
             run_id = None
@@ -120,3 +128,14 @@ def run(args: argparse.Namespace) -> int:
     if run_id is not None:
         print(f"recorded as run {run_id} (perp runs {run_id}; perp export {run_id} DIR)")
     return 0
+
+
+def check_output_path(name: str) -> None:
+    """PerpError("json") unless ``name`` can be a new or replaced file: checked before the run, not after it."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        raise PerpError("json", f"{name} is a folder; give the path of a file to write the result to")
+    if not path.parent.is_dir():
+        raise PerpError("json", f"the folder {path.parent} does not exist; create it or give another path")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PerpError("json", f"{name} cannot be written here (no permission)")

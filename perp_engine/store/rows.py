@@ -44,6 +44,7 @@ class RunRow:
     keep_model: bool = False
     recompute: bool = False
     artifact: str | None = None  # folder of the kept final model (HF format + masks), when kept
+    diverged: str | None = None  # why the repair was judged diverged (the run is done, its pruned weights kept)
 
     @property
     def finished(self) -> bool:

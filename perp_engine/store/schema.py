@@ -115,6 +115,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (host, pid)
         )""",
     ),
+    # 3: why a finished run's repair was judged diverged (NULL when it was not): the run stays done, with its
+    # pruned weights kept, and charts leave its final perplexity out.
+    (
+        "ALTER TABLE runs ADD COLUMN diverged TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
