@@ -20,7 +20,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MODEL = "smollm2-135m"
 SEED_MAX = 2**32 - 1  # the widest seed every generator used (torch, numpy, Python's random) accepts
-INT_MAX = 2**63 - 1  # integers are stored in SQLite and torch as signed 64-bit
+INT_MAX = 2**63 - 1
+MIN_SEQLEN = 8  # integers are stored in SQLite and torch as signed 64-bit
 
 _NM = re.compile(r"^(\d+):(\d+)$")
 
@@ -147,7 +148,7 @@ class RunConfig:
         _dataset("dataset", self.dataset)
         if self.calib_dataset is not None:
             _dataset("calib_dataset", self.calib_dataset)
-        _positive("seqlen", self.seqlen, minimum=8)
+        _positive("seqlen", self.seqlen, minimum=MIN_SEQLEN)
         _positive("calib_samples", self.calib_samples)
         _positive("eval_tokens", self.eval_tokens, minimum=self.seqlen, why=f"at least one window of seqlen={self.seqlen}")
         _positive("eval_batch_size", self.eval_batch_size)

@@ -32,7 +32,7 @@ import psutil
 
 from .adapters import check_adapter_fits
 from .blocks import find_decoder_blocks, find_linears, get_weight
-from .config import RunConfig
+from .config import MIN_SEQLEN, RunConfig
 from .data import Corpus, load_corpus, needs_download, token_ids
 from .errors import PerpError
 from .models import build_skeleton, context_limit, load_tokenizer, model_config, resolve_device, tokenizer_source
@@ -140,7 +140,7 @@ class Preflight:
         most = (calib - 1) // seqlen  # a window needs seqlen tokens plus the one after it
         if most < 1:
             raise PerpError("seqlen", f"{seqlen} is longer than the calibration text of {calib_name} ({calib:,} tokens); "
-                                      f"use a seqlen below {calib}")
+                                      f"use a longer text{_or_seqlen(calib - 1)}")
         if config.calib_samples > most:
             raise PerpError("calib_samples", f"{config.calib_samples:,} windows of {seqlen} tokens are more than the "
                                              f"calibration text of {calib_name} holds ({calib:,} tokens); use at most {most:,}")
@@ -155,7 +155,7 @@ class Preflight:
         available = self._tokens(config, config.dataset, corpus, "eval")
         if available < seqlen:
             raise PerpError("seqlen", f"{seqlen} is longer than the evaluation text of {config.dataset} ({available:,} "
-                                      f"tokens); use a seqlen of at most {available}")
+                                      f"tokens); use a longer text{_or_seqlen(available)}")
         used = min(config.eval_tokens // seqlen, available // seqlen) * seqlen
         warning = eval_shortfall(config, used)
         return [warning] if warning else []
@@ -173,6 +173,10 @@ def _check_pattern(config: RunConfig, skeleton) -> None:
             if inputs % m:
                 raise PerpError("pattern", f"{config.pattern} needs every pruned layer's input size divisible by {m}; "
                                            f"{path}.{i}.{name} has {inputs}")
+
+
+def _or_seqlen(most: int) -> str:
+    return f" or a seqlen of at most {most}" if most >= MIN_SEQLEN else ""
 
 
 def _file_key(name: str) -> str:

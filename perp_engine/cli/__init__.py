@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, in this handler, not at interpreter exit
+        return code
     except PerpError as err:
         print(f"perp: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
