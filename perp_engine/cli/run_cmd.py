@@ -74,6 +74,14 @@ class StageBars:
             self.bar = None
 
 
+def quiet_libraries() -> None:
+    """``--quiet``: transformers' own progress bars (loading and writing weights) stay off too. The CLI owns its
+    process, so turning them off there for good is what the flag asks."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def summary(result: RunResult) -> str:
     cfg = result.config
     lines = [
@@ -100,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from ..preflight import check_run  # torch loads here, not when `perp runs` imports this module
 
     check_run(config)  # before anything is recorded: a typo never leaves a failed run behind
+    if args.quiet:
+        quiet_libraries()
     bars = StageBars(enabled=not args.quiet)
     try:
         if args.no_store:

@@ -32,6 +32,7 @@ LAYER_COLUMNS = ("name", "block", "kind", "sparsity", "recon_error", "recon_erro
 BLOCK_COLUMNS = ("block", "loss_before", "loss_after", "train_loss_before", "train_loss_after")
 BUSY_TIMEOUT_S = 30.0
 MAX_ID = 2**63 - 1  # SQLite's largest rowid
+REASON_CHARS = 160  # of SQLite's description of damage, in the one-line error
 
 
 class StoreError(PerpError):
@@ -45,6 +46,7 @@ class StoreDamaged(StoreError):
     """SQLite found damaged pages (or a row holds unreadable JSON): say where, and how to salvage the runs."""
 
     def __init__(self, path: Path, reason: str):
+        reason = " ".join(reason.replace("*** in database main ***", "").split())[:REASON_CHARS]  # one line
         flag = f" --store {path}"
         super().__init__(f"{path} is damaged ({reason}); `perp store check{flag}` lists the damage, "
                          f"`perp store recover{flag}` salvages the readable runs into a new file")
@@ -144,10 +146,16 @@ class RunStore:
                              f"({SCHEMA_VERSION}); upgrade perp-lab or use another --store")
 
     def _open(self) -> None:
-        """Migrate an older store to this version, after a backup copy of it."""
+        """Check the file for damaged pages, then migrate an older store to this version, after a backup copy.
+
+        SQLite's quick check reads every page (about 30 ms for a store of 300 full runs), so a damaged store is
+        reported by every command that opens it, not only by those that happen to read a damaged page."""
         conn = self._conn()
         version = schema_version(conn)
         with self._damage_check():
+            problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise StoreDamaged(self.path, problem)
             if 0 < version < SCHEMA_VERSION:
                 backup = self.path.with_name(f"{self.path.name}.schema-v{version}.bak")
                 if not backup.exists():
