@@ -68,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig named by --config, --preset and the field flags (flags win over the file, the file over the preset)."""
     values: dict = {}
     if args.config:
-        values = field_values(read_json_object(args.config, "config", "RunConfig fields"))
+        values = field_values(_read_config_file(args.config))
     for name in args._config_fields:
         value = getattr(args, name)
         if value is not None:
@@ -77,19 +77,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.create(preset, **values)
 
 
-def read_json_object(name: str, field: str, what: str) -> dict:
-    """The JSON object in file ``name``; PerpError(field) for a missing, unreadable, binary or non-JSON file."""
+def _read_config_file(name: str) -> dict:
+    """The JSON object in file ``name``; PerpError("config") for a missing, unreadable, binary or non-JSON file."""
     path = Path(name)
     if not path.is_file():
-        raise PerpError(field, f"{name!r} is not a file")
+        raise PerpError("config", f"{name!r} is not a file")
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise PerpError(field, f"{name} is not UTF-8 text; it must hold a JSON object of {what}") from None
+        raise PerpError("config", f"{name} is not UTF-8 text; it must hold a JSON object of RunConfig fields") from None
     except OSError as err:
-        raise PerpError(field, f"cannot read {name}: {err.strerror or err}") from None
+        raise PerpError("config", f"cannot read {name}: {err.strerror or err}") from None
     except json.JSONDecodeError as err:
-        raise PerpError(field, f"{name} is not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise PerpError("config", f"{name} is not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(values, dict):
-        raise PerpError(field, f"{name} must hold a JSON object of {what}")
+        raise PerpError("config", f"{name} must hold a JSON object of RunConfig fields")
     return values
