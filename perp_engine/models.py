@@ -241,8 +241,8 @@ def _cache_valid(cache: Path, gguf: Path, deep: bool = True) -> bool:
         for name, (size, crc) in stamp["files"].items():
             path = cache / name
             if path.stat().st_size != size or ((deep or name == "config.json") and _checksum(path) != [size, crc]):
-                _LOG.warning("the converted model in %s is damaged (%s changed since it was written); converting it again",
-                             cache, name)
+                _LOG.warning("the converted model in %s is damaged (%s changed since it was written); the next load "
+                             "converts it again", cache, name)
                 return False
         return True
     except (OSError, ValueError, KeyError, TypeError):

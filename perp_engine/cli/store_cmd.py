@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     lost = {t: n for t, n in recovered.lost.items() if n}
     print(f"recovered {recovered.kept.get('runs', 0)} runs into {recovered.path}"
           + (f" ({', '.join(f'{n} {t} rows' for t, n in lost.items())} unreadable, left behind)" if lost else "")
-          + f"; the damaged file is kept as {recovered.aside}")
+          + f"; the damaged file is kept as {recovered.aside} (restart a running app so it opens the new file)")
     return 0

@@ -15,9 +15,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from ..config import RunConfig
 from ..errors import PerpError
@@ -32,6 +33,7 @@ LAYER_COLUMNS = ("name", "block", "kind", "sparsity", "recon_error", "recon_erro
 BLOCK_COLUMNS = ("block", "loss_before", "loss_after", "train_loss_before", "train_loss_after")
 BUSY_TIMEOUT_S = 30.0
 MAX_ID = 2**63 - 1  # SQLite's largest rowid
+T = TypeVar("T")
 REASON_CHARS = 160  # of SQLite's description of damage, in the one-line error
 
 
@@ -169,15 +171,13 @@ class RunStore:
 
     @contextmanager
     def _damage_check(self) -> Iterator[None]:
-        """Turn SQLite's corruption errors (and unreadable JSON in a row) into one line: :class:`StoreDamaged`."""
+        """Turn SQLite's corruption errors into one line: :class:`StoreDamaged`."""
         try:
             yield
         except sqlite3.DatabaseError as err:
             if is_damage(err):
                 raise StoreDamaged(self.path, str(err)) from None
             raise
-        except ValueError as err:  # a JSON column that does not decode: the row's bytes were damaged
-            raise StoreDamaged(self.path, f"a row holds unreadable data: {err}") from None
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's store is collected)."""
@@ -216,9 +216,14 @@ class RunStore:
 
     def _runs(self, sql: str, params: Sequence = ()) -> list[RunRow]:
         """Whole run rows, decoded."""
-        rows = self._rows(sql, params)
-        with self._damage_check():
-            return [row_from_sql(r) for r in rows]
+        return self._decoded(self._rows(sql, params), row_from_sql)
+
+    def _decoded(self, rows: list[sqlite3.Row], decode: Callable[[sqlite3.Row], T]) -> list[T]:
+        """``decode`` of each row; a JSON column that does not decode means the row's bytes were damaged."""
+        try:
+            return [decode(r) for r in rows]
+        except ValueError as err:
+            raise StoreDamaged(self.path, f"a row holds unreadable data: {err}") from None
 
     # -- runs -----------------------------------------------------------------------------------------------
 
@@ -275,7 +280,7 @@ class RunStore:
     def _records(self, table: str, columns: Sequence[str], run_id: int, order: str) -> list[dict]:
         rows = self._rows(f"SELECT {', '.join(columns)}, extra FROM {table} WHERE run_id = ? ORDER BY {order}",
                           (_run_id(run_id),))
-        return [{**{c: r[c] for c in columns}, **json.loads(r["extra"] or "{}")} for r in rows]
+        return self._decoded(rows, lambda r: {**{c: r[c] for c in columns}, **json.loads(r["extra"] or "{}")})
 
     def curve(self, run_id: int, name: str = "train_loss") -> list[float]:
         rows = self._rows("SELECT value FROM curves WHERE run_id = ? AND name = ? ORDER BY step", (_run_id(run_id), name))
