@@ -47,6 +47,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Attributes that hold a model's context limit (learned or rotary position table), by family.
 CONTEXT_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+LOOKAHEAD_SHARE = 1e-4  # earlier rows moving by more than this share of the last one: the model looks ahead
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
 _STAMP = "perp_source.json"  # written last into a cache folder: which GGUF it was converted from, and checksums
 _LOG = logging.getLogger(__name__)
@@ -192,7 +193,8 @@ def check_causal_lm(model: nn.Module) -> None:
     The look-ahead probe changes the last token of a 4-token input and compares how much the logits move at
     the earlier positions with how much they move at the last one. In a decoder the earlier rows are computed
     from identical inputs and do not move at all (measured: exactly 0 in float32 and bfloat16); in a
-    bidirectional encoder (BERT and the like) they move, even a random tiny one by ~0.5% of the last row."""
+    bidirectional encoder (BERT and the like) they move: a random one-layer BERT of width 16 by 0.05% to 0.35%
+    of the last row (30 seeds), hence a threshold of 0.01%."""
     find_decoder_blocks(model)
     vocab = model.get_input_embeddings().num_embeddings
     device = next(model.parameters()).device
@@ -200,7 +202,7 @@ def check_causal_lm(model: nn.Module) -> None:
     with torch.inference_mode():
         logits = model(input_ids=probe).logits.float()
     moved = (logits[0] - logits[1]).abs().amax(dim=-1)
-    if moved[:-1].max() > 1e-3 * moved[-1] + 1e-6:
+    if moved[:-1].max() > LOOKAHEAD_SHARE * moved[-1] + 1e-7:
         raise PerpError("model", f"{type(model).__name__} looks ahead (it is bidirectional, not a causal decoder); "
                                  "pruning for perplexity needs a decoder-only causal LM")
 
