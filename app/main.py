@@ -1,4 +1,8 @@
-"""PERP Lab in the browser: ``streamlit run app/main.py`` from the repository root."""
+"""PERP Lab in the browser: ``streamlit run app/main.py`` from the repository root.
+
+A PerpError (bad input, an unusable store) is shown as its one line. Any other error shows Streamlit's generic
+message only (``client.showErrorDetails = "none"`` in .streamlit/config.toml); its traceback goes to the server's
+log, never to the browser."""
 
 import sys
 from pathlib import Path
@@ -10,6 +14,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 import streamlit as st  # noqa: E402
 
 from app import widgets  # noqa: E402
+from perp_engine.errors import PerpError  # noqa: E402
 
 st.set_page_config(page_title="PERP Lab", page_icon=":material/content_cut:", layout="wide")
 
@@ -22,5 +27,8 @@ pages = [
     st.Page(widgets.PAGES["about"], title="About", icon=":material/menu_book:"),
 ]
 page = st.navigation(pages)
-widgets.sidebar()
-page.run()
+try:
+    widgets.sidebar()
+    page.run()
+except PerpError as err:  # bad input or an unusable store (damaged, another program's): one line to act on
+    st.error(str(err), icon=":material/error:")

@@ -19,12 +19,15 @@ from perp_engine.errors import PerpError
 from perp_engine.estimate import Estimate, estimate_run
 from perp_engine.jobs import Executor, make_executor
 from perp_engine.models import resolve_device
+from perp_engine.preflight import Preflight
 from perp_engine.store import RunStore, default_store_path
 
 LAUNCHED = "launched_runs"  # run ids launched from this session, newest first
 SELECTED = "selected_runs"  # run ids selected on Compare; Layers starts from them
 SWEEP = "watched_sweep"  # the sweep the Sweep page follows
 UPLOADS = "uploaded_texts"  # paths of text files uploaded in this session
+PREFLIGHT_MEMORY_S = 600  # how long the pre-run checker keeps model configs and tokenizers it read
+PREFLIGHT_RESULT_S = 60  # how long one config's check result is reused (a model folder may appear meanwhile)
 
 
 @st.cache_resource(show_spinner=False)
@@ -70,6 +73,21 @@ def estimate(config_json: str) -> tuple[Estimate | None, str | None]:
         return estimate_run(RunConfig.from_json(config_json)), None
     except PerpError as err:
         return None, str(err)
+
+
+@st.cache_resource(show_spinner=False, ttl=PREFLIGHT_MEMORY_S)
+def _checker() -> Preflight:
+    return Preflight()
+
+
+@st.cache_data(show_spinner="Checking the run…", max_entries=256, ttl=PREFLIGHT_RESULT_S)
+def preflight(config_json: str) -> tuple[list[str], str | None]:
+    """``(warnings, None)`` when the config can run here, ``([], reason)`` when it cannot (the pre-run checks of
+    ``perp run``: model, device, rank, N:M, context, text), kept briefly so a rerun does not repeat them."""
+    try:
+        return _checker().check(RunConfig.from_json(config_json)), None
+    except PerpError as err:
+        return [], str(err)
 
 
 def session_list(key: str) -> list:

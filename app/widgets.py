@@ -36,16 +36,17 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew
 
 def sidebar() -> None:
     """Which device and executor runs use, where runs are stored, and what is running now."""
+    store = state.store()  # an unusable store is the page's one error (app/main.py), not one here too
     with st.sidebar:
         st.caption(f"Device: **{state.device_label()}** (device=auto)")
         try:
             st.caption(f"Executor: **{state.executor().describe()}**")
-        except PerpError as err:
+        except PerpError as err:  # e.g. Ray chosen but not installed: the page still works with the store
             st.error(str(err), icon=":material/error:")
-        active = state.store().list_runs(status=("queued", "running"))
+        active = store.list_runs(status=("queued", "running"))
         if active:
             st.caption(f"{len(active)} run(s) queued or running")
-        st.caption(f"Runs stored in `{state.store().path}`")
+        st.caption(f"Runs stored in `{store.path}`")
 
 
 def getting_started() -> None:

@@ -41,12 +41,15 @@ with form_col:
     pattern = st.segmented_control(
         "Pattern", forms.PATTERNS, default="unstructured", required=True, key="exp_pattern", persist_state=KEEP,
         help="unstructured: any weights. N:M: N of every M consecutive weights are pruned (2:4 runs fast on GPUs).")
-    sparsity = st.slider(
-        "Sparsity", 0.05, 0.95, 0.5, 0.05, key="exp_sparsity", persist_state=KEEP, format="%.2f",
-        disabled=pattern != "unstructured",
-        help="Share of the weights of every linear layer set to zero. An N:M pattern fixes it to N/M.")
-    if pattern != "unstructured":
-        st.caption(f"{pattern} prunes exactly {forms.pattern_sparsity(pattern, sparsity):.0%} of the weights.")
+    if pattern == "unstructured":
+        sparsity = st.slider(
+            "Sparsity", 0.05, 0.95, 0.5, 0.05, key="exp_sparsity", persist_state=KEEP, format="%.2f",
+            help="Share of the weights of every linear layer set to zero. An N:M pattern fixes it to N/M.")
+    else:  # a slider of its own, fixed at N/M: the unstructured choice is kept for when the pattern changes back
+        sparsity = st.slider("Sparsity", 0.05, 0.95, forms.pattern_sparsity(pattern, 0.5), 0.05,
+                             key=f"exp_sparsity_{pattern}", format="%.2f", disabled=True,
+                             help="An N:M pattern fixes the sparsity to N/M.")
+        st.caption(f"{pattern} prunes exactly {sparsity:.0%} of the weights.")
 
     st.subheader("3 · Retraining")
     recipe = st.selectbox("Recipe", forms.RECIPES, index=forms.RECIPES.index(forms.DEFAULT_RECIPE), key="exp_recipe",
@@ -102,15 +105,21 @@ form = forms.ExperimentForm(model=model or "", dataset=dataset or "", method=met
                             **{k: v for k, v in custom.items() if v is not None})
 with cost_col:
     st.subheader("Before you launch")
+    warnings = []
     try:
         config = form.to_config()
+        warnings, problem = state.preflight(config.to_json())
     except PerpError as err:
-        config = None
-        st.error(str(err), icon=":material/warning:")
-    if config is not None:
+        config, problem = None, str(err)
+    if problem:
+        st.error(problem, icon=":material/warning:")
+    else:
         widgets.estimate_box(config)
-    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=config is None, width="stretch"):
-        run_id = state.executor().submit(config)
+    for warning in warnings:
+        st.caption(f":material/info: {warning}")
+    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=problem is not None,
+                 help=f"Cannot launch: {problem}" if problem else None, width="stretch"):
+        run_id = state.executor().submit(config, checked=True)  # the checks above just passed
         state.remember_launch(run_id)
         st.toast(f"Run #{run_id} queued")
 

@@ -1,7 +1,8 @@
 """A small on-disk artifact cache: JSON values and tensor files keyed by the knobs that produced them.
 
 Used by the pipeline so that identical configs do not recompute the dense perplexity or the pruned weights.
-Writes go to a temporary file then ``os.replace`` so a killed process never leaves a half-written entry.
+Writes go to a temporary file then ``os.replace`` so a killed process never leaves a half-written entry; an
+entry damaged later is reported in ``log``, deleted and treated as missing, so the run rebuilds it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from .paths import read_cache
 
 
 def cache_key(parts: dict) -> str:
@@ -21,32 +25,21 @@ def cache_key(parts: dict) -> str:
 
 
 class ArtifactCache:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, log: Callable[[str], None] | None = None):
         self.root = Path(root)
+        self.log = log
 
     def _path(self, kind: str, parts: dict, suffix: str) -> Path:
         return self.root / kind / f"{cache_key(parts)}{suffix}"
 
     def get_json(self, kind: str, parts: dict) -> dict | None:
-        path = self._path(kind, parts, ".json")
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
+        return read_cache(self._path(kind, parts, ".json"), lambda path: json.loads(path.read_text()), self.log)
 
     def put_json(self, kind: str, parts: dict, value: dict) -> None:
         self._write(self._path(kind, parts, ".json"), lambda tmp: Path(tmp).write_text(json.dumps({**value, "key": parts})))
 
     def get_tensors(self, kind: str, parts: dict) -> dict[str, torch.Tensor] | None:
-        path = self._path(kind, parts, ".safetensors")
-        if not path.exists():
-            return None
-        try:
-            return load_file(str(path))
-        except (OSError, ValueError, RuntimeError):
-            return None
+        return read_cache(self._path(kind, parts, ".safetensors"), lambda path: load_file(str(path)), self.log)
 
     def put_tensors(self, kind: str, parts: dict, tensors: dict[str, torch.Tensor]) -> None:
         contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}

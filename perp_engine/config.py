@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 
@@ -18,6 +19,9 @@ NAMED_DATASETS = ("wiki-embedded", "wikitext2", "c4")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MODEL = "smollm2-135m"
+SEED_MAX = 2**32 - 1  # the widest seed every generator used (torch, numpy, Python's random) accepts
+INT_MAX = 2**63 - 1
+MIN_SEQLEN = 8  # integers are stored in SQLite and torch as signed 64-bit
 
 _NM = re.compile(r"^(\d+):(\d+)$")
 
@@ -87,20 +91,17 @@ class RunConfig:
 
     @classmethod
     def create(cls, preset: str | None = None, **overrides) -> "RunConfig":
-        """Build a config from an optional preset plus explicit field values (explicit values win)."""
+        """Build a config from an optional preset plus explicit field values (explicit values win; None means
+        "not given", as for a command-line flag left out)."""
+        if preset is not None:
+            _coerce(_FIELDS["preset"], preset)
         values = preset_fields(preset) if preset else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict({**values, "preset": preset})
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
-        if not isinstance(data, dict):
-            raise PerpError("config", f"expected a JSON object of RunConfig fields, got {type(data).__name__}")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise PerpError("config", f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
-        return cls(**{k: _coerce(known[k], v) for k, v in data.items()})
+        return cls(**field_values(data))
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
@@ -127,6 +128,14 @@ class RunConfig:
         return parse_pattern(self.pattern)
 
     def validate(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise PerpError("seed", f"{self.seed!r} is not allowed; use an integer from 0 to {SEED_MAX} (2**32 - 1)")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PerpError(f.name, f"{value!r} is not allowed; use a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+                raise PerpError(f.name, f"{value!r} is too large; use a number below 2**63")
         if not isinstance(self.model, str) or not self.model.strip():
             raise PerpError("model", "must be 'smollm2-135m', a Hugging Face model id or a local folder")
         _choice("method", self.method, METHODS)
@@ -140,7 +149,7 @@ class RunConfig:
         _dataset("dataset", self.dataset)
         if self.calib_dataset is not None:
             _dataset("calib_dataset", self.calib_dataset)
-        _positive("seqlen", self.seqlen, minimum=8)
+        _positive("seqlen", self.seqlen, minimum=MIN_SEQLEN)
         _positive("calib_samples", self.calib_samples)
         _positive("eval_tokens", self.eval_tokens, minimum=self.seqlen, why=f"at least one window of seqlen={self.seqlen}")
         _positive("eval_batch_size", self.eval_batch_size)
@@ -179,8 +188,6 @@ class RunConfig:
             raise PerpError("max_grad_norm", f"{self.max_grad_norm!r} is not allowed; use a number >= 0 (0 turns clipping off), e.g. 1.0")
         if not isinstance(self.train_samples, int) or self.train_samples < 0:
             raise PerpError("train_samples", f"{self.train_samples!r} is not allowed; use 0 (steps x batch size) or a positive count")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise PerpError("seed", f"{self.seed!r} is not allowed; use an integer >= 0")
         if not (self.device in DEVICES or re.match(r"^cuda:\d+$", str(self.device))):
             raise PerpError("device", f"{self.device!r} is not allowed; use one of {', '.join(DEVICES)} or cuda:N")
         _choice("dtype", self.dtype, DTYPES)
@@ -207,9 +214,27 @@ def _dataset(name: str, value) -> None:
         raise PerpError(name, f"{value!r} is neither a known data set ({', '.join(NAMED_DATASETS)}) nor an existing text file")
 
 
+def field_values(data) -> dict:
+    """RunConfig field values from a JSON object (a config file, a sweep's base or one grid point): every name a
+    field, every value of the field's type (JSON lists for tuples, ints for floats), ``null`` only where the
+    field allows None. PerpError naming the field otherwise."""
+    if not isinstance(data, dict):
+        raise PerpError("config", f"expected a JSON object of RunConfig fields, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in _FIELDS)
+    if unknown:
+        raise PerpError("config", f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
+    return {k: _coerce(_FIELDS[k], v) for k, v in data.items()}
+
+
 def _coerce(f: dataclasses.Field, value):
     """JSON gives lists for tuples and ints for floats; accept those, reject wrong types with the field named."""
     kind = str(f.type)
+    if value is None:
+        if kind.endswith("| None"):
+            return None
+        raise PerpError(f.name, "null is not allowed; leave the field out to get its default")
+    if kind.endswith("| None"):
+        kind = kind[: -len("| None")].strip()
     if kind.startswith("tuple"):
         if isinstance(value, str):
             return value
@@ -220,6 +245,8 @@ def _coerce(f: dataclasses.Field, value):
         return float(value)
     if kind == "float" and not isinstance(value, float):
         raise PerpError(f.name, f"expected a number, got {value!r}")
+    if kind == "float" and not math.isfinite(value):
+        raise PerpError(f.name, f"{value!r} is not allowed; use a finite number")
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         raise PerpError(f.name, f"expected an integer, got {value!r}")
     if kind == "bool" and not isinstance(value, bool):
@@ -227,3 +254,6 @@ def _coerce(f: dataclasses.Field, value):
     if kind == "str" and not isinstance(value, str):
         raise PerpError(f.name, f"expected a string, got {value!r}")
     return value
+
+
+_FIELDS = {f.name: f for f in fields(RunConfig)}

@@ -36,9 +36,10 @@ import torch
 
 from .config import NAMED_DATASETS
 from .errors import PerpError
-from .paths import atomic_dir, atomic_write_bytes, hub_unavailable_reason, resolve_home
+from .paths import atomic_dir, atomic_write_bytes, hub_unavailable_reason, read_cache, resolve_home
 from .windows import allowed_ranges, cut, held_out_starts, random_starts
 
+HUB_CORPORA = {"wikitext2": "Salesforce/wikitext", "c4": "allenai/c4"}  # downloaded on first use
 EVAL_SHARE = 0.15  # wiki-embedded: share of the text held out for evaluation
 FILE_EVAL_SHARE = 0.10  # user text files: share of the paragraphs held out for evaluation
 TRAIN_SEED_OFFSET = 1_000_003  # retraining windows use another random stream than calibration windows
@@ -104,8 +105,9 @@ def token_ids(tokenizer, text: str, home: str | os.PathLike | None | bool = None
 
     key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}\0{_sha256(text)}".encode()).hexdigest()[:32]
     path = resolve_home(home) / "tokens" / f"{key}.safetensors"
-    if path.is_file():
-        return load_file(path)["ids"].long()
+    cached = read_cache(path, lambda p: load_file(p)["ids"].long())
+    if cached is not None:
+        return cached
     ids = _tokenize(tokenizer, text)
     atomic_write_bytes(path, save({"ids": ids.to(torch.int32)}))  # int32 halves the file: vocabularies are < 2^31
     return ids
@@ -146,9 +148,9 @@ def _document_ids(tokenizer, docs: list[str], home) -> tuple[torch.Tensor, list[
     joined = DOCUMENT_SEPARATOR.join(docs)
     key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}\0docs\0{_sha256(joined)}".encode()).hexdigest()[:32]
     path = resolve_home(home) / "tokens" / f"{key}.safetensors"
-    if path.is_file():
-        stored = load_file(path)
-        return stored["ids"].long(), stored["lengths"].tolist()
+    cached = read_cache(path, lambda p: (lambda stored: (stored["ids"].long(), stored["lengths"].tolist()))(load_file(p)))
+    if cached is not None:
+        return cached
     ids, lengths = _document_ids(tokenizer, docs, False)
     atomic_write_bytes(path, save({"ids": ids.to(torch.int32), "lengths": torch.tensor(lengths, dtype=torch.int64)}))
     return ids, lengths
@@ -233,8 +235,16 @@ def _sha256(text: str) -> str:
 Builder = Callable[[], tuple[str | tuple[str, ...], str, str]]
 
 
-def _cached_corpus(name: str, home: Path, build: Builder) -> Corpus:
-    folder = home / "data" / name
+def needs_download(name: str, home: str | os.PathLike | None = None) -> bool:
+    """True when ``load_corpus(name)`` would download (a Hub corpus not extracted yet), after checking that the
+    download can happen now: PerpError("dataset") when offline or the Hub cannot be reached. Downloads nothing."""
+    if name not in HUB_CORPORA or _read_cached(name, resolve_home(home) / "data" / name) is not None:
+        return False
+    _check_hub(name)
+    return True
+
+
+def _read_cached(name: str, folder: Path) -> Corpus | None:
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") == _CORPUS_FORMAT:
@@ -244,6 +254,14 @@ def _cached_corpus(name: str, home: Path, build: Builder) -> Corpus:
             return _corpus(name, calib, (folder / "eval.txt").read_text(encoding="utf-8"), meta["description"])
     except (OSError, ValueError, KeyError):
         pass
+    return None
+
+
+def _cached_corpus(name: str, home: Path, build: Builder) -> Corpus:
+    folder = home / "data" / name
+    cached = _read_cached(name, folder)
+    if cached is not None:
+        return cached
     calib, evaluation, description = build()
     documents = not isinstance(calib, str)
     with atomic_dir(folder) as tmp:
@@ -363,23 +381,27 @@ def _build_wiki_embedded() -> tuple[str, str, str]:
     return "\n\n".join(calib), "\n\n".join(evaluation), description
 
 
-def _hub_dataset(corpus: str, repo: str, **kwargs):
-    reason = hub_unavailable_reason(repo, repo_type="dataset")
+def _check_hub(corpus: str) -> None:
+    reason = hub_unavailable_reason(HUB_CORPORA[corpus], repo_type="dataset")
     if reason is not None:
         raise PerpError("dataset", f"{corpus} needs internet the first time ({reason}); offline use wiki-embedded or a text file")
+
+
+def _hub_dataset(corpus: str, **kwargs):
+    _check_hub(corpus)
     from datasets import load_dataset
 
-    return load_dataset(repo, **kwargs)
+    return load_dataset(HUB_CORPORA[corpus], **kwargs)
 
 
 def _build_wikitext2() -> tuple[str, str, str]:
-    data = _hub_dataset("wikitext2", "Salesforce/wikitext", name="wikitext-2-raw-v1")
+    data = _hub_dataset("wikitext2", name="wikitext-2-raw-v1")
     return ("\n\n".join(data["train"]["text"]), "\n\n".join(data["test"]["text"]),
             "WikiText-2 (raw): calibration from the train split, evaluation on the test split")
 
 
 def _build_c4() -> tuple[tuple[str, ...], str, str]:
-    data = _hub_dataset("c4", "allenai/c4", data_files={"train": _C4_TRAIN, "validation": _C4_VALID})
+    data = _hub_dataset("c4", data_files={"train": _C4_TRAIN, "validation": _C4_VALID})
     return (tuple(data["train"].select(range(_C4_CALIB_DOCS))["text"]),
             " ".join(data["validation"].select(range(_C4_EVAL_DOCS))["text"]),
             f"C4 (en): calibration from the first {_C4_CALIB_DOCS} documents of {_C4_TRAIN}, evaluation on the first "

@@ -1,26 +1,31 @@
 """Export a finished run: the final model in Hugging Face format (safetensors), its masks, the run config and
 record, and a model card with the measured numbers.
 
-The model kept with the run (submitted with ``keep_model``) is copied; otherwise the run is recomputed from
-its config and seed, which is deterministic on the same machine, and the recomputed perplexity is compared
-with the stored one. Everything is written to a temporary sibling folder first and moved into place at the
-end, so a failed export leaves the destination as it was.
+The model kept with the run (submitted with ``keep_model``) is copied, and only from the store's own
+artifacts folder; otherwise the run is recomputed from its config and seed, which is deterministic on the same
+machine, and the recomputed perplexity is compared with the stored one. Everything is written to a temporary
+sibling folder first and moved into place at the end, so a failed export (a full disk: one-line PerpError)
+leaves the destination as it was; the temporary folder of an export that was killed is removed by the next.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from safetensors import SafetensorError
+
 from .config import RunConfig
 from .errors import PerpError
+from .paths import temp_sibling
 from .progress import Progress, silent
 from .paths import ADAPTER_DIR, MASKS_FILE
 from .store import RunRow, RunStore
@@ -52,21 +57,60 @@ def export_run(store: RunStore, run_id: int, dest: str | os.PathLike, *, force: 
         raise PerpError("dir", f"{dest} is a file; give a folder to export into")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise PerpError("dir", f"{dest} is not empty; pass --force to write into it (files with the same names are replaced)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent))
+    kept = kept_model(store, row)
     try:
-        exported = _fill(store, row, staging, progress, log or (lambda line: None))
-        _move_into(staging, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = temp_sibling(dest, "export")
+        try:
+            exported = _fill(store, row, kept, staging, progress, log or (lambda line: None))
+            _move_into(staging, dest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except (OSError, SafetensorError) as err:
+        code = disk_error(err)
+        if code is None:
+            raise
+        raise PerpError("dir", f"cannot write the export to {dest.parent}: {os.strerror(code)}; "
+                               f"{dest} was left as it was") from None
     exported.path = dest
     return exported
 
 
-def _fill(store: RunStore, row: RunRow, folder: Path, progress: Progress, log: Callable[[str], None]) -> Exported:
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # the disk refused, not a bug
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]|os error (\d+)")
+
+
+def disk_error(err: BaseException) -> int | None:
+    """The errno when ``err`` is the disk refusing a write (full, over quota, read-only, no permission), else None.
+
+    A plain OSError carries it; ``shutil.copytree`` raises one shutil.Error for all its files, and safetensors
+    (``save_pretrained`` too) a SafetensorError, both with the OS's error only in their text, so it is read there."""
+    if isinstance(err, OSError) and err.errno in DISK_ERRORS:
+        return err.errno
+    for match in _ERRNO_IN_TEXT.finditer(str(err)):
+        code = int(match.group(1) or match.group(2))
+        if code in DISK_ERRORS:
+            return code
+    return None
+
+
+def kept_model(store: RunStore, row: RunRow) -> Path | None:
+    """The run's kept model folder, or None when there is none to copy. PerpError when the store names a
+    folder outside its own artifacts folder (a store edited by hand must not make export copy any folder)."""
+    if not row.artifact:
+        return None
+    folder = Path(row.artifact).resolve()
+    allowed = store.artifact_dir(row.id).parent.resolve()
+    if not folder.is_relative_to(allowed):
+        raise PerpError("run", f"run {row.id}'s kept model is recorded at {folder}, outside this store's artifacts "
+                               f"folder {allowed}; refusing to copy it")
+    return folder if folder.is_dir() else None
+
+
+def _fill(store: RunStore, row: RunRow, kept: Path | None, folder: Path, progress: Progress,
+          log: Callable[[str], None]) -> Exported:
     stored_ppl = _ppl(row.final_ppl, row.pruned_ppl)
-    if row.artifact and Path(row.artifact).is_dir():
-        shutil.copytree(row.artifact, folder, dirs_exist_ok=True)
+    if kept is not None:
+        shutil.copytree(kept, folder, dirs_exist_ok=True, symlinks=True)
         exported = Exported(folder, "kept", stored_ppl, 0.0)
         measured = row.result
     else:

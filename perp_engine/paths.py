@@ -2,18 +2,31 @@
 
 Everything lives under one folder, ``perp_home()``: ``models/`` (converted embedded model), ``data/`` (extracted
 corpora) and ``tokens/`` (token-id caches). Caches are written atomically, so a killed process never leaves a
-half-written entry that a later run would trust.
+half-written entry that a later run would trust; an entry damaged later (a truncated file) is logged, deleted
+and rebuilt (:func:`read_cache`). Temporary folders carry their writer's pid, so the next writer removes those
+left by a killed one (:func:`temp_sibling`).
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+import psutil
+from safetensors import SafetensorError
+
+T = TypeVar("T")
+# what a reader of a damaged cache file raises: I/O, JSON and UTF-8 decoding, a missing key, safetensors' own type
+CACHE_ERRORS = (OSError, ValueError, KeyError, SafetensorError)
+_LOG = logging.getLogger(__name__)
 
 # Inside a saved model folder (perp_engine.save, perp export), besides what save_pretrained writes:
 MASKS_FILE = "masks.safetensors"  # one bool tensor per pruned linear, True = kept
@@ -47,8 +60,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     replaced; if another process fills ``final`` between that and the rename, its entry is kept (caches built
     from the same source hold the same content).
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = temp_sibling(final, "tmp")
     try:
         yield tmp
         if final.exists():
@@ -62,6 +74,33 @@ def atomic_dir(final: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def temp_sibling(final: Path, tag: str) -> Path:
+    """A new hidden folder ``.<name>.<tag>-<pid>-<random>`` beside ``final``, created after removing the ones of
+    the same tag whose process is gone (a writer killed with kill -9 cannot clean up after itself)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{final.name}.{tag}-"
+    for stale in final.parent.glob(glob.escape(prefix) + "*"):
+        pid = stale.name[len(prefix):].split("-", 1)[0]
+        if stale.is_dir() and not (pid.isdigit() and psutil.pid_exists(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=final.parent))
+
+
+def read_cache(path: Path, reader: Callable[[Path], T], log: Callable[[str], None] | None = None) -> T | None:
+    """``reader(path)``, or None when there is no such entry. A damaged entry (the reader raises one of
+    CACHE_ERRORS) is said in ``log`` (default: this module's logger), deleted, and None is returned, so the
+    caller rebuilds it."""
+    if not path.is_file():
+        return None
+    try:
+        return reader(path)
+    except CACHE_ERRORS as err:
+        reason = (str(err).strip().splitlines() or [""])[0]
+        (log or _LOG.warning)(f"cache entry {path} is damaged ({type(err).__name__}: {reason}); rebuilding it")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

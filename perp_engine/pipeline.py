@@ -25,10 +25,12 @@ from .calibrate import BlockInputs, capture_block_inputs
 from .config import RunConfig
 from .data import MEASURE_WINDOWS, Corpus, calibration_samples, eval_windows, load_corpus, measure_windows
 from .dense_reference import DenseReference
+from .divergence import mark_diverged
 from .measure import ErrorReport, measure_errors
 from .memory_meter import PeakMemory
 from .metrics import count_parameters, model_sparsity, perplexity
 from .models import load_model, resolve_device
+from .preflight import eval_shortfall
 from .progress import Progress, silent
 from .repair import repair
 from .result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
@@ -47,6 +49,7 @@ class Run:
     progress: Progress
     log: Callable[[str], None]
     cache: ArtifactCache | None
+    output_dir: str | None
     device: torch.device
     result: RunResult
     meter: PeakMemory
@@ -131,6 +134,10 @@ def prepare_data(run: Run) -> None:
     run.calib = calibration_samples(run.tokenizer, source, config.calib_samples, config.seqlen, config.seed)
     run.measure = measure_windows(run.tokenizer, source, config.seqlen)
     run.windows = eval_windows(run.tokenizer, corpus.eval_text, config.seqlen, config.eval_tokens)
+    run.result.eval_tokens = run.windows.numel()
+    if short := eval_shortfall(config, run.windows.numel()):
+        run.result.warnings.append(short)
+        run.log(short)
     run.result.measure_windows = {
         "count": MEASURE_WINDOWS, "seqlen": config.seqlen, "source": run.calib_corpus.name, "held_out": True,
         "placement": "spread evenly over the calibration text; no calibration or retraining window overlaps them"}
@@ -176,6 +183,8 @@ def pruned_eval(run: Run) -> None:
 
 
 def train(run: Run) -> None:
+    if run.output_dir:  # the last good weights, until the repair proves good (divergence.py)
+        save_model(run.model, run.tokenizer, run.output_dir, run.config, run.log)
     repair(run.model, run.tokenizer, run.config, run.calib_corpus, run.calib, run.dense, run.result,
            run.report("train"), run.log)
 
@@ -193,6 +202,7 @@ def final_eval(run: Run) -> None:
     for rec, local, drift in zip(result.blocks, after.block_local, after.block_drift):
         rec.loss_after, rec.drift_after = local, drift
     run.log(f"final perplexity {result.final_ppl:.3f}")
+    mark_diverged(result, run.log)
     sparsity_after = model_sparsity(run.model)["overall"]
     if not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):
         raise RuntimeError(f"sparsity changed during repair: {result.sparsity:.6f} -> {sparsity_after:.6f}")
@@ -233,17 +243,19 @@ def run_pipeline(
 
     ``cache_dir`` enables reuse of the dense perplexity, the pruned weights and their layer errors of identical
     settings (listed in ``result.reused``); ``output_dir`` saves the final model (Hugging Face format,
-    safetensors) with its masks.
+    safetensors) with its masks. A run that repairs saves the pruned model there first and replaces it only when
+    the repair did not diverge (see divergence.py).
     """
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    run = Run(config=config, progress=progress, log=log or (lambda line: None),
-              cache=ArtifactCache(cache_dir) if cache_dir else None, device=device, meter=PeakMemory(device),
+    log = log or (lambda line: None)
+    run = Run(config=config, progress=progress, log=log, cache=ArtifactCache(cache_dir, log=log) if cache_dir else None,
+              output_dir=output_dir, device=device, meter=PeakMemory(device),
               result=RunResult(config=config.to_dict(), device=str(device), environment=_environment(device)))
     for stage in PIPELINE:
         if stage.needed(config):
             _execute(run, stage)
-    if output_dir:
+    if output_dir and not run.result.diverged:
         save_model(run.model, run.tokenizer, output_dir, config, run.log)
     run.result.peak_memory_mb = max(run.result.stage_memory_mb.values())
     run.result.environment["memory_meter"] = run.meter.method

@@ -60,6 +60,8 @@ class RunResult:
     errors_format: int = ERRORS_FORMAT
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    eval_tokens: int = 0  # tokens actually scored per perplexity (whole windows; less than asked on a short text)
+    diverged: str | None = None  # why the repair was judged diverged; final_ppl is then None (see divergence.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -4,8 +4,8 @@ checkpointing, masks re-applied after every step. The model trains in train mode
 has it, as in the paper's training); block-wise reconstruction does the same.
 
 A plain loop rather than ``transformers.Trainer``: the mask must be re-applied right after each optimizer step,
-the last good weights restored on a non-finite loss, and progress reported per step, without the Trainer's
-output directory, logging integrations and data-collator machinery.
+the loss and gradient checked before each step, and progress reported per step, without the Trainer's output
+directory, logging integrations and data-collator machinery.
 """
 
 from __future__ import annotations
@@ -17,11 +17,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from transformers import get_linear_schedule_with_warmup
 
 from .errors import PerpError
 from .lm_loss import CausalLMLoss
 from .masks import MaskKeeper
+
+# A rollback copy of the trainable weights is kept (refreshed before every step) only when they are at most this
+# share of the model: PERP's subsets and adapters (0.5-3.4% of the embedded model) yes, full retraining no (a
+# copy of every weight would cost as much memory as the model; such a run that goes non-finite ends diverged).
+SNAPSHOT_MAX_SHARE = 0.10
 
 
 @dataclass
@@ -39,9 +45,11 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
 
     Each of ``steps`` optimizer steps averages ``grad_accum`` micro-batches of ``batch_size`` windows, drawn
     from a seeded permutation of the samples that is renewed each time it runs out. The gradient's global norm
-    is clipped at ``max_grad_norm`` before each step (0: no clipping). A NaN/inf loss at step k
-    stops the run and restores the weights step k-1 was evaluated with (step 0: the weights before retraining);
-    for that, one copy of the trainable weights is kept, refreshed before every optimizer step.
+    is clipped at ``max_grad_norm`` before each step (0: no clipping). Before each optimizer step
+    the loss and the gradient norm are checked: a NaN/inf one at step k stops training before that step changes
+    anything. A non-finite loss means the last update already broke the weights: when the trainables are small
+    (``SNAPSHOT_MAX_SHARE``) the weights step k-1 was evaluated with are restored from a copy refreshed before
+    every step; otherwise they stay as they are and the caller's end check (the final perplexity) judges them.
     """
     _check(samples, steps, lr, batch_size, grad_accum, warmup_ratio, weight_decay, max_grad_norm)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -50,7 +58,9 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
     device = params[0].device
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(warmup_ratio * steps), steps)
-    good = [p.detach().clone() for p in params]
+    trainable = sum(p.numel() for p in params)
+    snapshot = trainable <= SNAPSHOT_MAX_SHARE * sum(p.numel() for p in model.parameters())
+    good = [p.detach().clone() for p in params] if snapshot else None
     losses: list[float] = []
     stopped = None
     start = time.perf_counter()
@@ -65,12 +75,21 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
             for step in range(1, steps + 1):
                 loss = _accumulate(loss_of, batches, grad_accum, device)
                 if not math.isfinite(loss):
-                    _copy(good, params)
-                    stopped = f"loss became {loss} at step {step}; kept the weights of step {step - 1}"
+                    if good is not None:
+                        _copy(good, params)
+                    stopped = f"loss became {loss} at step {step}; " + (
+                        f"kept the weights of step {step - 1}" if good is not None else
+                        f"stopped with the weights that produced it ({trainable:,} trainable parameters are too many "
+                        "to keep a rollback copy)")
                     break
-                _copy(params, good)
+                norm = get_total_norm([p.grad for p in params if p.grad is not None])
+                if not math.isfinite(float(norm)):
+                    stopped = f"the gradient norm became {float(norm)} at step {step}; stopped before applying it"
+                    break
+                if good is not None:
+                    _copy(params, good)
                 if max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                    clip_grads_with_norm_(params, max_grad_norm, norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -151,7 +170,7 @@ def _check(samples: torch.Tensor, steps: int, lr: float, batch_size: int, grad_a
         raise PerpError("lr", f"{lr!r} is not allowed; use a learning rate in (0, 1), e.g. 2e-3")
     if not 0 <= warmup_ratio < 1:
         raise PerpError("warmup_ratio", f"{warmup_ratio!r} is not allowed; use a fraction in [0, 1)")
-    if not weight_decay >= 0:
-        raise PerpError("weight_decay", f"{weight_decay!r} is not allowed; use a number >= 0")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise PerpError("weight_decay", f"{weight_decay!r} is not allowed; use a finite number >= 0")
     if not 0 <= max_grad_norm < math.inf:
         raise PerpError("max_grad_norm", f"{max_grad_norm!r} is not allowed; use a number >= 0 (0 = no clipping)")

@@ -21,12 +21,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .config import RunConfig
+from .config import RunConfig, field_values
 from .errors import PerpError
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -45,7 +46,7 @@ class SweepSpec:
 
     def __post_init__(self):
         for where, names in (("grid", self.grid), ("base", self.base)):
-            unknown = sorted(set(names) - set(FIELDS))
+            unknown = sorted(str(name) for name in names if name not in FIELDS)
             if unknown:
                 raise PerpError("sweep", f"unknown field(s) {', '.join(unknown)} in {where}; allowed: {', '.join(FIELDS)}")
         both = sorted(set(self.grid) & set(self.base))
@@ -54,6 +55,10 @@ class SweepSpec:
         for name, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise PerpError("sweep", f"grid field {name} needs a non-empty list of values, got {values!r}")
+        field_values(self.base)  # a value of the wrong type (or null) is a typo in every point: say so now
+        for name, values in self.grid.items():
+            for value in values:
+                field_values({name: value})
         if not self.grid and not self.base:
             raise PerpError("sweep", "the grid is empty; give grid: {field: [values]} or flags such as --sparsity 0.3,0.5")
         if not self.name:
@@ -71,8 +76,10 @@ class SweepSpec:
         names = list(self.grid)
         return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
 
-    def configs(self, skip_invalid: bool = False, max_points: int = MAX_POINTS) -> tuple[list[RunConfig], list[tuple[dict, str]]]:
-        """One validated RunConfig per point, and the (point, reason) of the invalid ones.
+    def configs(self, skip_invalid: bool = False, max_points: int = MAX_POINTS,
+                check: Callable[[RunConfig], object] | None = None) -> tuple[list[RunConfig], list[tuple[dict, str]]]:
+        """One validated RunConfig per point, and the (point, reason) of the invalid ones. ``check`` (e.g. a
+        :class:`perp_engine.preflight.Preflight`'s) is called on each config; a PerpError makes its point invalid.
 
         Invalid points are an error (nothing queued) unless ``skip_invalid``."""
         if self.size > max_points:
@@ -82,7 +89,10 @@ class SweepSpec:
             values = {**self.base, **point}
             preset = values.pop("preset", None)
             try:
-                configs.append(RunConfig.create(preset, **values))
+                config = RunConfig.create(preset, **values)
+                if check is not None:
+                    check(config)
+                configs.append(config)
             except PerpError as err:
                 invalid.append((point, str(err)))
         if invalid and not skip_invalid:
@@ -102,7 +112,12 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise PerpError("sweep", f"{path} is not a file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PerpError("sweep", f"{path} is not UTF-8 text; a sweep file is YAML or JSON") from None
+    except OSError as err:
+        raise PerpError("sweep", f"cannot read {path}: {err.strerror or err}") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
@@ -113,9 +128,9 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
         raise PerpError("sweep", f"{path} is not valid YAML ({getattr(err, 'problem', None) or err}{where})") from None
     if not isinstance(data, dict):
         raise PerpError("sweep", f"{path} must hold a mapping with keys {', '.join(FILE_KEYS)}")
-    unknown = sorted(set(data) - set(FILE_KEYS))
+    unknown = sorted(str(key) for key in data if key not in FILE_KEYS)
     if unknown:
-        raise PerpError("sweep", f"{path}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(FILE_KEYS)}")
+        raise PerpError("sweep", f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(FILE_KEYS)}")
     grid, base = data.get("grid") or {}, data.get("base") or {}
     if not isinstance(grid, dict) or not isinstance(base, dict):
         raise PerpError("sweep", f"{path}: grid and base must be mappings of RunConfig fields")
@@ -167,15 +182,25 @@ def with_axes(spec: SweepSpec | None, axes: dict[str, list], name: str = "") -> 
     return SweepSpec(grid=grid, base=base, name=name or (spec.name if spec else ""))
 
 
+def checked_configs(spec: SweepSpec, *, skip_invalid: bool = False,
+                    max_points: int = MAX_POINTS) -> tuple[list[RunConfig], list[tuple[dict, str]]]:
+    """:meth:`SweepSpec.configs`, each valid point also checked against the machine, model and text
+    (:mod:`perp_engine.preflight`); a point that fails is invalid like one with a bad field."""
+    from .preflight import Preflight  # torch and transformers load here, not when the CLI imports this module
+
+    return spec.configs(skip_invalid=skip_invalid, max_points=max_points, check=Preflight().check)
+
+
 def queue_sweep(spec: SweepSpec, executor, store, *, keep_model: bool = False, recompute: bool = False,
                 skip_invalid: bool = False, max_points: int = MAX_POINTS) -> tuple[int, list[int], list[tuple[dict, str]]]:
-    """Validate every point, record the sweep, submit one run per valid point.
+    """Check every point (:func:`checked_configs`), record the sweep, submit one run per valid point.
 
     Returns (sweep id, run ids in grid order, skipped (point, reason)). Nothing is queued if a point is invalid
     and ``skip_invalid`` is False."""
-    configs, skipped = spec.configs(skip_invalid=skip_invalid, max_points=max_points)
+    configs, skipped = checked_configs(spec, skip_invalid=skip_invalid, max_points=max_points)
     sweep_id = store.create_sweep(spec.name, spec.to_dict())
-    run_ids = [executor.submit(cfg, sweep_id=sweep_id, keep_model=keep_model, recompute=recompute) for cfg in configs]
+    run_ids = [executor.submit(cfg, sweep_id=sweep_id, keep_model=keep_model, recompute=recompute, checked=True)
+               for cfg in configs]
     return sweep_id, run_ids, skipped
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from app_fixtures import FAILURE, SEEDED, seed_store
-from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
+from fixtures_tiny import save_tiny_model, tiny_model_dir, tiny_text_file, write_tiny_text  # noqa: F401  (pytest fixtures)
 from streamlit.testing.v1 import AppTest
 
 from perp_engine.jobs import LocalExecutor
@@ -179,17 +179,19 @@ def test_sweep_queues_the_grid(tmp_path, monkeypatch, no_workers, tiny_model_dir
     assert at.get("progress")[0].proto.text.startswith("0 of 4 finished")
 
 
-def test_sweep_runs_through_ray(tmp_path, monkeypatch, ray_local, tiny_model_dir, tiny_text_file):  # noqa: F811
+def test_sweep_runs_through_ray(tmp_path, monkeypatch, ray_local):
     monkeypatch.setenv("PERP_EXECUTOR", "ray")
     store_path = tmp_path / "runs.sqlite"
-    at = open_page("sweep", store_path, monkeypatch, sw_model=str(tiny_model_dir), sw_dataset=str(tiny_text_file))
+    model_dir = save_tiny_model(tmp_path / "model", context=256)  # the page's windows are 256 tokens, 16 of them
+    text = write_tiny_text(tmp_path / "text.txt", n_paragraphs=400)
+    at = open_page("sweep", store_path, monkeypatch, sw_model=str(model_dir), sw_dataset=str(text))
     assert "Executor: **Ray cluster (local): 1 node(s), 2 CPUs" in texts(at, "caption")
     at.multiselect(key="sw_methods").set_value(["magnitude"])
     at.multiselect(key="sw_sparsities").set_value([0.3, 0.6])
     at.multiselect(key="sw_recipes").set_value(["none"]).run()
     assert "**2 runs**" in texts(at, "markdown")
     next(b for b in at.button if b.label == "Launch sweep").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
 
     store = RunStore(store_path)
     (sweep,) = store.list_sweeps()

@@ -49,7 +49,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, field, capsys, tmp_path, bert_di
     bad_json.write_text('{"sparsity": 0.5,')
     argv = [a.format(bert=bert_dir, bad_json=bad_json) for a in argv]
     capsys.readouterr()
-    code = main(["run", "--no-store", "--quiet", "--dataset", str(tiny_text_file), *argv])
+    code = main(["run", "--no-store", "--quiet", "--dataset", str(tiny_text_file), "--seqlen", "16", "--calib-samples", "4",
+                 "--eval-tokens", "64", *argv])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "Traceback" not in err

@@ -102,6 +102,45 @@ def test_non_finite_loss_stops_and_restores_the_last_good_weights():
     assert not all(torch.equal(after[n], snapshots[0][n]) for n in after)
 
 
+def test_full_retraining_keeps_no_rollback_copy_and_stops_at_a_non_finite_loss():
+    """Every weight trains: no copy of them all is kept (it would double the memory), so a NaN loss at step 3
+    stops training with the weights that produced it (with a copy they would be step 1's); the run's final
+    check judges them."""
+    model = tiny_llama()
+    select_trainable(model, ("full",))
+    snapshots = {}
+
+    def poison(module, args, output):  # once step 2 is done, the hidden states (and so step 3's loss) are NaN
+        return output * float("nan") if 2 in snapshots else output
+
+    def progress(step, steps, loss):
+        snapshots[step] = trainable_state(model)
+
+    model.model.norm.register_forward_hook(poison)
+    outcome = retrain(model, random_tokens(4, 16), steps=6, lr=1e-2, batch_size=2, warmup_ratio=0.0, progress=progress)
+    assert outcome.stopped.startswith("loss became nan at step 3; stopped with the weights that produced it (")
+    after = trainable_state(model)
+    assert all(torch.equal(after[n], snapshots[2][n]) for n in after)
+
+
+def test_a_non_finite_gradient_stops_before_the_step():
+    model = tiny_llama()
+    select_trainable(model, ("norms",))
+    norm = model.model.norm.weight
+    steps = {"n": 0}
+    norm.register_hook(lambda grad: grad * float("inf") if steps["n"] == 2 else grad)
+    snapshots = {}
+
+    def progress(step, total, loss):
+        steps["n"] = step
+        snapshots[step] = trainable_state(model)
+
+    outcome = retrain(model, random_tokens(4, 16), steps=6, lr=1e-2, batch_size=2, warmup_ratio=0.0, progress=progress)
+    assert outcome.stopped == "the gradient norm became inf at step 3; stopped before applying it"
+    after = trainable_state(model)
+    assert all(torch.equal(after[n], snapshots[2][n]) for n in after)
+
+
 def test_warmup_schedule_starts_at_zero_learning_rate():
     model = tiny_llama()
     select_trainable(model, ("norms",))

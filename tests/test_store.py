@@ -172,6 +172,7 @@ def test_migration_from_schema_1(tmp_path):
     assert store.schema_version == SCHEMA_VERSION > 1
     old = store.get_run(1)
     assert (old.status, old.final_ppl, old.sweep_id, old.keep_model, old.config) == ("done", 33.0, None, False, cfg.to_dict())
+    assert old.diverged is None  # schema 3: a run from before the diverged column was not judged diverged
     assert store.curve(1) == [4.0]
     sweep = store.create_sweep("after-migration", {"seed": [0, 1]}, [1])
     assert store.get_run(1).sweep_id == sweep

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from fixtures_tiny import perp_home, tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
@@ -18,7 +19,7 @@ class RecordingExecutor(Executor):
         self.store = store
         self.submitted = []
 
-    def submit(self, config, *, sweep_id=None, keep_model=False, recompute=False):
+    def submit(self, config, *, sweep_id=None, keep_model=False, recompute=False, checked=False):
         self.submitted.append((config, sweep_id, keep_model, recompute))
         return self.store.create_run(config, sweep_id, keep_model=keep_model, recompute=recompute)
 
@@ -132,10 +133,15 @@ def test_missing_sweep_file(tmp_path):
         load_sweep_file(tmp_path / "nope.yaml")
 
 
-def test_queue_sweep_records_the_sweep_and_its_runs(tmp_path):
+def tiny_fields(model_dir, text_file) -> dict:
+    """Flag texts for runs of the tiny saved model on the tiny text (they pass the pre-run checks)."""
+    return dict(model=str(model_dir), dataset=str(text_file), seqlen="16", calib_samples="4", eval_tokens="64")
+
+
+def test_queue_sweep_records_the_sweep_and_its_runs(tmp_path, perp_home, tiny_model_dir, tiny_text_file):  # noqa: F811
     store = RunStore(tmp_path / "runs.sqlite")
     executor = RecordingExecutor(store)
-    spec = flags_spec(sparsity="0.4,0.6", seed="0,1", model="tiny", dataset="wikitext2")
+    spec = flags_spec(sparsity="0.4,0.6", seed="0,1", **tiny_fields(tiny_model_dir, tiny_text_file))
     sweep_id, run_ids, skipped = queue_sweep(spec, executor, store, keep_model=True)
     assert skipped == [] and len(run_ids) == 4
     assert [s for _, s, keep, _ in executor.submitted] == [sweep_id] * 4 and all(k for _, _, k, _ in executor.submitted)
@@ -147,9 +153,9 @@ def test_queue_sweep_records_the_sweep_and_its_runs(tmp_path):
     assert sweep["grid"]["grid"] == {"sparsity": [0.4, 0.6], "seed": [0, 1]}
 
 
-def test_invalid_sweep_queues_nothing(tmp_path):
+def test_invalid_sweep_queues_nothing(tmp_path, perp_home, tiny_model_dir, tiny_text_file):  # noqa: F811
     store = RunStore(tmp_path / "runs.sqlite")
-    spec = flags_spec(pattern="2:4", sparsity="0.5,0.7", model="tiny", dataset="wikitext2")
+    spec = flags_spec(pattern="2:4", sparsity="0.5,0.7", **tiny_fields(tiny_model_dir, tiny_text_file))
     with pytest.raises(PerpError, match="nothing was queued"):
         queue_sweep(spec, RecordingExecutor(store), store)
     assert store.list_runs() == [] and store.list_sweeps() == []

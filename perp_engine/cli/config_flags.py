@@ -7,9 +7,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..config import ADAPTERS, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, SUBSETS, RunConfig
+from ..config import ADAPTERS, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, SUBSETS, RunConfig, field_values
 from ..errors import PerpError
-from ..presets import DESCRIPTIONS, PRESETS
+from ..presets import DESCRIPTIONS
 
 HELP = {
     "model": "'smollm2-135m' (embedded, offline), a local folder, or a Hugging Face causal-LM id (needs internet)",
@@ -69,20 +69,28 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig named by --config, --preset and the field flags (flags win over the file, the file over the preset)."""
     values: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise PerpError("config", f"{args.config!r} is not a file")
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise PerpError("config", f"{args.config} is not valid JSON ({err.msg} at line {err.lineno})") from None
-        if not isinstance(values, dict):
-            raise PerpError("config", f"{args.config} must hold a JSON object of RunConfig fields")
+        values = field_values(_read_config_file(args.config))
     for name in args._config_fields:
         value = getattr(args, name)
         if value is not None:
             values[name] = value
     preset = values.pop("preset", None)
-    if preset is not None and preset not in PRESETS:
-        raise PerpError("preset", f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     return RunConfig.create(preset, **values)
+
+
+def _read_config_file(name: str) -> dict:
+    """The JSON object in file ``name``; PerpError("config") for a missing, unreadable, binary or non-JSON file."""
+    path = Path(name)
+    if not path.is_file():
+        raise PerpError("config", f"{name!r} is not a file")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise PerpError("config", f"{name} is not UTF-8 text; it must hold a JSON object of RunConfig fields") from None
+    except OSError as err:
+        raise PerpError("config", f"cannot read {name}: {err.strerror or err}") from None
+    except json.JSONDecodeError as err:
+        raise PerpError("config", f"{name} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(values, dict):
+        raise PerpError("config", f"{name} must hold a JSON object of RunConfig fields")
+    return values

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..export import export_run
-from .run_cmd import StageBars
+from .run_cmd import StageBars, quiet_libraries
 from .runs_cmd import add_store_flag, store_from_args
 
 
@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = store_from_args(args)
+    if args.quiet:
+        quiet_libraries()
     bars = StageBars(enabled=not args.quiet)
     try:
         exported = export_run(store, args.id, args.dir, force=args.force, progress=bars,

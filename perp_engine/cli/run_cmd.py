@@ -77,6 +77,14 @@ class StageBars:
             self.bar = None
 
 
+def quiet_libraries() -> None:
+    """``--quiet``: transformers' own progress bars (loading and writing weights) stay off too. The CLI owns its
+    process, so turning them off there for good is what the flag asks."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def summary(result: RunResult) -> str:
     cfg = result.config
     lines = [
@@ -85,13 +93,15 @@ def summary(result: RunResult) -> str:
         f"pruned ppl  {result.pruned_ppl:10.3f}  measured sparsity {result.sparsity:.4f}"
         + ("  (pruned weights reused)" if "pruned_model" in result.reused else ""),
     ]
-    if result.final_ppl is not None:
+    if result.diverged:
+        lines.append(f"final ppl   DIVERGED    after {cfg['mode']}: {result.diverged}")
+    elif result.final_ppl is not None:
         lines.append(f"final ppl   {result.final_ppl:10.3f}  after {cfg['mode']} "
                      f"({result.trainable_params:,} trainable = {result.trainable_fraction:.4%} of {result.total_params:,})")
     lines += error_summary(result)
     lines.append("timings " + "  ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
                  + f"  peak memory {result.peak_memory_mb:.0f} MB")
-    lines += [f"warning: {w}" for w in result.warnings] + [f"note: {n}" for n in result.notes]
+    lines += [f"warning: {w}" for w in result.warnings if w != result.diverged] + [f"note: {n}" for n in result.notes]
     return "\n".join(lines)
 
 
@@ -127,10 +137,17 @@ def run(args: argparse.Namespace) -> int:
     check_executor_flags(args)
     if args.no_store and args.executor != "local":
         raise PerpError("no_store", f"--executor {args.executor} records runs in the store; drop --no-store")
+    if args.json:
+        check_output_path(args.json)
+    from ..preflight import check_run  # torch loads here, not when `perp runs` imports this module
+
+    check_run(config)  # before anything is recorded: a typo never leaves a failed run behind
+    if args.quiet:
+        quiet_libraries()
     bars = StageBars(enabled=not args.quiet)
     try:
         if args.no_store:
-            from ..pipeline import run_pipeline  # torch loads here, not when `perp runs` imports this module
+            from ..pipeline import run_pipeline
 
             result = run_pipeline(config, bars)
             run_id = None
@@ -179,3 +196,14 @@ def run_elsewhere(args: argparse.Namespace, config, bars: StageBars):
     finally:
         executor.close()
     return run_id, executor.store
+
+
+def check_output_path(name: str) -> None:
+    """PerpError("json") unless ``name`` can be a new or replaced file: checked before the run, not after it."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        raise PerpError("json", f"{name} is a folder; give the path of a file to write the result to")
+    if not path.parent.is_dir():
+        raise PerpError("json", f"the folder {path.parent} does not exist; create it or give another path")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PerpError("json", f"{name} cannot be written here (no permission)")

@@ -77,19 +77,21 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         lines.append(f"  now: {row.stage or 'starting'} {100 * row.fraction:.0f}%  {row.message}")
     if row.error:
         lines.append(f"  {'reason' if row.status == 'cancelled' else 'error'}: {row.error}")
+    if row.diverged:
+        lines.append(f"  DIVERGED: {row.diverged}")
     lines.append(f"  created {_when(row.created_at)}" + (f", started {_when(row.started_at)}" if row.started_at else "")
                  + (f", took {row.duration:.1f} s" if row.duration is not None else ""))
     lines.append("config: " + " ".join(f"{k}={_value(v)}" for k, v in sorted(cfg.items())))
     if row.status == "done":
-        lines.append(f"perplexity: dense {_num(row.dense_ppl)}  pruned {_num(row.pruned_ppl)}  final {_num(row.final_ppl)}"
-                     f"  sparsity {row.sparsity:.4f}")
+        lines.append(f"perplexity: dense {_num(row.dense_ppl)}  pruned {_num(row.pruned_ppl)}  final "
+                     f"{'diverged' if row.diverged else _num(row.final_ppl)}  sparsity {row.sparsity:.4f}")
         if row.trainable_params:
             lines.append(f"trainable: {row.trainable_params:,} of {row.total_params:,} ({row.trainable_fraction:.4%})")
         lines.append("timings: " + "  ".join(f"{k} {v:.1f}s" for k, v in row.timings.items())
                      + f"  peak memory {_num(row.peak_memory_mb, '.0f')} MB")
         if row.reused:
             lines.append(f"reused: {', '.join(row.reused)}")
-        lines += [f"warning: {w}" for w in row.warnings]
+        lines += [f"warning: {w}" for w in row.warnings if w != row.diverged]
         lines.append("environment: " + " ".join(f"{k}={v}" for k, v in sorted(row.environment.items())))
         if row.artifact:
             lines.append(f"kept model: {row.artifact}")
@@ -159,7 +161,7 @@ def _cells(r: RunRow) -> tuple[str, ...]:
     else:
         progress = ""
     return (str(r.id), r.status, Path(cfg["model"]).name, cfg["method"], f"{cfg['sparsity']:g}", cfg["pattern"], repair,
-            _num(r.dense_ppl), _num(r.pruned_ppl), _num(r.final_ppl), progress)
+            _num(r.dense_ppl), _num(r.pruned_ppl), "diverged" if r.diverged else _num(r.final_ppl), progress)
 
 
 def _num(value: float | None, fmt: str = ".3f") -> str:

@@ -14,7 +14,8 @@ import sys
 from ..config import RunConfig
 from ..errors import PerpError
 from ..jobs import Executor, JobStatus
-from ..sweep import MAX_POINTS, SweepSpec, describe_point, load_sweep_file, parse_values, queue_sweep, with_axes
+from ..sweep import (MAX_POINTS, SweepSpec, checked_configs, describe_point, load_sweep_file, parse_values, queue_sweep,
+                     with_axes)
 from .config_flags import HELP
 from .executor_flags import add_executor_flags, executor_from_args
 from .runs_cmd import add_store_flag, runs_table
@@ -78,7 +79,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 def run(args: argparse.Namespace) -> int:
     if args.dry_run and not args.resume:
         spec = spec_from_args(args)
-        configs, skipped = spec.configs(skip_invalid=True, max_points=args.max_points)
+        configs, skipped = checked_configs(spec, skip_invalid=True, max_points=args.max_points)
         for point in spec.points():
             print(describe_point(point))
         print(f"{spec.size} points, {len(configs)} valid" + "".join(f"\nskip {describe_point(p)}: {why}" for p, why in skipped))
@@ -123,7 +124,8 @@ def wait_for(executor: Executor, run_ids: list[int], quiet: bool = False) -> int
         for run_id, status in statuses.items():
             if status.finished and seen.get(run_id) != status.status and not quiet:
                 row = executor.store.get_run(run_id)
-                detail = f"final ppl {row.final_ppl or row.pruned_ppl:.3f}" if status.status == "done" else status.error
+                detail = status.error if status.status != "done" else (
+                    f"DIVERGED: {row.diverged}" if row.diverged else f"final ppl {row.final_ppl or row.pruned_ppl:.3f}")
                 print(f"run {run_id} {status.status}: {detail}", flush=True)
             seen[run_id] = status.status
 

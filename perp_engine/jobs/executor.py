@@ -47,11 +47,13 @@ class Executor(ABC):
 
     @abstractmethod
     def submit(self, config: RunConfig, *, sweep_id: int | None = None, keep_model: bool = False,
-               recompute: bool = False) -> int:
+               recompute: bool = False, checked: bool = False) -> int:
         """Queue ``config`` and return its run id at once; the run executes elsewhere.
 
-        ``keep_model`` keeps the final model for ``perp export``; ``recompute`` runs it even when an identical
-        run or cached artifacts exist.
+        Before anything is recorded the config is checked against the machine, model and text
+        (:func:`perp_engine.preflight.check_run`; PerpError when it cannot run), unless ``checked`` says the
+        caller just did (a sweep checks its whole grid first). ``keep_model`` keeps the final model for
+        ``perp export``; ``recompute`` runs it even when an identical run or cached artifacts exist.
         """
 
     @abstractmethod

@@ -31,7 +31,11 @@ class LocalExecutor(Executor):
         self.max_parallel = max_parallel
 
     def submit(self, config: RunConfig, *, sweep_id: int | None = None, keep_model: bool = False,
-               recompute: bool = False) -> int:
+               recompute: bool = False, checked: bool = False) -> int:
+        if not checked:
+            from ..preflight import check_run  # torch loads here: importing perp_engine.jobs must not load it
+
+            check_run(config)
         run_id = self.store.create_run(portable_config(config), sweep_id, keep_model=keep_model, recompute=recompute)
         self.ensure_workers()
         return run_id

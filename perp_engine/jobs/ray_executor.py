@@ -94,7 +94,11 @@ class RayExecutor(Executor):
     # -- the executor interface -----------------------------------------------------------------------------
 
     def submit(self, config: RunConfig, *, sweep_id: int | None = None, keep_model: bool = False,
-               recompute: bool = False) -> int:
+               recompute: bool = False, checked: bool = False) -> int:
+        if not checked:
+            from ..preflight import check_run
+
+            check_run(config)
         run_id = self.store.create_run(portable_config(config), sweep_id, keep_model=keep_model, recompute=recompute)
         self._dispatch(run_id)
         return run_id

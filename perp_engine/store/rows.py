@@ -45,6 +45,7 @@ class RunRow:
     recompute: bool = False
     artifact: str | None = None  # folder of the kept final model (HF format + masks), when kept
     errors_format: int | None = None  # perp_engine.result.ERRORS_FORMAT of its layer errors (1: drift only)
+    diverged: str | None = None  # why the repair was judged diverged (the run is done, its pruned weights kept)
 
     @property
     def finished(self) -> bool:

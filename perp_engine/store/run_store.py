@@ -15,9 +15,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from ..config import RunConfig
 from ..errors import PerpError
@@ -31,6 +32,9 @@ CURVES = ("train_loss",)  # RunResult list fields stored per step in the curves 
 LAYER_COLUMNS = ("name", "block", "kind", "sparsity", "recon_error", "recon_error_after", "numel")
 BLOCK_COLUMNS = ("block", "loss_before", "loss_after", "train_loss_before", "train_loss_after")
 BUSY_TIMEOUT_S = 30.0
+MAX_ID = 2**63 - 1  # SQLite's largest rowid
+T = TypeVar("T")
+REASON_CHARS = 160  # of SQLite's description of damage, in the one-line error
 
 
 class StoreError(PerpError):
@@ -38,6 +42,22 @@ class StoreError(PerpError):
 
     def __init__(self, message: str):
         super().__init__("store", message)
+
+
+class StoreDamaged(StoreError):
+    """SQLite found damaged pages (or a row holds unreadable JSON): say where, and how to salvage the runs."""
+
+    def __init__(self, path: Path, reason: str):
+        reason = " ".join(reason.replace("*** in database main ***", "").split())[:REASON_CHARS]  # one line
+        flag = f" --store {path}"
+        super().__init__(f"{path} is damaged ({reason}); `perp store check{flag}` lists the damage, "
+                         f"`perp store recover{flag}` salvages the readable runs into a new file")
+        self.path = path
+
+
+def is_damage(err: sqlite3.DatabaseError) -> bool:
+    """True for SQLite's "database disk image is malformed" family (SQLITE_CORRUPT and its extended codes)."""
+    return (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_CORRUPT
 
 
 def default_store_path() -> Path:
@@ -100,14 +120,15 @@ class RunStore:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             self._check_identity(conn)
+            conn.row_factory = sqlite3.Row
+            with self._damage_check():
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
         except BaseException:
             conn.close()
             raise
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
     def _check_identity(self, conn: sqlite3.Connection) -> None:
@@ -116,6 +137,8 @@ class RunStore:
             version = schema_version(conn)
             tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         except sqlite3.DatabaseError as err:
+            if is_damage(err):
+                raise StoreDamaged(self.path, str(err)) from None
             raise StoreError(f"{self.path} is not a PERP Lab run store ({err}); use another --store or PERP_STORE") from None
         if app != APPLICATION_ID and (version or tables):
             raise StoreError(f"{self.path} is an SQLite database of another program, not a PERP Lab run store; "
@@ -125,19 +148,36 @@ class RunStore:
                              f"({SCHEMA_VERSION}); upgrade perp-lab or use another --store")
 
     def _open(self) -> None:
-        """Migrate an older store to this version, after a backup copy of it."""
+        """Check the file for damaged pages, then migrate an older store to this version, after a backup copy.
+
+        SQLite's quick check reads every page (about 30 ms for a store of 300 full runs), so a damaged store is
+        reported by every command that opens it, not only by those that happen to read a damaged page."""
         conn = self._conn()
         version = schema_version(conn)
-        if 0 < version < SCHEMA_VERSION:
-            backup = self.path.with_name(f"{self.path.name}.schema-v{version}.bak")
-            if not backup.exists():
-                dest = sqlite3.connect(backup)
-                try:
-                    conn.backup(dest)
-                finally:
-                    dest.close()
-        if version < SCHEMA_VERSION:
-            migrate(conn)
+        with self._damage_check():
+            problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise StoreDamaged(self.path, problem)
+            if 0 < version < SCHEMA_VERSION:
+                backup = self.path.with_name(f"{self.path.name}.schema-v{version}.bak")
+                if not backup.exists():
+                    dest = sqlite3.connect(backup)
+                    try:
+                        conn.backup(dest)
+                    finally:
+                        dest.close()
+            if version < SCHEMA_VERSION:
+                migrate(conn)
+
+    @contextmanager
+    def _damage_check(self) -> Iterator[None]:
+        """Turn SQLite's corruption errors into one line: :class:`StoreDamaged`."""
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            if is_damage(err):
+                raise StoreDamaged(self.path, str(err)) from None
+            raise
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's store is collected)."""
@@ -160,17 +200,30 @@ class RunStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back on any exception, including a cancellation raised mid-way."""
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        with self._damage_check():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
-        return self._conn().execute(sql, params).fetchall()
+        with self._damage_check():
+            return self._conn().execute(sql, params).fetchall()
+
+    def _runs(self, sql: str, params: Sequence = ()) -> list[RunRow]:
+        """Whole run rows, decoded."""
+        return self._decoded(self._rows(sql, params), row_from_sql)
+
+    def _decoded(self, rows: list[sqlite3.Row], decode: Callable[[sqlite3.Row], T]) -> list[T]:
+        """``decode`` of each row; a JSON column that does not decode means the row's bytes were damaged."""
+        try:
+            return [decode(r) for r in rows]
+        except ValueError as err:
+            raise StoreDamaged(self.path, f"a row holds unreadable data: {err}") from None
 
     # -- runs -----------------------------------------------------------------------------------------------
 
@@ -189,10 +242,10 @@ class RunStore:
             return cur.lastrowid
 
     def get_run(self, run_id: int) -> RunRow:
-        rows = self._rows("SELECT * FROM runs WHERE id = ?", (_run_id(run_id),))
+        rows = self._runs("SELECT * FROM runs WHERE id = ?", (_run_id(run_id),))
         if not rows:
             raise PerpError("run", f"no run {run_id}; perp runs lists them")
-        return row_from_sql(rows[0])
+        return rows[0]
 
     def list_runs(self, status: str | Sequence[str] | None = None, model: str | None = None,
                   method: str | None = None, sweep_id: int | None = None, limit: int | None = None) -> list[RunRow]:
@@ -205,6 +258,7 @@ class RunStore:
                     raise PerpError("status", f"{s!r} is not allowed; use one of {', '.join(STATUSES)}")
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params += statuses
+        sweep_id = None if sweep_id is None else _run_id(sweep_id, "sweep")
         for column, value in (("model", model), ("method", method), ("sweep_id", sweep_id)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -212,8 +266,8 @@ class RunStore:
         sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(int(limit))
-        return [row_from_sql(r) for r in self._rows(sql, params)]
+            params.append(min(int(limit), MAX_ID))
+        return self._runs(sql, params)
 
     def layers(self, run_id: int) -> list[dict]:
         """The run's LayerRecord dicts in model order (empty until the run is done)."""
@@ -226,7 +280,7 @@ class RunStore:
     def _records(self, table: str, columns: Sequence[str], run_id: int, order: str) -> list[dict]:
         rows = self._rows(f"SELECT {', '.join(columns)}, extra FROM {table} WHERE run_id = ? ORDER BY {order}",
                           (_run_id(run_id),))
-        return [{**{c: r[c] for c in columns}, **json.loads(r["extra"] or "{}")} for r in rows]
+        return self._decoded(rows, lambda r: {**{c: r[c] for c in columns}, **json.loads(r["extra"] or "{}")})
 
     def curve(self, run_id: int, name: str = "train_loss") -> list[float]:
         rows = self._rows("SELECT value FROM curves WHERE run_id = ? AND name = ? ORDER BY step", (_run_id(run_id), name))
@@ -243,10 +297,10 @@ class RunStore:
 
     def reusable(self, run_id: int) -> RunRow | None:
         """The newest other finished-ok run with exactly the same config, if any."""
-        rows = self._rows("SELECT * FROM runs WHERE status = 'done' AND result IS NOT NULL AND id != ? AND config_key ="
+        rows = self._runs("SELECT * FROM runs WHERE status = 'done' AND result IS NOT NULL AND id != ? AND config_key ="
                           " (SELECT config_key FROM runs WHERE id = ?) ORDER BY id DESC LIMIT 1",
                           (_run_id(run_id), _run_id(run_id)))
-        return row_from_sql(rows[0]) if rows else None
+        return rows[0] if rows else None
 
     # -- run lifecycle (written by the process that executes the run) ---------------------------------------
 
@@ -281,12 +335,12 @@ class RunStore:
                 "UPDATE runs SET status = 'done', finished_at = ?, fraction = 1.0, message = 'done', error = NULL,"
                 " dense_ppl = ?, pruned_ppl = ?, final_ppl = ?, sparsity = ?, trainable_params = ?, total_params = ?,"
                 " trainable_fraction = ?, peak_memory_mb = ?, timings = ?, reused = ?, environment = ?, warnings = ?,"
-                " result = ?, artifact = ?, errors_format = ? WHERE id = ?",
+                " result = ?, artifact = ?, errors_format = ?, diverged = ? WHERE id = ?",
                 (time.time(), data.get("dense_ppl"), data.get("pruned_ppl"), data.get("final_ppl"), data.get("sparsity"),
                  data.get("trainable_params"), data.get("total_params"), data.get("trainable_fraction"),
                  data.get("peak_memory_mb"), json.dumps(data.get("timings", {})), json.dumps(data.get("reused", [])),
                  json.dumps(data["environment"]), json.dumps(data.get("warnings", [])), json.dumps(data),
-                 str(artifact) if artifact else None, data.get("errors_format", 1), run_id),
+                 str(artifact) if artifact else None, data.get("errors_format", 1), data.get("diverged"), run_id),
             )
             for table in ("layers", "blocks", "curves"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
@@ -427,7 +481,7 @@ class RunStore:
 
     def list_sweeps(self, sweep_id: int | None = None) -> list[dict]:
         """Sweeps newest first: id, name, grid, created_at, runs (count) and counts per status."""
-        where, params = ("WHERE s.id = ?", (_run_id(sweep_id),)) if sweep_id is not None else ("", ())
+        where, params = ("WHERE s.id = ?", (_run_id(sweep_id, "sweep"),)) if sweep_id is not None else ("", ())
         rows = self._rows(f"SELECT s.id, s.name, s.grid, s.created_at, r.status, count(r.id) AS n FROM sweeps s"
                           f" LEFT JOIN runs r ON r.sweep_id = s.id {where} GROUP BY s.id, r.status ORDER BY s.id DESC",
                           params)
@@ -443,16 +497,21 @@ class RunStore:
     def sweep_runs(self, sweep_id: int) -> list[RunRow]:
         """The runs of a sweep in the order they were queued."""
         self.get_sweep(sweep_id)
-        return [row_from_sql(r) for r in self._rows("SELECT * FROM runs WHERE sweep_id = ? ORDER BY id", (sweep_id,))]
+        return self._runs("SELECT * FROM runs WHERE sweep_id = ? ORDER BY id", (_run_id(sweep_id, "sweep"),))
 
 
-def _run_id(value) -> int:
+def _run_id(value, what: str = "run") -> int:
+    """A run (or sweep) id as SQLite can hold it (a signed 64-bit integer); PerpError for anything else."""
+    lister = "perp runs" if what == "run" else "perp runs --sweeps"
+    number = value
     if isinstance(value, bool) or not isinstance(value, int):
         try:
-            return int(str(value).lstrip("#"))
+            number = int(str(value).lstrip("#"))
         except ValueError:
-            raise PerpError("run", f"{value!r} is not a run id; use the number perp runs shows") from None
-    return value
+            raise PerpError(what, f"{value!r} is not a {what} id; use the number {lister} shows") from None
+    if not 0 < number <= MAX_ID:
+        raise PerpError(what, f"no {what} {value}; ids are whole numbers from 1, and {lister} lists them")
+    return number
 
 
 def _insert_records(conn: sqlite3.Connection, table: str, columns: Sequence[str], records: list[dict], run_id: int) -> None:

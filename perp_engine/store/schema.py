@@ -126,6 +126,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """UPDATE blocks SET extra = json_set(coalesce(extra, '{}'), '$.drift_before', loss_before, '$.drift_after',
             loss_after), loss_before = NULL, loss_after = NULL""",
     ),
+    # 4: why a finished run's repair was judged diverged (NULL when it was not): the run stays done, with its
+    # pruned weights kept, and charts leave its final perplexity out.
+    (
+        "ALTER TABLE runs ADD COLUMN diverged TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,7 @@
+"""``python -m perp_engine.cli``: the ``perp`` command without the console script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
