@@ -59,7 +59,7 @@ def prune_model(
             set_weight(module, new_w)
             records.append(LayerRecord(
                 name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
-                sparsity=1.0 - float(mask.float().mean()), recon_error=float("nan"), numel=mask.numel(),
+                sparsity=1.0 - int(mask.sum()) / mask.numel(), recon_error=float("nan"), numel=mask.numel(),
             ))
             index += 1
         del stats
@@ -70,11 +70,23 @@ def prune_model(
     return records
 
 
+class _StopBlock(Exception):
+    """Raised in the statistics pass at the input of the block's last linear: the rest of the block is not needed."""
+
+
 def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs, hessian: bool) -> dict[str, LayerStats]:
-    """Run the block on the calibration inputs and accumulate one LayerStats per distinct linear input."""
+    """Run the block on the calibration inputs and accumulate one LayerStats per distinct linear input.
+
+    The block's output is not needed here (it is recomputed with the pruned weights), so once the first chunk
+    has shown that the linear registered last is also called last, later chunks stop at its input: its own
+    product and whatever follows it (down_proj and the residual in a LLaMA block) are skipped.
+    """
     owner: dict[str, str] = {}  # linear name -> name of the linear whose stats it shares
     stats: dict[str, LayerStats] = {}
     seen: dict[int, tuple[torch.Tensor, str]] = {}  # id(input) -> (input kept alive so ids are not reused, owner)
+    last = next(reversed(linears))
+    calls: list[str] = []  # linears called in the current chunk, in order
+    full_calls: list[list[str]] = []  # the first chunk's calls, once its forward ran to the end
 
     def make_hook(name: str, module: nn.Module):
         def hook(_module, args):
@@ -89,6 +101,9 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
                     stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device)
             if owner[name] == name:
                 stats[name].add_batch(x.detach())
+            calls.append(name)
+            if full_calls and calls == full_calls[0]:
+                raise _StopBlock
 
         return hook
 
@@ -96,7 +111,13 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
     try:
         with torch.no_grad():
             for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
-                block_forward(block, hidden, kwargs)
+                try:
+                    block_forward(block, hidden, kwargs)
+                except _StopBlock:
+                    pass
+                if not full_calls and calls and calls[-1] == last and set(calls) == set(linears):
+                    full_calls.append(list(calls))
+                calls.clear()
                 seen.clear()
     finally:
         for h in handles:

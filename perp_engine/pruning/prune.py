@@ -10,7 +10,7 @@ from ..config import METHODS, parse_pattern
 from ..errors import PerpError
 from .magnitude import prune_magnitude
 from .random_mask import prune_random
-from .sparsegpt import prune_sparsegpt
+from .sparsegpt import inverse_factor, prune_sparsegpt
 from .stats import LayerStats
 from .wanda import prune_wanda
 
@@ -35,6 +35,8 @@ def prune_weight(
     per output row, sparsegpt floor(numel * sparsity) per matrix; with an N:M pattern every group of M
     consecutive inputs of a row loses exactly N. ``stats`` (the layer's inputs) is required by wanda and
     sparsegpt (with its Hessian). ``log`` receives one-line notes (damping retries, dead input columns).
+    SparseGPT's factored inverse Hessian is memoised on ``stats`` per ``percdamp`` and device, so linears that
+    share their LayerStats factor it once.
     """
     nm = _validate(w, method, sparsity, pattern, stats, blocksize, percdamp, seed, log)
     if sparsity == 0:
@@ -47,7 +49,8 @@ def prune_weight(
     elif method == "wanda":
         new_w, mask = prune_wanda(w32, stats.sq_mean.to(w32.device), sparsity, nm)
     else:
-        new_w, mask = prune_sparsegpt(w32, stats.H, sparsity, nm, blocksize, percdamp, log)
+        factor = stats.derived(("sparsegpt", float(percdamp), w32.device), lambda: inverse_factor(stats.H, percdamp, w32.device))
+        new_w, mask = prune_sparsegpt(w32, factor, sparsity, nm, blocksize, log)
     return new_w.to(w.dtype), mask
 
 
