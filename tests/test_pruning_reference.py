@@ -14,7 +14,7 @@ import torch
 from perp_engine.blocks import find_decoder_blocks, find_linears, get_weight
 from perp_engine.calibrate import capture_block_inputs
 from perp_engine.pruning import LayerStats, prune_weight
-from perp_engine.pruning.patterns import lowest_k_mask, nm_mask, prune_count
+from perp_engine.pruning.patterns import lowest_k_mask, lowest_k_transposed, nm_mask, prune_count
 from perp_engine.sequential import _collect_stats
 from tiny_models import TINY_MODELS, random_tokens
 
@@ -126,6 +126,7 @@ def _nm(pattern):
 def _assert_same(method, got, expected):
     (new_w, mask), (ref_w, ref_mask) = got, expected
     assert torch.equal(mask, ref_mask)
+    assert not torch.signbit(new_w[~mask]).any()  # +0.0, as masked_fill wrote them
     if method == "sparsegpt":  # the same OBS updates in another order of float operations
         torch.testing.assert_close(new_w, ref_w, rtol=1e-6, atol=1e-6)
     else:
@@ -187,20 +188,25 @@ def test_every_tie_goes_to_the_lowest_column():
     assert torch.equal(~nm_mask(score, 3, 8), (torch.arange(16) % 8 < 3).expand(3, 16))
 
 
-@pytest.mark.parametrize("sample", [4096, 4], ids=["bracketed", "sample-misses"])
-def test_long_rows_select_the_same_kth_value(sample, monkeypatch):
+@pytest.mark.parametrize("margin", [4.0, 0.0], ids=["bracketed", "bracket-too-narrow"])
+def test_long_rows_select_the_same_kth_value(margin, monkeypatch):
     """One long row (a whole matrix for magnitude, a block for SparseGPT) brackets its k-th value with a
-    sample; a sample too small to bracket it falls back to the full selection. Both equal the reference."""
+    sample; a bracket that misses falls back to the full selection. Both equal the reference, and so does
+    SparseGPT's transposed block mask."""
     from perp_engine.pruning import patterns
 
-    monkeypatch.setattr(patterns, "SAMPLE", sample)
+    monkeypatch.setattr(patterns, "SAMPLE_MARGIN", margin)
     g = torch.Generator().manual_seed(0)
     n = 16 * 4096 + 123
     rows = {"spread": torch.randn(1, n, generator=g).exp(), "ties": torch.randint(0, 9, (1, n), generator=g).float(),
             "sorted": torch.arange(n, 0, -1).float().reshape(1, n)}
     for name, score in rows.items():
         for k in (1, n // 3, n // 2, n - 1):
-            assert torch.equal(lowest_k_mask(score, k), ref_lowest_k_mask(score, k)), (name, k)
+            expected = ref_lowest_k_mask(score, k)
+            assert torch.equal(lowest_k_mask(score, k), expected), (name, k)
+            as_matrix = score[:, : n - 123].reshape(-1, 64)
+            expected = ref_lowest_k_mask(as_matrix.reshape(1, -1), k).reshape(as_matrix.shape)
+            assert torch.equal(lowest_k_transposed(as_matrix.T.contiguous(), k), ~expected.T), (name, k)
 
 
 class _IntegerTensors(torch.overrides.TorchFunctionMode):

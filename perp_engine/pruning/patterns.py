@@ -13,7 +13,8 @@ import math
 import torch
 
 TIE_CHUNK = 1 << 20  # elements per chunk of the running count of ties (4 MiB of int32)
-SAMPLE = 4096  # scores sampled to bracket the k-th value of one long row (see _kth_of_long_row)
+SAMPLE = 4096  # scores sampled to bracket the k-th value of a long row (see kth_lowest)
+SAMPLE_MARGIN = 4.0  # standard deviations of the sample rank kept on either side of the k-th value's
 
 
 def prune_count(n: int, sparsity: float) -> int:
@@ -33,8 +34,8 @@ def lowest_k_mask(score: torch.Tensor, k: int) -> torch.Tensor:
         return torch.ones_like(score, dtype=torch.bool)
     if k >= cols:
         return torch.zeros_like(score, dtype=torch.bool)
-    if score.shape[0] == 1 and cols > 16 * SAMPLE:
-        threshold = _kth_of_long_row(score[0], k).reshape(1, 1)
+    if score.shape[0] == 1:
+        threshold = kth_lowest(score[0], k).reshape(1, 1)
     else:
         threshold = score.kthvalue(k, dim=1, keepdim=True).values
     pruned = score <= threshold
@@ -45,18 +46,37 @@ def lowest_k_mask(score: torch.Tensor, k: int) -> torch.Tensor:
     return pruned.logical_not_()
 
 
-def _kth_of_long_row(values: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th lowest of a long 1-D tensor, exactly, in a few vectorised passes instead of one selection over
-    all of it (torch.kthvalue on one row runs on one thread and was ~9x slower on a 196,608-score block).
+def lowest_k_transposed(score_t: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask (True = pruned) of the ``k`` lowest of a matrix given transposed, ``score_t`` = score.T.
 
-    A fixed-seed random sample brackets the k-th value between two sample quantiles [lo, hi]; when the count
-    below lo and the count inside show that the k-th value lies inside, it is selected among those few. Otherwise
-    (a sample that missed, about 1 in 10^4) the full selection runs: the result is the same either way.
+    Equal to ``~lowest_k_mask(score.reshape(1, -1), k)`` transposed, ties included (broken in the row-major
+    order of ``score``), without transposing: the k-th value does not depend on the order, and only when
+    there are more ties at it than may go is the row-major order built.
+    """
+    n = score_t.numel()
+    if k <= 0 or k >= n:
+        return torch.full_like(score_t, k > 0, dtype=torch.bool)
+    pruned = score_t <= kth_lowest(score_t.reshape(-1), k)
+    if int(pruned.sum()) > k:
+        return lowest_k_mask(score_t.T.reshape(1, -1), k).logical_not_().reshape(score_t.shape[1], -1).T
+    return pruned
+
+
+def kth_lowest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th lowest (1-based) of a 1-D tensor, exactly.
+
+    A long one (more than 4 * SAMPLE) takes a few vectorised passes instead of one selection over all of it
+    (torch.kthvalue on one row runs on one thread; 2-4x slower at 25k-200k scores): a fixed-seed random sample
+    brackets the k-th value between two sample quantiles [lo, hi]; when the count below lo and the count inside
+    show that the k-th value lies inside, it is selected among those few. Otherwise (a sample that missed,
+    about 1 in 10^4) the full selection runs: the result is the same either way.
     """
     n = values.numel()
+    if n <= 4 * SAMPLE:
+        return values.kthvalue(k).values
     picks = torch.randint(n, (SAMPLE,), generator=torch.Generator().manual_seed(0)).to(values.device)
     sample = values[picks]
-    centre, margin = k * SAMPLE / n, 2 * math.sqrt(SAMPLE)  # 4 standard deviations of the sample rank at the median
+    centre, margin = k * SAMPLE / n, SAMPLE_MARGIN * math.sqrt(SAMPLE) / 2  # sd of a sample rank <= sqrt(SAMPLE) / 2
     lo_rank, hi_rank = math.floor(centre - margin), math.ceil(centre + margin)
     lo = sample.kthvalue(lo_rank).values if lo_rank >= 1 else values.new_tensor(-math.inf)
     hi = sample.kthvalue(hi_rank).values if hi_rank <= SAMPLE else values.new_tensor(math.inf)
@@ -111,6 +131,15 @@ def group_keep(scores: torch.Tensor, n: int) -> torch.Tensor:
     mine, other = scores.unsqueeze(1), scores.unsqueeze(0)
     before = torch.where(earlier, other <= mine, other < mine)
     return before.sum(dim=1) >= n
+
+
+def zero_pruned_(w: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Zero ``w`` where ``kept`` is False, in place: pruned weights become +0.0, kept ones stay bit for bit.
+
+    A product with the mask, since on CPU masked_fill_ and where with a bool mask are ~7x slower; adding 0.0
+    turns the -0.0 that negative pruned weights get from it into +0.0 (and leaves every nonzero float as is).
+    """
+    return w.mul_(kept).add_(0.0)
 
 
 def select_mask(score: torch.Tensor, sparsity: float, nm: tuple[int, int] | None, per_row: bool) -> torch.Tensor:

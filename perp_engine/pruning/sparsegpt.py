@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from ..errors import PerpError
-from .patterns import group_keep, lowest_k_mask, prune_count
+from .patterns import group_keep, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
 PANEL = 128  # columns per panel of rank-1 updates inside a block (see _propagate_within_block)
@@ -56,7 +56,8 @@ def prune_sparsegpt(
     blocksize: int = 128,
     log: Callable[[str], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prune a float32 (out, in) weight with the factored inverse Hessian of its inputs; returns (new weight, kept).
+    """Prune an (out, in) weight (read, not modified) with the factored inverse Hessian of its inputs; returns
+    (new float32 weight, kept mask).
 
     Columns are processed left to right in blocks of ``blocksize``. Unstructured: the mask of a block is the
     lowest w^2 / [U]_jj^2 over all its rows and columns, with the block's share of the budget so the matrix loses
@@ -76,7 +77,7 @@ def prune_sparsegpt(
         log(note)
     if factor.failure is not None:
         raise PerpError("stats", factor.failure)
-    Wt = w.T.contiguous()  # (in, out)
+    Wt = torch.empty((cols, rows), dtype=torch.float32, device=w.device).copy_(w.T)  # (in, out), float32
     if factor.n_dead:
         Wt[factor.dead] = 0.0
     d2 = factor.diag.square()
@@ -88,12 +89,11 @@ def prune_sparsegpt(
         W1, pruned1 = Wt[i1:i2], pruned[i1:i2]
         if nm is None:
             share = prune_count(rows * i2, sparsity) - prune_count(rows * i1, sparsity)
-            score = W1.T.square() / d2[i1:i2]  # (out, block): ranked row-major, ties as the (out, in) layout breaks them
-            pruned1.copy_(lowest_k_mask(score.reshape(1, -1), share).logical_not_().reshape(rows, -1).T)
+            pruned1.copy_(lowest_k_transposed(W1.square().div_(d2[i1:i2].unsqueeze(1)), share))
         errors = _propagate_within_block(W1, pruned1, factor.scaled[i1:i2, i1:i2], d2[i1:i2], nm)
-        W1.masked_fill_(pruned1, 0.0)
         Wt[i2:].addmm_(factor.scaled[i1:i2, i2:].T, errors, alpha=-1.0)
-    return Wt.T.contiguous(), pruned.logical_not_().T.contiguous()
+    kept = pruned.logical_not_()
+    return zero_pruned_(Wt, kept).T.contiguous(), kept.T.contiguous()
 
 
 def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
