@@ -3,8 +3,8 @@
 Block 0's inputs are captured once; for each block the linears' input statistics are collected on the current
 (already pruned upstream) activations, every linear is pruned, and the block is re-run with its pruned weights
 to produce the next block's inputs. Linears that read the same tensor (q/k/v, gate/up) share one LayerStats, so
-the statistics are accumulated once per distinct input. Magnitude and random pruning need no data and skip
-the forward passes entirely.
+the statistics (and SparseGPT's factored inverse Hessian) are computed once per distinct input. Magnitude and
+random pruning need no data and skip the forward passes entirely.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def prune_model(
             ))
             index += 1
         del stats
-        if needs_data:
+        if needs_data and i + 1 < len(blocks):  # the last block's pruned outputs feed nothing here
             inputs = inputs.with_hidden(run_block(block, inputs))
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)} pruned")

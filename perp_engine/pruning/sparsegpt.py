@@ -11,7 +11,7 @@ from ..errors import PerpError
 from .patterns import group_keep, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
-PANEL = 128  # columns per panel of rank-1 updates inside a block (see _propagate_within_block)
+PANEL = 32  # columns per panel of rank-1 updates inside a block (see _propagate_within_block)
 
 
 @dataclass(frozen=True)
