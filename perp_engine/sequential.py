@@ -86,7 +86,7 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
     seen: dict[int, tuple[torch.Tensor, str]] = {}  # id(input) -> (input kept alive so ids are not reused, owner)
     last = next(reversed(linears))
     calls: list[str] = []  # linears called in the current chunk, in order
-    full_calls: list[list[str]] = []  # the first chunk's calls, once its forward ran to the end
+    stop_after: list[str] = []  # a whole chunk's calls, once one ended with the last registered linear
 
     def make_hook(name: str, module: nn.Module):
         def hook(_module, args):
@@ -102,7 +102,7 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
             if owner[name] == name:
                 stats[name].add_batch(x.detach())
             calls.append(name)
-            if full_calls and calls == full_calls[0]:
+            if stop_after and calls == stop_after:
                 raise _StopBlock
 
         return hook
@@ -115,8 +115,8 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
                     block_forward(block, hidden, kwargs)
                 except _StopBlock:
                     pass
-                if not full_calls and calls and calls[-1] == last and set(calls) == set(linears):
-                    full_calls.append(list(calls))
+                if not stop_after and calls[-1:] == [last] and set(calls) == set(linears):
+                    stop_after.extend(calls)
                 calls.clear()
                 seen.clear()
     finally:

@@ -2,7 +2,7 @@
 
 The reference is the straightforward code of the first release: a kthvalue / compare / cumsum mask per row or
 N:M group, and SparseGPT's column loop with about seven strided ops per column on an (out, in) working copy, one
-Cholesky chain per linear. The package's kernels must choose the same masks (ties included) and, for
+Cholesky chain per linear (the chain itself is unchanged and imported). The package's kernels must choose the same masks (ties included) and, for
 SparseGPT, weights within 1e-6 of it, on every method x pattern, on the tiny models and on hand-made ties.
 """
 
@@ -15,6 +15,7 @@ from perp_engine.blocks import find_decoder_blocks, find_linears, get_weight
 from perp_engine.calibrate import capture_block_inputs
 from perp_engine.pruning import LayerStats, prune_weight
 from perp_engine.pruning.patterns import lowest_k_mask, lowest_k_transposed, nm_mask, prune_count
+from perp_engine.pruning.sparsegpt import upper_cholesky_of_inverse
 from perp_engine.sequential import _collect_stats
 from tiny_models import TINY_MODELS, random_tokens
 
@@ -48,20 +49,6 @@ def ref_select_mask(score, sparsity, nm, per_row):
     return ref_lowest_k_mask(score.reshape(1, -1), prune_count(score.numel(), sparsity)).reshape(rows, cols)
 
 
-def ref_upper_cholesky_of_inverse(H, percdamp):
-    mean_diag = torch.diag(H).mean()
-    relative = percdamp
-    while True:
-        damped = H.clone()
-        damped.diagonal().add_(relative * mean_diag)
-        lower, info = torch.linalg.cholesky_ex(damped)
-        if int(info) == 0:
-            upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
-            if int(info) == 0 and bool(torch.isfinite(upper).all()):
-                return upper
-        relative = min(relative * 10, 1.0)
-
-
 def ref_prune_sparsegpt(w, H, sparsity, nm, blocksize, percdamp):
     W = w.clone()
     H = H.to(device=W.device, dtype=torch.float32, copy=True)
@@ -70,7 +57,7 @@ def ref_prune_sparsegpt(w, H, sparsity, nm, blocksize, percdamp):
     if int(dead.sum()):
         H[dead, dead] = 1.0
         W[:, dead] = 0.0
-    Hinv = ref_upper_cholesky_of_inverse(H, percdamp)
+    Hinv = upper_cholesky_of_inverse(H, percdamp, lambda _message: None)  # unchanged: shared, not copied
     if nm is not None:
         n, m = nm
         blocksize = max(m, blocksize // m * m)

@@ -1,9 +1,9 @@
 """Mask helpers shared by the pruning methods: exact counts per matrix, per row or per N:M group.
 
 Every helper breaks ties at the threshold toward the lowest column index (those weights are pruned first), so
-counts are exact and masks deterministic on every device, and none builds an integer tensor of the matrix's
-size (8 bytes per weight for int64): ranks within a group are int8, running counts of ties are int32 over
-bounded chunks.
+counts are exact and masks deterministic on every device, and none builds an int64 tensor of the matrix's
+size (8 bytes a weight): ranks within N:M groups are int8, running counts of ties are int32 over bounded
+chunks.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 TIE_CHUNK = 1 << 20  # elements per chunk of the running count of ties (4 MiB of int32)
 SAMPLE = 4096  # scores sampled to bracket the k-th value of a long row (see kth_lowest)
-SAMPLE_MARGIN = 4.0  # standard deviations of the sample rank kept on either side of the k-th value's
+SAMPLE_MARGIN = 4.0  # how many standard deviations of a sample rank the bracket spans on each side
 
 
 def prune_count(n: int, sparsity: float) -> int:
@@ -134,7 +134,7 @@ def group_keep(scores: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def zero_pruned_(w: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """Zero ``w`` where ``kept`` is False, in place: pruned weights become +0.0, kept ones stay bit for bit.
+    """Zero ``w`` where ``kept`` is False, in place: pruned weights become +0.0, kept ones keep their value.
 
     A product with the mask, since on CPU masked_fill_ and where with a bool mask are ~7x slower; adding 0.0
     turns the -0.0 that negative pruned weights get from it into +0.0 (and leaves every nonzero float as is).

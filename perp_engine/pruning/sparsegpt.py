@@ -11,7 +11,9 @@ from ..errors import PerpError
 from .patterns import group_keep, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
-PANEL = 32  # columns per panel of rank-1 updates inside a block (see _propagate_within_block)
+# Columns per panel of rank-1 updates inside a block (see _propagate_within_block): small enough that a column
+# step on up to ~2,000 output rows stays under PyTorch's grain for multithreading (no thread-pool wait per column).
+PANEL = 16
 
 
 @dataclass(frozen=True)
