@@ -32,8 +32,9 @@ if str(REPO) not in sys.path:
 QUICK_TRAINING = {"steps": 2, "seqlen": 64, "calib_samples": 4, "eval_tokens": 512}
 
 
-def parse_args(description: str, steps: int | None = None) -> argparse.Namespace:
-    """``--device``, ``--threads``, ``--quick``, and ``--steps`` for a bench that trains ``steps`` by default."""
+def parse_args(description: str, steps: int | None = None, rounds: int | None = None) -> argparse.Namespace:
+    """``--device``, ``--threads``, ``--quick``, ``--steps`` for a bench that trains ``steps`` by default, and
+    ``--rounds`` for one that repeats every measured case ``rounds`` times by default."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
@@ -43,11 +44,16 @@ def parse_args(description: str, steps: int | None = None) -> argparse.Namespace
     if steps is not None:
         parser.add_argument("--steps", type=int, default=None, help=f"optimizer steps per run (per block when "
                             f"reconstructing); default {steps}, {QUICK_TRAINING['steps']} with --quick")
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds,
+                            help="measured runs of every case, each in a fresh process; medians are reported")
     args = parser.parse_args()
     if args.threads < 1:
         parser.error("--threads must be >= 1")
     if getattr(args, "steps", None) is not None and args.steps < 1:
         parser.error("--steps must be >= 1")
+    if getattr(args, "rounds", None) is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     return args
 
 
@@ -72,8 +78,18 @@ def setup_torch(device: str, threads: int):
     return resolve_device(device)
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (what ``uptime`` prints), None where the system has none: other
+    processes competing for the cores show up in every time a bench measures."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine_facts(device: str, threads: int) -> dict:
-    """CPU model, cores, threads, library versions and the accelerator's name: enough to compare two runs."""
+    """CPU model, cores, threads, library versions, the accelerator's name and the load average now: enough to
+    compare two runs (``write_results`` adds the load average at the end)."""
     import peft
     import torch
     import transformers
@@ -91,6 +107,7 @@ def machine_facts(device: str, threads: int) -> dict:
         "device_name": _cpu_model(),
         "commit": _git_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average": load_average(),
     }
     if device == "cuda" and torch.cuda.is_available():
         facts["device_name"] = torch.cuda.get_device_name(0)
@@ -255,6 +272,7 @@ def goal_line(name: str, value: float, op: str, target: float, unit: str = "x") 
 def write_results(name: str, args: argparse.Namespace, facts: dict, sizes: dict, payload: dict, body_md: str) -> Path:
     """Write ``<name>-<device>.json`` and ``.md`` under bench/results (bench/results/quick with --quick),
     print the markdown and return the JSON path."""
+    facts = {**facts, "load_average_at_end": load_average()}
     folder = RESULTS / "quick" if args.quick else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{name}-{args.device}"
@@ -263,7 +281,8 @@ def write_results(name: str, args: argparse.Namespace, facts: dict, sizes: dict,
     title = f"## {name} ({args.device})" + (" — QUICK smoke run, shrunk sizes, not a measurement" if args.quick else "")
     machine = (f"{facts['device_name'] if args.device == 'cuda' else facts['cpu']}, {facts['threads']} thread(s) "
                f"of {facts['logical_cores']} logical cores, torch {facts['torch']}, transformers {facts['transformers']}, "
-               f"commit {facts['commit']}, {facts['date']}")
+               f"commit {facts['commit']}, {facts['date']}  \nLoad average (1, 5, 15 min): {facts['load_average']} "
+               f"when the facts were taken, {facts['load_average_at_end']} at the end")
     size_text = ", ".join(f"{k} {v}" for k, v in sizes.items())
     md = f"{title}\n\n{machine}  \nSizes: {size_text}\n\n{body_md}\n"
     stem.with_suffix(".md").write_text(md)

@@ -3,8 +3,8 @@
 Block 0's inputs are captured once; for each block the linears' input statistics are collected on the current
 (already pruned upstream) activations, every linear is pruned, and the block is re-run with its pruned weights
 to produce the next block's inputs. Linears that read the same tensor (q/k/v, gate/up) share one LayerStats, so
-the statistics are accumulated once per distinct input. Magnitude and random pruning need no data and skip
-the forward passes entirely.
+the statistics (and SparseGPT's factored inverse Hessian) are computed once per distinct input. Magnitude and
+random pruning need no data and skip the forward passes entirely.
 """
 
 from __future__ import annotations
@@ -59,22 +59,34 @@ def prune_model(
             set_weight(module, new_w)
             records.append(LayerRecord(
                 name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
-                sparsity=1.0 - float(mask.float().mean()), recon_error=float("nan"), numel=mask.numel(),
+                sparsity=1.0 - int(mask.sum()) / mask.numel(), recon_error=float("nan"), numel=mask.numel(),
             ))
             index += 1
         del stats
-        if needs_data:
+        if needs_data and i + 1 < len(blocks):  # the last block's pruned outputs feed nothing here
             inputs = inputs.with_hidden(run_block(block, inputs))
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)} pruned")
     return records
 
 
+class _StopBlock(Exception):
+    """Raised in the statistics pass at the input of the block's last linear: the rest of the block is not needed."""
+
+
 def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs, hessian: bool) -> dict[str, LayerStats]:
-    """Run the block on the calibration inputs and accumulate one LayerStats per distinct linear input."""
+    """Run the block on the calibration inputs and accumulate one LayerStats per distinct linear input.
+
+    The block's output is not needed here (it is recomputed with the pruned weights), so once the first chunk
+    has shown that the linear registered last is also called last, later chunks stop at its input: its own
+    product and whatever follows it (down_proj and the residual in a LLaMA block) are skipped.
+    """
     owner: dict[str, str] = {}  # linear name -> name of the linear whose stats it shares
     stats: dict[str, LayerStats] = {}
     seen: dict[int, tuple[torch.Tensor, str]] = {}  # id(input) -> (input kept alive so ids are not reused, owner)
+    last = next(reversed(linears))
+    calls: list[str] = []  # linears called in the current chunk, in order
+    stop_after: list[str] = []  # a whole chunk's calls, once one ended with the last registered linear
 
     def make_hook(name: str, module: nn.Module):
         def hook(_module, args):
@@ -89,6 +101,9 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
                     stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device)
             if owner[name] == name:
                 stats[name].add_batch(x.detach())
+            calls.append(name)
+            if stop_after and calls == stop_after:
+                raise _StopBlock
 
         return hook
 
@@ -96,7 +111,13 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
     try:
         with torch.no_grad():
             for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
-                block_forward(block, hidden, kwargs)
+                try:
+                    block_forward(block, hidden, kwargs)
+                except _StopBlock:
+                    pass
+                if not stop_after and calls[-1:] == [last] and set(calls) == set(linears):
+                    stop_after.extend(calls)
+                calls.clear()
                 seen.clear()
     finally:
         for h in handles:

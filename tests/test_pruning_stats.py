@@ -81,3 +81,36 @@ def test_inputs_of_the_wrong_width_name_x(bad):
     with pytest.raises(PerpError) as err:
         LayerStats(8).add_batch(bad)
     assert err.value.field == "x"
+
+
+def test_hessian_tiles_equal_one_product_below_the_diagonal(monkeypatch):
+    """Wide inputs add x^T x tile by tile on and below the diagonal: what one full product gives there (up to
+    the order of float sums inside the BLAS), H comes out symmetric, and so does SparseGPT's factor."""
+    from perp_engine.pruning import stats as stats_module
+    from perp_engine.pruning.sparsegpt import inverse_factor
+
+    monkeypatch.setattr(stats_module, "HESSIAN_TILE", 8)
+    x = _inputs(tokens=30, width=20)
+    tiled, full, seen = LayerStats(20), torch.zeros(20, 20), 0
+    for part in torch.split(x, [7, 23]):
+        tiled.add_batch(part)
+        seen += part.shape[0]
+        full.mul_((seen - part.shape[0]) / seen).addmm_(part.T, part, alpha=2.0 / seen)
+    torch.testing.assert_close(tiled.H.tril(), full.tril(), rtol=1e-6, atol=1e-5)
+    assert torch.equal(tiled.H, tiled.H.T)
+    ours, reference = inverse_factor(tiled.H, 0.01, x.device), inverse_factor(full, 0.01, x.device)
+    torch.testing.assert_close(ours.scaled, reference.scaled, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.diag, reference.diag, rtol=1e-5, atol=1e-6)
+
+
+def test_new_batches_and_a_new_hessian_drop_derived_values():
+    stats = LayerStats(4)
+    stats.add_batch(torch.ones(2, 4))
+    computed = []
+    assert stats.derived("k", lambda: computed.append(1) or 1.0) == 1.0
+    stats.derived("k", lambda: computed.append(1) or 2.0)
+    assert computed == [1]
+    stats.add_batch(torch.ones(1, 4))
+    assert stats.derived("k", lambda: computed.append(1) or 3.0) == 3.0
+    stats.H = torch.eye(4)
+    assert stats.derived("k", lambda: computed.append(1) or 4.0) == 4.0 and computed == [1, 1, 1]

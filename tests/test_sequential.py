@@ -75,3 +75,33 @@ def test_shared_inputs_share_statistics():
     prune_model(model, inputs, method="wanda", sparsity=0.5)
     for n, mask in expected.items():
         assert torch.equal(getattr(attn, n).weight.data != 0, mask)
+
+
+@pytest.mark.parametrize("family", sorted(TINY_MODELS))
+def test_statistics_pass_stops_at_the_last_linear_and_collects_the_same(family):
+    """After the first chunk the statistics pass stops at the last linear's input (its product and what follows
+    are skipped); every LayerStats equals one built from full forwards over the same chunks."""
+    from perp_engine.pruning import LayerStats
+    from perp_engine.sequential import _collect_stats
+
+    model = TINY_MODELS[family]()
+    inputs = capture_block_inputs(model, random_tokens(6, 16), batch_size=2)
+    block = find_decoder_blocks(model)[1][0]
+    linears = find_linears(block)
+    last = linears[list(linears)[-1]]
+    products = []
+    handle = last.register_forward_hook(lambda *_: products.append(1))
+    stats = _collect_stats(block, linears, inputs, hessian=True)
+    handle.remove()
+    assert len(inputs) == 3 and len(products) == 1
+    seen = {name: [] for name in linears}
+    handles = [m.register_forward_pre_hook(lambda _m, args, n=n: seen[n].append(args[0])) for n, m in linears.items()]
+    run_block(block, inputs)
+    for h in handles:
+        h.remove()
+    for name, chunks in seen.items():
+        expected = LayerStats(chunks[0].shape[-1])
+        for x in chunks:
+            expected.add_batch(x)
+        assert torch.equal(stats[name].H, expected.H) and torch.equal(stats[name].sq_mean, expected.sq_mean)
+        assert stats[name].nsamples == expected.nsamples

@@ -1,10 +1,20 @@
-"""Mask helpers shared by the pruning methods: exact counts per matrix, per row or per N:M group."""
+"""Mask helpers shared by the pruning methods: exact counts per matrix, per row or per N:M group.
+
+Every helper breaks ties at the threshold toward the lowest column index (those weights are pruned first), so
+counts are exact and masks deterministic on every device, and none builds an int64 tensor of the matrix's
+size (8 bytes a weight): ranks within N:M groups are int8, running counts of ties are int32 over bounded
+chunks.
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
+
+TIE_CHUNK = 1 << 20  # elements per chunk of the running count of ties (4 MiB of int32)
+SAMPLE = 4096  # scores sampled to bracket the k-th value of a long row (see kth_lowest)
+SAMPLE_MARGIN = 4.0  # how many standard deviations of a sample rank the bracket spans on each side
 
 
 def prune_count(n: int, sparsity: float) -> int:
@@ -15,20 +25,121 @@ def prune_count(n: int, sparsity: float) -> int:
 def lowest_k_mask(score: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask (True = kept) of a 2-D ``score``: in every row exactly the ``k`` lowest scores are pruned.
 
-    Ties at the threshold go to the lowest column index, so the count is exact and the result deterministic.
-    One k-th value per row (O(n)) instead of a full sort.
+    One k-th value per row (O(n)) instead of a full sort; everything at or below it is pruned. Only rows with
+    more ties at the threshold than they may lose (rare with real scores) take a running count of their ties,
+    which keeps the first ones (lowest column index) pruned and the rest.
     """
     cols = score.shape[1]
     if k <= 0:
         return torch.ones_like(score, dtype=torch.bool)
     if k >= cols:
         return torch.zeros_like(score, dtype=torch.bool)
-    threshold = score.kthvalue(k, dim=1, keepdim=True).values
-    below = score < threshold
-    tied = score == threshold
-    still_needed = k - below.sum(dim=1, keepdim=True)
-    pruned = below | (tied & (tied.cumsum(dim=1) <= still_needed))
-    return ~pruned
+    if score.shape[0] == 1:
+        threshold = kth_lowest(score[0], k).reshape(1, 1)
+    else:
+        threshold = score.kthvalue(k, dim=1, keepdim=True).values
+    pruned = score <= threshold
+    surplus = pruned.sum(dim=1) - k
+    tie_rows = surplus.nonzero().squeeze(1)
+    if tie_rows.numel():
+        _spare_last_ties(pruned, score, threshold, tie_rows, surplus[tie_rows])
+    return pruned.logical_not_()
+
+
+def lowest_k_transposed(score_t: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask (True = pruned) of the ``k`` lowest of a matrix given transposed, ``score_t`` = score.T.
+
+    Equal to ``~lowest_k_mask(score.reshape(1, -1), k)`` transposed, ties included (broken in the row-major
+    order of ``score``), without transposing: the k-th value does not depend on the order, and only when
+    there are more ties at it than may go is the row-major order built.
+    """
+    n = score_t.numel()
+    if k <= 0 or k >= n:
+        return torch.full_like(score_t, k > 0, dtype=torch.bool)
+    pruned = score_t <= kth_lowest(score_t.reshape(-1), k)
+    if int(pruned.sum()) > k:
+        return lowest_k_mask(score_t.T.reshape(1, -1), k).logical_not_().reshape(score_t.shape[1], -1).T
+    return pruned
+
+
+def kth_lowest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th lowest (1-based) of a 1-D tensor, exactly.
+
+    A long one (more than 4 * SAMPLE) takes a few vectorised passes instead of one selection over all of it
+    (torch.kthvalue on one row runs on one thread; 2-4x slower at 25k-200k scores): a fixed-seed random sample
+    brackets the k-th value between two sample quantiles [lo, hi]; when the count below lo and the count inside
+    show that the k-th value lies inside, it is selected among those few. Otherwise (a sample that missed,
+    about 1 in 10^4) the full selection runs: the result is the same either way.
+    """
+    n = values.numel()
+    if n <= 4 * SAMPLE:
+        return values.kthvalue(k).values
+    picks = torch.randint(n, (SAMPLE,), generator=torch.Generator().manual_seed(0)).to(values.device)
+    sample = values[picks]
+    centre, margin = k * SAMPLE / n, SAMPLE_MARGIN * math.sqrt(SAMPLE) / 2  # sd of a sample rank <= sqrt(SAMPLE) / 2
+    lo_rank, hi_rank = math.floor(centre - margin), math.ceil(centre + margin)
+    lo = sample.kthvalue(lo_rank).values if lo_rank >= 1 else values.new_tensor(-math.inf)
+    hi = sample.kthvalue(hi_rank).values if hi_rank <= SAMPLE else values.new_tensor(math.inf)
+    below = int((values < lo).sum())
+    inside = values[(values >= lo) & (values <= hi)]
+    if below < k <= below + inside.numel():
+        return inside.kthvalue(k - below).values
+    return values.kthvalue(k).values
+
+
+def _spare_last_ties(pruned, score, threshold, rows, surplus) -> None:
+    """In ``rows`` of ``pruned``, un-prune the last ``surplus`` ties at the threshold: one pass from the right end
+    over chunks of columns, counting the ties seen so far."""
+    spare = surplus.to(torch.int32).unsqueeze(1)  # ties each row still has to spare
+    limit = threshold[rows]
+    step = max(1, TIE_CHUNK // len(rows))
+    for stop in range(score.shape[1], 0, -step):
+        start = max(0, stop - step)
+        tied = score[rows, start:stop] == limit
+        from_right = tied.flip(1).cumsum(dim=1, dtype=torch.int32).flip(1)  # ties at or right of each column
+        pruned[rows, start:stop] &= ~(tied & (from_right <= spare))
+        spare -= from_right[:, :1]
+
+
+def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Bool mask (True = kept) of an (out, in) ``score``: in every group of ``m`` consecutive inputs of a row the
+    ``n`` lowest are pruned.
+
+    The groups are laid out as m contiguous rows of one score each, and every weight's rank in its group (how many
+    of its group come before it: lower, or equal at a lower column) is counted with m (m - 1) / 2 vectorised
+    comparisons; the weights ranked below n are pruned.
+    """
+    rows, cols = score.shape
+    by_member = score.reshape(-1, m).T.contiguous()  # (m, groups)
+    rank = torch.zeros(by_member.shape, dtype=torch.int8 if m <= 127 else torch.int32, device=score.device)
+    for a in range(m):
+        for b in range(a + 1, m):
+            b_first = by_member[b] < by_member[a]
+            rank[a] += b_first
+            rank[b] += b_first.logical_not_()
+    return (rank >= n).T.reshape(rows, cols)
+
+
+def group_keep(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Bool mask (True = kept) of ``scores`` (m, width): of the m scores in each column the n lowest are pruned.
+
+    For one small group at a time (SparseGPT's N:M step): one broadcast comparison of every pair, so a handful
+    of ops per group, where :func:`nm_mask` favours whole matrices.
+    """
+    m = scores.shape[0]
+    earlier = torch.ones(m, m, dtype=torch.bool, device=scores.device).tril_(-1).unsqueeze(2)  # [j, k]: k < j
+    mine, other = scores.unsqueeze(1), scores.unsqueeze(0)
+    before = torch.where(earlier, other <= mine, other < mine)
+    return before.sum(dim=1) >= n
+
+
+def zero_pruned_(w: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Zero ``w`` where ``kept`` is False, in place: pruned weights become +0.0, kept ones keep their value.
+
+    A product with the mask, since on CPU masked_fill_ and where with a bool mask are ~7x slower; adding 0.0
+    turns the -0.0 that negative pruned weights get from it into +0.0 (and leaves every nonzero float as is).
+    """
+    return w.mul_(kept).add_(0.0)
 
 
 def select_mask(score: torch.Tensor, sparsity: float, nm: tuple[int, int] | None, per_row: bool) -> torch.Tensor:
@@ -39,8 +150,7 @@ def select_mask(score: torch.Tensor, sparsity: float, nm: tuple[int, int] | None
     """
     rows, cols = score.shape
     if nm is not None:
-        n, m = nm
-        return lowest_k_mask(score.reshape(-1, m), n).reshape(rows, cols)
+        return nm_mask(score, *nm)
     if per_row:
         return lowest_k_mask(score, prune_count(cols, sparsity))
     return lowest_k_mask(score.reshape(1, -1), prune_count(score.numel(), sparsity)).reshape(rows, cols)

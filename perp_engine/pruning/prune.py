@@ -10,7 +10,7 @@ from ..config import METHODS, parse_pattern
 from ..errors import PerpError
 from .magnitude import prune_magnitude
 from .random_mask import prune_random
-from .sparsegpt import prune_sparsegpt
+from .sparsegpt import inverse_factor, prune_sparsegpt
 from .stats import LayerStats
 from .wanda import prune_wanda
 
@@ -35,19 +35,23 @@ def prune_weight(
     per output row, sparsegpt floor(numel * sparsity) per matrix; with an N:M pattern every group of M
     consecutive inputs of a row loses exactly N. ``stats`` (the layer's inputs) is required by wanda and
     sparsegpt (with its Hessian). ``log`` receives one-line notes (damping retries, dead input columns).
+    SparseGPT's factored inverse Hessian is memoised on ``stats`` per ``percdamp`` and device, so linears that
+    share their LayerStats factor it once.
     """
     nm = _validate(w, method, sparsity, pattern, stats, blocksize, percdamp, seed, log)
     if sparsity == 0:
         return w.detach().clone(), torch.ones_like(w, dtype=torch.bool)
+    if method == "sparsegpt":
+        factor = stats.derived(("sparsegpt", float(percdamp), w.device), lambda: inverse_factor(stats.H, percdamp, w.device))
+        new_w, mask = prune_sparsegpt(w.detach(), factor, sparsity, nm, blocksize, log)
+        return new_w.to(w.dtype), mask
     w32 = w.detach().to(torch.float32, copy=True)
     if method == "magnitude":
         new_w, mask = prune_magnitude(w32, sparsity, nm)
     elif method == "random":
         new_w, mask = prune_random(w32, sparsity, nm, seed)
-    elif method == "wanda":
-        new_w, mask = prune_wanda(w32, stats.sq_mean.to(w32.device), sparsity, nm)
     else:
-        new_w, mask = prune_sparsegpt(w32, stats.H, sparsity, nm, blocksize, percdamp, log)
+        new_w, mask = prune_wanda(w32, stats.sq_mean.to(w32.device), sparsity, nm)
     return new_w.to(w.dtype), mask
 
 
@@ -56,7 +60,7 @@ def _validate(w, method, sparsity, pattern, stats, blocksize, percdamp, seed, lo
     if not isinstance(w, torch.Tensor) or w.ndim != 2 or not w.is_floating_point() or w.numel() == 0:
         what = f"a {w.dtype} tensor of shape {tuple(w.shape)}" if isinstance(w, torch.Tensor) else type(w).__name__
         raise PerpError("weight", f"got {what}; expected a non-empty 2-D float tensor (out_features, in_features)")
-    if not bool(torch.isfinite(w).all()):
+    if not _all_finite(w):
         raise PerpError("weight", "contains NaN or inf values; prune a finite weight")
     if method not in METHODS:
         raise PerpError("method", f"{method!r} is not allowed; use one of {', '.join(METHODS)}")
@@ -97,5 +101,11 @@ def _validate_stats(stats, method: str, in_features: int) -> None:
     if method == "sparsegpt" and stats.H is None:
         raise PerpError("stats", "sparsegpt needs the Hessian; build LayerStats with hessian=True")
     used = stats.H if method == "sparsegpt" else stats.sq_mean
-    if not bool(torch.isfinite(used).all()):
+    if not _all_finite(used):
         raise PerpError("stats", "contain NaN or inf values; the layer inputs overflowed (calibrate in float32)")
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or inf in ``t``. A finite sum proves it in one cheap pass (a NaN or inf anywhere makes the sum NaN or
+    inf); only a sum that overflowed needs the element-wise check."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())

@@ -2,74 +2,128 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from ..errors import PerpError
-from .patterns import lowest_k_mask, prune_count
+from .patterns import group_keep, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
+# Columns per panel of rank-1 updates inside a block (see _propagate_within_block): small enough that a column
+# step on up to ~2,000 output rows stays under PyTorch's grain for multithreading (no thread-pool wait per column).
+PANEL = 16
 
 
-def prune_sparsegpt(
-    w: torch.Tensor,
-    H: torch.Tensor,
-    sparsity: float,
-    nm: tuple[int, int] | None,
-    blocksize: int = 128,
-    percdamp: float = 0.01,
-    log: Callable[[str], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prune a float32 (out, in) weight with the Hessian ``H`` of its inputs; returns (new weight, kept mask).
+@dataclass(frozen=True)
+class InverseFactor:
+    """What SparseGPT needs of one input's Hessian H, the same for every linear reading that input.
 
-    Columns are processed left to right in blocks of ``blocksize``. Unstructured: the mask of a block is the
-    lowest w^2 / [U]_jj^2 over all its rows and columns (U = upper Cholesky factor of H^-1), with the block's
-    share of the budget so the matrix loses exactly floor(numel * sparsity) weights. N:M: per row, the N lowest
-    of every M columns, chosen when the group is reached. Each pruned column's error is propagated to the rest
-    of its block column by column, and to the later blocks in one matrix product per block.
-    Input columns never active in calibration (H_jj = 0) carry no information: their weights are zeroed, like
-    the reference does, and count as pruned only where the budget selects them.
+    ``scaled`` is U, the upper Cholesky factor of (H + damp I)^-1 (dead columns' H_jj set to 1), with each row
+    divided by its diagonal entry ``diag``: the error of pruning weight j is w_j / U_jj and moves later weights
+    by -(w_j / U_jj) U_jk = -w_j * scaled_jk, so the column loop needs no division.
     """
-    log = log or _quiet
-    W = w.clone()
-    H = H.to(device=W.device, dtype=torch.float32, copy=True)
-    rows, cols = W.shape
+
+    dead: torch.Tensor  # (in,) bool: input columns never active in calibration (H_jj = 0)
+    n_dead: int
+    diag: torch.Tensor | None  # (in,); None when factoring failed
+    scaled: torch.Tensor | None  # (in, in), upper triangular with a unit diagonal
+    notes: tuple[str, ...]  # what factoring had to say (damping retries), repeated in every linear's log
+    failure: str | None = None  # why no damping made H definite: every linear reading it fails alike
+
+
+def inverse_factor(H: torch.Tensor, percdamp: float, device: torch.device) -> InverseFactor:
+    """Factor a Hessian for :func:`prune_sparsegpt` (a failure is recorded, and raised there)."""
+    H = H.to(device=device, dtype=torch.float32, copy=True)
     dead = torch.diag(H) == 0
     n_dead = int(dead.sum())
     if n_dead:
         H[dead, dead] = 1.0
-        W[:, dead] = 0.0
-        log(f"sparsegpt: {n_dead} of {cols} input columns were never active in calibration; their weights are zeroed")
-    Hinv = upper_cholesky_of_inverse(H, percdamp, log)
+    notes: list[str] = []
+    try:
+        upper = upper_cholesky_of_inverse(H, percdamp, notes.append)
+    except PerpError as error:
+        return InverseFactor(dead, n_dead, None, None, tuple(notes), failure=error.message)
+    del H
+    diag = upper.diagonal().clone()
+    return InverseFactor(dead, n_dead, diag, upper.div_(diag.unsqueeze(1)), tuple(notes))
+
+
+def prune_sparsegpt(
+    w: torch.Tensor,
+    factor: InverseFactor,
+    sparsity: float,
+    nm: tuple[int, int] | None,
+    blocksize: int = 128,
+    log: Callable[[str], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prune an (out, in) weight (read, not modified) with the factored inverse Hessian of its inputs; returns
+    (new float32 weight, kept mask).
+
+    Columns are processed left to right in blocks of ``blocksize``. Unstructured: the mask of a block is the
+    lowest w^2 / [U]_jj^2 over all its rows and columns, with the block's share of the budget so the matrix loses
+    exactly floor(numel * sparsity) weights. N:M: per row, the N lowest of every M columns, chosen when the
+    group is reached. Each pruned column's error is propagated to the rest of its block column by column, and
+    to the later blocks in one matrix product per block.
+    Input columns never active in calibration (H_jj = 0) carry no information: their weights are zeroed, like
+    the reference does, and count as pruned only where the budget selects them.
+    The work is done on a transposed copy, where an input column is one contiguous row: a column step is one
+    product and one rank-1 update of the contiguous rows below it.
+    """
+    log = log or _quiet
+    rows, cols = w.shape
+    if factor.n_dead:
+        log(f"sparsegpt: {factor.n_dead} of {cols} input columns were never active in calibration; their weights are zeroed")
+    for note in factor.notes:
+        log(note)
+    if factor.failure is not None:
+        raise PerpError("stats", factor.failure)
+    Wt = torch.empty((cols, rows), dtype=torch.float32, device=w.device).copy_(w.T)  # (in, out), float32
+    if factor.n_dead:
+        Wt[factor.dead] = 0.0
+    d2 = factor.diag.square()
     if nm is not None:
-        n, m = nm
-        blocksize = max(m, blocksize // m * m)
-    pruned = torch.zeros_like(W, dtype=torch.bool)
+        blocksize = max(nm[1], blocksize // nm[1] * nm[1])
+    pruned = torch.zeros_like(Wt, dtype=torch.bool)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        d2 = torch.diag(Hinv1).square()
-        pruned1 = pruned[:, i1:i2]
+        W1, pruned1 = Wt[i1:i2], pruned[i1:i2]
         if nm is None:
             share = prune_count(rows * i2, sparsity) - prune_count(rows * i1, sparsity)
-            score = (W1.square() / d2).reshape(1, -1)
-            pruned1.copy_(~lowest_k_mask(score, share).reshape(W1.shape))
-        for i in range(i2 - i1):
-            if nm is not None and i % m == 0:
-                pruned1[:, i : i + m] = ~lowest_k_mask(W1[:, i : i + m].square() / d2[i : i + m], n)
-            column = W1[:, i]
-            q = column.masked_fill(pruned1[:, i], 0.0)
-            Q1[:, i] = q
-            err = (column - q) / Hinv1[i, i]
-            W1[:, i:].addr_(err, Hinv1[i, i:], alpha=-1.0)
-            Err1[:, i] = err
-        W[:, i1:i2] = Q1
-        W[:, i2:].addmm_(Err1, Hinv[i1:i2, i2:], alpha=-1.0)
-    return W, ~pruned
+            pruned1.copy_(lowest_k_transposed(W1.square().div_(d2[i1:i2].unsqueeze(1)), share))
+        errors = _propagate_within_block(W1, pruned1, factor.scaled[i1:i2, i1:i2], d2[i1:i2], nm)
+        Wt[i2:].addmm_(factor.scaled[i1:i2, i2:].T, errors, alpha=-1.0)
+    kept = pruned.logical_not_()
+    return zero_pruned_(Wt, kept).T.contiguous(), kept.T.contiguous()
+
+
+def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
+    """Column by column: the pruned weights of column i (N:M: chosen first, when i starts a group) move the later
+    columns of the block by -w * scaled[i, later]. Returns the pruned weights (zero where kept), (block, out).
+
+    The rank-1 updates reach only the rest of a panel of PANEL columns; each finished panel updates the rest of
+    the block in one matrix product (the same lazy batching as across blocks, one level down), so most of the
+    work is a matrix product instead of memory-bound rank-1 updates.
+    """
+    width = W1.shape[0]
+    chosen = pruned1.to(W1.dtype)
+    errors = torch.empty_like(W1)
+    columns, choices, column_errors = W1.unbind(0), chosen.unbind(0), errors.unbind(0)
+    for p1 in range(0, width, PANEL):
+        p2 = min(p1 + PANEL, width)
+        for i in range(p1, p2):
+            if nm is not None and i % nm[1] == 0:
+                group = slice(i, i + nm[1])
+                keep = group_keep(W1[group].square() / d2[group].unsqueeze(1), nm[0])
+                pruned1[group] = keep.logical_not_()
+                chosen[group] = pruned1[group]
+            torch.mul(columns[i], choices[i], out=column_errors[i])
+            if i + 1 < p2:
+                W1[i + 1 : p2].addr_(scaled1[i, i + 1 : p2], column_errors[i], alpha=-1.0)
+        if p2 < width:
+            W1[p2:].addmm_(scaled1[p1:p2, p2:].T, errors[p1:p2], alpha=-1.0)
+    return errors
 
 
 def upper_cholesky_of_inverse(H: torch.Tensor, percdamp: float, log: Callable[[str], None]) -> torch.Tensor:
