@@ -16,7 +16,7 @@ MOST_TICKS = 8
 HEIGHT = 420  # one chart fits under the page header of a 1280x720 screen
 BEFORE, AFTER = "#dc2626", "#2563eb"  # after pruning (red), after repair (blue): one meaning on every chart
 DENSE = "#374151"
-PLAIN_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=60, b=10),
+PLAIN_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=30, t=60, b=10),
                     legend=dict(title=None, orientation="h", yanchor="top", y=-0.16, xanchor="left", x=0),
                     hoverlabel=dict(namelength=-1), font=dict(size=13))
 _MANTISSAS = ((1, 2, 5), (1, 1.5, 2, 3, 5, 7))
@@ -82,9 +82,9 @@ def ratio_axis(values: Iterable[float | None]) -> dict:
     return value_axis([*values, 1.0], log_from=1.0)
 
 
-def percent_axis() -> dict:
-    """A share axis fixed to 0-100%."""
-    return dict(range=[0, 1], tickformat=".0%", tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1.0])
+def percent_axis(pad: float = 0.0) -> dict:
+    """A share axis fixed to 0-100% (``pad`` more on each side, so markers at 0 or 100% are drawn whole)."""
+    return dict(range=[-pad, 1 + pad], tickformat=".0%", tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1.0])
 
 
 def block_ticks(n_blocks: int, most: int = 10) -> dict:

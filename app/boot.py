@@ -14,11 +14,12 @@ STARTING = "Starting PERP Lab: loading the engine (a few seconds, once per serve
 
 @contextmanager
 def splash(show: bool = True) -> Iterator[None]:
-    """While the block runs, show the title and a spinner (when ``show``); remove them afterwards."""
+    """While the block runs, show the title and a spinner (when ``show``); remove them afterwards. The slot is
+    taken on every run, shown or not, so the page's elements keep their places from one run to the next."""
+    holder = st.empty()
     if not show:
         yield
         return
-    holder = st.empty()
     with holder.container():
         st.title(TITLE)
         with st.spinner(STARTING, show_time=True):

@@ -96,7 +96,8 @@ def ppl_vs_sparsity(rows: Sequence[RunRow]) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, customdata=[_ids(i) for i in ids], name=name, mode="lines+markers", line=dict(dash=dash),
                 hovertemplate=f"{name}<br>sparsity %{{x:.0%}}<br>perplexity %{{y:.2f}}<br>runs %{{customdata}}<extra></extra>"))
-    fig.update_xaxes(**percent_axis())
+    fig.update_xaxes(**percent_axis(pad=0.03))
+    fig.update_traces(cliponaxis=False)
     fig.update_yaxes(**value_axis(values))
     return styled(fig, "Perplexity vs sparsity", "sparsity (share of pruned weights)", "perplexity (lower is better)")
 

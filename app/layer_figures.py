@@ -35,20 +35,23 @@ class Quantity:
 
     key: str
     title: str
+    short: str  # on the switch
     layer_fields: tuple[str, str]
     block_fields: tuple[str, str]
 
 
 QUANTITIES = {
-    "local": Quantity("local", "local error", ("recon_error", "recon_error_after"), ("loss_before", "loss_after")),
-    "drift": Quantity("drift", "accumulated error (drift)", ("drift", "drift_after"), ("drift_before", "drift_after")),
+    "local": Quantity("local", "local error", "local", ("recon_error", "recon_error_after"), ("loss_before", "loss_after")),
+    "drift": Quantity("drift", "accumulated error (drift)", "accumulated", ("drift", "drift_after"),
+                      ("drift_before", "drift_after")),
 }
-VIEWS = {
+VIEWS = {  # in chart titles
     "both": "after pruning and after repair",
     "before": "after pruning",
     "after": "after repair",
     "change": "change: after repair ÷ after pruning",
 }
+VIEW_CHOICES = {"both": "both", "before": "after pruning", "after": "after repair", "change": "change (after ÷ before)"}
 _WHAT = {"before": "after pruning", "after": "after repair"}
 
 

@@ -22,8 +22,16 @@ if not done:
 rows = {r.id: r for r in done}
 labels = {r.id: runs.run_label(r) for r in done}
 wanted = [i for i in widgets.query_run_ids() if i in labels] or [i for i in st.session_state.get(state.SELECTED, []) if i in labels]
-picked = st.multiselect("Runs (one or two)", list(labels), default=wanted[:2] or [done[0].id], max_selections=2,
-                        key="layers_runs", format_func=labels.get, help="Starts from the runs selected on Compare.")
+pick_col, error_col, view_col = st.columns([4, 3, 3])
+picked = pick_col.multiselect("Runs (one or two)", list(labels), default=wanted[:2] or [done[0].id], max_selections=2,
+                              key="layers_runs", format_func=labels.get, help="Starts from the runs selected on Compare.")
+quantity = error_col.segmented_control(
+    "Error", list(lf.QUANTITIES), format_func=lambda k: lf.QUANTITIES[k].short, default="local", required=True,
+    key="layers_quantity", persist_state=KEEP,
+    help="local: this layer's own error on the inputs it sees. accumulated (drift): how far the model's state has "
+         "moved from the dense model's, all upstream damage included (About explains both).")
+view = view_col.selectbox("Show", list(lf.VIEW_CHOICES), format_func=lf.VIEW_CHOICES.get, key="layers_view",
+                          persist_state=KEEP, help="the error after pruning, after repair, both, or how repair changed it")
 if not picked:
     st.info("Pick a run to look inside it.")
     st.stop()
@@ -33,17 +41,6 @@ blocks = {labels[i]: store.blocks(i) for i in picked}
 if not any(layers.values()):
     st.info("These runs recorded no per-layer measurements.")
     st.stop()
-
-left, right = st.columns([2, 3])
-quantity = left.segmented_control(
-    "Error", list(lf.QUANTITIES), format_func=lambda k: lf.QUANTITIES[k].title, default="local", required=True,
-    key="layers_quantity", persist_state=KEEP,
-    help="local: this layer's own error on the inputs it sees. accumulated: how far the model's state has drifted "
-         "from the dense model's, all upstream damage included (About explains both).")
-view = right.segmented_control("Show", list(lf.VIEWS), format_func=lf.VIEWS.get, default="both", required=True,
-                               key="layers_view", persist_state=KEEP)
-for i in picked:
-    st.caption(f"#{i}: {measure_note(rows[i].result)}")
 
 error_tab, depth_tab, sparsity_tab, block_tab = st.tabs(
     ["Error heatmaps", "Error by depth", "Sparsity", "Block outputs"])
@@ -67,3 +64,5 @@ with block_tab:
     for note in lf.missing_notes(blocks, quantity, view, blocks=True):
         st.info(note, icon=":material/info:")
     widgets.chart(lf.block_errors(blocks, quantity, view), "block_losses")
+for i in picked:
+    st.caption(f":material/straighten: #{i}: {measure_note(rows[i].result)}")

@@ -22,15 +22,16 @@ if not listed:
     widgets.getting_started()
     st.stop()
 
+title = st.empty()  # the title comes first on the page; which run it names is known below
 labels = {r.id: runs.run_label(r) for r in listed}
 asked = widgets.query_run_ids()
 run_id = asked[0] if asked else None
 options = list(labels) if run_id in labels or run_id is None else [run_id, *labels]
-choice = st.selectbox("Run", options, index=options.index(run_id) if run_id is not None else None,
+choice = st.selectbox("Open a run", options, index=options.index(run_id) if run_id is not None else None,
                       format_func=lambda i: labels.get(i, f"#{i}"), placeholder="Pick a run to open",
                       help="Each run has its own address (…/run?run=12): bookmark it or share it.")
 if choice is None:
-    st.title("Run")
+    title.title("Run")
     st.info("Pick a run above, or open one from Experiment or Compare.")
     st.stop()
 if choice != run_id:
@@ -38,11 +39,11 @@ if choice != run_id:
 try:
     row = store.get_run(choice)
 except PerpError as err:
-    st.title(f"Run #{choice}")
+    title.title(f"Run #{choice}")
     st.error(str(err), icon=":material/error:")
     st.stop()
 
-st.title(f"Run #{row.id}" + (f": {row.name}" if row.name else ""))
+title.title(f"Run #{row.id}" + (f": {row.name}" if row.name else ""))
 facts = [runs.pruning_label(row.config), runs.retraining_label(row.config), runs.model_label(row.config["model"]),
          runs.protocol_label(row.config), f"*{row.status}*",
          f"created {runs.iso_time(row.created_at)}", *(f"`{tag}`" for tag in row.tags)]

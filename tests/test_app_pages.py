@@ -147,7 +147,7 @@ def test_layers_switches_between_local_and_accumulated_error(layered, monkeypatc
     assert heatmap["layout"]["title"]["text"].startswith("Accumulated error (drift) per layer")
     assert heatmap["data"][0]["customdata"][0][0] == pytest.approx(1e-2)
     assert blocks["data"][0]["y"][0] == pytest.approx(0.1)  # drift_before of block 0
-    at.segmented_control(key="layers_view").set_value("change").run()
+    at.selectbox(key="layers_view").set_value("change").run()
     heatmap = charts(at)[0]
     assert [t["name"] for t in heatmap["data"]] == [f"#{ids['new']} wanda 50% · perp · change"]
     assert heatmap["data"][0]["customdata"][0][0] == pytest.approx(0.5)
@@ -350,6 +350,22 @@ def test_sweep_queues_the_grid(tmp_path, monkeypatch, no_workers, tiny_model_dir
     assert formats["final ppl"]["type_config"]["format"] == "%.2f"
     assert formats["trainable params"]["type_config"]["format"] == "localized"
     assert formats["recovery"]["type_config"]["format"] == "percent"
+
+
+def test_sweep_shows_each_running_runs_stage(tmp_path, monkeypatch, no_workers):
+    store_path = tmp_path / "runs.sqlite"
+    with RunStore(store_path) as store:
+        from perp_engine.config import RunConfig
+
+        ids = [store.create_run(RunConfig.create("none", sparsity=s)) for s in (0.3, 0.5)]
+        sweep = store.create_sweep("wanda {30%, 50%} x none", {"sparsity": [0.3, 0.5]}, ids)
+        store.start_run(ids[0])
+        store.progress(ids[0], "prune", 0.4, "block 12/30 pruned")
+    at = open_page("sweep", store_path, monkeypatch, watched_sweep=sweep)
+    bars = [b.proto.text for b in at.get("progress")]
+    assert bars[0].startswith("0 of 2 finished") and f"#{ids[0]} wanda 30% · prune only: Prune: block 12/30 pruned" in bars
+    now = dict(zip(at.dataframe[0].value["id"], at.dataframe[0].value["now"]))
+    assert now == {ids[0]: "Prune: block 12/30 pruned", ids[1]: "queued"}
 
 
 def test_sweep_uses_the_run_size_fields_and_names_itself(tmp_path, monkeypatch, no_workers):

@@ -50,7 +50,7 @@ def test_ppl_vs_sparsity_one_line_per_method_and_recipe(store):
     assert traces["dense"].customdata[0] == ", ".join(f"#{r.id}" for r in sorted(runs, key=lambda r: r.id))
     assert fig.layout.yaxis.type == "log"
     assert list(fig.layout.yaxis.ticktext) == ["10", "15", "20", "30"]  # readable values, never a bare minor digit
-    assert list(fig.layout.xaxis.range) == [0, 1] and fig.layout.xaxis.tickformat == ".0%"
+    assert list(fig.layout.xaxis.range) == [-0.03, 1.03] and fig.layout.xaxis.tickformat == ".0%"
 
 
 def test_ppl_vs_sparsity_averages_seeds_geometrically_and_skips_unfinished(store, tmp_path):
