@@ -319,6 +319,7 @@ def test_experiment_shows_a_failed_runs_error(seeded, monkeypatch, no_workers):
     at = open_page("experiment", path, monkeypatch, launched_runs=[ids["failed"], ids["perp"]])
     assert FAILURE in texts(at, "error")
     assert "Retrained" in [m.label for m in at.metric]
+    assert at.code and all(c.proto.wrap_lines for c in at.code)  # log lines wrap in the narrow column
 
 
 def test_experiment_rejects_an_invalid_choice(tmp_path, monkeypatch):
