@@ -68,6 +68,7 @@ with config_tab:
     left.download_button("Config (JSON)", json.dumps(row.config, indent=2, sort_keys=True), f"perp-run-{row.id}-config.json",
                          "application/json", icon=":material/download:")
     with middle:
+        st.session_state.pop(state.LOADED, None)  # the link below loads the settings even if they were loaded before
         st.page_link(widgets.PAGES["experiment"], label="Load into Experiment", icon=":material/science:",
                      query_params={state.FROM_QUERY: str(row.id)})
     with right:

@@ -184,6 +184,8 @@ def test_run_page_opens_from_its_address(seeded, monkeypatch):
     assert {b.label for b in at.get("download_button")} >= {"Config (JSON)", "Layers (CSV)", "Blocks (CSV)", "Log (text)"}
     assert f"run {ids['perp']} recorded by the test fixture" in at.code[-1].value
     assert "Retrained" in [m.label for m in at.metric]
+    links = {link.proto.label: link.proto.query_string for link in at.get("page_link")}
+    assert (links["Load into Experiment"], links["Open in Layers"]) == (f"from={ids['perp']}", f"run={ids['perp']}")
     missing = open_page("run", path, monkeypatch, query={"run": "999"})
     assert "no run 999" in texts(missing, "error")
 
