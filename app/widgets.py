@@ -115,7 +115,8 @@ def dataset_label(value: str) -> str:
 
 def query_run_ids() -> list[int]:
     """The run ids in the page URL (``?run=12``, or several), ignoring what is not a number."""
-    return [int(v) for v in st.query_params.get_all(RUN_QUERY) if v.strip().lstrip("#").isdigit()]
+    cleaned = (v.strip().lstrip("#") for v in st.query_params.get_all(RUN_QUERY))
+    return [int(v) for v in cleaned if v.isdigit()]
 
 
 def load_run_from_query() -> int | None:

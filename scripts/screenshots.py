@@ -63,13 +63,18 @@ def shoot(url: str, store: RunStore, out: Path) -> list[Path]:
         browser = launch_chromium(p)
         page = browser.new_page(viewport=VIEWPORT)
 
-        def visit(path: str, heading: str, name: str, ready: str = ".js-plotly-plot", tab: str | None = None) -> None:
+        def visit(path: str, heading: str, name: str, ready: str = ".js-plotly-plot", tab: str | None = None,
+                  scroll: str | None = None) -> None:
+            """Open ``path``, pick ``tab``, wait for ``ready``; ``scroll``: bring that element to the top."""
             page.goto(f"{url}/{path}")
             page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
             settle(page)
             if tab:
                 page.get_by_role("tab", name=tab).click()
-            page.locator(ready).first.wait_for(timeout=60_000)
+            shown = page.locator(f"{ready}:visible").first
+            shown.wait_for(timeout=60_000)
+            if scroll:
+                page.locator(scroll).first.evaluate("element => element.scrollIntoView({block: 'start'})")
             shots.append(out / f"{name}.png")
             screenshot(page, shots[-1])
 
@@ -77,7 +82,7 @@ def shoot(url: str, store: RunStore, out: Path) -> list[Path]:
         visit("compare", "Compare runs", "compare", tab="Perplexity vs trainable parameters")
         visit(f"layers?run={focus.id}", "Layers", "layers", tab="Error by depth")
         visit(f"run?run={focus.id}", f"Run #{focus.id}", "run", ready='[data-testid="stMetricValue"]')
-        visit("sweep", "Sweep", "sweep")
+        visit("sweep", "Sweep", "sweep", scroll='[data-testid="stProgress"]')  # the sweep's results, below its form
         visit("about", "About PERP Lab", "about", ready=".katex")
         browser.close()
     return shots
