@@ -14,6 +14,8 @@ from perp_engine.errors import PerpError
 from perp_engine.presets import DESCRIPTIONS, PRESETS
 from perp_engine.sweep import SweepSpec, with_axes
 
+from .runs import preset_of
+
 CUSTOM = "custom"
 RECIPES = (*PRESETS, CUSTOM)
 DEFAULT_RECIPE = "perp-masklora"
@@ -33,11 +35,55 @@ SIZE_HELP = {
 }
 DEFAULT_SIZE = "quick"
 
+DATASET_TAGS = {"wiki-embedded": "works offline", "wikitext2": "needs download", "c4": "needs download"}
 DATASET_HELP = {
     "wiki-embedded": "Wikipedia excerpt shipped with gensim: works offline",
     "wikitext2": "WikiText-2 (needs the Hugging Face datasets cache or a network)",
     "c4": "C4 validation shard (needs the Hugging Face datasets cache or a network)",
 }
+
+
+def size_caption(size: str, eval_tokens: int, calib_samples: int) -> str:
+    """What the run size fields say now: the size's own numbers, or the custom ones beside the size's."""
+    preset = RUN_SIZES[size]
+    now = f"{eval_tokens:,} evaluation tokens, {calib_samples:,} calibration sequences"
+    if (eval_tokens, calib_samples) == (preset["eval_tokens"], preset["calib_samples"]):
+        return f"{size.capitalize()}: {now}."
+    return (f"Custom size: {now} ({size.capitalize()} is {preset['eval_tokens']:,} and {preset['calib_samples']:,}). "
+            "Perplexities compare only between runs evaluated on the same tokens.")
+
+
+def widget_values(config: Mapping) -> dict:
+    """The Experiment page's widget values that show ``config`` (a stored run's), keyed by widget key, so a run
+    can be loaded back into the form. Fields the form does not show are not carried over."""
+    recipe = preset_of(dict(config)) or CUSTOM
+    size = next((name for name, fields in RUN_SIZES.items()
+                 if all(config.get(k) == v for k, v in fields.items())), DEFAULT_SIZE)
+    values = {
+        "exp_model": config["model"], "exp_dataset": config["dataset"], "exp_method": config["method"],
+        "exp_pattern": config["pattern"], "exp_sparsity": float(config["sparsity"]), "exp_recipe": recipe,
+        "exp_size": size, f"exp_eval_tokens_{size}": config["eval_tokens"], f"exp_calib_{size}": config["calib_samples"],
+        "exp_seqlen": config["seqlen"], "exp_batch": config["batch_size"], "exp_seed": config["seed"],
+        "exp_device": config["device"], "exp_dtype": config["dtype"],
+    }
+    if "max_grad_norm" in config:
+        values["exp_max_grad_norm"] = float(config["max_grad_norm"])
+    if config.get("mode", "none") != "none":
+        values.update({"exp_steps": config["steps"], f"exp_lr_{recipe}": float(config["lr"])})
+    if recipe == CUSTOM:
+        values.update(exp_mode=config["mode"], exp_train=list(config["train"]), exp_adapter=config["adapter"],
+                      exp_rank=config["rank"])
+    return values
+
+
+def sweep_name(methods: Sequence[str], sparsities: Sequence[float], recipes: Sequence[str], seeds: Sequence[int] = (0,),
+               pattern: str = "unstructured") -> str:
+    """A sweep named by what varies, in braces: ``magnitude 50% x {none, perp}``."""
+    def axis(values: Sequence[str]) -> str:
+        return values[0] if len(values) == 1 else "{" + ", ".join(values) + "}"
+    amounts = [pattern] if parse_pattern(pattern) else [f"{s:.0%}" for s in sorted(set(map(float, sparsities)))]
+    name = f"{axis(list(methods))} {axis(amounts)} x {axis(list(recipes))}"
+    return name + (f" x seeds {axis([str(s) for s in seeds])}" if len(seeds) > 1 else "")
 
 
 def pattern_sparsity(pattern: str, sparsity: float) -> float:
@@ -105,7 +151,10 @@ def sweep_spec(*, name: str, fixed: dict, methods: Sequence[str], sparsities: Se
     """The Sweep page's grid: methods x sparsities x recipes (presets) x seeds on top of the ``fixed`` fields.
 
     An N:M ``pattern`` fixes the sparsity (the sparsity choices are then ignored). Axes with one value are
-    shared fields; PerpError when no axis has two values or one has none."""
+    shared fields; PerpError when no axis has two values or one has none. Without a ``name`` the sweep is named
+    by what varies (sweep_name)."""
+    if not name and methods and recipes:
+        name = sweep_name(methods, sparsities, recipes, list(seeds), pattern)
     axes = {"method": list(methods), "preset": list(recipes), "seed": list(seeds),
             "sparsity": [pattern_sparsity(pattern, 0.5)] if parse_pattern(pattern) else sorted(set(map(float, sparsities)))}
     for key, values in axes.items():

@@ -1,230 +1,357 @@
-"""Plotly figures of one linear layer seen up close (the Inside a layer page). Plain functions: no Streamlit here.
+"""Plotly figures inside runs, layer by layer: the two layer-wise errors (local and accumulated), before and
+after repair or their change, sparsity, and block outputs. Plain functions: no Streamlit here.
 
-Heatmaps show a crop of the (out, in) weight with its real row and column indices on the axes. Every trace
-carries the plotted values, and hovering names the quantity, the row, the column and a rounded value. Sized to
-be read on a 1280 x 720 projector; kept and pruned weights are Okabe-Ito blue and orange, told apart under
-every common colour-vision deficiency.
+Layer records are the store's dicts (``store.layers(run_id)``): ``recon_error`` / ``recon_error_after`` hold the
+local error after pruning / after repair, ``drift`` / ``drift_after`` the accumulated error. Block records
+(``store.blocks``) hold ``loss_before`` / ``loss_after`` (local) and ``drift_before`` / ``drift_after``. Any of
+them may be missing or None: prune-only runs have no "after", runs recorded before local errors existed have
+only the accumulated ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
-import torch
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from perp_engine.inspect_layer import INSPECT_METHODS, AdapterOutcome, ErrorCurves, LayerInspection
+from .axes import AFTER, BEFORE, HEIGHT, PLAIN_LAYOUT, block_ticks, log_ticks, percent_axis, ratio_axis, styled, tick_label, value_axis
 
-CROP = 64
-KEPT, PRUNED = "#0072B2", "#E69F00"
-METHOD_COLORS = {"magnitude": "#D55E00", "wanda": "#009E73", "sparsegpt": "#CC79A7"}
-LABELS = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT", "lora": "LoRA", "masklora": "MaskLoRA"}
-LAYOUT = dict(template="plotly_white", font=dict(size=15), margin=dict(l=10, r=10, t=80, b=10))
-SCORES = "Viridis"
-COLOUR_QUANTILE = 0.99
+KIND_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+              "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", "fc1", "fc2", "out_proj", "dense")
+UNIFORM = 5e-4  # sparsities closer than this are "all the same"
+PANEL_COLUMNS = 4
+RUN_DASHES = ("solid", "dash")
+RUN_SYMBOLS = ("circle", "diamond")
 
 
 @dataclass(frozen=True)
-class Crop:
-    """A window of an (out, in) matrix: rows ``row`` to ``row + rows - 1``, columns ``col`` to ``col + cols - 1``."""
+class Quantity:
+    """One layer-wise error: its name in texts and the record fields that hold it before and after repair."""
 
-    row: int
-    col: int
-    rows: int
-    cols: int
-
-    @property
-    def y(self) -> list[int]:
-        return list(range(self.row, self.row + self.rows))
-
-    @property
-    def x(self) -> list[int]:
-        return list(range(self.col, self.col + self.cols))
-
-    def take(self, matrix: torch.Tensor) -> torch.Tensor:
-        return matrix[self.row: self.row + self.rows, self.col: self.col + self.cols]
-
-    def values(self, matrix: torch.Tensor) -> list[list[float]]:
-        return self.take(matrix).tolist()
+    key: str
+    title: str
+    short: str  # on the switch
+    layer_fields: tuple[str, str]
+    block_fields: tuple[str, str]
 
 
-def crop_at(shape: tuple[int, int], row: int, col: int, size: int = CROP) -> Crop:
-    """The ``size`` x ``size`` window starting at (row, col), shrunk to the matrix and moved inside it."""
-    rows, cols = min(size, shape[0]), min(size, shape[1])
-    return Crop(row=min(max(0, row), shape[0] - rows), col=min(max(0, col), shape[1] - cols), rows=rows, cols=cols)
+QUANTITIES = {
+    "local": Quantity("local", "local error", "local", ("recon_error", "recon_error_after"), ("loss_before", "loss_after")),
+    "drift": Quantity("drift", "accumulated error (drift)", "accumulated", ("drift", "drift_after"),
+                      ("drift_before", "drift_after")),
+}
+VIEWS = {  # in chart titles
+    "both": "after pruning and after repair",
+    "before": "after pruning",
+    "after": "after repair",
+    "change": "change: after repair ÷ after pruning",
+}
+VIEW_CHOICES = {"both": "both", "before": "after pruning", "after": "after repair", "change": "change (after ÷ before)"}
+_WHAT = {"before": "after pruning", "after": "after repair"}
 
 
-def _where(crop: Crop) -> str:
-    return f"rows {crop.row}–{crop.row + crop.rows - 1}, columns {crop.col}–{crop.col + crop.cols - 1}"
+def _value(record: Mapping, field: str) -> float | None:
+    value = record.get(field)
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _matrix_axes(fig: go.Figure, panels: int) -> go.Figure:
-    """Matrix orientation (row 0 on top), square cells, axis titles on every panel."""
-    for i in range(1, panels + 1):
-        fig.update_yaxes(autorange="reversed", scaleanchor="x" if i == 1 else f"x{i}", constrain="domain",
-                         title_text="output row" if i == 1 else None, row=1, col=i)
-        fig.update_xaxes(constrain="domain", title_text="input column", row=1, col=i)
-    fig.update_annotations(font_size=15)
+def _ratio(before: float | None, after: float | None) -> float | None:
+    return after / before if before and after is not None and before > 0 and after > 0 else None
+
+
+def has_values(records: Sequence[Mapping], quantity: str, which: str, blocks: bool = False) -> bool:
+    """Whether any record holds ``quantity`` (local or drift) for ``which`` (before or after)."""
+    q = QUANTITIES[quantity]
+    field = (q.block_fields if blocks else q.layer_fields)[which == "after"]
+    return any(_value(r, field) is not None for r in records)
+
+
+def missing_notes(records_by_run: Mapping[str, Sequence[Mapping]], quantity: str, view: str,
+                  blocks: bool = False) -> list[str]:
+    """One sentence per run that cannot show ``quantity`` in ``view``, saying why."""
+    notes = []
+    other = QUANTITIES["drift" if quantity == "local" else "local"]
+    for label, records in records_by_run.items():
+        if not records:
+            notes.append(f"{label}: no per-layer measurements were recorded.")
+        elif not has_values(records, quantity, "before", blocks):
+            if quantity == "local" and has_values(records, "drift", "before", blocks):
+                notes.append(f"{label} was recorded before local errors existed: only the accumulated error was "
+                             "measured (switch to it above).")
+            else:
+                notes.append(f"{label} has no {QUANTITIES[quantity].title}; try the {other.title}.")
+        elif view in ("after", "change") and not has_values(records, quantity, "after", blocks):
+            notes.append(f"{label} was not repaired (prune only): it has no error after repair.")
+    return notes
+
+
+# -- layer tables ----------------------------------------------------------------------------------------------
+
+
+def layer_columns(layers: Sequence[Mapping]) -> list[str]:
+    """Column label of each layer record: its kind (q_proj, ..., down_proj), or the last two parts of its name
+    when one block has two linears of the same kind (GPT-2's attn.c_proj and mlp.c_proj)."""
+    seen: dict[tuple[int, str], int] = defaultdict(int)
+    for rec in layers:
+        seen[(rec["block"], rec["kind"])] += 1
+    clash = {kind for (_, kind), n in seen.items() if n > 1}
+    return [".".join(rec["name"].split(".")[-2:]) if rec["kind"] in clash else rec["kind"] for rec in layers]
+
+
+def _order(columns: Sequence[str]) -> list[str]:
+    unique = list(dict.fromkeys(columns))
+    known = [k for k in KIND_ORDER if k in unique]
+    return known + [c for c in unique if c not in known]
+
+
+def layer_matrix(layers: Sequence[Mapping], value: str) -> tuple[list[int], list[str], list[list]]:
+    """``(blocks, columns, z)`` with ``z[i][j]`` the ``value`` of block ``blocks[i]``'s linear ``columns[j]``."""
+    labels = layer_columns(layers)
+    columns = _order(labels)
+    blocks = sorted({rec["block"] for rec in layers})
+    row_of = {b: i for i, b in enumerate(blocks)}
+    col_of = {c: j for j, c in enumerate(columns)}
+    z: list[list] = [[None] * len(columns) for _ in blocks]
+    for rec, label in zip(layers, labels):
+        z[row_of[rec["block"]]][col_of[label]] = rec.get(value)
+    return blocks, columns, z
+
+
+def _short(column: str) -> str:
+    return column.removesuffix("_proj")
+
+
+def _n_blocks(records_by_run: Mapping[str, Sequence[Mapping]]) -> int:
+    return 1 + max((rec["block"] for records in records_by_run.values() for rec in records), default=0)
+
+
+# -- heatmaps --------------------------------------------------------------------------------------------------
+
+
+def _cells(layers: Sequence[Mapping], quantity: Quantity, which: str) -> tuple[list[int], list[str], list[list], list[list]]:
+    """``(blocks, columns, values, names)``: the plotted value of each cell (the error, or after ÷ before for
+    ``change``) and the full layer name behind it."""
+    before, after = quantity.layer_fields
+    blocks, columns, names = layer_matrix(layers, "name")
+    row_of = {b: i for i, b in enumerate(blocks)}
+    col_of = {c: j for j, c in enumerate(columns)}
+    values: list[list] = [[None] * len(columns) for _ in blocks]
+    for rec, label in zip(layers, layer_columns(layers)):
+        if which == "change":
+            value = _ratio(_value(rec, before), _value(rec, after))
+        else:
+            value = _value(rec, after if which == "after" else before)
+        values[row_of[rec["block"]]][col_of[label]] = value
+    return blocks, columns, values, names
+
+
+def _log10(z: list[list]) -> list[list]:
+    return [[math.log10(v) if v is not None and v > 0 else None for v in row] for row in z]
+
+
+def _hover(run: str, blocks, columns, values, names, what: str, change: bool) -> list[list[str]]:
+    def one(value):
+        if value is None:
+            return "not measured"
+        return f"× {value:.3g} (after ÷ before)" if change else f"{value:.4g}"
+    return [[f"{run}<br>block {b} · {_short(c)} ({name})<br>{what}: {one(v)}" if name else ""
+             for c, v, name in zip(columns, row, name_row)]
+            for b, row, name_row in zip(blocks, values, names)]
+
+
+def error_heatmaps(layers_by_run: Mapping[str, Sequence[Mapping]], quantity: str = "local", view: str = "both") -> go.Figure:
+    """Per-layer error, block (rows) by linear type (columns), one panel per run and state. Colour is log10 of
+    the error on one shared scale; the ``change`` view colours log10(after ÷ before) on a diverging scale
+    (blue: repair lowered the error, red: raised it)."""
+    q = QUANTITIES[quantity]
+    which = ("before", "after") if view == "both" else (view,)
+    panels = []
+    for label, layers in layers_by_run.items():
+        for w in which:
+            needs = "after" if w in ("after", "change") else "before"
+            if layers and has_values(layers, quantity, needs) and (w != "change" or has_values(layers, quantity, "before")):
+                panels.append((label, w, layers))
+    change = view == "change"
+    cols = min(len(panels), 2) or 1
+    rows = max(1, math.ceil(len(panels) / cols))
+    titles = [f"{label} · {VIEWS[w] if w == 'change' else _WHAT[w]}" for label, w, _ in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or None, horizontal_spacing=0.1, vertical_spacing=0.1)
+    everything = []
+    for i, (label, w, layers) in enumerate(panels):
+        blocks, columns, values, names = _cells(layers, q, w)
+        everything += [v for row in values for v in row if v is not None and v > 0]
+        what = f"{q.title} {VIEWS[w] if change else _WHAT[w]}"
+        fig.add_trace(go.Heatmap(z=_log10(values), customdata=values, x=[_short(c) for c in columns], y=blocks,
+                                 name=f"{label} · {w}", coloraxis="coloraxis", xgap=1, ygap=1,
+                                 text=_hover(label, blocks, columns, values, names, what, change),
+                                 hovertemplate="%{text}<extra></extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(title=f"{q.title.capitalize()} per layer ({VIEWS[view]})", height=HEIGHT + 380 * (rows - 1),
+                      coloraxis=_change_colours(everything) if change else _error_colours(everything, q.title),
+                      **PLAIN_LAYOUT)
+    fig.update_yaxes(title_text="block", autorange="reversed", **block_ticks(_n_blocks(layers_by_run)))
     return fig
 
 
-def _two_colour(zero_label: str, one_label: str, show: bool) -> dict:
-    """A two-colour scale for 0/1 cells with a legend-like colour bar."""
-    return dict(zmin=0, zmax=1, showscale=show, colorscale=[[0, PRUNED], [0.5, PRUNED], [0.5, KEPT], [1, KEPT]],
-                colorbar=dict(tickvals=[0.25, 0.75], ticktext=[zero_label, one_label], len=0.5, thickness=18))
+def _error_colours(values: Sequence[float], title: str) -> dict:
+    axis = dict(colorscale="Viridis", colorbar=dict(title=title.split(" (")[0]))
+    if not values:
+        return axis
+    low, high = min(values), max(values)
+    ticks = log_ticks(low, high) if high > low else [low]
+    axis["colorbar"].update(tickmode="array", tickvals=[math.log10(t) for t in ticks], ticktext=[tick_label(t) for t in ticks])
+    return axis
 
 
-def _colour_top(values: torch.Tensor) -> float:
-    """The top of a colour scale: the 99th percentile, so that one outlier does not paint the rest dark."""
-    return float(values.float().flatten().quantile(COLOUR_QUANTILE)) or float(values.max()) or 1.0
+def _change_colours(ratios: Sequence[float]) -> dict:
+    """Diverging colours centred on "unchanged" (ratio 1), symmetric so that ÷2 and ×2 look equally strong."""
+    reach = max([abs(math.log10(r)) for r in ratios] + [math.log10(2)])
+    ticks = [t for t in (0.01, 0.1, 0.2, 0.5, 1, 2, 5, 10, 100) if abs(math.log10(t)) <= reach + 1e-9]
+    return dict(colorscale="RdBu_r", cmid=0, cmin=-reach, cmax=reach,
+                colorbar=dict(title="after ÷ before", tickmode="array", tickvals=[math.log10(t) for t in ticks],
+                              ticktext=[f"{tick_label(t)}×" for t in ticks]))
 
 
-def score_heatmaps(ins: LayerInspection, crop: Crop) -> go.Figure:
-    """|W| and Wanda's score |W|·‖x‖ on the crop, each with its own colour bar (viridis) capped at the crop's
-    99th percentile; hover gives the exact values."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16,
-                        subplot_titles=["|W|: what magnitude ranks", "|W| · ‖x‖: what Wanda ranks"])
-    weight = crop.values(ins.weight.abs())
-    norms = crop.take(ins.input_norm.unsqueeze(0).expand_as(ins.weight)).tolist()
-    fig.add_trace(go.Heatmap(
-        z=weight, x=crop.x, y=crop.y, name="|W|", coloraxis="coloraxis",
-        hovertemplate="|W|<br>row %{y}, column %{x}<br>%{z:.4f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Heatmap(
-        z=crop.values(ins.wanda_score), x=crop.x, y=crop.y, name="Wanda score", coloraxis="coloraxis2",
-        customdata=[[[w, n] for w, n in zip(wr, nr)] for wr, nr in zip(weight, norms)],
-        hovertemplate="Wanda score |W| · ‖x‖<br>row %{y}, column %{x}<br>%{z:.4f} = "
-                      "%{customdata[0]:.4f} × %{customdata[1]:.3f}<extra></extra>"), row=1, col=2)
-    fig.update_layout(title=f"Weight size and Wanda score ({_where(crop)}; colours capped at the 99th percentile)",
-                      height=460, **LAYOUT,
-                      coloraxis=dict(colorscale=SCORES, cmin=0, cmax=_colour_top(crop.take(ins.weight.abs())),
-                                     colorbar=dict(title="|W|", x=0.42, len=0.8)),
-                      coloraxis2=dict(colorscale=SCORES, cmin=0, cmax=_colour_top(crop.take(ins.wanda_score)),
-                                      colorbar=dict(title="score", x=1.0, len=0.8)))
-    return _matrix_axes(fig, 2)
+# -- along the depth -------------------------------------------------------------------------------------------
 
 
-def mask_heatmaps(ins: LayerInspection, crop: Crop) -> go.Figure:
-    """The three masks on the crop, kept in blue and pruned in orange; the title says each one's kept share there."""
-    titles = [f"{LABELS[m]}: keeps {float(crop.take(ins.masks[m]).float().mean()):.0%} here" for m in INSPECT_METHODS]
-    fig = make_subplots(rows=1, cols=len(INSPECT_METHODS), subplot_titles=titles, horizontal_spacing=0.05)
-    weight = crop.values(ins.weight)
-    for i, method in enumerate(INSPECT_METHODS):
-        mask = crop.take(ins.masks[method])
-        fig.add_trace(go.Heatmap(
-            z=mask.int().tolist(), x=crop.x, y=crop.y, name=LABELS[method], customdata=weight,
-            text=[["kept" if v else "pruned" for v in row] for row in mask.tolist()],
-            hovertemplate=f"{LABELS[method]} mask<br>row %{{y}}, column %{{x}}<br>%{{text}} · W = %{{customdata:.4f}}<extra></extra>",
-            **_two_colour("pruned", "kept", show=i == len(INSPECT_METHODS) - 1)), row=1, col=i + 1)
-    title = f"Which weights each method keeps at {_setting(ins)} ({_where(crop)})"
-    fig.update_layout(title=title, height=380, **LAYOUT)
-    return _matrix_axes(fig, len(INSPECT_METHODS))
+def _panels(layers_by_run: Mapping[str, Sequence[Mapping]]) -> tuple[list[str], int, int]:
+    columns = _order([c for layers in layers_by_run.values() for c in layer_columns(layers)])
+    cols = min(PANEL_COLUMNS, max(1, len(columns)))
+    return columns, cols, max(1, math.ceil(len(columns) / cols))
 
 
-def _setting(ins: LayerInspection) -> str:
-    return f"{ins.sparsity:.0%} sparsity" + ("" if ins.pattern == "unstructured" else f", {ins.pattern}")
-
-
-def agreement_label(methods: tuple[str, ...]) -> str:
-    """``("magnitude", "wanda")`` -> ``"only Magnitude + Wanda keep"``; all three and none have their own words."""
-    if not methods:
-        return "all three prune"
-    if len(methods) == len(INSPECT_METHODS):
-        return "all three keep"
-    return f"only {' + '.join(LABELS[m] for m in methods)} keep{'s' if len(methods) == 1 else ''}"
-
-
-def jaccard_heatmap(ins: LayerInspection) -> go.Figure:
-    """The Jaccard overlap of the kept sets, method by method (1 on the diagonal), the value in each cell."""
-    labels = [LABELS[m] for m in INSPECT_METHODS]
-    z = [[ins.overlap[a][b] for b in INSPECT_METHODS] for a in INSPECT_METHODS]
-    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, name="Jaccard", zmin=0, zmax=1, colorscale="Blues",
-                               showscale=False, texttemplate="%{z:.2f}", textfont=dict(size=18),
-                               hovertemplate="kept by %{y} and by %{x}<br>Jaccard overlap %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title="Overlap of the kept weights (Jaccard)", height=420, **LAYOUT)
+def layer_lines(layers_by_run: Mapping[str, Sequence[Mapping]], quantity: str = "local", view: str = "both") -> go.Figure:
+    """One panel per linear type, block on x, sharing one y axis. After pruning is red, after repair blue (the
+    second run dashed); ``change`` draws after ÷ before per run, around the line at 1 (unchanged)."""
+    q = QUANTITIES[quantity]
+    columns, cols, rows = _panels(layers_by_run)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_short(c) for c in columns] or None,
+                        shared_yaxes=True, horizontal_spacing=0.03, vertical_spacing=0.16)
+    plotted = []
+    for r, (label, layers) in enumerate(layers_by_run.items()):
+        labels = layer_columns(layers)
+        for j, column in enumerate(columns):
+            recs = sorted((rec for rec, lab in zip(layers, labels) if lab == column), key=lambda rec: rec["block"])
+            for name, ys, color in _line_series(label, recs, q, view, r):
+                if all(y is None for y in ys):
+                    continue
+                plotted += ys
+                fig.add_trace(go.Scatter(
+                    x=[rec["block"] for rec in recs], y=ys, name=name, legendgroup=name, showlegend=j == 0,
+                    mode="lines+markers", line=dict(color=color, dash=RUN_DASHES[r % 2]), meta=column,
+                    marker=dict(symbol=RUN_SYMBOLS[r % 2], size=5), customdata=[rec["name"] for rec in recs],
+                    hovertemplate=f"{name}<br>block %{{x}} · {_short(column)} (%{{customdata}})<br>%{{y:.4g}}<extra></extra>"),
+                    row=j // cols + 1, col=j % cols + 1)
+    fig.update_layout(title=f"{q.title.capitalize()} by block ({VIEWS[view]})", height=HEIGHT + 220 * (rows - 1),
+                      **PLAIN_LAYOUT)
+    fig.update_xaxes(**block_ticks(_n_blocks(layers_by_run), most=5))
+    fig.update_xaxes(title_text="block", row=rows)
+    fig.update_yaxes(**(ratio_axis(plotted) if view == "change" else value_axis(plotted)))
     return fig
 
 
-def agreement_bars(ins: LayerInspection) -> go.Figure:
-    """How many weights exactly which methods keep (a Venn diagram as bars), as a share of the whole matrix."""
-    order = sorted(ins.agreement, key=lambda methods: (-len(methods), [INSPECT_METHODS.index(m) for m in methods]))
-    total = sum(ins.agreement.values())
-    shares = [ins.agreement[m] / total for m in order]
-    colours = [KEPT if len(m) == len(INSPECT_METHODS) else PRUNED if not m else "#9ca3af" for m in order]
-    fig = go.Figure(go.Bar(
-        y=[agreement_label(m) for m in order], x=shares, orientation="h", name="weights", marker_color=colours,
-        customdata=[ins.agreement[m] for m in order], text=[f"{v:.1%}" for v in shares], textposition="outside",
-        cliponaxis=False, hovertemplate="%{y}<br>%{customdata:,} weights (%{x:.1%})<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(tickformat=".0%", title_text="share of the layer's weights", range=[0, 1.2 * max(shares)])
-    fig.update_layout(title=f"Who keeps each weight ({_setting(ins)}, whole matrix)", height=420, **LAYOUT)
+def _line_series(label: str, recs: Sequence[Mapping], q: Quantity, view: str, run: int):
+    before, after = q.layer_fields
+    if view == "change":
+        palette = qualitative.Dark2
+        yield (f"{label} · after ÷ before", [_ratio(_value(rec, before), _value(rec, after)) for rec in recs],
+               palette[run % len(palette)])
+        return
+    for which, field, color in (("before", before, BEFORE), ("after", after, AFTER)):
+        if view in (which, "both"):
+            yield f"{label} · {_WHAT[which]}", [_value(rec, field) for rec in recs], color
+
+
+# -- sparsity --------------------------------------------------------------------------------------------------
+
+
+def uniform_sparsity(layers: Sequence[Mapping]) -> str | None:
+    """``all 210 layers at 50.0%`` when every layer has the same sparsity (within 0.05%), else None."""
+    values = [rec["sparsity"] for rec in layers if rec.get("sparsity") is not None]
+    if values and max(values) - min(values) < UNIFORM:
+        return f"all {len(values)} layers at {sum(values) / len(values):.1%}"
+    return None
+
+
+def sparsity_heatmaps(layers_by_run: Mapping[str, Sequence[Mapping]]) -> go.Figure:
+    """Per-layer sparsity, block by linear type, one panel per run whose layers differ; the colour range spans
+    the sparsities present, so small differences show (uniform runs are said in words, see uniform_sparsity)."""
+    varied = {label: layers for label, layers in layers_by_run.items() if layers and not uniform_sparsity(layers)}
+    labels = list(varied)
+    fig = make_subplots(rows=1, cols=max(1, len(labels)), subplot_titles=labels or None, horizontal_spacing=0.1)
+    values = [rec["sparsity"] for layers in varied.values() for rec in layers]
+    for i, label in enumerate(labels):
+        blocks, columns, z = layer_matrix(varied[label], "sparsity")
+        _, _, names = layer_matrix(varied[label], "name")
+        text = [[f"{label}<br>block {b} · {_short(c)} ({n})<br>sparsity {v:.2%}" if v is not None else ""
+                 for c, v, n in zip(columns, row, name_row)] for b, row, name_row in zip(blocks, z, names)]
+        fig.add_trace(go.Heatmap(z=z, x=[_short(c) for c in columns], y=blocks, name=label, coloraxis="coloraxis",
+                                 xgap=1, ygap=1, text=text, hovertemplate="%{text}<extra></extra>"),
+                      row=1, col=i + 1)
+    colours = dict(colorscale="Blues", colorbar=dict(title="sparsity", tickformat=".1%"))
+    if values:
+        colours.update(cmin=min(values), cmax=max(values))
+    fig.update_layout(title="Sparsity per layer", height=HEIGHT, coloraxis=colours, **PLAIN_LAYOUT)
+    fig.update_yaxes(title_text="block", autorange="reversed", **block_ticks(_n_blocks(layers_by_run)))
     return fig
 
 
-def local_error_bars(ins: LayerInspection) -> go.Figure:
-    """Each method's local output error on held-out inputs, one bar per method, the value written on it."""
-    values = [ins.local_error[m] for m in INSPECT_METHODS]
-    fig = go.Figure(go.Bar(
-        x=[LABELS[m] for m in INSPECT_METHODS], y=values, marker_color=[METHOD_COLORS[m] for m in INSPECT_METHODS],
-        text=[f"{v:.3g}" for v in values], textposition="outside", cliponaxis=False, name="local error",
-        hovertemplate="%{x}<br>local error %{y:.4g} (%{y:.2%} of the output's energy)<extra></extra>"))
-    fig.update_layout(title=f"Local error at {_setting(ins)}", height=440,
-                      yaxis_title="‖WX − W′X‖² / ‖WX‖², held-out X", showlegend=False, **LAYOUT)
+def sparsity_lines(layers_by_run: Mapping[str, Sequence[Mapping]]) -> go.Figure:
+    """Sparsity of each layer along the depth, one panel per linear type, on a 0-100% axis."""
+    columns, cols, rows = _panels(layers_by_run)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_short(c) for c in columns] or None,
+                        shared_yaxes=True, horizontal_spacing=0.03, vertical_spacing=0.16)
+    palette = qualitative.Dark2
+    for r, (label, layers) in enumerate(layers_by_run.items()):
+        labels = layer_columns(layers)
+        for j, column in enumerate(columns):
+            recs = sorted((rec for rec, lab in zip(layers, labels) if lab == column), key=lambda rec: rec["block"])
+            fig.add_trace(go.Scatter(
+                x=[rec["block"] for rec in recs], y=[rec["sparsity"] for rec in recs], name=label, legendgroup=label,
+                showlegend=j == 0, mode="lines+markers", meta=column, customdata=[rec["name"] for rec in recs],
+                line=dict(color=palette[r % len(palette)], dash=RUN_DASHES[r % 2]), marker=dict(size=5),
+                hovertemplate=f"{label}<br>block %{{x}} · {_short(column)} (%{{customdata}})<br>sparsity %{{y:.2%}}<extra></extra>"),
+                row=j // cols + 1, col=j % cols + 1)
+    fig.update_layout(title="Sparsity by block", height=HEIGHT + 220 * (rows - 1), **PLAIN_LAYOUT)
+    fig.update_xaxes(**block_ticks(_n_blocks(layers_by_run), most=5))
+    fig.update_xaxes(title_text="block", row=rows)
+    fig.update_yaxes(**percent_axis())
     return fig
 
 
-def error_curve_figure(curves: ErrorCurves, ins: LayerInspection | None = None) -> go.Figure:
-    """Local error against sparsity, one line per method (unstructured); stars mark the current setting."""
+# -- block outputs ---------------------------------------------------------------------------------------------
+
+
+def block_errors(blocks_by_run: Mapping[str, Sequence[Mapping]], quantity: str = "local", view: str = "both") -> go.Figure:
+    """Relative error of each whole block's output against the dense block: after pruning (red) and after
+    repair (blue), the second run dashed, or their ratio in the ``change`` view."""
+    q = QUANTITIES[quantity]
+    before, after = q.block_fields
     fig = go.Figure()
-    for method in INSPECT_METHODS:
-        fig.add_trace(go.Scatter(
-            x=list(curves.sparsities), y=list(curves.errors[method]), name=LABELS[method], mode="lines+markers",
-            line=dict(color=METHOD_COLORS[method], width=3), marker=dict(size=8),
-            hovertemplate=f"{LABELS[method]}<br>sparsity %{{x:.0%}}<br>local error %{{y:.4g}}<extra></extra>"))
-    if ins is not None:
-        fig.add_trace(go.Scatter(
-            x=[ins.sparsity] * len(INSPECT_METHODS), y=[ins.local_error[m] for m in INSPECT_METHODS],
-            name=f"now: {_setting(ins)}", mode="markers", text=[LABELS[m] for m in INSPECT_METHODS],
-            marker=dict(symbol="star", size=18, color=[METHOD_COLORS[m] for m in INSPECT_METHODS],
-                        line=dict(color="black", width=1)),
-            hovertemplate="%{text} now<br>sparsity %{x:.0%}<br>local error %{y:.4g}<extra></extra>"))
-    fig.update_xaxes(tickformat=".0%", dtick=0.1, title_text="sparsity of this layer (unstructured)")
-    fig.update_layout(title="Local error as the layer is pruned harder", height=440,
-                      yaxis_title="local error on held-out text", legend=dict(title=None), **LAYOUT)
-    return fig
-
-
-def update_heatmap(ins: LayerInspection, crop: Crop) -> go.Figure:
-    """SparseGPT's W' − W on the weights it keeps, a diverging scale centred at 0; pruned cells are left blank."""
-    kept = crop.take(ins.masks["sparsegpt"])
-    update = crop.take(ins.sparsegpt_update)
-    z = [[u if k else None for u, k in zip(ur, kr)] for ur, kr in zip(update.tolist(), kept.tolist())]
-    before, after = crop.values(ins.weight), crop.values(ins.weights["sparsegpt"])
-    limit = float(update.abs().max()) or 1.0
-    fig = make_subplots(rows=1, cols=1)
-    fig.add_trace(go.Heatmap(
-        z=z, x=crop.x, y=crop.y, name="W′ − W", colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
-        customdata=[[[b, a] for b, a in zip(br, ar)] for br, ar in zip(before, after)], hoverongaps=False,
-        colorbar=dict(title="W′ − W", len=0.8),
-        hovertemplate="SparseGPT update W′ − W<br>row %{y}, column %{x}<br>%{z:+.4f}: "
-                      "W %{customdata[0]:.4f} → %{customdata[1]:.4f}<extra></extra>"))
-    fig.update_layout(title=f"How SparseGPT moves the weights it keeps ({_where(crop)}; blank = pruned)", height=560,
-                      **LAYOUT)
-    return _matrix_axes(fig, 1)
-
-
-def adapter_zero_maps(start: torch.Tensor, method: str, outcomes: Mapping[str, AdapterOutcome], crop: Crop) -> go.Figure:
-    """Zero (orange) and non-zero (blue) weights on the crop: the pruned weight, then each adapter after merging."""
-    panels = [(f"pruned by {LABELS[method]}", start)]
-    panels += [(f"{LABELS[kind]} merged", out.merged) for kind, out in outcomes.items()]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.05)
-    for i, (what, weight) in enumerate(panels):
-        values = crop.take(weight)
-        fig.add_trace(go.Heatmap(
-            z=(values != 0).int().tolist(), x=crop.x, y=crop.y, name=what, customdata=values.tolist(),
-            hovertemplate=f"{what}<br>row %{{y}}, column %{{x}}<br>W = %{{customdata:.2e}}<extra></extra>",
-            **_two_colour("zero", "non-zero", show=i == len(panels) - 1)), row=1, col=i + 1)
-    fig.update_layout(title=f"Zeros after merging the adapters ({_where(crop)})", height=380, **LAYOUT)
-    return _matrix_axes(fig, len(panels))
+    plotted = []
+    for r, (label, blocks) in enumerate(blocks_by_run.items()):
+        series = []
+        if view == "change":
+            series.append((f"{label} · after ÷ before", [_ratio(_value(b, before), _value(b, after)) for b in blocks],
+                           qualitative.Dark2[r % len(qualitative.Dark2)]))
+        for which, field, color in (("before", before, BEFORE), ("after", after, AFTER)):
+            if view in (which, "both"):
+                series.append((f"{label} · {_WHAT[which]}", [_value(b, field) for b in blocks], color))
+        for name, ys, color in series:
+            if all(y is None for y in ys):
+                continue
+            plotted += ys
+            fig.add_trace(go.Scatter(x=[b["block"] for b in blocks], y=ys, name=name, mode="lines+markers",
+                                     line=dict(color=color, dash=RUN_DASHES[r % 2]),
+                                     marker=dict(symbol=RUN_SYMBOLS[r % 2], size=6),
+                                     hovertemplate=f"{name}<br>block %{{x}} output<br>%{{y:.4g}}<extra></extra>"))
+    fig.update_xaxes(**block_ticks(_n_blocks(blocks_by_run)))
+    fig.update_yaxes(**(ratio_axis(plotted) if view == "change" else value_axis(plotted)))
+    y = "after ÷ before (1 = unchanged)" if view == "change" else f"block output {q.title}"
+    return styled(fig, f"Block outputs: {q.title} ({VIEWS[view]})", "block", y)

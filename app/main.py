@@ -13,10 +13,13 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 
 import streamlit as st  # noqa: E402
 
-from app import widgets  # noqa: E402
-from perp_engine.errors import PerpError  # noqa: E402
+from app import boot  # noqa: E402  (Streamlit only: it draws before the engine is imported)
 
 st.set_page_config(page_title="PERP Lab", page_icon=":material/content_cut:", layout="wide")
+
+with boot.splash(show="app.widgets" not in sys.modules):  # the engine's import takes seconds on the first load
+    from app import widgets
+    from perp_engine.errors import PerpError
 
 pages = [
     st.Page(widgets.PAGES["experiment"], title="Experiment", icon=":material/science:", default=True),
@@ -24,6 +27,7 @@ pages = [
     st.Page(widgets.PAGES["layers"], title="Layers", icon=":material/view_module:"),
     st.Page(widgets.PAGES["inside_layer"], title="Inside a layer", icon=":material/grid_on:"),
     st.Page(widgets.PAGES["sweep"], title="Sweep", icon=":material/grid_view:"),
+    st.Page(widgets.PAGES["run"], title="Run", icon=":material/description:", url_path="run"),
     st.Page(widgets.PAGES["about"], title="About", icon=":material/menu_book:"),
 ]
 page = st.navigation(pages)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +20,8 @@ STAGE_TITLES = {
     "final_eval": "Final perplexity",
 }
 
+MIN_PACE_FRACTION = 0.05  # below this share of a stage its pace says too little to extrapolate from
+_COUNT = re.compile(r"\b\d+/\d+\b")
 REUSED = {"dense_eval": "dense_ppl", "prune": "pruned_model", "pruned_eval": "pruned_ppl"}  # names in RunResult.reused
 
 
@@ -43,28 +47,50 @@ def stage_title(stage: str, config: Mapping) -> str:
     return STAGE_TITLES.get(stage, stage)
 
 
+def stage_seconds(row: RunRow) -> dict[str, float]:
+    """Seconds per finished stage: the run's timings once it is done, the store's stage clock while it runs."""
+    return {**(row.stage_seconds or {}), **(row.timings or {})}
+
+
+def has_count(message: str) -> bool:
+    """Whether a progress message carries its own count (``block 19/30``), which a percentage would contradict."""
+    return bool(_COUNT.search(message or ""))
+
+
 def stage_bars(row: RunRow) -> list[StageBar]:
     """One bar per stage of the run: finished stages full (with their time when known), the current one at
-    its fraction with the latest message, later ones empty; a failed or cancelled run stops at its stage."""
+    its fraction with the latest message (its percentage only when the message has no count of its own),
+    later ones empty; a failed or cancelled run stops at its stage."""
     stages = run_stages(row.config)
     current = stages.index(row.stage) if row.stage in stages else -1
+    seconds_by_stage = stage_seconds(row)
     bars = []
     for i, stage in enumerate(stages):
         title = stage_title(stage, row.config)
         if row.status == "done" or i < current:
-            seconds = row.timings.get(stage)
+            seconds = seconds_by_stage.get(stage)
             reused = " (reused from the cache)" if REUSED.get(stage) in (row.reused or []) else ""
             text = f"{title}: done" + (f" in {seconds:.1f} s" if seconds is not None else "") + reused
             bars.append(StageBar(stage, title, 1.0, "done", text))
         elif i == current and row.status == "running":
-            pct = f"{100 * row.fraction:.0f}%"
-            bars.append(StageBar(stage, title, min(max(row.fraction, 0.0), 1.0), "active",
-                                 f"{title}: {pct}" + (f" · {row.message}" if row.message else "")))
+            where = row.message if has_count(row.message) else f"{100 * row.fraction:.0f}%" + (
+                f" · {row.message}" if row.message else "")
+            bars.append(StageBar(stage, title, min(max(row.fraction, 0.0), 1.0), "active", f"{title}: {where}"))
         elif i == current and row.status in ("failed", "cancelled"):
             bars.append(StageBar(stage, title, min(max(row.fraction, 0.0), 1.0), "stopped", f"{title}: {row.status}"))
         else:
             bars.append(StageBar(stage, title, 0.0, "waiting", f"{title}: waiting"))
     return bars
+
+
+def current_step(row: RunRow) -> str:
+    """One line on where a run is: ``queued``, the current stage's bar text, ``done``, ``failed during Retrain``."""
+    if row.status == "running":
+        active = [bar.text for bar in stage_bars(row) if bar.state == "active"]
+        return active[0] if active else "starting"
+    if row.status in ("failed", "cancelled") and row.stage:
+        return f"{row.status} during {stage_title(row.stage, row.config)}"
+    return row.status
 
 
 def overall_fraction(row: RunRow, weights: Mapping[str, float] | None = None) -> float:
@@ -79,8 +105,25 @@ def overall_fraction(row: RunRow, weights: Mapping[str, float] | None = None) ->
     return done / sum(w.values())
 
 
-def remaining_seconds(row: RunRow, breakdown: Mapping[str, float]) -> float | None:
-    """Predicted seconds left from an estimate's per-stage ``breakdown``; None when the run is not running."""
+def remaining_seconds(row: RunRow, breakdown: Mapping[str, float], now: float | None = None) -> float | None:
+    """Predicted seconds left; None when the run is not running. Stages not started count their estimate from
+    ``breakdown``. The current stage is extrapolated from its own pace once it reports some progress (elapsed
+    x (1 - f) / f), and before that counts its estimate down with the time it has run, so the prediction moves
+    every second instead of waiting for the next progress report."""
     if row.status != "running":
         return None
-    return sum(breakdown.get(bar.stage, 0.0) * (1.0 - bar.value) for bar in stage_bars(row))
+    now = time.time() if now is None else now
+    left = 0.0
+    for bar in stage_bars(row):
+        estimate = breakdown.get(bar.stage, 0.0)
+        if bar.state == "waiting":
+            left += estimate
+        elif bar.state == "active":
+            elapsed = now - row.stage_started_at if row.stage_started_at else None
+            if elapsed is None:
+                left += estimate * (1.0 - bar.value)
+            elif bar.value >= MIN_PACE_FRACTION:
+                left += elapsed * (1.0 - bar.value) / bar.value
+            else:
+                left += max(estimate - elapsed, 0.0)
+    return left

@@ -28,6 +28,8 @@ SWEEP = "watched_sweep"  # the sweep the Sweep page follows
 UPLOADS = "uploaded_texts"  # paths of text files uploaded in this session
 PREFLIGHT_MEMORY_S = 600  # how long the pre-run checker keeps model configs and tokenizers it read
 PREFLIGHT_RESULT_S = 60  # how long one config's check result is reused (a model folder may appear meanwhile)
+LOADED = "loaded_run"  # the run whose settings the Experiment form was last filled with
+FROM_QUERY = "from"  # Experiment's ?from=12: fill the form with run 12's settings (survives a reload)
 
 
 @st.cache_resource(show_spinner=False)
@@ -96,5 +98,8 @@ def session_list(key: str) -> list:
 
 
 def remember_launch(run_id: int) -> None:
+    """Keep a launched run in this session, and in the page address so a reload shows its settings again."""
     launched = session_list(LAUNCHED)
     launched.insert(0, run_id)
+    st.session_state[LOADED] = run_id
+    st.query_params[FROM_QUERY] = str(run_id)

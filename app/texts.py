@@ -22,42 +22,64 @@ reproduce the dense block's outputs, one block at a time.
 
 SCALING = r"s = \alpha / r \quad\text{(rank } r\text{, scaling } \alpha\text{)},\qquad M = \mathbb{1}[W \neq 0]"
 
-ADAPTERS: tuple[tuple[str, str, str], ...] = (
-    ("LoRA", r"W' = W + s\,BA",
-     "The classic low-rank adapter. BA is dense: merging it would fill the pruned zeros back in, so it is kept "
-     "as a separate module, and the run's notes say so."),
-    ("LoRAPrune", r"\text{train: } W + s\,BA \qquad \text{merge: } W' = W + s\,(BA) \odot M",
-     "Trained like LoRA, masked only when merged: sparsity is kept, but the merged model differs from the "
-     "trained one wherever BA was non-zero on a pruned weight."),
-    ("MaskLoRA", r"W' = W + s\,(BA) \odot M,\qquad A \sim \text{Kaiming},\; B = 0",
-     "The mask is applied during training too, so what is trained is exactly what is merged, and the pruned "
-     "weights stay zero. B = 0 makes it start as the identity (W' = W)."),
-    ("ScaleLoRA", r"W' = W \odot (BA),\qquad A = B = \tfrac{1}{\sqrt{r}}\,\mathbf{1}",
-     "A multiplicative low-rank rescaling of each weight: zeros stay zero by construction. A and B start "
-     "constant, so BA = 1 and training starts from the pruned model."),
-)
+# Keyed by the adapter names of perp_engine.config.ADAPTERS: (title, formula, explanation).
+ADAPTERS: dict[str, tuple[str, str, str]] = {
+    "lora": ("LoRA", r"W' = W + s\,BA",
+             "The classic low-rank adapter. BA is dense: merging it would fill the pruned zeros back in, so it is "
+             "kept as a separate module, and the run's notes say so."),
+    "loraprune": ("LoRAPrune", r"\text{train: } W + s\,BA \qquad \text{merge: } W' = W + s\,(BA) \odot M",
+                  "Trained like LoRA, masked only when merged: sparsity is kept, but the merged model differs from "
+                  "the trained one wherever BA was non-zero on a pruned weight."),
+    "masklora": ("MaskLoRA", r"W' = W + s\,(BA) \odot M,\qquad A \sim \text{Kaiming},\; B = 0",
+                 "The mask is applied during training too, so what is trained is exactly what is merged, and the "
+                 "pruned weights stay zero. B = 0 makes it start as the identity (W' = W)."),
+    "scalelora": ("ScaleLoRA", r"W' = W \odot (1 + BA),\qquad A \text{ random},\; B = 0",
+                  "A multiplicative rescaling of each weight: zeros stay zero by construction, and B = 0 makes it "
+                  "start as the identity. A random A lets BA reach any rank up to r."),
+    "scalelora-paper": ("ScaleLoRA (paper)", r"W' = W \odot (BA),\qquad A = B = \tfrac{1}{\sqrt{r}}\,\mathbf{1}",
+                        "The PERP paper's form, kept to reproduce it: A and B start constant, so BA = 1 (identity). "
+                        "That symmetric start gives every row of A and every column of B identical gradients "
+                        "forever, so BA stays rank 1 whatever r is; the full-rank ScaleLoRA above avoids this."),
+}
+
+ERRORS = """\
+Two layer-wise errors, both relative to the dense model and measured on held-out windows of the calibration
+text (not used to prune or to retrain):
+
+- **Local error** of a layer: ||W X - W' X||² / ||W X||², with X the inputs this layer sees in the model being
+  measured and W, W' its dense and current weights. It is what pruning and reconstruction minimise, and 0 for a
+  layer whose weights equal the dense ones.
+- **Accumulated error (drift)**: ||f_dense(X_dense) - f(X)||² / ||f_dense(X_dense)||², each model on its own
+  activations propagated from the start: how far the model's internal state has moved from the dense one, all
+  upstream damage included. It grows with depth even where a layer's own error is small.
+"""
 
 CHARTS: dict[str, str] = {
-    "ppl_vs_sparsity": "Perplexity (log scale) as sparsity grows, one line per pruning method and retraining "
-                       "recipe. Dotted lines are the pruned models before retraining, the star is the dense "
-                       "model. The gap between a dotted line and a solid one is what retraining recovered.",
+    "ppl_vs_sparsity": "Perplexity as sparsity grows, one line per pruning method and retraining recipe. Dotted "
+                       "lines are the pruned models before retraining, the star is the dense model. The gap "
+                       "between a dotted line and a solid one is what retraining recovered. Runs evaluated under "
+                       "different protocols (text, sequence length, tokens) get their own lines and dense star.",
     "ppl_vs_trainable": "The PERP picture. Each point is a retrained run: how many parameters it trained "
                         "(x, log scale) against its perplexity. Dotted: the same pruned model before "
                         "retraining; dashed: the dense model. Points near the dashed line at the far left "
                         "mean that a tiny share of parameters recovered most of the damage.",
-    "ppl_bars": "For each run: the dense model, the model after pruning, and after retraining (log scale).",
+    "ppl_bars": "For each run: the dense model, the model after pruning, and after retraining, with their values.",
     "loss_curves": "Training loss per step (retraining: language-model loss; reconstruction: the block "
                    "errors, block after block). A curve that drops then flattens has converged; one that "
                    "rises means the learning rate is too high.",
-    "error_heatmaps": "Relative reconstruction error of every linear layer, ||W x - W' x||^2 / ||W x||^2 on "
-                      "calibration inputs, by block (rows) and layer type (columns). Colour is log10: one "
-                      "step is a factor of ten. Compare the panels after pruning and after retraining.",
-    "error_lines": "The same errors along the depth of the model, one panel per layer type: solid after "
-                   "pruning, dashed after retraining. Errors usually grow with depth as pruning damage "
-                   "accumulates.",
+    "error_heatmaps": "The chosen layer-wise error of every linear layer, by block (rows) and layer type "
+                      "(columns). Colour is log10: one step is a factor of ten. The change view colours "
+                      "after repair ÷ after pruning: blue where repair lowered the error, red where it raised it.",
+    "error_lines": "The same errors along the depth of the model, one panel per layer type: red after pruning, "
+                   "blue after repair. The local error shows which layers pruning hurt most; the accumulated "
+                   "error grows with depth as the damage of earlier layers adds up.",
     "sparsity": "Share of zero weights in each linear layer. Uniform pruning gives the same value everywhere; "
                 "N:M patterns give exactly N/M.",
-    "block_losses": "Relative error of each whole block's output against the dense block on the same inputs.",
+    "block_losses": "The output of each whole transformer block against the dense block's, as a relative "
+                    "squared error: local (the block on the inputs it sees in the measured model, against the "
+                    "dense block on the same inputs) or accumulated (each model on its own propagated inputs). "
+                    "Red after pruning, blue after repair. Block-by-block reconstruction trains exactly the "
+                    "local block error.",
 }
 
 GETTING_STARTED = """\

@@ -1,5 +1,5 @@
 """Streamlit pieces the pages share: run cards with live progress, result metrics, charts with their captions,
-the empty state, and the sidebar."""
+the runs table's column formats, the empty state, and the sidebar."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.store import RunRow
 
-from . import figures, state
-from .forms import DATASET_HELP
-from .progress_view import STAGE_TITLES, remaining_seconds, stage_bars
+from . import figures, forms, state
+from .forms import DATASET_HELP, DATASET_TAGS
+from .progress_view import STAGE_TITLES, current_step, overall_fraction, remaining_seconds, stage_bars
 from .runs import format_seconds, recovery, run_label, runs_frame
 from .texts import CHARTS, GETTING_STARTED
 
@@ -29,6 +29,25 @@ PAGES = {  # page files relative to app/main.py
     "inside_layer": "../pages/inside_layer.py",
     "sweep": "../pages/sweep.py",
     "about": "../pages/about.py",
+    "run": "../pages/run.py",
+}
+RUN_QUERY = "run"  # ?run=12 opens run 12 on the run page (and preselects it on Layers)
+RECENT_RUNS = 3  # Experiment shows the newest runs of the store, whoever launched them
+RUN_COLUMN_CONFIG = {  # how the runs tables of Compare and Sweep show their columns
+    "id": st.column_config.NumberColumn(format="%d"),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+    "recovery": st.column_config.ProgressColumn("recovery", min_value=0.0, max_value=1.0, format="percent",
+                                                help="share of the pruning damage undone (log-perplexity)"),
+    "trainable %": st.column_config.NumberColumn(format="%.3g%%"),
+    "trainable params": st.column_config.NumberColumn(format="localized"),
+    "eval tokens": st.column_config.NumberColumn(format="localized"),
+    "dense ppl": st.column_config.NumberColumn(format="%.2f"),
+    "pruned ppl": st.column_config.NumberColumn(format="%.2f"),
+    "final ppl": st.column_config.NumberColumn(format="%.2f"),
+    "lr": st.column_config.NumberColumn(format="%.0e"),
+    "time (s)": st.column_config.NumberColumn(format="%.0f"),
+    "sweep": st.column_config.NumberColumn(format="%d"),
+    "created": st.column_config.DatetimeColumn(format="distance"),
 }
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "done": ":material/check_circle:",
                 "failed": ":material/error:", "cancelled": ":material/cancel:"}
@@ -94,9 +113,40 @@ def choices(key: str, *options: str) -> list[str]:
 
 
 def dataset_label(value: str) -> str:
+    """Short enough for a half-width select box: ``wiki-embedded · works offline``, ``notes.txt · your file``."""
     if value in DATASET_HELP:
-        return f"{value} · {DATASET_HELP[value]}"
-    return f"{Path(value).name} · your file ({value})"
+        return f"{value} · {DATASET_TAGS[value]}"
+    return f"{Path(value).name} · your file"
+
+
+def query_run_ids() -> list[int]:
+    """The run ids in the page URL (``?run=12``, or several), ignoring what is not a number."""
+    cleaned = (v.strip().lstrip("#") for v in st.query_params.get_all(RUN_QUERY))
+    return [int(v) for v in cleaned if v.isdigit()]
+
+
+def load_run_from_query() -> int | None:
+    """When the page address says ``?from=12``, put run 12's settings in the Experiment form, once per session
+    and run (later edits stay); return the run id shown, or None."""
+    value = st.query_params.get(state.FROM_QUERY, "")
+    if not value.isdigit():
+        return None
+    run_id = int(value)
+    if st.session_state.get(state.LOADED) != run_id:
+        try:
+            row = state.store().get_run(run_id)
+        except PerpError as err:
+            st.warning(f"Cannot load the settings of run #{run_id}: {err}", icon=":material/warning:")
+            return None
+        st.session_state.update(forms.widget_values(row.config))
+        st.session_state[state.LOADED] = run_id
+    return run_id
+
+
+def details_link(row: RunRow, label: str | None = None) -> None:
+    """A link to the run's own page (config, timings, log, layers, export), which a URL can reopen."""
+    st.page_link(PAGES["run"], label=label or f"Run #{row.id}: details, log, export", icon=":material/open_in_new:",
+                 query_params={RUN_QUERY: str(row.id)})
 
 
 def save_upload(uploader_key: str, target_key: str) -> None:
@@ -138,7 +188,9 @@ def run_card(row: RunRow) -> None:
             st.warning(row.error or "cancelled", icon=":material/stop_circle:")
         if row.status != "queued":
             with st.expander("Log", expanded=row.status in ("running", "failed")):
-                st.code("\n".join(state.store().logs(row.id, tail=200)) or "(no log yet)", language=None, height=200)
+                st.code("\n".join(state.store().logs(row.id, tail=200)) or "(no log yet)", language=None, height=200,
+                        wrap_lines=True)
+        details_link(row)
 
 
 def _progress(row: RunRow) -> None:
@@ -218,20 +270,33 @@ def _cards(run_ids: tuple[int, ...]) -> bool:
     return any(not r.finished for r in rows)
 
 
+SWEEP_COLUMNS = ("id", "status", "progress", "now", "pruning", "retraining", "dense ppl", "pruned ppl", "final ppl",
+                 "recovery", "trainable params", "time (s)", "message")
+
+
 def sweep_progress(sweep_id: int) -> bool:
-    """A sweep's progress, its perplexity-vs-sparsity chart and its runs; True while runs remain."""
+    """A sweep's progress (overall, and each run's stage), its perplexity-vs-sparsity chart and its runs;
+    True while runs remain."""
     store = state.store()
     rows = store.sweep_runs(sweep_id)
     finished = sum(r.finished for r in rows)
     counts = ", ".join(f"{n} {s}" for s, n in store.get_sweep(sweep_id)["counts"].items())
-    st.progress(finished / len(rows) if rows else 1.0, text=f"{finished} of {len(rows)} finished ({counts})")
+    done_share = sum(overall_fraction(r) if r.status == "running" else float(r.finished) for r in rows)
+    st.progress(done_share / len(rows) if rows else 1.0, text=f"{finished} of {len(rows)} finished ({counts})")
+    for r in rows:
+        if r.status == "running":
+            st.progress(overall_fraction(r), text=f"{run_label(r)}: {current_step(r)}")
     active = [r for r in rows if not r.finished]
     if active and st.button("Cancel the rest", key=f"sweep-cancel-{sweep_id}", icon=":material/stop_circle:"):
         for r in active:
             state.executor().cancel(r.id)
     if any(r.status == "done" for r in rows):
         chart(figures.ppl_vs_sparsity(rows), "ppl_vs_sparsity", key=f"sweep-chart-{sweep_id}")
-    st.dataframe(runs_frame(rows), hide_index=True, key=f"sweep-table-{sweep_id}", placeholder="–")
+    table = runs_frame(rows)
+    table.insert(2, "progress", [overall_fraction(r) for r in rows])
+    table.insert(3, "now", [current_step(r) for r in rows])
+    st.dataframe(table, hide_index=True, key=f"sweep-table-{sweep_id}", placeholder="–", column_order=SWEEP_COLUMNS,
+                 column_config=RUN_COLUMN_CONFIG)
     return bool(active)
 
 

@@ -1,8 +1,9 @@
-"""About: what PERP is, the four adapters with their formulas, and what each chart means."""
+"""About: what PERP is, the adapters with their formulas, the two layer-wise errors, and what each chart means."""
 
 import streamlit as st
 
 from app import texts
+from perp_engine.config import ADAPTERS
 
 st.title("About PERP Lab")
 st.markdown(texts.PERP)
@@ -10,10 +11,16 @@ st.markdown(texts.PERP)
 st.subheader("The adapters")
 st.caption("Each wraps a pruned linear layer with weight W. Scaling and mask:")
 st.latex(texts.SCALING)
-for name, formula, explanation in texts.ADAPTERS:
-    st.markdown(f"**{name}**")
+for adapter in ADAPTERS:
+    if adapter == "none":
+        continue
+    name, formula, explanation = texts.ADAPTERS[adapter]
+    st.markdown(f"**{name}** (`{adapter}`)")
     st.latex(formula)
     st.caption(explanation)
+
+st.subheader("Layer-wise errors")
+st.markdown(texts.ERRORS)
 
 st.subheader("Reading the charts")
 for title, key in (("Perplexity vs sparsity (Compare)", "ppl_vs_sparsity"),
@@ -22,7 +29,8 @@ for title, key in (("Perplexity vs sparsity (Compare)", "ppl_vs_sparsity"),
                    ("Training loss (Compare)", "loss_curves"),
                    ("Error heatmaps (Layers)", "error_heatmaps"),
                    ("Error by depth (Layers)", "error_lines"),
-                   ("Sparsity (Layers)", "sparsity")):
+                   ("Sparsity (Layers)", "sparsity"),
+                   ("Block outputs (Layers)", "block_losses")):
     st.markdown(f"**{title}.** {texts.CHARTS[key]}")
 
 st.caption("Paper: M. Zimmer, M. Andoni, C. Spiegel, S. Pokutta, *PERP: Rethinking the Prune-Retrain Paradigm in "

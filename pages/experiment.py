@@ -13,6 +13,9 @@ st.caption("Prune a small language model, repair it by retraining a few paramete
            "and what came back. Every choice has a default that works on a laptop CPU.")
 
 store = state.store()
+loaded = widgets.load_run_from_query()
+if loaded:
+    st.caption(f":material/history: The form shows the settings of run #{loaded} (from the page address).")
 recent = store.list_runs(limit=50)
 used_models = [r.config["model"] for r in recent]
 used_data = [r.config["dataset"] for r in recent]
@@ -84,8 +87,9 @@ with form_col:
 
     with st.expander("Run size and advanced settings"):
         size = st.segmented_control("Run size", list(forms.RUN_SIZES), default=forms.DEFAULT_SIZE, required=True,
-                                    key="exp_size", persist_state=KEEP, format_func=str.capitalize)
-        st.caption(forms.SIZE_HELP[size])
+                                    key="exp_size", persist_state=KEEP, format_func=str.capitalize,
+                                    help=" · ".join(f"{k.capitalize()}: {v}" for k, v in forms.SIZE_HELP.items()))
+        size_note = st.empty()
         a, b, c = st.columns(3)
         advanced = {
             "eval_tokens": a.number_input("Evaluation tokens", 64, 10_000_000, forms.RUN_SIZES[size]["eval_tokens"],
@@ -99,6 +103,11 @@ with form_col:
                                   help=f"auto uses a GPU when there is one; here: {state.device_label()}"),
             "dtype": a.selectbox("Weights dtype", DTYPES, key="exp_dtype", persist_state=KEEP),
         }
+        advanced["max_grad_norm"] = b.number_input(
+            "Max gradient norm", 0.0, 1000.0, float(RunConfig.max_grad_norm), step=0.5, key="exp_max_grad_norm",
+            persist_state=KEEP, help="Gradients are clipped to this norm while retraining, as in the paper (1.0); "
+                                     "0 turns clipping off.")
+        size_note.caption(forms.size_caption(size, int(advanced["eval_tokens"]), int(advanced["calib_samples"])))
 
 form = forms.ExperimentForm(model=model or "", dataset=dataset or "", method=method, sparsity=sparsity, pattern=pattern,
                             recipe=recipe, steps=int(steps), lr=lr, size=size, advanced=advanced,
@@ -125,9 +134,11 @@ with cost_col:
 
     st.subheader("Runs")
     active = [r.id for r in store.list_runs(status=("queued", "running"))]
-    shown = [*active, *state.session_list(state.LAUNCHED)[:5]]
+    latest = [r.id for r in store.list_runs(limit=widgets.RECENT_RUNS)]
+    shown = [*active, *state.session_list(state.LAUNCHED)[:5], *latest]
     if shown:
         widgets.run_cards(sorted(set(shown), reverse=True))
+        st.page_link(widgets.PAGES["compare"], label="Every run: Compare", icon=":material/monitoring:")
     else:
         st.caption("Runs you launch appear here with a progress bar per stage. They run in the background: you can "
                    "open other pages meanwhile. Finished runs are on Compare and Layers.")

@@ -4,7 +4,7 @@ of LoRA and of MaskLoRA does to the zeros."""
 import streamlit as st
 
 from app import forms, layer_state, state, widgets
-from app.layer_figures import (CROP, LABELS, adapter_zero_maps, agreement_bars, crop_at, error_curve_figure,
+from app.inside_layer_figures import (CROP, LABELS, adapter_zero_maps, agreement_bars, crop_at, error_curve_figure,
                                 jaccard_heatmap, local_error_bars, mask_heatmaps, score_heatmaps, update_heatmap)
 from app.texts import INSIDE_LAYER
 from perp_engine.blocks import linear_kind

@@ -1,8 +1,13 @@
-"""Layers: inside one or two runs, layer by layer: reconstruction error before and after retraining, sparsity."""
+"""Layers: inside one or two runs, layer by layer: the local or the accumulated error after pruning and after
+repair (or their change), sparsity, and block outputs."""
 
 import streamlit as st
 
-from app import figures, runs, state, widgets
+from app import layer_figures as lf
+from app import runs, state, widgets
+from app.run_details import measure_note
+
+KEEP = "session"
 
 st.title("Layers")
 store = state.store()
@@ -14,10 +19,19 @@ if not done:
         widgets.getting_started()
     st.stop()
 
+rows = {r.id: r for r in done}
 labels = {r.id: runs.run_label(r) for r in done}
-wanted = [i for i in st.session_state.get(state.SELECTED, []) if i in labels][:2] or [done[0].id]
-picked = st.multiselect("Runs (one or two)", list(labels), default=wanted, max_selections=2, key="layers_runs",
-                        format_func=labels.get, help="Starts from the runs selected on Compare.")
+wanted = [i for i in widgets.query_run_ids() if i in labels] or [i for i in st.session_state.get(state.SELECTED, []) if i in labels]
+pick_col, error_col, view_col = st.columns([4, 3, 3])
+picked = pick_col.multiselect("Runs (one or two)", list(labels), default=wanted[:2] or [done[0].id], max_selections=2,
+                              key="layers_runs", format_func=labels.get, help="Starts from the runs selected on Compare.")
+quantity = error_col.segmented_control(
+    "Error", list(lf.QUANTITIES), format_func=lambda k: lf.QUANTITIES[k].short, default="local", required=True,
+    key="layers_quantity", persist_state=KEEP,
+    help="local: this layer's own error on the inputs it sees. accumulated (drift): how far the model's state has "
+         "moved from the dense model's, all upstream damage included (About explains both).")
+view = view_col.selectbox("Show", list(lf.VIEW_CHOICES), format_func=lf.VIEW_CHOICES.get, key="layers_view",
+                          persist_state=KEEP, help="the error after pruning, after repair, both, or how repair changed it")
 if not picked:
     st.info("Pick a run to look inside it.")
     st.stop()
@@ -31,11 +45,24 @@ if not any(layers.values()):
 error_tab, depth_tab, sparsity_tab, block_tab = st.tabs(
     ["Error heatmaps", "Error by depth", "Sparsity", "Block outputs"])
 with error_tab:
-    widgets.chart(figures.error_heatmaps(layers), "error_heatmaps")
+    for note in lf.missing_notes(layers, quantity, view):
+        st.info(note, icon=":material/info:")
+    widgets.chart(lf.error_heatmaps(layers, quantity, view), "error_heatmaps")
 with depth_tab:
-    widgets.chart(figures.layer_lines(layers, "recon_error"), "error_lines")
+    for note in lf.missing_notes(layers, quantity, view):
+        st.info(note, icon=":material/info:")
+    widgets.chart(lf.layer_lines(layers, quantity, view), "error_lines")
 with sparsity_tab:
-    widgets.chart(figures.sparsity_heatmaps(layers), "sparsity", key="sparsity_heatmaps", caption=False)
-    widgets.chart(figures.layer_lines(layers, "sparsity"), "sparsity", key="sparsity_lines")
+    for label, records in layers.items():
+        uniform = lf.uniform_sparsity(records)
+        if uniform:
+            st.markdown(f"**{label}**: {uniform}.")
+    if not all(lf.uniform_sparsity(records) for records in layers.values()):
+        widgets.chart(lf.sparsity_heatmaps(layers), "sparsity", key="sparsity_heatmaps", caption=False)
+    widgets.chart(lf.sparsity_lines(layers), "sparsity", key="sparsity_lines")
 with block_tab:
-    widgets.chart(figures.block_losses(blocks), "block_losses")
+    for note in lf.missing_notes(blocks, quantity, view, blocks=True):
+        st.info(note, icon=":material/info:")
+    widgets.chart(lf.block_errors(blocks, quantity, view), "block_losses")
+for i in picked:
+    st.caption(f":material/straighten: #{i}: {measure_note(rows[i].result)}")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import forms, runs, state, widgets
-from perp_engine.config import DEFAULT_MODEL, METHODS, NAMED_DATASETS
+from perp_engine.config import DEFAULT_MODEL, METHODS, NAMED_DATASETS, RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.presets import DESCRIPTIONS, PRESETS
 from perp_engine.sweep import queue_sweep
@@ -35,19 +35,32 @@ with st.container(border=True):
                                 help="An N:M pattern fixes the sparsity to N/M.")
     recipes = st.multiselect("Retraining recipes", list(PRESETS), default=["none", "perp"], key="sw_recipes",
                              persist_state=KEEP, help=" · ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
-    c3, c4, c5 = st.columns(3)
+    c3, c4 = st.columns(2)
     n_seeds = c3.number_input("Seeds", 1, 10, 1, key="sw_seeds", persist_state=KEEP,
                               help="Repeats with seeds 0, 1, ...; charts average them.")
-    steps = c4.number_input("Training steps", 1, 100_000, 30, key="sw_steps", persist_state=KEEP)
-    size = c5.segmented_control("Run size", list(forms.RUN_SIZES), default=forms.DEFAULT_SIZE, required=True,
-                                key="sw_size", persist_state=KEEP, format_func=str.capitalize)
-    name = st.text_input("Name", key="sw_name", persist_state=KEEP, placeholder="named after its axes when empty")
+    size = c4.segmented_control("Run size", list(forms.RUN_SIZES), default=forms.DEFAULT_SIZE, required=True,
+                                key="sw_size", persist_state=KEEP, format_func=str.capitalize,
+                                help=" · ".join(f"{k.capitalize()}: {v}" for k, v in forms.SIZE_HELP.items()))
+    c5, c6, c7, c8 = st.columns(4)
+    run_size = {
+        "steps": c5.number_input("Training steps", 1, 100_000, RunConfig.steps, key="sw_steps", persist_state=KEEP),
+        "seqlen": c6.number_input("Sequence length", 8, 8192, RunConfig.seqlen, key="sw_seqlen", persist_state=KEEP),
+        "calib_samples": c7.number_input("Calibration sequences", 1, 4096, forms.RUN_SIZES[size]["calib_samples"],
+                                         key=f"sw_calib_{size}", persist_state=KEEP),
+        "eval_tokens": c8.number_input("Evaluation tokens", 64, 10_000_000, forms.RUN_SIZES[size]["eval_tokens"],
+                                       step=1024, key=f"sw_eval_tokens_{size}", persist_state=KEEP),
+    }
+    st.caption(forms.size_caption(size, int(run_size["eval_tokens"]), int(run_size["calib_samples"])))
+    seeds = list(range(int(n_seeds)))
+    axes_name = forms.sweep_name(methods, sparsities, recipes, seeds, pattern) if methods and recipes else ""
+    name = st.text_input("Name", key="sw_name", persist_state=KEEP,
+                         placeholder=f"{axes_name} (named by what varies when empty)" if axes_name else
+                         "named by what varies when empty")
 
 try:
-    spec = forms.sweep_spec(name=name, fixed={"model": model, "dataset": dataset, "steps": int(steps),
-                                              **forms.RUN_SIZES[size]},
-                            methods=methods, sparsities=sparsities, recipes=recipes, seeds=range(int(n_seeds)),
-                            pattern=pattern)
+    spec = forms.sweep_spec(name=name, fixed={"model": model, "dataset": dataset,
+                                              **{k: int(v) for k, v in run_size.items()}},
+                            methods=methods, sparsities=sparsities, recipes=recipes, seeds=seeds, pattern=pattern)
     configs, skipped = spec.configs(skip_invalid=True)
 except PerpError as err:
     st.warning(str(err), icon=":material/warning:")

@@ -1,5 +1,6 @@
 """Stores seeded with runs for the app tests: real pipeline runs of the tiny saved model, plus failed and queued
-runs, and hand-made results with known numbers for the figure tests."""
+runs, and hand-made results with known numbers (including the local and accumulated layer errors of the
+RunResult contract, and runs recorded before local errors existed) for the figure and Layers tests."""
 
 from __future__ import annotations
 
@@ -55,5 +56,44 @@ def seed_store(path: Path, model_dir: Path, text_file: Path) -> dict[str, int]:
     store.fail_run(failed, FAILURE)
     ids["failed"] = failed
     ids["queued"] = store.create_run(RunConfig.create("none", model=str(model_dir), dataset=str(text_file), **TINY))
+    store.close()
+    return ids
+
+
+KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MEASURED_ON = {"count": 8, "seqlen": 256, "source": "wiki-embedded", "held_out": True}
+
+
+def layer_errors(n_blocks: int = 4, *, local: bool = True, after: bool = True, sparsity: float = 0.5) -> tuple[list, list]:
+    """Made-up layer and block records of a LLaMA-like model: local error 10^-3 (1 + block), drift ten times more;
+    repair halves both. ``local=False``: a run recorded before local errors existed (drift only)."""
+    layers = []
+    for b in range(n_blocks):
+        for kind in KINDS:
+            err = 1e-3 * (1 + b)
+            part = "mlp" if kind in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+            layers.append({"name": f"model.layers.{b}.{part}.{kind}", "block": b, "kind": kind, "sparsity": sparsity,
+                           "recon_error": err if local else None, "recon_error_after": err / 2 if local and after else None,
+                           "drift": 10 * err, "drift_after": 5 * err if after else None, "numel": 4096})
+    blocks = [{"block": b, "loss_before": 0.01 * (1 + b) if local else None,
+               "loss_after": 0.005 * (1 + b) if local and after else None,
+               "drift_before": 0.1 * (1 + b), "drift_after": 0.05 * (1 + b) if after else None} for b in range(n_blocks)]
+    return layers, blocks
+
+
+def layer_store(path: Path) -> dict[str, int]:
+    """A store of made-up finished runs with per-layer records: ``new`` (both errors, repaired, measured on
+    held-out windows), ``old`` (recorded before local errors: drift only, no measure_windows) and ``pruned``
+    (prune only); returns their ids."""
+    store = RunStore(path)
+    ids = {}
+    for name, preset, local, after in (("new", "perp", True, True), ("old", "perp", False, True),
+                                       ("pruned", "none", True, False)):
+        config = RunConfig.create(preset)
+        result = made_up(config, 25.0, 60.0, 40.0 if after else None, 0.005 if after else 0.0).to_dict()
+        result["layers"], result["blocks"] = layer_errors(local=local, after=after)
+        if local:
+            result["measure_windows"] = MEASURED_ON
+        ids[name] = record(store, config, result)
     store.close()
     return ids

@@ -57,14 +57,10 @@ def tiny_tokenizer(text: str | None = None) -> PreTrainedTokenizerFast:
                                    pad_token="</s>")
 
 
-def save_tiny_model(path: str | Path, family: str = "llama", seed: int = 0, context: int | None = None) -> Path:
-    """Save a tiny random model of ``family`` (see tiny_models.TINY_MODELS) with a tokenizer to ``path``;
-    ``context`` raises the LLaMA family's context limit (rotary positions: any length works) for runs that use
-    the app's default window of 256 tokens."""
+def save_tiny_model(path: str | Path, family: str = "llama", seed: int = 0) -> Path:
+    """Save a tiny random model of ``family`` (see tiny_models.TINY_MODELS) with a tokenizer to ``path``."""
     path = Path(path)
     model = TINY_MODELS[family](seed)
-    if context is not None:
-        model.config.max_position_embeddings = context
     tokenizer = tiny_tokenizer()
     model.config.bos_token_id = tokenizer.bos_token_id
     model.config.eos_token_id = tokenizer.eos_token_id

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+from datetime import datetime
 
+import pandas as pd
 import pytest
 from app_fixtures import made_up, record
 
@@ -125,10 +129,11 @@ def test_recovery_on_the_log_scale(store):
     assert runs.recovery(prune_only) is None and runs.end_ppl(prune_only) == 40.0
 
 
-def test_runs_frame_and_filters(store):
-    done = store.get_run(record(store, RunConfig.create("perp", method="magnitude"),
+def test_runs_frame_and_filters(store, tmp_path):
+    done = store.get_run(record(store, RunConfig.create("perp", method="magnitude", seqlen=128, eval_tokens=2048),
                                 made_up(RunConfig.create("perp"), 10.0, 40.0, 20.0, 0.004)))
-    failed_id = store.create_run(RunConfig.create("none", model="/tmp/some/model"))
+    store.set_tags(done.id, ["lecture"])
+    failed_id = store.create_run(RunConfig.create("none", model="some/dir/model"))
     store.start_run(failed_id)
     store.fail_run(failed_id, "model: cannot load it")
     rows = store.list_runs()
@@ -136,12 +141,90 @@ def test_runs_frame_and_filters(store):
     assert list(frame.columns) == list(runs.RUN_COLUMNS)
     assert list(frame["id"]) == [failed_id, done.id]
     failed, ok = frame.iloc[0], frame.iloc[1]
-    assert (failed["status"], failed["model"], failed["message"]) == ("failed", "model", "model: cannot load it")
+    assert (failed["status"], failed["model"], failed["message"]) == ("failed", "some/dir/model", "model: cannot load it")
     assert (ok["pruning"], ok["retraining"], ok["final ppl"]) == ("magnitude 50%", "perp", 20.0)
     assert ok["trainable %"] == pytest.approx(0.4) and ok["recovery"] == pytest.approx(0.5)
+    assert (ok["data"], ok["seqlen"], ok["eval tokens"], ok["calib windows"], ok["steps"], ok["lr"]) == (
+        "wiki-embedded", 128, 2048, 32, 30, 5e-3)
+    assert pd.isna(failed["steps"]) and pd.isna(failed["lr"])  # nothing retrained, no recipe size
+    assert ok["tags"] == "lecture"
     assert [r.id for r in runs.filter_rows(rows, statuses=["failed"])] == [failed_id]
     assert [r.id for r in runs.filter_rows(rows, methods=["magnitude"], retrainings=["perp"])] == [done.id]
+    assert [r.id for r in runs.filter_rows(rows, tags=["lecture", "other"])] == [done.id]
     assert runs.filter_rows(rows, models=["elsewhere"]) == []
+
+
+def test_runs_csv_has_iso_times_and_integer_counts(store):
+    config = RunConfig.create("perp")
+    result = made_up(config, 10.0, 40.0, 20.0, 0.830784)
+    run_id = record(store, config, result)
+    queued = store.create_run(RunConfig.create("none"))
+    table = list(csv.DictReader(io.StringIO(runs.runs_csv(runs.runs_frame(store.list_runs())))))
+    done = next(r for r in table if r["id"] == str(run_id))
+    assert done["trainable params"] == "830784" and done["eval tokens"] == "16384" and done["steps"] == "30"
+    created = datetime.fromisoformat(done["created"])
+    assert created.tzinfo is not None and abs(created.timestamp() - store.get_run(run_id).created_at) < 1
+    pending = next(r for r in table if r["id"] == str(queued))
+    assert (pending["trainable params"], pending["steps"], pending["final ppl"]) == ("", "", "")
+
+
+@pytest.mark.parametrize("model, label", [("smollm2-135m", "smollm2-135m"), ("HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-360M"),
+                                          ("some/dir/model", "some/dir/model"), ("/tmp/some/model", "/tmp/some/model"),
+                                          ("/data/" + "x" * 40 + "/checkpoints/run-3/model", "…/checkpoints/run-3/model")])
+def test_model_label_keeps_a_path_that_names_no_folder(model, label):
+    assert runs.model_label(model) == label
+
+
+def test_model_label_of_an_existing_folder_is_its_name(tmp_path):
+    (tmp_path / "my-model").mkdir()
+    assert runs.model_label(str(tmp_path / "my-model")) == "my-model"
+
+
+def test_fairness_notes_flag_protocols_and_differing_dense_perplexities(store):
+    def add(dense, **fields):
+        config = RunConfig.create("none", **fields)
+        return store.get_run(record(store, config, made_up(config, dense, 2 * dense)))
+
+    same = [add(25.35), add(25.36)]
+    assert runs.fairness_notes(same) == []  # 0.04% apart: the same protocol and model
+    other = add(28.0, seqlen=128, eval_tokens=2048)
+    (protocols,) = runs.fairness_notes([*same, other])
+    assert "2 protocols" in protocols and "seqlen 128, 2,048 tokens" in protocols and "seqlen 256, 16,384 tokens" in protocols
+    drifted = add(26.31)
+    (dense,) = runs.fairness_notes([*same, drifted])
+    assert f"#{same[0].id}: 25.35" in dense and f"#{drifted.id}: 26.31" in dense
+
+
+def test_widget_values_name_the_run_size_and_recipe():
+    preset = RunConfig.create("perp-masklora", method="sparsegpt", sparsity=0.6, steps=7, lr=1e-3, seqlen=64,
+                              **forms.RUN_SIZES["thorough"]).to_dict()
+    values = forms.widget_values(preset)
+    assert (values["exp_recipe"], values["exp_size"], values["exp_lr_perp-masklora"], values["exp_steps"]) == (
+        "perp-masklora", "thorough", 1e-3, 7)
+    assert values["exp_eval_tokens_thorough"] == forms.RUN_SIZES["thorough"]["eval_tokens"]
+    assert "exp_mode" not in values
+    custom = RunConfig.create(None, mode="reconstruct", train=("norms",), adapter="lora", rank=4, eval_tokens=1000).to_dict()
+    values = forms.widget_values(custom)
+    assert (values["exp_recipe"], values["exp_mode"], values["exp_train"], values["exp_adapter"], values["exp_rank"]) == (
+        forms.CUSTOM, "reconstruct", ["norms"], "lora", 4)
+    assert (values["exp_size"], values["exp_eval_tokens_quick"]) == (forms.DEFAULT_SIZE, 1000)
+
+
+def test_size_caption_follows_the_fields():
+    assert forms.size_caption("quick", 4096, 16) == "Quick: 4,096 evaluation tokens, 16 calibration sequences."
+    assert forms.size_caption("quick", 512, 8).startswith("Custom size: 512 evaluation tokens, 8 calibration "
+                                                          "sequences (Quick is 4,096 and 16)")
+
+
+@pytest.mark.parametrize("axes, name", [
+    ({"methods": ["magnitude"], "sparsities": [0.5], "recipes": ["none", "perp"]}, "magnitude 50% x {none, perp}"),
+    ({"methods": ["magnitude", "wanda"], "sparsities": [0.7, 0.3], "recipes": ["perp"], "seeds": [0, 1]},
+     "{magnitude, wanda} {30%, 70%} x perp x seeds {0, 1}"),
+    ({"methods": ["wanda"], "sparsities": [0.3], "recipes": ["none", "perp"], "pattern": "2:4"}, "wanda 2:4 x {none, perp}"),
+])
+def test_sweeps_are_named_by_what_varies(axes, name):
+    assert forms.sweep_name(**axes) == name
+    assert forms.sweep_spec(name="", fixed={}, **{"seeds": [0], **axes}).name == name
 
 
 @pytest.mark.parametrize("seconds, text", [(4.4, "4 s"), (89, "89 s"), (210, "3.5 min"), (9000, "2.5 h")])
@@ -185,7 +268,33 @@ def test_overall_fraction_and_remaining_time(store):
     assert progress_view.overall_fraction(row) == pytest.approx(2.5 / 5)
     weights = {"load": 10, "data": 0, "dense_eval": 20, "prune": 50, "pruned_eval": 20}
     assert progress_view.overall_fraction(row, weights) == pytest.approx(20 / 100)
-    assert progress_view.remaining_seconds(row, weights) == pytest.approx(10 + 50 + 20)
+    started = row.stage_started_at
+    # half of dense_eval took 30 s: its pace says 30 s more, then the estimates of the stages not started
+    assert progress_view.remaining_seconds(row, weights, now=started + 30) == pytest.approx(30 + 50 + 20)
     queued = store.get_run(store.create_run(RunConfig.create("none")))
     assert progress_view.remaining_seconds(queued, weights) is None
     assert math.isclose(progress_view.overall_fraction(queued), 0.0)
+
+
+def test_remaining_time_counts_down_while_a_stage_reports_nothing(store):
+    row = running(store, preset="none", stage="prune", fraction=0.0)
+    weights = {"prune": 60, "pruned_eval": 20}
+    left = [progress_view.remaining_seconds(row, weights, now=row.stage_started_at + t) for t in (0, 10, 30, 90)]
+    assert left == pytest.approx([80, 70, 50, 20])  # never stuck at one number; the stage's estimate floors at 0
+
+
+def test_stage_bars_show_the_durations_of_finished_stages_and_no_contradicting_percentage(store):
+    run_id = store.create_run(RunConfig.create("perp"))
+    store.start_run(run_id)
+    for stage in ("load", "data", "dense_eval"):
+        store.progress(run_id, stage, 0.0)
+    store.progress(run_id, "prune", 0.54, "block 19/30 pruned")
+    row = store.get_run(run_id)
+    bars = progress_view.stage_bars(row)
+    assert all(" in " in b.text and b.text.endswith(" s") for b in bars[:3])  # load, data, dense_eval: done in x s
+    assert bars[3].text == "Prune: block 19/30 pruned" and bars[3].value == 0.54  # no "54%" beside "19/30"
+    assert progress_view.current_step(row) == "Prune: block 19/30 pruned"
+    store.progress(run_id, "prune", 0.9, "layer errors")
+    assert progress_view.stage_bars(store.get_run(run_id))[3].text == "Prune: 90% · layer errors"
+    store.fail_run(run_id, "boom")
+    assert progress_view.current_step(store.get_run(run_id)) == "failed during Prune"

@@ -29,7 +29,7 @@ def test_launch_is_disabled_with_the_reason(case, session, field, fragment, tmp_
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PERP_HOME", str(tmp_path / "home"))
     (tmp_path / "upload.txt").write_bytes(b"A text of 28 bytes, no more.")
-    (tmp_path / "short.txt").write_text(f"{tiny_text(3)}\n\nEnd.")
+    (tmp_path / "short.txt").write_text(f"{tiny_text(1)}\n\nEnd.")
     files = {"model": str(tiny_model_dir), "text": str(tiny_text_file), "upload": str(tmp_path / "upload.txt"),
              "short": str(tmp_path / "short.txt")}
     session = {k: v.format(**files) if isinstance(v, str) else v for k, v in session.items()}

@@ -1,4 +1,5 @@
-"""Figure builders: given runs (store rows) and layer records, the figures hold the right traces and values."""
+"""Compare's figure builders and the axes they use: given runs (store rows), the figures hold the right traces and
+values, one dense reference per evaluation protocol, no diverged run, and readable axes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import math
 import pytest
 from app_fixtures import made_up, record
 
-from app import figures
+from app import axes, figures
 from app.runs import run_label
-from perp_engine.blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
 from perp_engine.config import RunConfig
 from perp_engine.store import RunStore
 
@@ -20,9 +20,12 @@ def store(tmp_path):
         yield s
 
 
-def add(store, preset, dense, pruned, final=None, fraction=0.0, losses=(), **fields):
+def add(store, preset, dense, pruned, final=None, fraction=0.0, losses=(), diverged=None, **fields):
     config = RunConfig.create(preset, **fields)
-    return store.get_run(record(store, config, made_up(config, dense, pruned, final, fraction, losses)))
+    result = made_up(config, dense, pruned, final, fraction, losses).to_dict()
+    if diverged:
+        result["diverged"] = diverged  # the RunResult field another branch adds; read with .get
+    return store.get_run(record(store, config, result))
 
 
 def by_name(fig):
@@ -44,8 +47,10 @@ def test_ppl_vs_sparsity_one_line_per_method_and_recipe(store):
     assert list(traces["wanda · no retraining"].y) == pytest.approx([15.0, 30.0])
     assert list(traces["magnitude · no retraining"].y) == pytest.approx([20.0, 40.0])
     assert list(traces["dense"].x) == [0.0] and list(traces["dense"].y) == pytest.approx([10.0])
-    assert sorted(traces["dense"].customdata[0]) == sorted(r.id for r in runs)
+    assert traces["dense"].customdata[0] == ", ".join(f"#{r.id}" for r in sorted(runs, key=lambda r: r.id))
     assert fig.layout.yaxis.type == "log"
+    assert list(fig.layout.yaxis.ticktext) == ["10", "15", "20", "30"]  # readable values, never a bare minor digit
+    assert list(fig.layout.xaxis.range) == [-0.03, 1.03] and fig.layout.xaxis.tickformat == ".0%"
 
 
 def test_ppl_vs_sparsity_averages_seeds_geometrically_and_skips_unfinished(store, tmp_path):
@@ -56,7 +61,7 @@ def test_ppl_vs_sparsity_averages_seeds_geometrically_and_skips_unfinished(store
     line = traces["wanda · perp"]
     assert list(line.x) == [0.5]
     assert line.y[0] == pytest.approx(math.sqrt(12.0 * 27.0))
-    assert sorted(line.customdata[0]) == [a.id, b.id]
+    assert line.customdata[0] == f"#{a.id}, #{b.id}"
 
 
 def test_ppl_vs_sparsity_names_patterns_models_and_custom_recipes(store):
@@ -95,12 +100,23 @@ def test_ppl_vs_trainable_without_retrained_runs_is_empty(store):
 
 def test_ppl_bars_show_dense_pruned_retrained_per_run(store):
     runs = [add(store, "none", 10.0, 30.0, sparsity=0.6), add(store, "perp", 10.0, 20.0, 12.0, 0.005)]
-    traces = by_name(figures.ppl_bars(runs))
+    fig = figures.ppl_bars(runs)
+    traces = by_name(fig)
     assert set(traces) == {"dense", "pruned", "retrained"}
     labels = [run_label(r) for r in runs]
     for name, values in (("dense", [10.0, 10.0]), ("pruned", [30.0, 20.0]), ("retrained", [None, 12.0])):
         assert list(traces[name].x) == labels
         assert list(traces[name].y) == values
+        assert traces[name].texttemplate == "%{y:,.1f}"  # every bar says its value
+    assert fig.layout.yaxis.type == "linear" and fig.layout.yaxis.rangemode == "tozero"  # 10..30: from 0
+
+
+def test_ppl_bars_on_a_log_axis_start_a_decade_below_the_dense_bar(store):
+    runs = [add(store, "perp", 25.0, 926.0, 322.0, 0.005)]
+    fig = figures.ppl_bars(runs)
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.yaxis.range[0] == 1  # 10: the dense bar (25) is 40% of a decade tall, not a sliver
+    assert list(fig.layout.yaxis.ticktext) == ["10", "20", "50", "100", "200", "500", "1,000"]
 
 
 def test_loss_curves_overlay_and_smooth():
@@ -112,77 +128,51 @@ def test_loss_curves_overlay_and_smooth():
     assert list(smoothed.y) == [4.0, 3.0, 2.5, 2.0]
 
 
-def layer_records(model, after: bool = True) -> list[dict]:
-    """One record per block linear with values that encode its position (block, order in block)."""
-    _, blocks = find_decoder_blocks(model)
-    records = []
-    for b, block in enumerate(blocks):
-        for j, (name, module) in enumerate(find_linears(block).items()):
-            records.append({"name": f"blocks.{b}.{name}", "block": b, "kind": linear_kind(name),
-                            "sparsity": 0.5 + 0.01 * j, "recon_error": 10.0 ** -(b + 1) * (j + 1),
-                            "recon_error_after": 10.0 ** -(b + 2) * (j + 1) if after else None,
-                            "numel": get_weight(module).numel()})
-    return records
+def test_each_protocol_gets_its_own_lines_and_dense_reference(store):
+    runs = [add(store, "none", 25.0, 60.0, seqlen=256, eval_tokens=4096),
+            add(store, "none", 28.0, 70.0, seqlen=128, eval_tokens=2048),
+            add(store, "perp", 25.0, 60.0, 40.0, 0.005, seqlen=256, eval_tokens=4096)]
+    traces = by_name(figures.ppl_vs_sparsity(runs))
+    long, short = "[wiki-embedded, seqlen 256, 4,096 tokens]", "[wiki-embedded, seqlen 128, 2,048 tokens]"
+    assert list(traces[f"{long} · dense"].y) == pytest.approx([25.0])
+    assert list(traces[f"{short} · dense"].y) == pytest.approx([28.0])
+    assert list(traces[f"{long} · wanda · no retraining"].y) == pytest.approx([60.0])
+    assert list(traces[f"{short} · wanda · no retraining"].y) == pytest.approx([70.0])
+    trainable = by_name(figures.ppl_vs_trainable(runs))
+    assert set(trainable) == {"wanda 50%", "wanda 50% · before retraining", "dense"}  # one protocol retrained
 
 
-def test_layer_matrix_places_every_layer(tiny_model):
-    records = layer_records(tiny_model)
-    blocks, columns, z = figures.layer_matrix(records, "recon_error")
-    assert blocks == [0, 1]
-    assert len(columns) == len(set(columns)) == len(records) // 2  # one column per linear of a block, no clash
-    for rec, column in zip(records, figures.layer_columns(records)):
-        assert z[blocks.index(rec["block"])][columns.index(column)] == rec["recon_error"]
+def test_diverged_runs_are_not_drawn(store):
+    ok = add(store, "perp", 10.0, 30.0, 12.0, 0.005)
+    blown = add(store, "perp", 10.0, 30.0, 1e30, 0.005, diverged="final perplexity 1e+30", sparsity=0.7)
+    overflow = add(store, "none", 10.0, float("inf"), sparsity=0.9)
+    assert figures.charted([ok, blown, overflow]) == [ok]
+    for fig in (figures.ppl_vs_sparsity([ok, blown, overflow]), figures.ppl_bars([ok, blown, overflow])):
+        assert max(y for t in fig.data for y in t.y if y is not None) == pytest.approx(30.0)  # no 1e30, no inf
+    assert [list(t.customdata) for t in figures.ppl_bars([ok, blown, overflow]).data] == [[ok.id]] * 3
 
 
-def test_layer_columns_order_and_disambiguate():
-    llama = [{"name": f"model.layers.0.{p}", "block": 0, "kind": p.rsplit(".", 1)[1]}
-             for p in ("mlp.down_proj", "self_attn.q_proj", "mlp.gate_proj", "self_attn.o_proj")]
-    assert figures.layer_matrix(llama, "kind")[1] == ["q_proj", "o_proj", "gate_proj", "down_proj"]
-    gpt2 = [{"name": f"transformer.h.0.{p}", "block": 0, "kind": p.rsplit(".", 1)[1]}
-            for p in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
-    assert figures.layer_columns(gpt2) == ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]
+@pytest.mark.parametrize("value, text", [(0.001, "0.001"), (0.5, "0.5"), (20, "20"), (1000, "1,000"),
+                                         (20000, "20,000"), (1e-5, "1e-5"), (2e-4, "2e-4"), (1e6, "1e6")])
+def test_tick_labels(value, text):
+    assert axes.tick_label(value) == text
 
 
-def test_error_heatmaps_before_and_after_per_run(tiny_model):
-    records = layer_records(tiny_model)
-    fig = figures.error_heatmaps({"#1": records, "#2": layer_records(tiny_model, after=False)})
-    assert [t.name for t in fig.data] == ["#1 · after pruning", "#1 · after retraining", "#2 · after pruning"]
-    first = fig.data[0]
-    _, columns, raw = figures.layer_matrix(records, "recon_error")
-    assert [list(row) for row in first.customdata] == raw
-    assert first.z[1][0] == pytest.approx(math.log10(raw[1][0]))
-    assert list(first.y) == [0, 1]
-    assert list(first.x) == [c.removesuffix("_proj") for c in columns]
-    assert (fig.layout.yaxis.tickmode, fig.layout.yaxis.dtick) == ("linear", 1)  # whole blocks only
+@pytest.mark.parametrize("low, high, ticks", [
+    (18, 600, [20, 50, 100, 200, 500]),
+    (0.04, 0.7, [0.05, 0.1, 0.2, 0.5]),
+    (0.001, 20, [0.001, 0.01, 0.1, 1, 10]),  # 1-2-5 would be 14 ticks: decades only
+    (1e-9, 1, [1e-8, 1e-6, 1e-4, 0.01, 1]),  # too many decades: every other one
+    (22, 65, [30, 50]),  # fewer than three 1-2-5 values: the finer 1-1.5-2-3-5-7 steps
+])
+def test_log_ticks_are_decades_and_readable_values(low, high, ticks):
+    assert axes.log_ticks(low, high) == pytest.approx(ticks)
 
 
-def test_sparsity_heatmaps_one_panel_per_run(tiny_model):
-    records = layer_records(tiny_model)
-    fig = figures.sparsity_heatmaps({"#1": records, "#2": records})
-    assert [t.name for t in fig.data] == ["#1", "#2"]
-    assert [list(r) for r in fig.data[0].z] == figures.layer_matrix(records, "sparsity")[2]
-
-
-def test_layer_lines_one_panel_per_kind_with_before_and_after(tiny_model):
-    records = layer_records(tiny_model)
-    columns = figures.layer_matrix(records, "recon_error")[1]
-    fig = figures.layer_lines({"#1": records}, "recon_error")
-    assert len(fig.data) == 2 * len(columns)
-    for trace in fig.data:
-        mine = sorted((r for r, c in zip(records, figures.layer_columns(records)) if c == trace.meta), key=lambda r: r["block"])
-        key = "recon_error_after" if trace.name.endswith("after retraining") else "recon_error"
-        assert list(trace.x) == [0, 1]
-        assert list(trace.y) == [r[key] for r in mine]
-        assert trace.line.dash == ("dash" if key == "recon_error_after" else "solid")
-    sparsity = figures.layer_lines({"#1": records, "#2": records}, "sparsity")
-    assert len(sparsity.data) == 2 * len(columns)
-    assert {t.name for t in sparsity.data} == {"#1", "#2"}
-
-
-def test_block_losses_before_and_after():
-    fig = figures.block_losses({"#1": [{"block": 0, "loss_before": 0.2, "loss_after": 0.1},
-                                       {"block": 1, "loss_before": 0.4, "loss_after": 0.3}],
-                                "#2": [{"block": 0, "loss_before": 0.5, "loss_after": None}]})
-    traces = by_name(fig)
-    assert set(traces) == {"#1 · after pruning", "#1 · after retraining", "#2 · after pruning"}
-    assert list(traces["#1 · after retraining"].y) == [0.1, 0.3]
+def test_value_axis_is_linear_for_close_values_and_ignores_missing_ones():
+    assert axes.value_axis([25.0, 60.0, None, float("inf")])["type"] == "linear"
+    log = axes.value_axis([25.0, 926.0])
+    assert log["type"] == "log" and log["range"][0] < math.log10(25) < math.log10(926) < log["range"][1]
+    assert all(axes.tick_label(v) == t for v, t in zip(log["tickvals"], log["ticktext"]))
+    assert axes.value_axis([None, 0.0]) == {}
+    assert 1.0 in axes.ratio_axis([0.2, 0.5])["tickvals"]  # "unchanged" is always on a ratio axis

@@ -12,7 +12,8 @@ from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
 from perp_engine.store import SCHEMA_VERSION, RunStore, StoreError, default_store_path
-from perp_engine.store.schema import MIGRATIONS
+from perp_engine.store import run_store
+from perp_engine.store.schema import MIGRATIONS, migrate
 
 
 def config(**changes) -> RunConfig:
@@ -209,6 +210,24 @@ def test_runs_recorded_before_local_errors_keep_their_accumulated_errors_as_drif
     assert store.layers(new)[0]["recon_error"] == 0.1 and store.layers(new)[0]["drift"] == 0.2
 
 
+def test_migration_from_schema_2_adds_names_tags_and_stage_times(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, target=2) == 2
+    conn.execute("INSERT INTO runs (status, config, config_key, model, method, created_at, final_ppl)"
+                 " VALUES ('done', ?, 'k', 'tiny', 'wanda', 1.0, 21.0)", (config().to_json(),))
+    conn.close()
+
+    store = RunStore(path)
+    assert store.schema_version == SCHEMA_VERSION >= 3
+    old = store.get_run(1)
+    assert (old.final_ppl, old.name, old.tags, old.stage_started_at, old.stage_seconds) == (21.0, None, [], None, {})
+    store.rename_run(1, "  baseline ")
+    assert store.set_tags(1, ["demo", " demo", "", "wanda"]) == ["demo", "wanda"]
+    old = store.get_run(1)
+    assert (old.name, old.tags) == ("baseline", ["demo", "wanda"])
+
+
 def test_concurrent_first_open_migrates_once(tmp_path):
     path = tmp_path / "runs.sqlite"
     script = f"import sys; sys.path.insert(0, {os.getcwd()!r}); from perp_engine.store import RunStore; RunStore({str(path)!r})"
@@ -297,3 +316,57 @@ def test_reusable_finds_identical_done_run(store):
     assert store.reusable(same).id == done
     assert store.reusable(other) is None
     assert json.loads(json.dumps(store.reusable(same).result))["final_ppl"] == 12.5
+
+
+def test_rename_and_tag_check_their_input(store):
+    run_id = store.create_run(config())
+    store.rename_run(run_id, "first try")
+    store.rename_run(run_id, "   ")
+    assert store.get_run(run_id).name is None
+    with pytest.raises(PerpError, match="name: 101 characters is too long; use at most 100"):
+        store.rename_run(run_id, "x" * 101)
+    with pytest.raises(PerpError, match="tags: 'a,b' is not allowed"):
+        store.set_tags(run_id, ["a,b"])
+    with pytest.raises(PerpError, match="run: no run 99"):
+        store.rename_run(99, "ghost")
+    assert store.get_run(run_id).tags == []
+
+
+def test_delete_keeps_active_runs_and_the_shared_cache(store, tmp_path):
+    active = store.create_run(config())
+    with pytest.raises(PerpError, match=f"run: run {active} is queued; cancel it before deleting it"):
+        store.delete_run(active)
+    done = store.create_run(config())
+    store.start_run(done)
+    store.log(done, "a line")
+    kept = store.artifact_dir(done)
+    (kept / "model").mkdir(parents=True)
+    store.record_result(done, result_for(config()), artifact=kept)
+    cached = store.cache_dir / "dense_ppl.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("{}")
+    outside = tmp_path / "my-export"
+    outside.mkdir()
+    other = store.create_run(config())
+    store.start_run(other)
+    store.record_result(other, result_for(config()), artifact=outside)
+
+    assert store.delete_run(done) == kept
+    assert not kept.exists() and cached.exists()
+    with pytest.raises(PerpError, match=f"no run {done}"):
+        store.get_run(done)
+    assert (store.layers(done), store.blocks(done), store.curve(done), store.logs(done)) == ([], [], [], [])
+    assert store.delete_run(other) is None and outside.is_dir()  # a folder outside the store is the user's
+    assert [r.id for r in store.list_runs()] == [active]
+
+
+def test_stage_seconds_of_a_running_run(store, monkeypatch):
+    clock = iter([100.0, 101.0, 103.5, 104.0, 110.0])
+    monkeypatch.setattr(run_store.time, "time", lambda: next(clock))
+    run_id = store.create_run(config())  # 100
+    store.start_run(run_id)  # 101
+    store.progress(run_id, "load", 0.0)  # 103.5: load starts
+    store.progress(run_id, "load", 1.0)  # 104: same stage
+    store.progress(run_id, "data", 0.0)  # 110: load took 6.5 s
+    row = store.get_run(run_id)
+    assert (row.stage, row.stage_started_at, row.stage_seconds) == ("data", 110.0, {"load": 6.5})

@@ -7,6 +7,7 @@ import pytest
 from fixtures_tiny import perp_home, tiny_model_dir, tiny_text_file  # noqa: F401 (fixtures)
 
 from perp_engine.cli import main
+from perp_engine.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("perp_home")
 
@@ -46,6 +47,11 @@ def test_sweep_runs_cancel(tmp_path, tiny_model_dir, tiny_text_file, capsys, mon
     assert table[0].split()[:3] == ["ID", "STATUS", "MODEL"] and len(table) == 5
     assert main(["runs", str(run_ids[0])]) == 0
     assert "perplexity: dense" in capsys.readouterr().out
+    with RunStore(store) as opened:  # named and tagged in the app
+        opened.rename_run(run_ids[0], "baseline")
+        opened.set_tags(run_ids[0], ["lecture", "wanda"])
+    assert main(["runs", str(run_ids[0])]) == 0
+    assert "  name: baseline  tags: lecture, wanda" in capsys.readouterr().out.splitlines()
 
     assert main(["cancel", str(run_ids[0])]) == 0
     assert capsys.readouterr().out.strip() == f"run {run_ids[0]}: already done, nothing to cancel"

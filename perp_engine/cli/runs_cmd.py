@@ -73,6 +73,8 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
     cfg = row.config
     lines = [f"run {row.id}  {row.status}" + (f"  (sweep {row.sweep_id})" if row.sweep_id else "")
              + (f"  pid {row.pid} on {row.host}" if row.status == "running" else "")]
+    if row.name or row.tags:
+        lines.append(f"  name: {row.name or '-'}" + (f"  tags: {', '.join(row.tags)}" if row.tags else ""))
     if row.status == "running":
         lines.append(f"  now: {row.stage or 'starting'} {100 * row.fraction:.0f}%  {row.message}")
     if row.error:

@@ -46,6 +46,10 @@ class RunRow:
     artifact: str | None = None  # folder of the kept final model (HF format + masks), when kept
     errors_format: int | None = None  # perp_engine.result.ERRORS_FORMAT of its layer errors (1: drift only)
     diverged: str | None = None  # why the repair was judged diverged (the run is done, its pruned weights kept)
+    name: str | None = None  # the user's name for the run
+    tags: list[str] = field(default_factory=list)
+    stage_started_at: float | None = None  # when the current stage began (while running)
+    stage_seconds: dict = field(default_factory=dict)  # seconds of each stage finished so far (while running)
 
     @property
     def finished(self) -> bool:
@@ -61,7 +65,8 @@ class RunRow:
         return dataclasses.asdict(self)
 
 
-_JSON = {"config": None, "timings": {}, "reused": [], "environment": {}, "warnings": [], "result": None}
+_JSON = {"config": None, "timings": {}, "reused": [], "environment": {}, "warnings": [], "result": None, "tags": [],
+         "stage_seconds": {}}
 _BOOL = ("cancel_requested", "keep_model", "recompute")
 _FIELDS = {f.name for f in dataclasses.fields(RunRow)}
 

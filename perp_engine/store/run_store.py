@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -25,7 +26,7 @@ from ..errors import PerpError
 from ..result import RunResult
 from .processes import hostname, is_alive, start_time
 from .rows import RunRow, row_from_sql
-from .schema import APPLICATION_ID, SCHEMA_VERSION, STATUSES, migrate, schema_version
+from .schema import APPLICATION_ID, FINISHED, SCHEMA_VERSION, STATUSES, migrate, schema_version
 
 CURVES = ("train_loss",)  # RunResult list fields stored per step in the curves table
 # LayerRecord / BlockRecord fields with their own column; fields added to those records later go to ``extra``.
@@ -35,6 +36,8 @@ BUSY_TIMEOUT_S = 30.0
 MAX_ID = 2**63 - 1  # SQLite's largest rowid
 T = TypeVar("T")
 REASON_CHARS = 160  # of SQLite's description of damage, in the one-line error
+MAX_NAME = 100  # characters of a run's name
+MAX_TAG = 40
 
 
 class StoreError(PerpError):
@@ -313,12 +316,25 @@ class RunStore:
             _mark_running(conn, run_id, pid or os.getpid())
 
     def progress(self, run_id: int, stage: str, fraction: float, message: str = "") -> bool:
-        """Record the stage, fraction (0..1) and message of a running run; return True if cancel was requested."""
+        """Record the stage, fraction (0..1) and message of a running run; return True if cancel was requested.
+
+        When the stage changes, the seconds spent in the previous one are added to ``stage_seconds``, so the
+        stages a running run has finished show their durations before the run records its timings."""
+        now = time.time()
         with self._write() as conn:
+            row = conn.execute("SELECT stage, stage_started_at, stage_seconds, cancel_requested FROM runs WHERE id = ?"
+                               " AND status = 'running'", (run_id,)).fetchone()
+            if row is not None and stage != row["stage"]:
+                seconds = json.loads(row["stage_seconds"] or "{}")
+                if row["stage"] is not None and row["stage_started_at"] is not None:
+                    seconds[row["stage"]] = round(seconds.get(row["stage"], 0.0) + now - row["stage_started_at"], 3)
+                conn.execute("UPDATE runs SET stage_started_at = ?, stage_seconds = ? WHERE id = ?",
+                             (now, json.dumps(seconds), run_id))
             conn.execute("UPDATE runs SET stage = ?, fraction = ?, message = ?, heartbeat_at = ? WHERE id = ? AND"
-                         " status = 'running'", (stage, float(fraction), message, time.time(), run_id))
-            row = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return bool(row and row[0])
+                         " status = 'running'", (stage, float(fraction), message, now, run_id))
+            if row is None:
+                row = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
 
     def log(self, run_id: int, line: str) -> None:
         with self._write() as conn:
@@ -365,6 +381,45 @@ class RunStore:
             cur = conn.execute("UPDATE runs SET status = ?, error = ?, message = ?, finished_at = ? WHERE id = ? AND"
                                " status IN ('queued', 'running')", (status, message, message, time.time(), run_id))
             return cur.rowcount == 1
+
+    # -- names, tags, deletion (the user's bookkeeping) ------------------------------------------------------
+
+    def rename_run(self, run_id: int, name: str | None) -> None:
+        """Give a run a name (``None`` or blank removes it)."""
+        name = (name or "").strip() or None
+        if name is not None and len(name) > MAX_NAME:
+            raise PerpError("name", f"{len(name)} characters is too long; use at most {MAX_NAME}")
+        with self._write() as conn:
+            _status(conn, run_id)
+            conn.execute("UPDATE runs SET name = ? WHERE id = ?", (name, _run_id(run_id)))
+
+    def set_tags(self, run_id: int, tags: Iterable[str]) -> list[str]:
+        """Replace a run's tags (blank ones dropped, duplicates once, order kept); return them."""
+        clean = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
+        for tag in clean:
+            if len(tag) > MAX_TAG or "," in tag:
+                raise PerpError("tags", f"{tag!r} is not allowed; a tag has at most {MAX_TAG} characters and no comma")
+        with self._write() as conn:
+            _status(conn, run_id)
+            conn.execute("UPDATE runs SET tags = ? WHERE id = ?", (json.dumps(clean), _run_id(run_id)))
+        return clean
+
+    def delete_run(self, run_id: int) -> Path | None:
+        """Delete a finished run with its layers, blocks, curves and logs, and its kept model when that lies in
+        this store's artifact folder; return that folder. A queued or running run must be cancelled first. The
+        artifact cache (dense perplexities, pruned weights shared with other runs) is kept."""
+        run_id = _run_id(run_id)
+        with self._write() as conn:
+            status = _status(conn, run_id)
+            if status not in FINISHED:
+                raise PerpError("run", f"run {run_id} is {status}; cancel it before deleting it")
+            artifact = conn.execute("SELECT artifact FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        kept = Path(artifact) if artifact else None
+        if kept is None or not kept.is_dir() or not kept.resolve().is_relative_to((self.root / "artifacts").resolve()):
+            return None
+        shutil.rmtree(kept, ignore_errors=True)
+        return kept
 
     # -- cancellation ---------------------------------------------------------------------------------------
 
@@ -533,5 +588,6 @@ def _status(conn: sqlite3.Connection, run_id: int) -> str:
 def _mark_running(conn: sqlite3.Connection, run_id: int, pid: int) -> None:
     now = time.time()
     conn.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ?, pid_start = ?,"
-                 " host = ?, stage = NULL, fraction = 0, message = 'starting' WHERE id = ?",
+                 " host = ?, stage = NULL, fraction = 0, message = 'starting', stage_started_at = NULL,"
+                 " stage_seconds = '{}' WHERE id = ?",
                  (now, now, pid, start_time(pid), hostname(), run_id))

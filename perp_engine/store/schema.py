@@ -131,6 +131,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE runs ADD COLUMN diverged TEXT",
     ),
+    # 5: runs users can find again (a name and tags) and stage times while a run is still running.
+    (
+        "ALTER TABLE runs ADD COLUMN name TEXT",
+        "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE runs ADD COLUMN stage_started_at REAL",
+        "ALTER TABLE runs ADD COLUMN stage_seconds TEXT NOT NULL DEFAULT '{}'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

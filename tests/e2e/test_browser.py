@@ -5,6 +5,9 @@ process runs it), opens Compare and checks that the chart shows the run, then vi
 layer on the model chosen on Experiment). Screenshots of every page go to artifacts/screenshots/ (kept by CI as
 test artifacts); the slow test opens Inside a layer on the embedded model (the README's screenshot).
 
+Then the run's own page opens from its address (and again after a reload), and on a 1280x720 projector the
+Compare chart starts above the fold with readable tick labels.
+
 Needs /usr/bin/chromium (`apt-get install chromium`) and the playwright Python package; no `playwright install`.
 Skipped when Chromium is missing, unless PERP_REQUIRE_E2E=1 (CI), where that is a failure.
 """
@@ -12,37 +15,23 @@ Skipped when Chromium is missing, unless PERP_REQUIRE_E2E=1 (CI), where that is 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
+from harness import CHROMIUM, ROOT, app_server, launch_chromium, screenshot, settle
 
 from perp_engine.config import RunConfig
 from perp_engine.estimate import estimate_run
 from perp_engine.store import RunStore
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 RUN = {"preset": "perp", "method": "wanda", "sparsity": 0.5, "steps": 3, "seqlen": 32, "eval_tokens": 256,
        "calib_samples": 8, "batch_size": 2}
 RUN_TIMEOUT_MS = 150_000
+PROJECTOR = {"width": 1280, "height": 720}
 INSIDE_READY = '[data-testid="stMetricLabel"]:has-text("MaskLoRA")'  # the last thing the page draws
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +42,7 @@ def chromium():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
@@ -63,45 +52,19 @@ def server(tmp_path_factory):
     """`streamlit run app/main.py` on a free local port with an empty store; yields (url, store path)."""
     folder = tmp_path_factory.mktemp("e2e")
     store_path = folder / "runs.sqlite"
-    port = _free_port()
-    env = {**os.environ, "PERP_STORE": str(store_path), "HF_HUB_OFFLINE": "1"}
-    log = open(folder / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("streamlit did not start:\n" + (folder / "streamlit.log").read_text()[-3000:])
-                time.sleep(0.5)
-        yield url, store_path
+        with app_server(store_path, folder / "streamlit.log") as url:
+            yield url, store_path
+    except RuntimeError as err:
+        pytest.fail(str(err))
     finally:
         with RunStore(store_path) as store:
             for row in store.list_runs(status=("queued", "running")):
                 store.request_cancel(row.id)
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def settle(page) -> None:
-    """Wait until the app has finished rerunning after an input."""
-    page.wait_for_timeout(300)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
 
 
 def shoot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    settle(page)
-    page.wait_for_timeout(1000)  # let charts finish drawing
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    screenshot(page, SHOTS / f"{name}.png")
 
 
 def choose(page, label: str, value: str, typed: bool = False) -> None:
@@ -155,7 +118,7 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
     assert row.status == "done", row.error
     assert row.config["model"] == str(tiny_model_dir) and row.config["steps"] == RUN["steps"]
 
-    page.get_by_role("link", name="Compare").click()
+    page.get_by_role("link", name="Compare", exact=True).click()
     page.get_by_role("heading", name="Compare runs").wait_for()
     chart = page.locator(".js-plotly-plot").first
     chart.wait_for(timeout=30_000)
@@ -169,14 +132,40 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
              "about": ".katex"}
     for name, heading in (("layers", "Layers"), ("inside_layer", "Inside a layer"), ("sweep", "Sweep"),
                           ("about", "About PERP Lab")):
-        page.get_by_role("link", name=heading.split()[0]).click()
+        link = "Inside a layer" if name == "inside_layer" else heading.split()[0]
+        page.get_by_role("link", name=link, exact=True).click()
         page.get_by_role("heading", name=heading).wait_for()
         page.locator(ready[name]).first.wait_for(timeout=60_000)
         shoot(page, name)
         if name == "inside_layer":  # the model chosen on Experiment, not the default one
             assert page.get_by_text(str(tiny_model_dir)).count() >= 1
             assert page.locator(".js-plotly-plot").count() == 8
+
+    page.goto(f"{url}/run?run={row.id}")
+    for _ in range(2):  # the run's address opens its page, and a reload keeps it
+        page.get_by_role("heading", name=f"Run #{row.id}").wait_for(timeout=60_000)
+        page.locator('[data-testid="stMetricLabel"]', has_text="Retrained").wait_for(timeout=30_000)
+        assert page.url.endswith(f"/run?run={row.id}")
+        page.reload()
+    shoot(page, "run")
     page.close()
+
+    projector = chromium.new_page(viewport=PROJECTOR)
+    for path, heading in (("compare", "Compare runs"), (f"layers?run={row.id}", "Layers")):
+        projector.goto(f"{url}/{path}")
+        projector.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+        chart = projector.locator(".js-plotly-plot").first
+        chart.wait_for(timeout=30_000)
+        settle(projector)
+        box = chart.bounding_box()
+        assert box["y"] < PROJECTOR["height"] / 2 and box["height"] < PROJECTOR["height"], (path, box)  # above the fold
+        shoot(projector, f"{path.split('?')[0]}-1280x720")
+    projector.goto(f"{url}/compare")
+    chart = projector.locator(".js-plotly-plot").first
+    chart.wait_for(timeout=30_000)
+    ticks = [t.text_content() for t in chart.locator(".ytick text").all()]
+    assert ticks and all(float(t.replace(",", "")) >= 10 for t in ticks), ticks  # perplexities: no bare minor digit
+    projector.close()
 
 
 @pytest.mark.slow
@@ -191,4 +180,3 @@ def test_inside_a_layer_on_the_embedded_model(chromium, server):
     assert page.locator('[data-testid="stMetricValue"]', has_text="0 of 165,888").count() == 1  # LoRA filled them all
     shoot(page, "inside_layer_embedded")
     page.close()
-

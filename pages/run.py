@@ -1,0 +1,173 @@
+"""Run: one run on its own page, reachable by its address (``?run=12``): results, configuration, stage timings,
+per-layer data (CSV), log, and managing it: name and tags, export (as ``perp export``), delete."""
+
+import json
+
+import streamlit as st
+
+from app import run_details, runs, state, widgets
+from app.progress_view import STAGE_TITLES
+from perp_engine.errors import PerpError
+from perp_engine.export import export_run
+
+CONFIRM_DELETE = "confirm_delete"  # the run whose deletion waits for a confirmation
+DELETED = "deleted_run"  # the run just deleted, said once on the next page
+
+store = state.store()
+if DELETED in st.session_state:
+    st.success(f"Run #{st.session_state.pop(DELETED)} was deleted.", icon=":material/delete:")
+listed = store.list_runs(limit=500)
+if not listed:
+    st.title("Run")
+    widgets.getting_started()
+    st.stop()
+
+title = st.empty()  # the title comes first on the page; which run it names is known below
+labels = {r.id: runs.run_label(r) for r in listed}
+asked = widgets.query_run_ids()
+run_id = asked[0] if asked else None
+options = list(labels) if run_id in labels or run_id is None else [run_id, *labels]
+choice = st.selectbox("Open a run", options, index=options.index(run_id) if run_id is not None else None,
+                      format_func=lambda i: labels.get(i, f"#{i}"), placeholder="Pick a run to open",
+                      help="Each run has its own address (…/run?run=12): bookmark it or share it.")
+if choice is None:
+    title.title("Run")
+    st.info("Pick a run above, or open one from Experiment or Compare.")
+    st.stop()
+if choice != run_id:
+    st.query_params[widgets.RUN_QUERY] = str(choice)
+try:
+    row = store.get_run(choice)
+except PerpError as err:
+    title.title(f"Run #{choice}")
+    st.error(str(err), icon=":material/error:")
+    st.stop()
+
+title.title(f"Run #{row.id}" + (f": {row.name}" if row.name else ""))
+facts = [runs.pruning_label(row.config), runs.retraining_label(row.config), runs.model_label(row.config["model"]),
+         runs.protocol_label(row.config), f"*{row.status}*",
+         f"created {runs.iso_time(row.created_at)}", *(f"`{tag}`" for tag in row.tags)]
+st.caption(" · ".join(facts))
+
+if not row.finished:
+    widgets.run_cards([row.id])
+elif row.status == "done":
+    widgets.run_result(row)
+    reason = runs.diverged(row)
+    if reason:
+        st.warning(f"This run diverged ({reason}): Compare leaves it out of the charts.", icon=":material/warning:")
+else:
+    st.error(f"This run {row.status}: {row.error}", icon=":material/error:")
+
+config_tab, timing_tab, layers_tab, log_tab, manage_tab = st.tabs(
+    ["Configuration", "Stage timings", "Layers", "Log", "Name, export, delete"])
+
+with config_tab:
+    st.dataframe(run_details.config_frame(row.config), hide_index=True, height=300)
+    left, middle, right = st.columns(3)
+    left.download_button("Config (JSON)", json.dumps(row.config, indent=2, sort_keys=True), f"perp-run-{row.id}-config.json",
+                         "application/json", icon=":material/download:")
+    with middle:
+        st.session_state.pop(state.LOADED, None)  # the link below loads the settings even if they were loaded before
+        st.page_link(widgets.PAGES["experiment"], label="Load into Experiment", icon=":material/science:",
+                     query_params={state.FROM_QUERY: str(row.id)})
+    with right:
+        st.page_link(widgets.PAGES["layers"], label="Open in Layers", icon=":material/view_module:",
+                     query_params={widgets.RUN_QUERY: str(row.id)}, disabled=row.status != "done")
+
+with timing_tab:
+    timings = run_details.timings_frame(row)
+    if timings.empty:
+        st.caption("No stage has finished yet.")
+    else:
+        st.dataframe(timings, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+    extra = [f"total {runs.format_seconds(row.duration)}" if row.duration else None,
+             f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
+             f"on {row.environment.get('device')}" if row.environment.get("device") else None]
+    st.caption(" · ".join(e for e in extra if e))
+
+with layers_tab:
+    layers, blocks = store.layers(row.id), store.blocks(row.id)
+    if not layers:
+        st.caption("No per-layer measurements (they are recorded when a run finishes).")
+    else:
+        st.caption(run_details.measure_note(row.result))
+        frame = run_details.layers_frame(layers)
+        st.dataframe(frame, hide_index=True, height=320)
+        left, right = st.columns(2)
+        left.download_button("Layers (CSV)", frame.to_csv(index=False), f"perp-run-{row.id}-layers.csv", "text/csv",
+                             icon=":material/download:")
+        right.download_button("Blocks (CSV)", run_details.blocks_frame(blocks).to_csv(index=False),
+                              f"perp-run-{row.id}-blocks.csv", "text/csv", icon=":material/download:")
+
+with log_tab:
+    log = "\n".join(store.logs(row.id))
+    st.code(log or "(no log yet)", language=None, height=400, wrap_lines=True)
+    if log:
+        st.download_button("Log (text)", log, f"perp-run-{row.id}.log", "text/plain", icon=":material/download:")
+
+with manage_tab:
+    st.markdown("**Name and tags**")
+    known_tags = sorted({t for r in listed for t in r.tags})
+    with st.form(f"label-{row.id}", border=False):
+        name = st.text_input("Name", row.name or "", placeholder="e.g. baseline for the lecture")
+        tags = st.multiselect("Tags", sorted({*known_tags, *row.tags}), default=row.tags, accept_new_options=True,
+                              help="Type a new tag and press Enter. Compare filters by tag.")
+        if st.form_submit_button("Save name and tags", icon=":material/save:"):
+            try:
+                store.rename_run(row.id, name)
+                store.set_tags(row.id, tags)
+            except PerpError as err:
+                st.error(str(err), icon=":material/warning:")
+            else:
+                st.rerun()
+
+    st.markdown("**Export** (as `perp export`): the model in Hugging Face format, its masks, the config and a "
+                "model card.")
+    folder = st.text_input("Export folder", str(run_details.export_folder(store.root, row)), key=f"export-dir-{row.id}")
+    force = st.checkbox("Write into a folder that is not empty (files with the same names are replaced)",
+                        key=f"export-force-{row.id}")
+    if row.status == "done" and not row.artifact:
+        st.caption(":material/info: This run did not keep its model, so Export recomputes it from its config and seed "
+                   "(as long as the run took) and checks the perplexity matches.")
+    if st.button("Export", icon=":material/ios_share:", disabled=row.status != "done", key=f"export-{row.id}",
+                 help=None if row.status == "done" else "only a finished (done) run can be exported"):
+        bar = st.progress(0.0, text="Exporting…")
+
+        def report(stage: str, fraction: float, message: str = "") -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"{STAGE_TITLES.get(stage, stage)}: {message}")
+
+        try:
+            with st.spinner("Exporting…"):
+                exported = export_run(store, row.id, folder, force=force, progress=report)
+        except PerpError as err:
+            bar.empty()
+            st.error(str(err), icon=":material/warning:")
+        else:
+            bar.empty()
+            st.success(f"Exported to `{exported.path}` ({'kept model copied' if exported.source == 'kept' else 'recomputed'}, "
+                       f"sparsity {exported.sparsity:.2%} from its masks).", icon=":material/check_circle:")
+            if exported.mismatch:
+                st.warning(exported.mismatch, icon=":material/warning:")
+
+    st.markdown("**Delete**")
+    if not row.finished:
+        st.caption("A queued or running run cannot be deleted: cancel it first.")
+    elif st.session_state.get(CONFIRM_DELETE) != row.id:
+        if st.button("Delete this run…", icon=":material/delete:", key=f"delete-{row.id}"):
+            st.session_state[CONFIRM_DELETE] = row.id
+            st.rerun()
+    else:
+        st.warning(f"Delete run #{row.id} with its results, per-layer data, curves and log"
+                   + (" and its kept model" if row.artifact else "") + "? This cannot be undone. The shared cache of "
+                   "dense and pruned models stays, so other runs are not affected.", icon=":material/warning:")
+        yes, no = st.columns(2)
+        if yes.button(f"Yes, delete run #{row.id}", type="primary", key=f"delete-yes-{row.id}"):
+            store.delete_run(row.id)
+            st.session_state.pop(CONFIRM_DELETE, None)
+            st.session_state[DELETED] = row.id
+            st.query_params.clear()
+            st.rerun()
+        if no.button("Keep it", key=f"delete-no-{row.id}"):
+            st.session_state.pop(CONFIRM_DELETE, None)
+            st.rerun()
