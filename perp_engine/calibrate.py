@@ -48,7 +48,8 @@ def capture_block_inputs(model: nn.Module, samples: torch.Tensor, batch_size: in
         captured.kwargs.append({k: _detach(v) for k, v in kwargs.items()})
         raise _StopForward
 
-    handle = blocks[0].register_forward_pre_hook(hook, with_kwargs=True)
+    # prepend: runs before any hook that would bring block 0 onto the device (perp_engine.placement)
+    handle = blocks[0].register_forward_pre_hook(hook, with_kwargs=True, prepend=True)
     try:
         for start in range(0, samples.shape[0], batch_size):
             chunk = samples[start : start + batch_size].to(device)

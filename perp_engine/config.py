@@ -18,6 +18,7 @@ ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora", "scalelora-pap
 NAMED_DATASETS = ("wiki-embedded", "wikitext2", "c4")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16", "float16")
+OFFLOADS = ("auto", "none", "cpu", "disk")  # where the blocks' weights wait between uses: perp_engine.placement
 DEFAULT_MODEL = "smollm2-135m"
 SEED_MAX = 2**32 - 1  # the widest seed every generator used (torch, numpy, Python's random) accepts
 INT_MAX = 2**63 - 1
@@ -79,6 +80,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
+    offload: str = "auto"
     trust_remote_code: bool = False
 
     def __post_init__(self):
@@ -191,6 +193,7 @@ class RunConfig:
         if not (self.device in DEVICES or re.match(r"^cuda:\d+$", str(self.device))):
             raise PerpError("device", f"{self.device!r} is not allowed; use one of {', '.join(DEVICES)} or cuda:N")
         _choice("dtype", self.dtype, DTYPES)
+        _choice("offload", self.offload, OFFLOADS)
 
 
 def _choice(name: str, value, allowed) -> None:

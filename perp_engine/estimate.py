@@ -43,9 +43,10 @@ import torch
 from torch import nn
 
 from .adapters import attach_adapters
-from .blocks import find_decoder_blocks, find_linears, get_weight
+from .blocks import find_decoder_blocks
 from .config import RunConfig
 from .data import MEASURE_WINDOWS
+from .model_shape import ModelShape
 from .models import EMBEDDED_MODELS, load_skeleton, resolve_device
 from .progress import STAGES
 from .sequential import DATA_FREE_METHODS
@@ -59,38 +60,6 @@ LOAD_S_PER_PARAM = 2e-8
 GGUF_CONVERT_S = 30.0
 DATA_S = 2.0
 SPARSEGPT_S_PER_COLUMN = 6e-4  # SparseGPT's per-column loop (small ops, barely parallel), per input column per layer
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the cost model needs from a model: sizes of its matrix products."""
-
-    total_params: int
-    block_linear_params: int  # weights of the linears inside the decoder blocks (what is pruned)
-    head_params: int  # the output head's matrix (vocabulary x hidden), used once per token
-    n_blocks: int
-    hidden: int
-    linears: tuple[tuple[int, int], ...]  # (out, in) of every block linear
-
-    @classmethod
-    def of(cls, model: nn.Module) -> "ModelShape":
-        _, blocks = find_decoder_blocks(model)
-        linears = tuple(tuple(get_weight(m).shape) for block in blocks for m in find_linears(block).values())
-        head = model.get_output_embeddings()
-        unique = {id(p): p.numel() for p in model.parameters()}
-        return cls(
-            total_params=sum(unique.values()),
-            block_linear_params=sum(o * i for o, i in linears),
-            head_params=head.weight.numel() if head is not None else 0,
-            n_blocks=len(blocks),
-            hidden=model.get_input_embeddings().weight.shape[1],
-            linears=linears,
-        )
-
-    def forward_flops(self, seqlen: int, with_head: bool = True) -> float:
-        """FLOPs of one token's forward pass at context ``seqlen`` (causal attention sees seqlen / 2 on average)."""
-        attention = 2 * self.n_blocks * seqlen * self.hidden
-        return 2 * (self.block_linear_params + (self.head_params if with_head else 0)) + attention
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from torch import nn
 from .blocks import find_decoder_blocks, find_linears
 from .calibrate import BlockInputs, block_forward
 from .dense_reference import DenseReference
+from .placement import BlockPlacement, block_in_use
 
 
 @dataclass
@@ -51,17 +52,19 @@ class _Ratios:
 
 @torch.no_grad()
 def measure_errors(model: nn.Module, dense: DenseReference, dense_inputs: BlockInputs, inputs: BlockInputs,
-                   progress: Callable[[float, str], None] | None = None) -> ErrorReport:
+                   progress: Callable[[float, str], None] | None = None,
+                   placement: BlockPlacement | None = None) -> ErrorReport:
     """Both errors of every linear and block of ``model`` against ``dense``.
 
     ``dense_inputs`` are the dense model's block-0 inputs of the measurement windows (captured before pruning),
-    ``inputs`` the current model's block-0 inputs of the same windows."""
+    ``inputs`` the current model's block-0 inputs of the same windows; ``placement``: the run's offloading."""
     path, blocks = find_decoder_blocks(model)
     device = inputs.hidden[0].device
     report = ErrorReport()
-    for i, block in enumerate(blocks):
+    for i in range(len(blocks)):
         local, drift = _Ratios(), _Ratios()
-        d_out, c_out = _measure_block(block, dense.block(i, device), dense_inputs, inputs, local, drift)
+        with block_in_use(placement, blocks, i) as block:
+            d_out, c_out = _measure_block(block, dense.block(i, device), dense_inputs, inputs, local, drift)
         for name in local.num:
             if name != "":
                 report.local[f"{path}.{i}.{name}"] = local.get(name)

@@ -11,6 +11,7 @@ from torch import nn
 
 from .blocks import find_decoder_blocks, find_linears, get_weight
 from .errors import PerpError
+from .placement import BlockPlacement, block_in_use
 
 
 def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
@@ -51,16 +52,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def model_sparsity(model: nn.Module) -> dict:
-    """``{"overall": fraction, "layers": {full_name: fraction}}`` of zero weights in the decoder blocks' linears."""
+def model_sparsity(model: nn.Module, placement: BlockPlacement | None = None) -> dict:
+    """``{"overall": fraction, "layers": {full_name: fraction}}`` of zero weights in the decoder blocks' linears
+    (``placement``: the run's offloading, each block read in turn)."""
     path, blocks = find_decoder_blocks(model)
     layers: dict[str, float] = {}
     zeros = total = 0
-    for index, block in enumerate(blocks):
-        for name, module in find_linears(block).items():
-            weight = get_weight(module)
-            layer_zeros = int((weight == 0).sum())
-            layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
-            zeros += layer_zeros
-            total += weight.numel()
+    for index in range(len(blocks)):
+        with block_in_use(placement, blocks, index) as block:
+            for name, module in find_linears(block).items():
+                weight = get_weight(module)
+                layer_zeros = int((weight == 0).sum())
+                layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
+                zeros += layer_zeros
+                total += weight.numel()
     return {"overall": zeros / total if total else 0.0, "layers": layers}

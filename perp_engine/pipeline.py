@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -27,9 +30,12 @@ from .data import MEASURE_WINDOWS, Corpus, calibration_samples, eval_windows, lo
 from .dense_reference import DenseReference
 from .divergence import mark_diverged
 from .measure import ErrorReport, measure_errors
+from .memory_model import estimate_memory
 from .memory_meter import PeakMemory
 from .metrics import count_parameters, model_sparsity, perplexity
 from .models import load_model, resolve_device
+from .paths import resolve_home
+from .placement import OFFLOADED, BlockPlacement
 from .preflight import eval_shortfall
 from .progress import Progress, silent
 from .repair import repair
@@ -59,6 +65,8 @@ class Run:
     calib: torch.Tensor | None = None  # calibration windows (pruning statistics, reconstruction)
     windows: torch.Tensor | None = None  # evaluation windows (perplexity)
     measure: torch.Tensor | None = None  # held-out windows of the calibration source (layer-wise errors)
+    placement: BlockPlacement | None = None  # where the blocks wait between uses (RunConfig.offload)
+    scratch: Path | None = None  # this run's folder for files it deletes at its end (offloaded blocks, dense copy)
     dense: DenseReference | None = None  # the dense blocks, taken before pruning when errors must be measured
     dense_inputs: BlockInputs | None = None  # the dense model's block-0 inputs of the measurement windows
     cached_errors: dict | None = field(default=None, repr=False)
@@ -119,9 +127,18 @@ class Stage:
 
 
 def load(run: Run) -> None:
+    """Load the model where its blocks will wait (RunConfig.offload; auto asks the memory model) and place it."""
     config = run.config
-    run.model, run.tokenizer = load_model(config.model, device=str(run.device), dtype=config.dtype,
+    mode = config.offload
+    if mode == "auto":
+        estimate = estimate_memory(config, device=run.device.type)
+        mode = estimate.offload
+        run.log(f"offload auto -> {mode}: predicted peak {estimate.peak_device / 2**30:.2f} GiB on {run.device.type}")
+    run.result.environment["offload"] = mode
+    staged = "cpu" if mode in OFFLOADED else str(run.device)
+    run.model, run.tokenizer = load_model(config.model, device=staged, dtype=config.dtype,
                                           trust_remote_code=config.trust_remote_code)
+    run.placement = BlockPlacement(run.model, mode, run.device, scratch=run.scratch)
     if config.adapter != "none":
         check_adapter_fits(run.model, config.rank, config.target_modules)
 
@@ -156,7 +173,9 @@ def prune(run: Run) -> None:
     run.cached_errors = run.cache.get_json("layer_errors", run.errors_key) if run.cache else None
     if run.cached_errors is None or config.mode != "none":
         with run.timed("measure"):
-            run.dense = DenseReference(run.model)
+            on_disk = run.device.type == "cpu" or run.placement.mode == "disk"  # not a second copy in one memory
+            run.dense = DenseReference(run.model, folder=run.scratch / "dense" if on_disk else None,
+                                       placement=run.placement)
             run.dense_inputs = capture_block_inputs(run.model, run.measure, config.batch_size)
     with run.timed("prune"):
         run.result.layers = _prune_or_reuse(run, run.report("prune", 0.0, 0.85))
@@ -172,7 +191,7 @@ def prune(run: Run) -> None:
         rec.recon_error, rec.drift = errors.local[rec.name], errors.drift[rec.name]
     run.result.blocks = [BlockRecord(block=i, loss_before=local, drift_before=drift)
                          for i, (local, drift) in enumerate(zip(errors.block_local, errors.block_drift))]
-    run.result.sparsity = model_sparsity(run.model)["overall"]
+    run.result.sparsity = model_sparsity(run.model, run.placement)["overall"]
 
 
 def pruned_eval(run: Run) -> None:
@@ -184,9 +203,9 @@ def pruned_eval(run: Run) -> None:
 
 def train(run: Run) -> None:
     if run.output_dir:  # the last good weights, until the repair proves good (divergence.py)
-        save_model(run.model, run.tokenizer, run.output_dir, run.config, run.log)
+        _save(run)
     repair(run.model, run.tokenizer, run.config, run.calib_corpus, run.calib, run.dense, run.result,
-           run.report("train"), run.log)
+           run.report("train"), run.log, run.placement)
 
 
 def final_eval(run: Run) -> None:
@@ -203,7 +222,7 @@ def final_eval(run: Run) -> None:
         rec.loss_after, rec.drift_after = local, drift
     run.log(f"final perplexity {result.final_ppl:.3f}")
     mark_diverged(result, run.log)
-    sparsity_after = model_sparsity(run.model)["overall"]
+    sparsity_after = model_sparsity(run.model, run.placement)["overall"]
     if not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):
         raise RuntimeError(f"sparsity changed during repair: {result.sparsity:.6f} -> {sparsity_after:.6f}")
 
@@ -249,17 +268,31 @@ def run_pipeline(
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     log = log or (lambda line: None)
+    scratch = resolve_home(None) / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
     run = Run(config=config, progress=progress, log=log, cache=ArtifactCache(cache_dir, log=log) if cache_dir else None,
               output_dir=output_dir, device=device, meter=PeakMemory(device),
-              result=RunResult(config=config.to_dict(), device=str(device), environment=_environment(device)))
-    for stage in PIPELINE:
-        if stage.needed(config):
-            _execute(run, stage)
-    if output_dir and not run.result.diverged:
-        save_model(run.model, run.tokenizer, output_dir, config, run.log)
+              result=RunResult(config=config.to_dict(), device=str(device), environment=_environment(device)),
+              scratch=Path(tempfile.mkdtemp(prefix="run-", dir=scratch)))
+    try:
+        for stage in PIPELINE:
+            if stage.needed(config):
+                _execute(run, stage)
+        if output_dir and not run.result.diverged:
+            _save(run)
+    finally:
+        if run.placement is not None:
+            run.placement.close(restore=False)
+        shutil.rmtree(run.scratch, ignore_errors=True)
     run.result.peak_memory_mb = max(run.result.stage_memory_mb.values())
     run.result.environment["memory_meter"] = run.meter.method
     return run.result
+
+
+def _save(run: Run) -> None:
+    """Save the model to the run's output folder (every block brought back for it)."""
+    with run.placement.all_resident():
+        save_model(run.model, run.tokenizer, run.output_dir, run.config, run.log)
 
 
 def _execute(run: Run, stage: Stage) -> None:
@@ -281,38 +314,40 @@ def _execute(run: Run, stage: Stage) -> None:
 
 def _measure(run: Run, progress) -> ErrorReport:
     inputs = capture_block_inputs(run.model, run.measure, run.config.batch_size)
-    return measure_errors(run.model, run.dense, run.dense_inputs, inputs, progress=progress)
+    return measure_errors(run.model, run.dense, run.dense_inputs, inputs, progress=progress, placement=run.placement)
 
 
 def _prune_or_reuse(run: Run, progress) -> list[LayerRecord]:
-    """Prune in place, or load the pruned weights of identical settings from the cache."""
+    """Prune in place, or load the pruned weights of identical settings from the cache. With disk offload the
+    cache is not used: an entry holds every pruned weight at once, which that mode keeps out of memory."""
     config, model = run.config, run.model
-    cached = run.cache.get_tensors("pruned", run.prune_key) if run.cache else None
+    cache = run.cache if run.placement.mode != "disk" else None
+    cached = cache.get_tensors("pruned", run.prune_key) if cache else None
     if cached is not None:
-        with torch.no_grad():
-            for name, tensor in cached.items():
-                model.get_submodule(name).weight.copy_(tensor)
         run.result.reused.append("pruned_model")
         run.log("pruned weights reused from the cache")
-        return _layer_records(model)
+        return _load_pruned(run, cached)
     inputs = None if config.method in DATA_FREE_METHODS else capture_block_inputs(model, run.calib, config.batch_size)
     records = prune_model(model, inputs, method=config.method, sparsity=config.sparsity, pattern=config.pattern,
                           blocksize=config.blocksize, percdamp=config.percdamp, seed=config.seed,
-                          progress=progress, log=run.log)
-    if run.cache:
-        run.cache.put_tensors("pruned", run.prune_key, {r.name: model.get_submodule(r.name).weight for r in records})
+                          progress=progress, log=run.log, placement=run.placement)
+    if cache:
+        cache.put_tensors("pruned", run.prune_key, {r.name: model.get_submodule(r.name).weight for r in records})
     return records
 
 
-def _layer_records(model: nn.Module) -> list[LayerRecord]:
-    """One record per block linear with its measured sparsity (errors are filled in later)."""
-    path, blocks = find_decoder_blocks(model)
+def _load_pruned(run: Run, cached: dict[str, torch.Tensor]) -> list[LayerRecord]:
+    """Copy cached pruned weights into the model, block by block; one record per block linear (its sparsity)."""
+    path, _ = find_decoder_blocks(run.model)
     records = []
-    for i, block in enumerate(blocks):
+    for i, block in run.placement.each_block(writes=True):
         for name, module in find_linears(block).items():
+            full = f"{path}.{i}.{name}"
+            with torch.no_grad():
+                module.weight.copy_(cached[full])
             w = get_weight(module)
-            records.append(LayerRecord(name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
-                                       sparsity=float((w == 0).float().mean()), recon_error=None, numel=w.numel()))
+            records.append(LayerRecord(name=full, block=i, kind=linear_kind(name), recon_error=None, numel=w.numel(),
+                                       sparsity=float((w == 0).float().mean())))
     return records
 
 

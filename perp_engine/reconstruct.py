@@ -24,6 +24,7 @@ from .blocks import find_decoder_blocks
 from .calibrate import BlockInputs, block_forward, relative_error, run_block
 from .dense_reference import DenseReference
 from .masks import MaskKeeper
+from .placement import BlockPlacement, block_in_use
 from .subsets import select_trainable
 
 
@@ -64,30 +65,32 @@ class BlockRecipe:
 
 
 def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, recipe: BlockRecipe, *, seed: int = 0,
-                progress: Callable[[float, str], None] | None = None) -> ReconstructOutcome:
-    """Reconstruct every block in place; ``inputs`` are block 0's calibration inputs of ``model``."""
+                progress: Callable[[float, str], None] | None = None,
+                placement: BlockPlacement | None = None) -> ReconstructOutcome:
+    """Reconstruct every block in place; ``inputs`` are block 0's calibration inputs of ``model``;
+    ``placement``: the run's offloading (one block on the device at a time)."""
     start = time.perf_counter()
     _, blocks = find_decoder_blocks(model)
-    verify = MaskKeeper(model)
     outcome = ReconstructOutcome()
     generator = torch.Generator().manual_seed(seed)
     device = inputs.hidden[0].device
-    for i, block in enumerate(blocks):
-        targets = run_block(dense.block(i, device), inputs)
-        before = relative_error(targets, run_block(block, inputs))
-        trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)
-        losses = _train_block(block, inputs, targets, recipe, generator,
-                              MaskKeeper(model, scope=block) if "full" in recipe.subsets else None)
-        if not all(math.isfinite(v) for v in losses):
-            outcome.warnings.append(f"block {i}: loss became non-finite; kept the last good weights of this block")
-        outcome.losses.extend(v for v in losses if math.isfinite(v))
-        _merge_block(model, recipe, outcome)
-        outputs = run_block(block, inputs)
+    for i in range(len(blocks)):
+        with block_in_use(placement, blocks, i, writes=True) as block:
+            keeper = MaskKeeper(model, scope=block)
+            targets = run_block(dense.block(i, device), inputs)
+            before = relative_error(targets, run_block(block, inputs))
+            trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)
+            losses = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None)
+            if not all(math.isfinite(v) for v in losses):
+                outcome.warnings.append(f"block {i}: loss became non-finite; kept the last good weights of this block")
+            outcome.losses.extend(v for v in losses if math.isfinite(v))
+            _merge_block(model, block, recipe, outcome)
+            keeper.verify()
+            outputs = run_block(block, inputs)
         outcome.blocks.append(BlockLoss(block=i, before=before, after=relative_error(targets, outputs), trainable=trainable))
         inputs = inputs.with_hidden(outputs)
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)}: error {before:.4g} -> {outcome.blocks[-1].after:.4g}")
-    verify.verify()
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -108,10 +111,10 @@ def _prepare_block(model: nn.Module, block: nn.Module, recipe: BlockRecipe, seed
     return report.trainable
 
 
-def _merge_block(model: nn.Module, recipe: BlockRecipe, outcome: ReconstructOutcome) -> None:
+def _merge_block(model: nn.Module, block: nn.Module, recipe: BlockRecipe, outcome: ReconstructOutcome) -> None:
     """Fold the block's adapters back (zeros verified by merge_adapters) and freeze everything again."""
     if recipe.adapter != "none":
-        for note in merge_adapters(model):
+        for note in merge_adapters(model, scope=block):
             if note not in outcome.notes:
                 outcome.notes.append(note)
     model.requires_grad_(False)

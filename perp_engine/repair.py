@@ -6,6 +6,7 @@ back and the pruning masks are verified unchanged (the ``lora`` adapter stays un
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -17,6 +18,7 @@ from .data import Corpus, train_samples
 from .dense_reference import DenseReference
 from .masks import MaskKeeper
 from .metrics import count_parameters
+from .placement import BlockPlacement
 from .reconstruct import BlockRecipe, reconstruct
 from .result import RunResult
 from .retrain import retrain
@@ -24,11 +26,15 @@ from .subsets import select_trainable
 
 
 def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: torch.Tensor, dense: DenseReference,
-           result: RunResult, progress: Callable[[float, str], None], log: Callable[[str], None]) -> None:
+           result: RunResult, progress: Callable[[float, str], None], log: Callable[[str], None],
+           placement: BlockPlacement | None = None) -> None:
+    """Retrain (every block on the device for the duration, whatever the offloading) or reconstruct (one
+    block on the device at a time)."""
     if config.mode == "retrain":
-        _retrain(model, tokenizer, config, calib_corpus, result, progress, log)
+        with placement.all_resident(writes=True) if placement else nullcontext():
+            _retrain(model, tokenizer, config, calib_corpus, result, progress, log)
     else:
-        _reconstruct(model, config, calib, dense, result, progress, log)
+        _reconstruct(model, config, calib, dense, result, progress, log, placement)
 
 
 def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: RunResult, progress, log) -> None:
@@ -61,13 +67,14 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
     model.requires_grad_(False)
 
 
-def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result: RunResult, progress, log) -> None:
+def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result: RunResult, progress, log,
+                 placement: BlockPlacement | None) -> None:
     inputs = capture_block_inputs(model, calib, config.batch_size)
     recipe = BlockRecipe(subsets=config.train, adapter=config.adapter, rank=config.rank, alpha=config.alpha,
                          target_modules=config.target_modules, steps=config.steps, lr=config.lr,
                          warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
                          max_grad_norm=config.max_grad_norm)
-    outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress)
+    outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress, placement=placement)
     total = count_parameters(model)
     if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params
         total += outcome.by_category.get("adapter", 0)

@@ -9,6 +9,7 @@ from perp_engine import estimate
 from perp_engine.blocks import find_decoder_blocks, find_linears, get_weight
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
+from perp_engine.model_shape import ModelShape
 from perp_engine.pipeline import run_pipeline
 from perp_engine.progress import STAGES
 
@@ -50,7 +51,7 @@ def test_prune_only_trains_nothing_and_skips_training_stages(model_dir):
 
 
 def test_model_shape_reads_the_matrix_sizes(tiny_model):
-    shape = estimate.ModelShape.of(tiny_model)
+    shape = ModelShape.of(tiny_model)
     _, blocks = find_decoder_blocks(tiny_model)
     linears = [get_weight(m).shape for b in blocks for m in find_linears(b).values()]
     assert shape.n_blocks == len(blocks) == 2

@@ -12,8 +12,9 @@ from .targets import adapter_modules, adapter_parameters, base_of, block_linears
 PROBE_ROWS = 8
 
 
-def merge_adapters(model: nn.Module) -> list[str]:
-    """Replace every adapter by its base layer carrying the merged weight; returns notes for the run record.
+def merge_adapters(model: nn.Module, scope: nn.Module | None = None) -> list[str]:
+    """Replace every adapter (inside ``scope`` only, when given: one block) by its base layer carrying the merged
+    weight; returns notes for the run record.
 
     Each merged decoder-block linear must have exactly the zeros it had (RuntimeError naming the layer
     otherwise) and every layer whose merge is exact must compute what its adapter computed on a random probe.
@@ -24,8 +25,12 @@ def merge_adapters(model: nn.Module) -> list[str]:
     changes: dict[str, list[float]] = {}
     kept: list[nn.Module] = []
     in_blocks = block_linears(model)
-    pruned = {name for name, layer in in_blocks.items() if bool((base_of(layer).weight == 0).any())}
-    for name, module in adapter_modules(model).items():
+    adapters = adapter_modules(model)
+    if scope is not None:
+        inside = block_linears(model, scope)
+        adapters = {name: module for name, module in adapters.items() if name in inside}
+    pruned = {name for name in adapters if name in in_blocks and bool((base_of(in_blocks[name]).weight == 0).any())}
+    for name, module in adapters.items():
         if not isinstance(module, AdapterLinear) and name in pruned:
             kept.append(module)
             continue

@@ -44,6 +44,9 @@ HELP = {
     "seed": "random seed (calibration windows, random pruning, adapter init, batch order)",
     "device": f"{', '.join(DEVICES)} or cuda:N (auto = GPU when present, else CPU)",
     "dtype": f"model dtype: {', '.join(DTYPES)}",
+    "offload": "where the decoder blocks wait between uses: none (all on the device), cpu (CPU memory, each block "
+               "visits the device), disk (files, each block read in turn); auto picks the first that the memory "
+               "model says fits (perp estimate shows it)",
     "trust_remote_code": "allow custom model code from the Hub (off unless asked)",
 }
 

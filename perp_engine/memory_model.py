@@ -1,0 +1,257 @@
+"""Predicted peak memory of every stage of a run, from the model's config alone (a meta-device skeleton, no weights).
+
+The model counts what each stage holds at its peak, in bytes, on the run's device (on a CPU that is the whole
+process: Python and the libraries too) and in CPU memory beside it when the device is a GPU:
+
+- weights: the whole model (offload ``none``), or the parts outside the decoder blocks plus one block
+  (``cpu``, ``disk``); the blocks themselves in CPU memory (``cpu``) or in files (``disk``);
+- the dense reference of the layer errors (perp_engine.dense_reference): the blocks again, in CPU memory beside
+  a GPU, in files on a CPU device or with ``disk`` (then one block at a time);
+- pruning: the calibration activations entering and leaving a block, one block's working set, Wanda's column
+  norms or SparseGPT's Hessians (``in^2`` float32 per distinct input) and their Cholesky work;
+- evaluation: one batch of logits (batch x seqlen x vocabulary) and a row's float32 log-softmax;
+- retraining: every block on the device, the trainable tensors with their gradients and AdamW state, the
+  activations kept for backward (all blocks', or with checkpointing the block inputs plus one block's), the
+  chunked loss (perp_engine.lm_loss) and, for full retraining, gradients and AdamW state of every weight;
+- reconstruction: one block's calibration inputs, targets and outputs and one chunk's backward.
+
+The per-token activation sizes and the CPU process baseline are calibrated on measured stage peaks (VmHWM,
+perp_engine.memory_meter) of the embedded model and of random LLaMA models of the SmolLM2 family's shapes; the
+scale bench (bench/scale_bench.py) checks the predictions against new measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import RunConfig
+from .data import MEASURE_WINDOWS
+from .lm_loss import CHUNK_LOGITS
+from .model_shape import ModelShape
+from .models import DTYPES
+from .subsets import TrainableReport
+
+MIB = 2**20
+CPU_BASELINE = 420 * MIB  # a worker process with torch, transformers, peft and a tokenizer imported (measured)
+LOAD_OVERHEAD = 0.7  # from_pretrained's transient copies on a CPU, as a share of the weights (measured)
+DATA_TRANSIENT = 460 * MIB  # tokenizing a ~3 MB corpus the first time (later runs read the token cache)
+# Activations autograd keeps per token per block in training, in units of hidden and of the widest width (LLaMA:
+# the MLP's intermediate), times the activation dtype's bytes; and what checkpointing keeps (the block input).
+TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE = 10.0, 4.0
+BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (inference)
+ADAM_STATE = 2  # AdamW keeps two tensors per trained one
+STAGES_MEMORY = ("load", "data", "dense_eval", "prune", "pruned_eval", "train", "final_eval")
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    """Predicted peak of one stage: bytes on the run's device, bytes in CPU memory beside it (GPU runs only),
+    and the named parts of the device figure."""
+
+    stage: str
+    device_bytes: float
+    host_bytes: float
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    device: str  # "cpu" or "cuda"
+    offload: str  # the offload mode the prediction is for
+    stages: tuple[StageMemory, ...]
+
+    @property
+    def peak_device(self) -> float:
+        return max(s.device_bytes for s in self.stages)
+
+    @property
+    def peak_host(self) -> float:
+        return max(s.host_bytes for s in self.stages)
+
+    def stage(self, name: str) -> StageMemory:
+        return next(s for s in self.stages if s.stage == name)
+
+    def fits(self, device_capacity: float, host_capacity: float | None = None) -> bool:
+        """Whether every stage fits a device of ``device_capacity`` bytes (and its CPU memory, for a GPU)."""
+        host_ok = host_capacity is None or self.device == "cpu" or self.peak_host <= host_capacity
+        return self.peak_device <= device_capacity and host_ok
+
+
+def predict_memory(config: RunConfig, shape: ModelShape, trainable: TrainableReport | None, device: str,
+                   offload: str) -> MemoryEstimate:
+    """The peak of each stage ``config`` runs through, with ``offload`` (not ``auto``) on ``device`` (cpu/cuda)."""
+    m = _Terms(config, shape, trainable, device, offload)
+    stages = [m.stage("load", weights=m.weights_loading, transient=m.load_transient),
+              m.stage("data", weights=m.weights, transient=DATA_TRANSIENT if device == "cpu" else 0),
+              m.stage("dense_eval", weights=m.weights, transient=m.eval_transient),
+              m.stage("prune", weights=m.weights, transient=m.prune_transient, dense=True),
+              m.stage("pruned_eval", weights=m.weights, transient=m.eval_transient, dense=True)]
+    if config.mode != "none":
+        train = m.retrain_transient if config.mode == "retrain" else m.reconstruct_transient
+        weights = m.all_weights if config.mode == "retrain" else m.weights
+        stages.append(m.stage("train", weights=weights, transient=train, dense=True))
+        stages.append(m.stage("final_eval", weights=m.weights, transient=max(m.eval_transient, m.measure_transient),
+                              dense=True))
+    return MemoryEstimate(device=device, offload=offload, stages=tuple(stages))
+
+
+class _Terms:
+    """The byte counts of one config on one shape; each property is one named part."""
+
+    def __init__(self, config: RunConfig, shape: ModelShape, trainable: TrainableReport | None, device: str,
+                 offload: str):
+        self.c, self.s, self.trainable, self.device = config, shape, trainable, device
+        self.offload = "none" if offload == "cpu" and device == "cpu" else offload
+        self.wb = DTYPES[config.dtype].itemsize
+        self.base = CPU_BASELINE if device == "cpu" else 0.0
+
+    def stage(self, name: str, *, weights: float, transient: float, dense: bool = False) -> StageMemory:
+        """``dense``: the stage holds the dense reference (beside a GPU in CPU memory, unless it is on disk; on a
+        CPU device it is on disk and its one block read back is part of the work)."""
+        parts = {"process": self.base, "weights": weights, "work": transient}
+        host = 0.0
+        if self.device != "cpu":
+            host = CPU_BASELINE + self.host_weights + (self.dense_reference if dense and self.offload != "disk" else 0.0)
+        return StageMemory(name, sum(parts.values()), host, {k: v for k, v in parts.items() if v})
+
+    # -- weights ------------------------------------------------------------------------------------------------
+
+    @property
+    def full(self) -> float:
+        return self.s.total_params * self.wb
+
+    @property
+    def block(self) -> float:
+        return self.s.largest_block_params * self.wb
+
+    @property
+    def outside_blocks(self) -> float:
+        return (self.s.total_params - self.s.block_params) * self.wb
+
+    @property
+    def weights(self) -> float:
+        """On the device while a stage works block by block."""
+        return self.full if self.offload == "none" else self.outside_blocks + self.block
+
+    @property
+    def all_weights(self) -> float:
+        """On the device while retraining: every block, whatever the offloading."""
+        return self.full
+
+    @property
+    def weights_loading(self) -> float:
+        return self.full if self.device == "cpu" or self.offload == "none" else self.outside_blocks
+
+    @property
+    def host_weights(self) -> float:
+        return self.s.block_params * self.wb if self.offload == "cpu" else 0.0
+
+    @property
+    def dense_reference(self) -> float:
+        return self.s.block_params * self.wb
+
+    @property
+    def load_transient(self) -> float:
+        return LOAD_OVERHEAD * self.full if self.device == "cpu" else 0.0
+
+    # -- work -----------------------------------------------------------------------------------------------------
+
+    def _block_forward(self, tokens: int) -> float:
+        return tokens * (BLOCK_ACT_HIDDEN * self.s.hidden + BLOCK_ACT_WIDE * self.s.widest) * self.wb
+
+    @property
+    def eval_transient(self) -> float:
+        tokens = self.c.eval_batch_size * self.c.seqlen
+        logits = tokens * self.s.vocab * self.wb + 2 * self.c.seqlen * self.s.vocab * 4
+        return logits + self._block_forward(tokens)
+
+    @property
+    def measure_transient(self) -> float:
+        windows = MEASURE_WINDOWS * self.c.seqlen * self.s.hidden * self.wb
+        return 5 * windows + self.block + self._block_forward(self.c.batch_size * self.c.seqlen)
+
+    @property
+    def prune_transient(self) -> float:
+        c, s = self.c, self.s
+        activations = 2 * c.calib_samples * c.seqlen * s.hidden * self.wb
+        work = self._block_forward(c.batch_size * c.seqlen)
+        if c.method == "sparsegpt":
+            inputs = sorted({i for _, i in s.linears[: len(s.linears) // s.n_blocks]})
+            work += sum(4 * i * i for i in inputs) + 3 * 4 * s.widest ** 2 + 3 * 4 * max(o * i for o, i in s.linears)
+        elif c.method == "wanda":
+            work += 3 * 4 * max(o * i for o, i in s.linears)
+        return activations + max(work, self.measure_transient)
+
+    @property
+    def retrain_transient(self) -> float:
+        c, s = self.c, self.s
+        tokens = c.batch_size * c.seqlen
+        per_block = tokens * (TRAIN_ACT_HIDDEN * s.hidden + TRAIN_ACT_WIDE * s.widest) * self.wb
+        if c.grad_checkpointing:
+            activations = s.n_blocks * tokens * s.hidden * self.wb + per_block
+        else:
+            activations = s.n_blocks * per_block
+        loss = 3 * CHUNK_LOGITS * 4
+        return activations + loss + self._trained()
+
+    @property
+    def reconstruct_transient(self) -> float:
+        c, s = self.c, self.s
+        calibration = 3 * c.calib_samples * c.seqlen * s.hidden * self.wb
+        tokens = c.batch_size * c.seqlen
+        backward = tokens * (TRAIN_ACT_HIDDEN * s.hidden + TRAIN_ACT_WIDE * s.widest) * self.wb
+        per_block_trained = self._trained() / max(1, s.n_blocks)
+        return calibration + backward + self.block + per_block_trained
+
+    def _trained(self) -> float:
+        """Trainable tensors beyond the weights: a head copy when a tied head is untied, adapters, their
+        gradients and AdamW state (float32 for adapters, the weights' dtype otherwise)."""
+        if self.trainable is None:
+            return 0.0
+        counts = self.trainable.by_category
+        adapters = counts.get("adapter", 0) + counts.get("head-lora", 0)
+        weights = self.trainable.trainable - adapters
+        head_copy = self.s.head_params * self.wb if self.s.tied_head and self.c.untie_head and (
+            "head" in self.c.train or "head-lora" in self.c.train) else 0.0
+        return head_copy + adapters * 4 * (2 + ADAM_STATE) + weights * self.wb * (1 + ADAM_STATE)
+
+
+def estimate_memory(config: RunConfig, offload: str | None = None, device: str | None = None) -> MemoryEstimate:
+    """:func:`predict_memory` for ``config``'s model (its skeleton: no weights read), on the device the run would
+    use (or ``device``) with ``offload`` (default: the config's; ``auto`` is resolved first)."""
+    from .estimate import trainable_report
+    from .models import load_skeleton, resolve_device
+
+    device_type = device or resolve_device(config.device).type
+    model = load_skeleton(config.model, trust_remote_code=config.trust_remote_code)
+    shape = ModelShape.of(model)
+    report = trainable_report(model, config)
+    mode = offload or config.offload
+    if mode == "auto":
+        mode = choose_offload(config, shape, report, device_type, capacity(device_type))[0]
+    return predict_memory(config, shape, report, device_type, mode)
+
+
+def capacity(device_type: str, index: int | None = None) -> tuple[float, float]:
+    """(bytes the device can hold now, bytes of CPU memory free now): free GPU memory, or on a CPU the memory
+    available to this process (what is free plus what it already holds)."""
+    import psutil
+
+    host = psutil.virtual_memory().available + psutil.Process().memory_info().rss
+    if device_type == "cuda":
+        import torch
+
+        return float(torch.cuda.mem_get_info(index)[0]), float(host)
+    return float(host), float(host)
+
+
+def choose_offload(config: RunConfig, shape: ModelShape, trainable: TrainableReport | None, device_type: str,
+                   room: tuple[float, float], margin: float = 0.9) -> tuple[str, MemoryEstimate]:
+    """The first of none, cpu, disk whose predicted peaks fit ``margin`` of ``room`` (device, CPU memory), with
+    its estimate; disk when none fits (the estimate then says by how much)."""
+    modes = ("none", "disk") if device_type == "cpu" else ("none", "cpu", "disk")
+    for mode in modes:
+        estimate = predict_memory(config, shape, trainable, device_type, mode)
+        if estimate.fits(margin * room[0], margin * room[1]):
+            return mode, estimate
+    return "disk", estimate

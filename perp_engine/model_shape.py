@@ -1,0 +1,51 @@
+"""ModelShape: the sizes the cost and memory models need, read from a model (a meta-device skeleton will do)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .blocks import find_decoder_blocks, find_linears, get_weight
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    total_params: int  # every parameter once (a tied head counted once)
+    block_params: int  # parameters inside the decoder blocks
+    largest_block_params: int
+    block_linear_params: int  # weights of the linears inside the decoder blocks (what is pruned)
+    head_params: int  # the output head's matrix (vocabulary x hidden), used once per token
+    tied_head: bool  # the head shares its matrix with the token embeddings
+    n_blocks: int
+    hidden: int
+    vocab: int
+    widest: int  # the widest linear input or output inside a block (LLaMA: the MLP's intermediate size)
+    linears: tuple[tuple[int, int], ...]  # (out, in) of every block linear
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "ModelShape":
+        _, blocks = find_decoder_blocks(model)
+        linears = tuple(tuple(get_weight(m).shape) for block in blocks for m in find_linears(block).values())
+        head = model.get_output_embeddings()
+        embeddings = model.get_input_embeddings()
+        unique = {id(p): p.numel() for p in model.parameters()}
+        in_blocks = [sum(p.numel() for p in block.parameters()) for block in blocks]
+        return cls(
+            total_params=sum(unique.values()),
+            block_params=sum(in_blocks),
+            largest_block_params=max(in_blocks),
+            block_linear_params=sum(o * i for o, i in linears),
+            head_params=head.weight.numel() if head is not None else 0,
+            tied_head=head is not None and head.weight is embeddings.weight,
+            n_blocks=len(blocks),
+            hidden=embeddings.weight.shape[1],
+            vocab=embeddings.weight.shape[0],
+            widest=max(max(o, i) for o, i in linears),
+            linears=linears,
+        )
+
+    def forward_flops(self, seqlen: int, with_head: bool = True) -> float:
+        """FLOPs of one token's forward pass at context ``seqlen`` (causal attention sees seqlen / 2 on average)."""
+        attention = 2 * self.n_blocks * seqlen * self.hidden
+        return 2 * (self.block_linear_params + (self.head_params if with_head else 0)) + attention

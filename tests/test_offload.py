@@ -1,0 +1,79 @@
+"""Offloading: the blocks wait in CPU memory or in files and visit the device one at a time; results equal the
+run with everything on the device (tiny models, every kind of repair), and auto picks what the memory model says fits."""
+
+import math
+
+import pytest
+import torch
+
+from fixtures_tiny import perp_home, save_tiny_model, tiny_run_config, tiny_text_file  # noqa: F401  (pytest fixtures)
+from perp_engine.blocks import find_decoder_blocks
+from perp_engine.estimate import trainable_report
+from perp_engine.memory_model import choose_offload, predict_memory
+from perp_engine.metrics import perplexity
+from perp_engine.model_shape import ModelShape
+from perp_engine.models import load_skeleton
+from perp_engine.pipeline import run_pipeline
+from perp_engine.placement import BlockPlacement
+from tiny_models import TINY_MODELS, random_tokens
+
+CASES = [("llama", None, {"method": "sparsegpt"}), ("gpt2", "perp-masklora", {"method": "wanda", "lr": 1e-2}),
+         ("opt", "recon-masklora", {"method": "wanda", "lr": 1e-2}), ("llama", "full-ft", {"method": "magnitude"}),
+         ("qwen2", None, {"method": "wanda", "mode": "retrain", "train": ("norms",), "adapter": "lora"})]
+
+
+def numbers(result) -> list[float]:
+    values = [result.dense_ppl, result.pruned_ppl, result.final_ppl or 0.0, result.sparsity, *result.train_loss]
+    values += [v for r in result.layers for v in (r.recon_error, r.drift, r.recon_error_after or 0.0, r.drift_after or 0.0)]
+    return values
+
+
+@pytest.mark.parametrize("family, preset, fields", CASES, ids=[f"{c[0]}-{c[1] or c[2].get('adapter', 'prune')}" for c in CASES])
+def test_disk_offload_gives_the_same_run(family, preset, fields, tmp_path, tiny_text_file, perp_home):  # noqa: F811
+    model_dir = save_tiny_model(tmp_path / family, family=family)
+    base = tiny_run_config(model_dir, tiny_text_file, steps=3).to_dict()
+    base.pop("preset")
+    from perp_engine.config import RunConfig
+
+    results = {mode: run_pipeline(RunConfig.create(preset, **{**base, **fields, "offload": mode}),
+                                  output_dir=str(tmp_path / mode)) for mode in ("none", "disk")}
+    assert results["disk"].environment["offload"] == "disk" and results["none"].environment["offload"] == "none"
+    for a, b in zip(numbers(results["none"]), numbers(results["disk"])):
+        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    for mode in results:  # the saved models are the same files' worth
+        assert (tmp_path / mode / "model.safetensors").stat().st_size > 0
+    assert not any((perp_home / "scratch").iterdir())  # the run's block files are gone
+
+
+def test_a_placed_model_streams_its_blocks_through_every_forward(tmp_path):
+    model = TINY_MODELS["mistral"]()
+    windows = random_tokens(4, 16)
+    expected = perplexity(model, windows, 2)
+    placement = BlockPlacement(model, "disk", torch.device("cpu"), scratch=tmp_path)
+    _, blocks = find_decoder_blocks(model)
+    assert all(p.is_meta for p in blocks.parameters())  # nothing of the blocks in memory between uses
+    assert perplexity(model, windows, 2) == pytest.approx(expected, rel=1e-6)
+    with placement.resident(1, writes=True) as block:
+        assert not any(p.is_meta for p in block.parameters())
+        with torch.no_grad():
+            block.mlp.down_proj.weight.zero_()
+    assert all(p.is_meta for p in blocks.parameters())
+    placement.close()
+    assert not any(p.is_meta for p in model.parameters()) and bool((blocks[1].mlp.down_proj.weight == 0).all())
+    assert not any(tmp_path.iterdir())
+
+
+def test_auto_offload_picks_the_first_mode_that_fits(tiny_text_file):  # noqa: F811
+    from perp_engine.config import RunConfig
+
+    config = RunConfig.create("none", model="smollm2-135m", device="cpu")
+    skeleton = load_skeleton(config.model)
+    shape, report = ModelShape.of(skeleton), trainable_report(skeleton, config)
+    need = {m: predict_memory(config, shape, report, "cuda", m) for m in ("none", "cpu", "disk")}
+    assert need["none"].stage("prune").device_bytes > need["cpu"].stage("prune").device_bytes
+    assert need["cpu"].peak_host > need["disk"].peak_host
+    assert choose_offload(config, shape, report, "cuda", (1e12, 1e12))[0] == "none"
+    room = need["cpu"].peak_device / 0.9 + 1  # the blocks one at a time fit, the whole model does not
+    assert need["none"].peak_device > 0.9 * room
+    assert choose_offload(config, shape, report, "cuda", (room, 1e12))[0] == "cpu"
+    assert choose_offload(config, shape, report, "cuda", (room, need["disk"].peak_host / 0.9 + 1))[0] == "disk"
