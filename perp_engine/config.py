@@ -76,6 +76,7 @@ class RunConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     grad_checkpointing: bool = False
+    master_weights: bool = True
     train_samples: int = 0
     seed: int = 0
     device: str = "auto"

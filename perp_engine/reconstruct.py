@@ -24,6 +24,7 @@ from .blocks import find_decoder_blocks
 from .calibrate import BlockInputs, block_forward, relative_error, run_block
 from .dense_reference import DenseReference
 from .masks import MaskKeeper
+from .master import MasterCopies
 from .placement import BlockPlacement, block_in_use
 from .subsets import select_trainable
 
@@ -62,6 +63,7 @@ class BlockRecipe:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    master_weights: bool = True  # float32 master copies of a half-precision block's trained tensors
 
 
 def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, recipe: BlockRecipe, *, seed: int = 0,
@@ -128,9 +130,10 @@ def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.
     params = [p for p in block.parameters() if p.requires_grad]
     if not params:
         return []
-    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    masters = MasterCopies(params, recipe.master_weights)
+    optimizer = torch.optim.AdamW(masters.params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, round(recipe.warmup_ratio * recipe.steps), recipe.steps)
-    scales = [float(t.pow(2).mean()) or 1.0 for t in targets]
+    scales = [float(t.float().pow(2).mean()) or 1.0 for t in targets]
     order = torch.randperm(len(inputs), generator=generator).tolist()
     good = [p.detach().clone() for p in params]
     losses: list[float] = []
@@ -141,7 +144,7 @@ def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.
             for step in range(recipe.steps):
                 j = order[step % len(order)]
                 out = block_forward(block, inputs.hidden[j], inputs.kwargs[j])
-                loss = (out - targets[j]).pow(2).mean() / scales[j]
+                loss = (out.float() - targets[j].float()).pow(2).mean() / scales[j]
                 value = float(loss.detach())
                 losses.append(value)
                 if not math.isfinite(value):
@@ -151,9 +154,11 @@ def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.
                     break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                masters.take_grads()
                 if recipe.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, recipe.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(masters.params, recipe.max_grad_norm)
                 optimizer.step()
+                masters.write_back()
                 schedule.step()
                 if keeper is not None:
                     keeper.apply()

@@ -52,7 +52,7 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
     outcome = retrain(
         model, samples, steps=config.steps, lr=config.lr, batch_size=config.batch_size, grad_accum=config.grad_accum,
         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
-        grad_checkpointing=config.grad_checkpointing, seed=config.seed,
+        grad_checkpointing=config.grad_checkpointing, master_weights=config.master_weights, seed=config.seed,
         keeper=keeper if "full" in config.train else None,
         progress=lambda step, steps, loss: progress(step / steps, f"step {step}/{steps} loss {loss:.4f}"),
     )
@@ -73,7 +73,7 @@ def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result:
     recipe = BlockRecipe(subsets=config.train, adapter=config.adapter, rank=config.rank, alpha=config.alpha,
                          target_modules=config.target_modules, steps=config.steps, lr=config.lr,
                          warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
-                         max_grad_norm=config.max_grad_norm)
+                         max_grad_norm=config.max_grad_norm, master_weights=config.master_weights)
     outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress, placement=placement)
     total = count_parameters(model)
     if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params

@@ -23,6 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 from .errors import PerpError
 from .lm_loss import CausalLMLoss
 from .masks import MaskKeeper
+from .master import MasterCopies
 
 # A rollback copy of the trainable weights is kept (refreshed before every step) only when they are at most this
 # share of the model: PERP's subsets and adapters (0.5-3.4% of the embedded model) yes, full retraining no (a
@@ -39,8 +40,8 @@ class TrainOutcome:
 
 def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, batch_size: int = 4, grad_accum: int = 1,
             warmup_ratio: float = 0.1, weight_decay: float = 0.0, max_grad_norm: float = 1.0,
-            grad_checkpointing: bool = False, seed: int = 0, keeper: MaskKeeper | None = None,
-            progress: Callable[[int, int, float], None] | None = None) -> TrainOutcome:
+            grad_checkpointing: bool = False, master_weights: bool = True, seed: int = 0,
+            keeper: MaskKeeper | None = None, progress: Callable[[int, int, float], None] | None = None) -> TrainOutcome:
     """Train the parameters that require grad on ``samples`` (N, seqlen) token windows, labels = inputs.
 
     Each of ``steps`` optimizer steps averages ``grad_accum`` micro-batches of ``batch_size`` windows, drawn
@@ -50,13 +51,15 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
     anything. A non-finite loss means the last update already broke the weights: when the trainables are small
     (``SNAPSHOT_MAX_SHARE``) the weights step k-1 was evaluated with are restored from a copy refreshed before
     every step; otherwise they stay as they are and the caller's end check (the final perplexity) judges them.
+    ``master_weights``: half-precision trained tensors get float32 master copies (perp_engine.master).
     """
     _check(samples, steps, lr, batch_size, grad_accum, warmup_ratio, weight_decay, max_grad_norm)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise PerpError("train", "no parameter requires grad; select subsets or attach an adapter before retraining")
     device = params[0].device
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    masters = MasterCopies(params, master_weights)
+    optimizer = torch.optim.AdamW(masters.params, lr=lr, weight_decay=weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(warmup_ratio * steps), steps)
     trainable = sum(p.numel() for p in params)
     snapshot = trainable <= SNAPSHOT_MAX_SHARE * sum(p.numel() for p in model.parameters())
@@ -82,15 +85,17 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
                         f"stopped with the weights that produced it ({trainable:,} trainable parameters are too many "
                         "to keep a rollback copy)")
                     break
-                norm = get_total_norm([p.grad for p in params if p.grad is not None])
+                masters.take_grads()
+                norm = get_total_norm([p.grad for p in masters.params if p.grad is not None])
                 if not math.isfinite(float(norm)):
                     stopped = f"the gradient norm became {float(norm)} at step {step}; stopped before applying it"
                     break
                 if good is not None:
                     _copy(params, good)
                 if max_grad_norm > 0:
-                    clip_grads_with_norm_(params, max_grad_norm, norm)
+                    clip_grads_with_norm_(masters.params, max_grad_norm, norm)
                 optimizer.step()
+                masters.write_back()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 if keeper is not None:

@@ -40,6 +40,8 @@ HELP = {
     "weight_decay": "AdamW weight decay",
     "max_grad_norm": "clip the gradient norm at this value before each optimizer step, as the paper's training does (0 = off)",
     "grad_checkpointing": "recompute activations in backward to save memory",
+    "master_weights": "with a bfloat16/float16 model, train float32 master copies of the trained tensors "
+                      "(--no-master-weights: update them in the model's dtype)",
     "train_samples": "training windows (0 = steps x batch size x grad accum)",
     "seed": "random seed (calibration windows, random pruning, adapter init, batch order)",
     "device": f"{', '.join(DEVICES)} or cuda:N (auto = GPU when present, else CPU)",
