@@ -60,7 +60,7 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
     if outcome.stopped:
         result.warnings.append(outcome.stopped)
         log(outcome.stopped)
-    for note in merge_adapters(model):
+    for note in merge_adapters(model, untie_head=config.untie_head):
         result.notes.append(note)
         log(note)
     keeper.verify()

@@ -15,6 +15,7 @@ from .adapters import adapter_modules, adapter_parameters, base_of
 from .adapters.lora import attach_lora
 from .config import SUBSETS
 from .errors import PerpError
+from .tying import untie_head
 HEAD_LORA_RANK = 16
 HEAD_LORA_ALPHA = 32.0
 # A tensor claimed by several selected categories is counted under the first of this order.
@@ -34,23 +35,6 @@ class TrainableReport:
     notes: list[str] = field(default_factory=list)
 
 
-def untie_head(model: nn.Module) -> bool:
-    """Give the output head its own copy of a weight it shares with the token embeddings; True if it did.
-
-    The config flag is cleared and the tied-key map recomputed so that ``tie_weights`` / ``save_pretrained``
-    do not tie them again or drop the head's weight from a checkpoint.
-    """
-    head = base_of(model.get_output_embeddings())
-    embeddings = model.get_input_embeddings()
-    if head.weight is not embeddings.weight:
-        return False
-    head.weight = nn.Parameter(embeddings.weight.detach().clone(), requires_grad=embeddings.weight.requires_grad)
-    model.config.tie_word_embeddings = False
-    model.config.get_text_config().tie_word_embeddings = False
-    model.all_tied_weights_keys = model.get_expanded_tied_weights_keys(all_submodels=True)
-    return True
-
-
 def select_trainable(model: nn.Module, subsets, untie: bool = True, scope: nn.Module | None = None) -> TrainableReport:
     """Make exactly the chosen subsets (and attached adapters) trainable, freeze the rest, and count.
 
@@ -63,8 +47,10 @@ def select_trainable(model: nn.Module, subsets, untie: bool = True, scope: nn.Mo
             raise PerpError("train", f"{subset!r} is not allowed; use any of {', '.join(SUBSETS)}")
     warnings: list[str] = []
     notes: list[str] = []
+    total = 0  # every parameter of the model, adapters included, tied tensors once, and a head copy made later
     if scope is None and {"head", "head-lora"} & set(subsets):
-        notes += _prepare_head(model, subsets, untie)
+        head_notes, total = _prepare_head(model, subsets, untie)
+        notes += head_notes
     if scope is None and "embeddings" in subsets and _tied(model):
         notes.append("the token embeddings are tied to lm_head: training the embeddings trains the head too")
 
@@ -78,7 +64,6 @@ def select_trainable(model: nn.Module, subsets, untie: bool = True, scope: nn.Mo
 
     counts = {c: 0 for c in subsets}
     tensors = []
-    total = 0
     for name, param in model.named_parameters():
         total += param.numel()
         category = claimed.get(id(param))
@@ -101,15 +86,26 @@ def _tied(model: nn.Module) -> bool:
     return head is not None and base_of(head).weight is model.get_input_embeddings().weight
 
 
-def _prepare_head(model: nn.Module, subsets: tuple[str, ...], untie: bool) -> list[str]:
-    """Untie (or say what tying means) and attach the head LoRA; returns notes."""
+def _prepare_head(model: nn.Module, subsets: tuple[str, ...], untie: bool) -> tuple[list[str], int]:
+    """Untie (or say what tying means) and attach the head LoRA; returns notes and the parameters of a head copy
+    made later (see below), which count in the model's total.
+
+    A tied head that only gets a LoRA stays tied while training (its matrix is frozen, so sharing it is
+    harmless) and is untied when the LoRA merges (``untie_head`` in the repair), after the training's
+    activations are freed: the copy never adds to the training peak."""
     notes = []
+    later = 0
     head_name, head = _head(model)
     if _tied(model):
-        if untie:
+        size = base_of(head).weight.numel()
+        if untie and "head" in subsets:
             untie_head(model)
             notes.append(f"lm_head was tied to the token embeddings; untied it so the head trains on its own copy "
-                         f"(+{base_of(head).weight.numel():,} parameters)")
+                         f"(+{size:,} parameters)")
+        elif untie:
+            later = size
+            notes.append(f"lm_head is tied to the token embeddings; its LoRA trains on the shared matrix, frozen, and "
+                         f"the head gets its own copy when the LoRA merges (+{size:,} parameters)")
         elif "head" in subsets:
             notes.append("lm_head is tied to the token embeddings (untie=False): training the head trains the token embeddings too")
         else:
@@ -118,7 +114,7 @@ def _prepare_head(model: nn.Module, subsets: tuple[str, ...], untie: bool) -> li
         added = attach_lora(model, {head_name: head}, HEAD_LORA_RANK, HEAD_LORA_ALPHA, seed=0)[head_name]
         notes.append(f"head-lora: LoRA r={HEAD_LORA_RANK} alpha={HEAD_LORA_ALPHA:g} on {head_name} "
                      f"({sum(p.numel() for p in adapter_parameters(added)):,} parameters), merged into the dense head at the end")
-    return notes
+    return notes, later
 
 
 def _head(model: nn.Module) -> tuple[str, nn.Module]:

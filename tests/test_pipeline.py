@@ -111,3 +111,14 @@ def test_adapter_that_does_not_fit_fails_before_pruning(tiny_model_dir, tiny_tex
                      progress=lambda stage, fraction, message="": stages.append(stage))
     assert info.value.field == field
     assert "prune" not in stages
+
+
+def test_a_tied_head_stays_tied_while_its_lora_trains_and_gets_its_copy_at_the_merge(tiny_model_dir, tiny_text_file, tmp_path):
+    result = run_pipeline(config(tiny_model_dir, tiny_text_file, "perp", method="wanda", lr=1e-2),
+                          output_dir=str(tmp_path / "out"))
+    assert any("its own copy when the LoRA merges" in n for n in result.notes)
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert saved.lm_head.weight is not saved.model.embed_tokens.weight and not saved.config.tie_word_embeddings
+    dense = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert torch.equal(saved.model.embed_tokens.weight, dense.model.embed_tokens.weight)  # embeddings untouched
+    assert not torch.equal(saved.lm_head.weight, dense.lm_head.weight)  # the merged LoRA moved the head only

@@ -10,7 +10,8 @@ from perp_engine.adapters import attach_adapters, merge_adapters
 from perp_engine.blocks import find_decoder_blocks
 from perp_engine.errors import PerpError
 from perp_engine.retrain import retrain
-from perp_engine.subsets import HEAD_LORA_RANK, select_trainable, untie_head
+from perp_engine.subsets import HEAD_LORA_RANK, select_trainable
+from perp_engine.tying import untie_head
 
 
 def llama_dims(model):
@@ -54,8 +55,17 @@ def test_llama_counts_by_hand():
     assert report.total == total_before + vocab * hidden + layers * per_layer + head_lora
     assert report.fraction == pytest.approx(report.trainable / report.total)
     assert any("no bias parameters" in w for w in report.warnings)
-    assert any("untied" in n for n in report.notes)
+    assert any("its own copy when the LoRA merges" in n for n in report.notes)
+    assert model.lm_head.base_layer.weight is model.model.embed_tokens.weight  # no copy while training
     assert trainable_names(model) == sorted(report.tensors)
+
+
+def test_training_the_whole_tied_head_unties_it_first():
+    model = pruned_tiny("llama")
+    report = select_trainable(model, ("head",))
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
+    assert any("untied it so the head trains on its own copy" in n for n in report.notes)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "opt"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,7 +27,9 @@ def attach_lora(model: nn.Module, targets: dict[str, nn.Module], rank: int, alph
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", target_modules=list(targets),
                         fan_in_fan_out=any(isinstance(m, Conv1D) for m in targets.values()))
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # peft warns when the LoRA's layer is a tied head: the repair unties it before merging (subsets.py)
+        warnings.filterwarnings("ignore", message=".*tied layer is part of the adapter.*")
         inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
     generator = torch.Generator().manual_seed(seed)
     # The layers are tracked by their type, not by a config on the model; leaving it would make the next

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..tying import untie_head as untie
 from .base import AdapterLinear, oriented_weight
 from .sparsity import mask_change
 from .targets import adapter_modules, adapter_parameters, base_of, block_linears
@@ -12,9 +13,11 @@ from .targets import adapter_modules, adapter_parameters, base_of, block_linears
 PROBE_ROWS = 8
 
 
-def merge_adapters(model: nn.Module, scope: nn.Module | None = None) -> list[str]:
+def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head: bool = True) -> list[str]:
     """Replace every adapter (inside ``scope`` only, when given: one block) by its base layer carrying the merged
-    weight; returns notes for the run record.
+    weight; returns notes for the run record. An adapter on an output head tied to the token embeddings merges
+    into a copy of the head made now (``untie_head``), or, with ``untie_head=False``, into the shared matrix
+    (the embeddings change too).
 
     Each merged decoder-block linear must have exactly the zeros it had (RuntimeError naming the layer
     otherwise) and every layer whose merge is exact must compute what its adapter computed on a random probe.
@@ -30,6 +33,9 @@ def merge_adapters(model: nn.Module, scope: nn.Module | None = None) -> list[str
         inside = block_linears(model, scope)
         adapters = {name: module for name, module in adapters.items() if name in inside}
     pruned = {name for name in adapters if name in in_blocks and bool((base_of(in_blocks[name]).weight == 0).any())}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None  # any nn.Module merges
+    if untie_head and head is not None and head in adapters.values():
+        untie(model)
     for name, module in adapters.items():
         if not isinstance(module, AdapterLinear) and name in pruned:
             kept.append(module)
