@@ -13,7 +13,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -22,11 +21,12 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-_HWM_RESET = "/proc/self/clear_refs"
 
 # the benches measure this checkout's engine, installed (scripts/setup.sh installs it editable) or not
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from perp_engine.memory_meter import PeakMemory  # noqa: E402  (the benches' meter is the engine's)
 
 
 QUICK_TRAINING = {"steps": 2, "seqlen": 64, "calib_samples": 4, "eval_tokens": 512}
@@ -139,93 +139,6 @@ def _git_commit() -> str | None:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-class PeakMemory:
-    """Peak memory of a stretch of code in this process, in MiB.
-
-    CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak (tensors only, not the allocator's cache).
-    CPU on Linux: the kernel's resident-set high-water mark (VmHWM), reset at ``start`` by writing 5 to
-    /proc/self/clear_refs, so the peak is exact and excludes whatever came before (model loading included).
-    Elsewhere: a thread sampling the RSS every 2 ms (psutil, a dependency of accelerate); spikes shorter than
-    that can be missed. ``method`` says which one was used.
-    """
-
-    def __init__(self, device):
-        self.device = device
-        self.start_mb = 0.0
-        self._sampled = 0.0
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
-        if device.type == "cuda":
-            self.method = "torch.cuda.max_memory_allocated (reset at stage start)"
-        elif _can_reset_hwm():
-            self.method = "RSS high-water mark VmHWM, reset at stage start via /proc/self/clear_refs"
-        else:
-            self.method = "RSS sampled every 2 ms by a thread (psutil)"
-
-    def start(self) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
-        elif self.method.startswith("RSS high-water"):
-            with open(_HWM_RESET, "w") as f:
-                f.write("5")
-            self.start_mb = _status_mb("VmRSS")
-        else:
-            self.start_mb = self._sampled = _rss_mb()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self._sampled = max(self._sampled, _rss_mb())
-
-    def peak(self) -> float:
-        """Peak since ``start`` (MiB); may be called repeatedly, the meter keeps running."""
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        if self.method.startswith("RSS high-water"):
-            return _status_mb("VmHWM")
-        return max(self._sampled, _rss_mb())
-
-    def stop(self) -> float:
-        peak = self.peak()
-        if self._stop is not None:
-            self._stop.set()
-            self._thread.join()
-            self._stop = self._thread = None
-        return peak
-
-
-def _can_reset_hwm() -> bool:
-    try:
-        with open(_HWM_RESET, "w") as f:
-            f.write("5")
-        return _status_mb("VmHWM") > 0
-    except OSError:
-        return False
-
-
-def _status_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise OSError(f"{key} not in /proc/self/status")
-
-
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
 
 
 def timed(device, fn: Callable[[], object]) -> tuple[object, float]:

@@ -24,6 +24,7 @@ _HWM_RESET = "/proc/self/clear_refs"
 class PeakMemory:
     def __init__(self, device: str | torch.device):
         self.device = torch.device(device)
+        self.start_mb = 0.0  # memory in use when the peak was last started
         self._sampled = 0.0
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
@@ -39,12 +40,14 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
         elif self.method.startswith("RSS high-water"):
             with open(_HWM_RESET, "w") as f:
                 f.write("5")
+            self.start_mb = _status_mb("VmRSS")
         else:
             self._halt()
-            self._sampled = _rss_mb()
+            self.start_mb = self._sampled = _rss_mb()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, name="perp-peak-memory", daemon=True)
             self._thread.start()

@@ -35,6 +35,7 @@ class BlockLoss:
     before: float
     after: float
     trainable: int
+    seconds: float  # training steps of this block (what a block-step costs; targets, attach and merge apart)
 
 
 @dataclass
@@ -82,14 +83,17 @@ def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, re
             targets = run_block(dense.block(i, device), inputs)
             before = relative_error(targets, run_block(block, inputs))
             trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)
+            started = time.perf_counter()
             losses = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None)
+            seconds = time.perf_counter() - started
             if not all(math.isfinite(v) for v in losses):
                 outcome.warnings.append(f"block {i}: loss became non-finite; kept the last good weights of this block")
             outcome.losses.extend(v for v in losses if math.isfinite(v))
             _merge_block(model, block, recipe, outcome)
             keeper.verify()
             outputs = run_block(block, inputs)
-        outcome.blocks.append(BlockLoss(block=i, before=before, after=relative_error(targets, outputs), trainable=trainable))
+        outcome.blocks.append(BlockLoss(block=i, before=before, after=relative_error(targets, outputs),
+                                        trainable=trainable, seconds=seconds))
         inputs = inputs.with_hidden(outputs)
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)}: error {before:.4g} -> {outcome.blocks[-1].after:.4g}")

@@ -83,6 +83,7 @@ def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result:
     for rec, loss in zip(result.blocks, outcome.blocks):
         rec.train_loss_before = loss.before
         rec.train_loss_after = loss.after
+        rec.train_seconds = round(loss.seconds, 4)
     for line in outcome.warnings + outcome.notes:
         log(line)
 

@@ -33,6 +33,7 @@ class BlockRecord:
     train_loss_after: float | None = None  # ... and after training that block
     drift_before: float | None = None  # accumulated block-output error (each model on its own activations)
     drift_after: float | None = None
+    train_seconds: float | None = None  # reconstruct mode: seconds of this block's training steps
 
 
 @dataclass
