@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..errors import PerpError
 from ..jobs import Executor, JobStatus
-from .executor_flags import add_executor_flags, executor_from_args
+from .executor_flags import add_executor_flags, check_executor_flags, executor_from_args
 from .runs_cmd import add_store_flag
 
 DEFAULT_OUT = "perp-paper"
@@ -54,37 +54,40 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or (f"{DEFAULT_OUT}-quick" if args.quick else DEFAULT_OUT))
     if out.exists() and not out.is_dir():
         raise PerpError("out", f"{out} is a file; give a folder for the report")
+    if args.parallel is not None and args.parallel < 1:
+        raise PerpError("parallel", f"{args.parallel} is not allowed; use an integer >= 1")
     if args.executor != "local" and args.parallel is not None:
         raise PerpError("parallel", "--parallel sets local worker processes; Ray runs as many at once as the "
                                     "cluster's resources allow (--ray-cpus, --ray-gpus per run)")
-    parallel = args.parallel or (QUICK_PARALLEL if args.quick else 1)
-    runset = quick_set() if args.quick else paper_set()
-    stages = breakdowns(runset)
-    estimate = set_seconds(runset, stages)
+    check_executor_flags(args)
     if args.dry_run:
+        runset = quick_set() if args.quick else paper_set()
+        stages = breakdowns(runset)
         for planned in runset.runs:
             print(f"{planned.key:<36} claims {','.join(map(str, planned.claims)):<5} "
                   f"{sum(stages[planned.key].values()) / 60:5.1f} min alone")
         print(f"{len(runset.runs)} runs, sizes {runset.sizes}; cost-model estimate of the whole set: "
-              f"{estimate / 60:.0f} min (shared dense and pruned models counted once)")
+              f"{set_seconds(runset, stages) / 60:.0f} min (shared dense and pruned models counted once)")
         return 0
     started = time.monotonic()
-    executor = executor_from_args(args, max_parallel=parallel)
+    executor = executor_from_args(args, max_parallel=args.parallel or (QUICK_PARALLEL if args.quick else 1))
     try:
+        runset = quick_set() if args.quick else paper_set()
+        stages = breakdowns(runset)
         queued = queue_set(runset, executor, executor.store, check=Preflight().check)
-        rest = set_seconds(runset, stages, queued.submitted) if queued.submitted else 0.0
         print(f"{len(runset.runs)} runs: {len(queued.reused)} finished before (reused from the store), "
               f"{len(queued.waiting)} already queued or running, {len(queued.submitted)} submitted"
               + (f" as sweep {queued.sweep_id} (perp runs --sweep {queued.sweep_id}); cost-model estimate "
-                 f"{rest / 60:.0f} min" if queued.submitted else "") + ".", flush=True)
+                 f"{set_seconds(runset, stages, queued.submitted) / 60:.0f} min" if queued.submitted else "") + ".",
+              flush=True)
         code = follow(executor, queued.run_ids)
     finally:
         executor.close()
     if code == 130:
         return code
     rows = latest_rows(executor.store, runset)
-    report = write_report(assemble(runset, rows, estimate_seconds=estimate, wall_seconds=time.monotonic() - started,
-                                   command=_command(args)), out)
+    report = write_report(assemble(runset, rows, estimate_seconds=set_seconds(runset, stages),
+                                   wall_seconds=time.monotonic() - started, command=_command(args)), out)
     for claim in report["claims"]:
         print(f"Claim {claim['number']} ({claim['title']}): {claim['verdict']['status']}. {claim['verdict']['text']}")
     if report["png_note"]:

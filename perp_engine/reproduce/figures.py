@@ -16,7 +16,7 @@ from .runset import (CLAIM1_RECIPES, CLAIM1_SPARSITIES, CLAIM2_RECIPES, CLAIM2_S
 from .verdicts import NAMES
 
 FIGURES = ("overview", "claim1", "claim2", "claim3")  # file stems; the overview is the README's figure
-SIZE = {"overview": (1500, 520), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480)}
+SIZE = {"overview": (1500, 640), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480)}
 COLORS = {"none": "#9ca3af", "norms-only": "#f59e0b", "perp": "#2563eb", "full-ft": "#111827",
           "perp-masklora": "#16a34a", "perp-scalelora": "#9333ea", "perp-scalelora-paper": "#c084fc",
           "perp-lora": "#ef4444", "recon-norms": "#f59e0b", "recon-masklora": "#16a34a", "recon-scalelora": "#9333ea"}
@@ -111,7 +111,8 @@ def claim1_figure(runs: Mapping[str, RunNumbers]):
             fig.add_trace(_bars([NAMES[preset]], [value(runs.get(key))], [key], preset, False), row=1, col=col)
     fig.update_xaxes(tickformat=".0%", title_text="sparsity", row=1, col=1)
     fig.update_yaxes(title_text="perplexity (log scale, lower is better)", row=1, col=1)
-    fig.update_layout(title="Claim 1: a tiny subset against full retraining (equal steps)", **LAYOUT)
+    fig.update_layout(title="Claim 1: a tiny subset against full retraining (equal steps)", height=SIZE["claim1"][1],
+                      **LAYOUT)
     return fig
 
 
@@ -128,7 +129,8 @@ def claim2_figure(runs: Mapping[str, RunNumbers]):
     _hline(fig, _dense(runs))
     _fit_log_axis(fig, _dense(runs))
     fig.update_yaxes(title_text="perplexity (log scale, lower is better)")
-    fig.update_layout(title="Claim 2: adapters on the pruned layers at high sparsity (magnitude)", barmode="group", **LAYOUT)
+    fig.update_layout(title="Claim 2: adapters on the pruned layers at high sparsity (magnitude)", barmode="group",
+                      height=SIZE["claim2"][1], **LAYOUT)
     return fig
 
 
@@ -150,7 +152,8 @@ def claim3_figure(runs: Mapping[str, RunNumbers]):
     reference = run_key(*MEMORY_REFERENCE)
     fig.add_trace(_bars([NAMES["full-ft"]], [_memory(runs.get(reference))], [reference], "full-ft", False), row=1, col=2)
     fig.update_yaxes(title_text="perplexity (lower is better)", row=1, col=1)
-    fig.update_layout(title="Claim 3: block-wise reconstruction after Wanda and SparseGPT", barmode="group", **LAYOUT)
+    fig.update_layout(title="Claim 3: block-wise reconstruction after Wanda and SparseGPT", barmode="group",
+                      height=SIZE["claim3"][1], **LAYOUT)
     return fig
 
 
@@ -171,10 +174,9 @@ def overview(runs: Mapping[str, RunNumbers]):
     """The three claims side by side: the README's figure."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                        subplot_titles=("1. Magnitude pruning: subsets vs full retraining",
-                                        "2. High sparsity: adapters (magnitude 70%)",
-                                        "3. Wanda / SparseGPT: block-wise reconstruction"))
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.06,
+                        subplot_titles=("1. Subsets vs full retraining", "2. Adapters at 70% (magnitude)",
+                                        "3. Reconstruction after pruning"))
     _claim1_lines(fig, runs, row=1, col=1)
     keys = [run_key("magnitude", CLAIM2_SPARSITIES[-1], "unstructured", p) for p in CLAIM2_RECIPES]
     for preset, key in zip(CLAIM2_RECIPES, keys):
@@ -187,7 +189,8 @@ def overview(runs: Mapping[str, RunNumbers]):
         _fit_log_axis(fig, dense, row=1, col=col)
     fig.update_xaxes(tickformat=".0%", title_text="sparsity", row=1, col=1)
     fig.update_yaxes(title_text="perplexity (log scale, lower is better)", row=1, col=1)
-    fig.update_layout(title="PERP's three claims, reproduced", barmode="group", **LAYOUT)
+    fig.update_layout(title="PERP's three claims, reproduced", barmode="group", height=SIZE["overview"][1],
+                      **{**LAYOUT, "legend": dict(title=None, orientation="h", yanchor="top", y=-0.28, x=0)})
     return fig
 
 

@@ -27,7 +27,8 @@ MATCH_SHARE = 0.8
 COST_MEMORY = 0.8
 COST_TIME = 0.9
 # Claim 2: an adapter closes the remaining gap when it closes at least CLOSE_SHARE of the log-perplexity gap
-# between perp and full retraining, or ends at a perplexity no higher than full retraining's.
+# between perp and full retraining, or ends at a perplexity no higher than full retraining's, and its merged
+# model keeps the sparsity of the pruned model.
 CLOSE_SHARE = 0.5
 # Claim 3: reconstruction improves a pruned model significantly when it recovers at least SIGNIFICANT of the
 # damage; it is memory-efficient when its train-stage peak is at most MEMORY_EFFICIENT of full retraining's.
@@ -41,7 +42,7 @@ THRESHOLDS = {
     "COST_TIME": (COST_TIME, "claim 1: at most this share of full retraining's seconds per step"),
     "CLOSE_SHARE": (CLOSE_SHARE, "claim 2: an adapter closes the remaining gap when it closes at least this share "
                                  "of the log-perplexity gap between perp and full retraining, or ends no higher "
-                                 "than full retraining"),
+                                 "than full retraining, its merged model keeping the pruned sparsity"),
     "SIGNIFICANT": (SIGNIFICANT, "claim 3: reconstruction improves a pruned model significantly when it recovers "
                                  "at least this share of the pruning damage"),
     "MEMORY_EFFICIENT": (MEMORY_EFFICIENT, "claim 3: reconstruction is memory-efficient when its train-stage peak "
@@ -253,11 +254,17 @@ def gap_closed(run: RunNumbers, perp: RunNumbers, full: RunNumbers) -> float | N
 
 
 def closes_gap(run: RunNumbers, perp: RunNumbers, full: RunNumbers) -> bool:
-    """Claim 2's test: at least CLOSE_SHARE of the gap closed, or a perplexity no higher than full retraining's."""
-    if not (_usable(run) and _usable(full)):
+    """Claim 2's test: at least CLOSE_SHARE of the gap closed, or a perplexity no higher than full retraining's,
+    with the sparsity of the pruned model kept through the merge (perp's, measured the same way)."""
+    if not (_usable(run) and _usable(full)) or not _same_sparsity(run, perp):
         return False
     closed = gap_closed(run, perp, full)
     return run.end_ppl <= full.end_ppl or (closed is not None and closed >= CLOSE_SHARE)
+
+
+def _same_sparsity(run: RunNumbers, reference: RunNumbers) -> bool:
+    return (run.measured_sparsity is not None and reference.measured_sparsity is not None
+            and abs(run.measured_sparsity - reference.measured_sparsity) < 1e-9)
 
 
 def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
