@@ -4,8 +4,10 @@ processes, twice (the second time nothing is recomputed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 from app_fixtures import made_up, record
@@ -24,6 +26,7 @@ from perp_engine.reproduce.runset import run_key
 from perp_engine.reproduce.verdicts import analyse, claim1, claim2, claim3
 from perp_engine.store import RunStore
 
+ROOT = Path(__file__).resolve().parents[1]
 DENSE = 20.0
 PRUNED = {0.3: 22.0, 0.5: 40.0, 0.6: 80.0, 0.7: 200.0}  # magnitude; Wanda and SparseGPT: 30
 # Share of the pruning damage each recipe undoes in the scenario where every claim holds.
@@ -48,7 +51,8 @@ def scenario(fields: dict[str, dict] | None = None) -> dict[str, RunNumbers]:
         pruned = PRUNED.get(config.sparsity, 30.0) if config.method == "magnitude" else 30.0
         preset = config.preset
         run = RunNumbers(key=planned.key, claims=list(planned.claims), preset=preset, method=config.method,
-                         sparsity=config.sparsity, pattern=config.pattern, mode=config.mode, lr=config.lr,
+                         sparsity=config.sparsity, pattern=config.pattern, mode=config.mode,
+                         lr=None if config.mode == "none" else config.lr,
                          steps=config.steps, status="done", run_id=len(runs) + 1, dense_ppl=DENSE, pruned_ppl=pruned,
                          measured_sparsity=config.sparsity)
         if config.mode != "none":
@@ -95,15 +99,6 @@ CLAIM1 = [
 ]
 
 
-@pytest.mark.parametrize("name, fields, status, phrases", CLAIM1, ids=[c[0] for c in CLAIM1])
-def test_claim1_verdict(name, fields, status, phrases):
-    claim = claim1(scenario(fields), "TinyLM")
-    assert claim.verdict.status == status, claim.verdict.text
-    for phrase in phrases:
-        assert phrase in claim.verdict.text, (phrase, claim.verdict.text)
-    assert len(claim.table.rows) == 16
-
-
 CLAIM2 = [
     ("MaskLoRA and ScaleLoRA close the gap", {}, HOLDS,
      ["MaskLoRA ends at", "(closing 75% / 75% of the gap; closes it at 60/70%)", "kept the sparsity of its pruned "
@@ -119,16 +114,6 @@ CLAIM2 = [
       "70.0% at 70%)"]),
     ("perp failed", failed(mag(0.6, "perp"), mag(0.7, "perp")), UNMEASURED, ["Not measured"]),
 ]
-
-
-@pytest.mark.parametrize("name, fields, status, phrases", CLAIM2, ids=[c[0] for c in CLAIM2])
-def test_claim2_verdict(name, fields, status, phrases):
-    claim = claim2(scenario(fields), "TinyLM")
-    assert claim.verdict.status == status, claim.verdict.text
-    for phrase in phrases:
-        assert phrase in claim.verdict.text, (phrase, claim.verdict.text)
-    lora = [row for row in claim.table.rows if row[1] == "plain LoRA"]
-    assert [row[7] for row in lora] == ["kept unmerged"] * 2 and [row[3] for row in lora] == [1234] * 2
 
 
 def recon(share: float, presets=("recon-masklora", "recon-scalelora"), prunings=None) -> dict[str, dict]:
@@ -149,13 +134,26 @@ CLAIM3 = [
 ]
 
 
-@pytest.mark.parametrize("name, fields, status, phrases", CLAIM3, ids=[c[0] for c in CLAIM3])
-def test_claim3_verdict(name, fields, status, phrases):
-    claim = claim3(scenario(fields), "TinyLM")
+VERDICT_CASES = ([(claim1, *case) for case in CLAIM1] + [(claim2, *case) for case in CLAIM2]
+                 + [(claim3, *case) for case in CLAIM3])
+
+
+@pytest.mark.parametrize("judge, name, fields, status, phrases", VERDICT_CASES,
+                         ids=[f"{judge.__name__}-{name}" for judge, name, *_ in VERDICT_CASES])
+def test_verdict(judge, name, fields, status, phrases):
+    claim = judge(scenario(fields), "TinyLM")
     assert claim.verdict.status == status, claim.verdict.text
     for phrase in phrases:
         assert phrase in claim.verdict.text, (phrase, claim.verdict.text)
-    assert claim.table.rows[-1][1] == "full retraining (memory reference)"
+
+
+def test_the_tables_show_each_run_with_what_it_costs():
+    one, two, three = analyse(scenario().values(), "TinyLM")
+    assert len(one.table.rows) == 16 and one.table.rows[0][2:5] == [None, None, None]  # no repair: nothing trained
+    assert one.table.rows[2][7] == pytest.approx(0.9)  # perp at 30%: 90% of full retraining's recovery
+    lora = [row for row in two.table.rows if row[1] == "plain LoRA"]
+    assert [row[7] for row in lora] == ["kept unmerged"] * 2 and [row[3] for row in lora] == [1234] * 2
+    assert three.table.rows[-1][1] == "full retraining (memory reference)" and three.table.rows[-1][6] == 1000.0
 
 
 def test_every_claim_holds_in_the_scenario_and_the_report_says_so(tmp_path):
@@ -304,3 +302,21 @@ def test_dry_run_lists_the_set_and_its_estimate(quick_run):  # noqa: F811
     code, output = reproduce(["--quick", "--dry-run", "--store", str(quick_run.store)], quick_run.home)
     assert code == 0
     assert output.count(" min alone") == 40 and "40 runs, sizes" in output and "cost-model estimate" in output
+
+
+def test_the_readme_section_is_filled_from_the_report(quick_run):  # noqa: F811
+    """scripts/paper_readme.py puts the report's verdicts and tables between the README's markers."""
+    spec = importlib.util.spec_from_file_location("paper_readme", ROOT / "scripts" / "paper_readme.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count(script.START) == 1 and readme.count(script.END) == 1
+    report = load_report(quick_run.out / "report.json")
+    filled = script.fill(readme, readme_section(report, "docs/paper/"))
+    inside = filled.split(script.START)[1].split(script.END)[0]
+    for claim in report["claims"]:
+        assert f"**Verdict: {claim['verdict']['status']}.** {claim['verdict']['text']}" in inside
+    assert "![PERP's three claims](docs/paper/overview.png)" in inside or report["png_note"]
+    assert filled.split(script.START)[0] == readme.split(script.START)[0]
+    assert filled.split(script.END)[1] == readme.split(script.END)[1]
+    assert script.fill(filled, "again").split(script.START)[1].split(script.END)[0] == "\nagain\n"

@@ -26,9 +26,10 @@ QUICK_PARALLEL = 2
 def add_parser(sub) -> None:
     parser = sub.add_parser(
         "reproduce", help="run the set of runs that tests the PERP paper's three claims, then write the report",
-        description="Queue the fixed set of runs that tests PERP's three claims on the embedded model (40 runs, "
-                    "about 84 min on 2 CPU cores by the cost model), wait for them, and write DIR/report.md, "
-                    "DIR/report.json and the figures. Finished runs are reused from the store.",
+        description="Queue the fixed set of runs that tests PERP's three claims on the embedded model "
+                    "(perp_engine/reproduce/runset.py; --dry-run lists them with the cost-model estimate), wait for "
+                    "them, and write DIR/report.md, DIR/report.json and the figures. Finished runs are reused from "
+                    "the store, so running it again recomputes nothing and resumes an interrupted set.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="the same set on a tiny random LLaMA built under $PERP_HOME/reproduce (about a minute; "

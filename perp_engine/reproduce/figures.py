@@ -15,7 +15,7 @@ from .runset import (CLAIM1_RECIPES, CLAIM1_SPARSITIES, CLAIM2_RECIPES, CLAIM2_S
                      CLAIM3_RECIPES, CLAIM3_SPARSITY, MEMORY_REFERENCE, run_key)
 from .verdicts import NAMES
 
-FIGURES = ("overview", "claim1", "claim2", "claim3")  # file stems; the overview is the README's figure
+# pixels of each figure, by name (its file stem); the overview is the README's figure
 SIZE = {"overview": (1500, 640), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480)}
 COLORS = {"none": "#9ca3af", "norms-only": "#f59e0b", "perp": "#2563eb", "full-ft": "#111827",
           "perp-masklora": "#16a34a", "perp-scalelora": "#9333ea", "perp-scalelora-paper": "#c084fc",
@@ -27,7 +27,7 @@ HTML_PLOTLYJS = "cdn"  # an HTML figure loads plotly.js from its CDN; the PNGs a
 
 
 def build_figures(runs: Mapping[str, RunNumbers]) -> dict:
-    """Every figure of the report, by name (see FIGURES)."""
+    """Every figure of the report, by name (its file stem; see SIZE)."""
     return {"overview": overview(runs), "claim1": claim1_figure(runs), "claim2": claim2_figure(runs),
             "claim3": claim3_figure(runs)}
 

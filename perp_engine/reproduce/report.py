@@ -168,5 +168,5 @@ def readme_section(report: Mapping, figure_dir: str) -> str:
     lines = [sizes_line(report), ""]
     if overview.get("png"):
         lines += [f"![PERP's three claims]({figure_dir}{overview['png']})", ""]
-    return "\n".join(lines) + claims_markdown(report, figure_dir, level="####")
+    return "\n".join([*lines, claims_markdown(report, figure_dir, level="####")])
 

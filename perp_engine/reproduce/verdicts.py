@@ -199,7 +199,9 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
         if run is None:
             continue
         share = share_of_full(run, full) if preset not in ("none", "full-ft") and _usable(full) and _usable(run) else None
-        rows.append([f"{sparsity:.0%}", NAMES[preset], run.lr, run.trainable_params, run.trainable_fraction,
+        trained = run.mode != "none"
+        rows.append([f"{sparsity:.0%}", NAMES[preset], run.lr, run.trainable_params if trained else None,
+                     run.trainable_fraction if trained else None,
                      run.end_ppl if run.done else run.status, run.recovered, share, run.seconds_per_step,
                      run.train_peak_mb])
     table = Table(["sparsity", "recipe", "lr", "trainable", "trainable %", "perplexity", "recovered",
@@ -356,7 +358,8 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
             run = runs.get(run_key(method, CLAIM3_SPARSITY, pattern, preset))
             if run is None:
                 continue
-            rows.append([_pruning_name(method, pattern), NAMES[preset], run.trainable_fraction, run.end_ppl if run.done else run.status, run.recovered,
+            rows.append([_pruning_name(method, pattern), NAMES[preset],
+                         run.trainable_fraction if run.mode != "none" else None, run.end_ppl if run.done else run.status, run.recovered,
                          run.train_seconds, run.train_peak_mb, _ratio(run.train_peak_mb, ref_mb)])
     if reference is not None:
         rows.append(["magnitude 50%", "full retraining (memory reference)", reference.trainable_fraction,
