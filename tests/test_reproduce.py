@@ -320,3 +320,14 @@ def test_the_readme_section_is_filled_from_the_report(quick_run):  # noqa: F811
     assert filled.split(script.START)[0] == readme.split(script.START)[0]
     assert filled.split(script.END)[1] == readme.split(script.END)[1]
     assert script.fill(filled, "again").split(script.START)[1].split(script.END)[0] == "\nagain\n"
+
+
+def test_quick_runs_on_ray_too(ray_local, tmp_path):
+    """The same set as Ray tasks on the session's local Ray instance: every run done, the report written."""
+    code, output = reproduce(["--quick", "--executor", "ray", "--out", str(tmp_path / "report"),
+                              "--store", str(tmp_path / "runs.sqlite")], tmp_path / "home")
+    assert code == 0, output
+    rows = RunStore(tmp_path / "runs.sqlite").list_runs()
+    assert len(rows) == 40 and {r.status for r in rows} == {"done"}
+    assert all(RunStore(tmp_path / "runs.sqlite").logs(r.id)[0].startswith("started on Ray node") for r in rows)
+    assert len(load_report(tmp_path / "report" / "report.json")["claims"]) == 3
