@@ -238,7 +238,7 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
 
 
 def _diverged(runs: Iterable[RunNumbers]) -> str:
-    """`` Diverged (counted as not matching): a, b.`` for the repairs that blew up, or nothing."""
+    """`` Diverged (counted as failing): a, b.`` for the repairs that blew up, or nothing."""
     names = [r.key for r in runs if r.diverged]
     return f" Diverged (counted as failing): {', '.join(names)}." if names else ""
 
