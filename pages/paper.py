@@ -58,6 +58,13 @@ for number in (1, 2, 3) if sources else ():
             st.plotly_chart(figures[name][f"claim{number}"], key=f"paper-{name}-claim{number}",
                             config={"displaylogo": False})
 
+if sources:
+    with st.expander("How the verdicts are computed, and where the learning rates come from"):
+        shown = sources[0][1]
+        st.markdown("\n".join(f"- `{name}` = {t['value']:g}: {t['meaning']}" for name, t in shown["thresholds"].items()))
+        st.markdown("Every recipe trains the same number of steps at its preset's learning rate:\n\n" + "\n".join(
+            f"- `{preset}` {rate['lr']:g}: {rate['origin']}" for preset, rate in shown["learning_rates"].items()))
+
 st.divider()
 st.subheader("Run it on this machine")
 which = "the quick set on the tiny model" if runset.quick else "the shipped results' set" if report else "the full set"

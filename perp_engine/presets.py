@@ -111,7 +111,7 @@ DESCRIPTIONS: dict[str, str] = {
 _SWEPT = "measured best of {} on the embedded model (magnitude 50%, 30 steps of 4x256 tokens; bench/lr_bench.py)"
 _MASKLORA = "not swept: MaskLoRA's rate (the same recipe with another adapter on the pruned linears)"
 LR_ORIGIN: dict[str, str] = {
-    "norms-only": "measured near-best for norms alone (1e-3 recovers far less; DESIGN.md), as perp",
+    "norms-only": "measured near-best for norms alone in the same runs (1e-3 recovers far less), as perp",
     "perp": _SWEPT.format("1e-3, 5e-3, 1e-2"),
     "perp-masklora": _SWEPT.format("1e-3, 2e-3, 5e-3"),
     "perp-scalelora": _MASKLORA,

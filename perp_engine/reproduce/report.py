@@ -149,7 +149,9 @@ def markdown(report: Mapping) -> str:
     lines += [claims_markdown(report), "## Recipes and learning rates", "",
               "Every recipe trains the same number of steps at its preset's learning rate:", ""]
     lines += [f"- `{p}` {v['lr']:g}: {v['origin']}" for p, v in report["learning_rates"].items()]
-    lines += ["", *[f"- `{p}`: {text}" for p, text in report["recipes"].items()], "", "## Thresholds", ""]
+    lines += ["", "The recipes, by the names the tables give them:", ""]
+    lines += [f"- {r['name']} (`{p}`): {r['description']}" for p, r in report["recipes"].items()]
+    lines += ["", "## Thresholds", ""]
     lines += [f"- `{name}` = {t['value']:g}: {t['meaning']}" for name, t in report["thresholds"].items()]
     lines += ["", "## Runs", "", "| run | store id | claims | status | minutes |", "|---|---|---|---|---|"]
     for r in report["runs"]:

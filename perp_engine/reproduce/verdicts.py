@@ -411,6 +411,7 @@ def _pruning_name(method: str, pattern: str) -> str:
     return f"{label} {pattern if pattern != 'unstructured' else f'{CLAIM3_SPARSITY:.0%}'}"
 
 
-def recipe_names() -> dict[str, str]:
-    """Each preset of the set with its table name and description (for the report's legend)."""
-    return {p: f"{NAMES[p]}: {DESCRIPTIONS[p]}" for p in dict.fromkeys([*CLAIM1_RECIPES, *CLAIM2_RECIPES, *CLAIM3_RECIPES])}
+def recipe_names() -> dict[str, dict[str, str]]:
+    """Each preset of the set with its name in the tables and its description (the report's legend)."""
+    return {p: {"name": NAMES[p], "description": DESCRIPTIONS[p]}
+            for p in dict.fromkeys([*CLAIM1_RECIPES, *CLAIM2_RECIPES, *CLAIM3_RECIPES])}
