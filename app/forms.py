@@ -6,11 +6,12 @@ No Streamlit here: the pages read their widgets into plain values and call these
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from perp_engine.config import DEFAULT_MODEL, RunConfig, parse_pattern
 from perp_engine.errors import PerpError
+from perp_engine.estimate import sweep_seconds  # noqa: F401  (the Sweep page's total, with the engine's cost model)
 from perp_engine.presets import DESCRIPTIONS, PRESETS
 from perp_engine.sweep import SweepSpec, with_axes
 
@@ -163,25 +164,3 @@ def sweep_spec(*, name: str, fixed: dict, methods: Sequence[str], sparsities: Se
     if all(len(values) == 1 for values in axes.values()):
         raise PerpError("grid", "choose two or more values for at least one axis (methods, sparsities, recipes or seeds)")
     return with_axes(None, {**{k: [v] for k, v in fixed.items()}, "pattern": [pattern], **axes}, name=name)
-
-
-def sweep_seconds(configs: Sequence[RunConfig], breakdowns: Sequence[Mapping[str, float] | None]) -> float:
-    """Predicted seconds of a whole sweep, whose runs share the store's artifact cache: the dense perplexity of
-    one model and evaluation setting is computed once, and so are the pruning and the pruned perplexity of one
-    pruning setting (the keys follow the pipeline's cache). A missing breakdown (None, or past the end of
-    ``breakdowns``) counts as the mean of the others."""
-    breakdowns = [*breakdowns, *[None] * (len(configs) - len(breakdowns))]
-    known = [b for b in breakdowns if b]
-    if not known:
-        return 0.0
-    mean = {stage: sum(b.get(stage, 0.0) for b in known) / len(known) for stage in {s for b in known for s in b}}
-    seen: set[tuple] = set()
-    total = 0.0
-    for config, breakdown in zip(configs, breakdowns):
-        dense = (config.model, config.dtype, config.device, config.dataset, config.seqlen, config.eval_tokens)
-        pruned = (*dense, config.calib_dataset, config.method, config.sparsity, config.pattern, config.seed,
-                  config.calib_samples, config.blocksize, config.percdamp)
-        reused = ({"dense_eval"} if dense in seen else set()) | ({"prune", "pruned_eval"} if pruned in seen else set())
-        seen |= {dense, pruned}
-        total += sum(v for stage, v in (breakdown or mean).items() if stage not in reused)
-    return total

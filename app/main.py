@@ -27,6 +27,7 @@ pages = [
     st.Page(widgets.PAGES["layers"], title="Layers", icon=":material/view_module:"),
     st.Page(widgets.PAGES["inside_layer"], title="Inside a layer", icon=":material/grid_on:"),
     st.Page(widgets.PAGES["sweep"], title="Sweep", icon=":material/grid_view:"),
+    st.Page(widgets.PAGES["paper"], title="Paper", icon=":material/article:"),
     st.Page(widgets.PAGES["run"], title="Run", icon=":material/description:", url_path="run"),
     st.Page(widgets.PAGES["about"], title="About", icon=":material/menu_book:"),
 ]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from perp_engine.presets import PRESETS
+from perp_engine.recovery import recovered_share
 from perp_engine.store import RunRow
 
-MIN_DAMAGE = math.log(1.01)  # below a 1% perplexity increase there is nothing meaningful to recover
 _RECIPE_FIELDS = ("mode", "train", "adapter", "rank", "alpha")
 MAX_MODEL_LABEL = 40  # characters of a model path shown in full
 
@@ -135,15 +135,10 @@ def end_ppl(row: RunRow) -> float | None:
 
 
 def recovery(row: RunRow) -> float | None:
-    """Share of the pruning damage the retraining undid, on the log-perplexity (loss) scale:
-    (log pruned - log final) / (log pruned - log dense). 1 = back to dense, 0 = no better than pruned; None
-    without retraining or when pruning cost under 1% perplexity."""
-    if None in (row.dense_ppl, row.pruned_ppl, row.final_ppl):
-        return None
-    gap = math.log(row.pruned_ppl) - math.log(row.dense_ppl)
-    if gap < MIN_DAMAGE:
-        return None
-    return (math.log(row.pruned_ppl) - math.log(row.final_ppl)) / gap
+    """Share of the pruning damage the retraining undid, on the log-perplexity (loss) scale
+    (:func:`perp_engine.recovery.recovered_share`): 1 = back to dense, 0 = no better than pruned; None without
+    retraining or when pruning cost under 1% perplexity."""
+    return recovered_share(row.dense_ppl, row.pruned_ppl, row.final_ppl)
 
 
 def filter_rows(rows: Iterable[RunRow], *, statuses: Sequence[str] = (), models: Sequence[str] = (),

@@ -28,6 +28,7 @@ PAGES = {  # page files relative to app/main.py
     "layers": "../pages/layers.py",
     "inside_layer": "../pages/inside_layer.py",
     "sweep": "../pages/sweep.py",
+    "paper": "../pages/paper.py",
     "about": "../pages/about.py",
     "run": "../pages/run.py",
 }

@@ -163,10 +163,12 @@ def run_isolated(fn: Callable, *args):
 
 
 def gap_closed(dense: float, pruned: float, final: float) -> float:
-    """Share of the pruning damage undone, on the log-perplexity scale: (log pruned - log final) /
-    (log pruned - log dense); 1 = back to dense, 0 = no better than pruned, nan when pruning did no harm."""
-    gap = math.log(pruned) - math.log(dense)
-    return (math.log(pruned) - math.log(final)) / gap if gap > 0 else math.nan
+    """Share of the pruning damage undone, on the log-perplexity scale (perp_engine.recovery.recovered_share):
+    1 = back to dense, 0 = no better than pruned, nan when pruning did no harm (under 1% perplexity)."""
+    from perp_engine.recovery import recovered_share
+
+    share = recovered_share(dense, pruned, final)
+    return math.nan if share is None else share
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:

@@ -37,6 +37,7 @@ run from a 30-minute one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -170,3 +171,26 @@ def train_flops(config: RunConfig, shape: ModelShape, report: TrainableReport | 
     tokens = config.steps * config.batch_size * config.grad_accum * config.seqlen
     per_token = shape.forward_flops(config.seqlen) * (2 + share + checkpointing)
     return tokens * per_token + config.steps * config.grad_accum * 6 * config.rank * adapted
+
+
+def sweep_seconds(configs: Sequence[RunConfig], breakdowns: Sequence[Mapping[str, float] | None]) -> float:
+    """Predicted seconds of a set of runs (a sweep, the paper's set) that share the store's artifact cache, from
+    each run's :attr:`Estimate.breakdown`: the dense perplexity of one model and evaluation setting is computed
+    once, and so are the pruning and the pruned perplexity of one pruning setting (the keys follow the
+    pipeline's cache). A missing breakdown (None, or past the end of ``breakdowns``) counts as the mean of the
+    others."""
+    breakdowns = [*breakdowns, *[None] * (len(configs) - len(breakdowns))]
+    known = [b for b in breakdowns if b]
+    if not known:
+        return 0.0
+    mean = {stage: sum(b.get(stage, 0.0) for b in known) / len(known) for stage in {s for b in known for s in b}}
+    seen: set[tuple] = set()
+    total = 0.0
+    for config, breakdown in zip(configs, breakdowns):
+        dense = (config.model, config.dtype, config.device, config.dataset, config.seqlen, config.eval_tokens)
+        pruned = (*dense, config.calib_dataset, config.method, config.sparsity, config.pattern, config.seed,
+                  config.calib_samples, config.blocksize, config.percdamp)
+        reused = ({"dense_eval"} if dense in seen else set()) | ({"prune", "pruned_eval"} if pruned in seen else set())
+        seen |= {dense, pruned}
+        total += sum(v for stage, v in (breakdown or mean).items() if stage not in reused)
+    return total

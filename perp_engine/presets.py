@@ -1,8 +1,11 @@
 """Named recipes from the PERP paper, so a user need not know every knob.
 
 Learning rates come from short CPU runs on the embedded model (magnitude 50%, 30 steps of 4x256 tokens,
-10% warm-up then linear decay): full retraining is best near 2e-4, norms alone near 5e-3, norms + MaskLoRA
-near 2e-3 (see bench/retrain_bench.py and the README).
+10% warm-up then linear decay): full retraining is best near 2e-4, norms alone near 5e-3 (1e-3 recovers far
+less), norms + MaskLoRA near 2e-3 (see bench/lr_bench.py and the README). So norms-only, perp and recon-norms
+take 5e-3, full-ft 2e-4 and perp-masklora 2e-3. The recipes that were not swept take the rate of the swept one
+they vary: the other adapters on the pruned linears (LoRA, both ScaleLoRAs) and reconstruction with an adapter
+take MaskLoRA's 2e-3.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ PRESETS: dict[str, dict] = {
         "mode": "none",
         "train": (),
         "adapter": "none",
+    },
+    "norms-only": {
+        "mode": "retrain",
+        "train": ("norms",),
+        "adapter": "none",
+        "lr": 5e-3,
     },
     "perp": {
         "mode": "retrain",
@@ -45,6 +54,14 @@ PRESETS: dict[str, dict] = {
         "alpha": 32.0,
         "lr": 2e-3,
     },
+    "perp-lora": {
+        "mode": "retrain",
+        "train": ("biases", "norms", "head-lora"),
+        "adapter": "lora",
+        "rank": 16,
+        "alpha": 32.0,
+        "lr": 2e-3,
+    },
     "full-ft": {
         "mode": "retrain",
         "train": ("full",),
@@ -65,17 +82,45 @@ PRESETS: dict[str, dict] = {
         "alpha": 32.0,
         "lr": 2e-3,
     },
+    "recon-scalelora": {
+        "mode": "reconstruct",
+        "train": ("biases", "norms"),
+        "adapter": "scalelora",
+        "rank": 16,
+        "alpha": 32.0,
+        "lr": 2e-3,
+    },
 }
 
 DESCRIPTIONS: dict[str, str] = {
     "none": "Prune only, no retraining.",
+    "norms-only": "Retrain only the normalisation layers' weights (LayerNorm / RMSNorm): the smallest PERP subset.",
     "perp": "PERP: retrain biases + norms + a LoRA on the head (the paper's released recipe for the head).",
     "perp-masklora": "PERP + MaskLoRA r16 on every pruned linear; merges back without breaking sparsity.",
     "perp-scalelora": "PERP + ScaleLoRA r16 (multiplicative, W * (1 + s BA), full rank) on every pruned linear.",
     "perp-scalelora-paper": "PERP + the paper's ScaleLoRA r16 (W * BA, A = B = 1/sqrt(r): stays rank 1), for reproduction.",
+    "perp-lora": "PERP + plain LoRA r16 on every pruned linear, kept unmerged (merging would fill the zeros back in).",
     "full-ft": "Full retraining of every parameter, pruning masks enforced after each step.",
     "recon-norms": "Layer-wise reconstruction, block by block, training biases + norms against the dense block.",
     "recon-masklora": "Layer-wise reconstruction with MaskLoRA r16 + biases + norms, block by block.",
+    "recon-scalelora": "Layer-wise reconstruction with ScaleLoRA r16 (full rank) + biases + norms, block by block.",
+}
+
+
+# How each preset's learning rate was chosen (the reproduction report prints it beside the rate).
+_SWEPT = "measured best of {} on the embedded model (magnitude 50%, 30 steps of 4x256 tokens; bench/lr_bench.py)"
+_MASKLORA = "not swept: MaskLoRA's rate (the same recipe with another adapter on the pruned linears)"
+LR_ORIGIN: dict[str, str] = {
+    "norms-only": "measured near-best for norms alone in the same runs (1e-3 recovers far less), as perp",
+    "perp": _SWEPT.format("1e-3, 5e-3, 1e-2"),
+    "perp-masklora": _SWEPT.format("1e-3, 2e-3, 5e-3"),
+    "perp-scalelora": _MASKLORA,
+    "perp-scalelora-paper": _MASKLORA,
+    "perp-lora": _MASKLORA,
+    "full-ft": _SWEPT.format("1e-4, 2e-4, 5e-4"),
+    "recon-norms": "not swept: the rate of norms in retraining",
+    "recon-masklora": "not swept: MaskLoRA's rate in retraining",
+    "recon-scalelora": "not swept: MaskLoRA's rate in retraining",
 }
 
 

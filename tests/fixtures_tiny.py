@@ -12,31 +12,13 @@ fast RunConfig for them. Tests that run the pipeline should use the ``perp_home`
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
 from perp_engine.config import RunConfig
-from tiny_models import TINY_MODELS, VOCAB
-
-WORDS = ("the model prunes weights and the network keeps its accuracy after retraining a few parameters "
-         "small language models run on a laptop while sparse matrices store zeros layer norms and biases "
-         "adapt quickly masks stay fixed when adapters merge back into every linear layer").split()
-SPECIAL = ("<unk>", "<s>", "</s>")
-
-
-def tiny_text(n_paragraphs: int = 40, seed: int = 0) -> str:
-    """Deterministic pseudo-English: paragraphs of sentences drawn from a small word list."""
-    rng = random.Random(seed)
-    paragraphs = []
-    for _ in range(n_paragraphs):
-        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))).capitalize() + "."
-                     for _ in range(rng.randint(2, 4))]
-        paragraphs.append(" ".join(sentences))
-    return "\n\n".join(paragraphs)
+from perp_engine.tiny import save_model, tiny_text
+from tiny_models import TINY_MODELS
 
 
 def write_tiny_text(path: str | Path, n_paragraphs: int = 40, seed: int = 0) -> Path:
@@ -45,29 +27,9 @@ def write_tiny_text(path: str | Path, n_paragraphs: int = 40, seed: int = 0) -> 
     return path
 
 
-def tiny_tokenizer(text: str | None = None) -> PreTrainedTokenizerFast:
-    """A byte-free BPE tokenizer with ``VOCAB`` ids or fewer, trained on ``text`` (default :func:`tiny_text`)."""
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=list(SPECIAL), show_progress=False)
-    tok.train_from_iterator((text or tiny_text()).splitlines(), trainer=trainer)
-    assert tok.get_vocab_size() <= VOCAB
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="</s>")
-
-
 def save_tiny_model(path: str | Path, family: str = "llama", seed: int = 0) -> Path:
     """Save a tiny random model of ``family`` (see tiny_models.TINY_MODELS) with a tokenizer to ``path``."""
-    path = Path(path)
-    model = TINY_MODELS[family](seed)
-    tokenizer = tiny_tokenizer()
-    model.config.bos_token_id = tokenizer.bos_token_id
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_model(TINY_MODELS[family](seed), path)
 
 
 def tiny_run_config(model_dir: str | Path, text_file: str | Path, **changes) -> RunConfig:

@@ -20,7 +20,7 @@ from perp_engine.jobs import LocalExecutor
 from perp_engine.store import RunStore
 
 MAIN = Path(__file__).resolve().parents[1] / "app" / "main.py"
-PAGES = ("experiment", "compare", "layers", "sweep", "about", "run")
+PAGES = ("experiment", "compare", "layers", "sweep", "paper", "about", "run")
 TIMEOUT = 60
 
 

@@ -132,8 +132,12 @@ EXPORT = [
 ]
 STORE = [(["check", "--store", "/no/such/runs.sqlite"], "store"), (["check", "--store", "{tmp}"], "store"),
          (["frobnicate"], USAGE)]
+REPRODUCE = [(["--out", "{binary}"], "out"), (["--parallel", "0"], "parallel"),
+             (["--executor", "ray", "--parallel", "2"], "parallel"), (["--ray-cpus", "2"], "executor"),
+             (["--quick", "--store", "{tmp}"], "store"), (["--quick", "--out"], USAGE)]
 CASES = ([("run", *c) for c in RUN] + [("sweep", *c) for c in SWEEP] + [("runs", *c) for c in RUNS]
-         + [("cancel", *c) for c in CANCEL] + [("export", *c) for c in EXPORT] + [("store", *c) for c in STORE])
+         + [("cancel", *c) for c in CANCEL] + [("export", *c) for c in EXPORT] + [("store", *c) for c in STORE]
+         + [("reproduce", *c) for c in REPRODUCE])
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 
 from perp_engine.config import RunConfig, parse_pattern
 from perp_engine.errors import PerpError
-from perp_engine.presets import PRESETS
+from perp_engine.presets import DESCRIPTIONS, LR_ORIGIN, PRESETS
 
 
 @pytest.mark.parametrize(
@@ -65,6 +65,8 @@ def test_preset_fills_fields_and_explicit_values_win():
 def test_every_preset_is_a_valid_config(name):
     cfg = RunConfig.create(name)
     assert cfg.preset == name
+    assert name in DESCRIPTIONS
+    assert ("lr" in PRESETS[name]) == (name in LR_ORIGIN)  # every preset rate says how it was chosen
 
 
 def test_comma_strings_become_tuples():

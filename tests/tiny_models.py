@@ -6,8 +6,6 @@ import torch
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
     OPTConfig,
@@ -16,15 +14,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-VOCAB = 128
-
-
-def tiny_llama(seed: int = 0):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg).eval()
+from perp_engine.tiny import VOCAB, tiny_llama
 
 
 def tiny_mistral(seed: int = 0):

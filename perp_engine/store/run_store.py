@@ -305,6 +305,12 @@ class RunStore:
                           (_run_id(run_id), _run_id(run_id)))
         return rows[0] if rows else None
 
+    def latest_with_config(self, config: RunConfig) -> RunRow | None:
+        """The newest run of exactly this config, whatever its status (None if it never ran here)."""
+        rows = self._runs("SELECT * FROM runs WHERE config_key = ? ORDER BY id DESC LIMIT 1",
+                          (config_key(config.to_dict()),))
+        return rows[0] if rows else None
+
     # -- run lifecycle (written by the process that executes the run) ---------------------------------------
 
     def start_run(self, run_id: int, pid: int | None = None) -> None:

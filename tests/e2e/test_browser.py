@@ -2,7 +2,8 @@
 
 Launches a short run of a tiny saved model from the Experiment page, waits for it to finish (a real worker
 process runs it), opens Compare and checks that the chart shows the run, then visits every other page (Inside a
-layer on the model chosen on Experiment). Screenshots of every page go to artifacts/screenshots/ (kept by CI as
+layer on the model chosen on Experiment; Paper with the shipped report of docs/paper when there is one, checking
+that each claim's verdict shows). Screenshots of every page go to artifacts/screenshots/ (kept by CI as
 test artifacts); the slow test opens Inside a layer on the embedded model (the README's screenshot).
 
 Then the run's own page opens from its address (and again after a reload), and on a 1280x720 projector the
@@ -14,6 +15,7 @@ Skipped when Chromium is missing, unless PERP_REQUIRE_E2E=1 (CI), where that is 
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -129,10 +131,10 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
     shoot(page, "compare")
 
     ready = {"layers": ".js-plotly-plot", "inside_layer": INSIDE_READY, "sweep": 'button:has-text("Launch sweep")',
-             "about": ".katex"}
-    for name, heading in (("layers", "Layers"), ("inside_layer", "Inside a layer"), ("sweep", "Sweep"),
-                          ("about", "About PERP Lab")):
-        link = "Inside a layer" if name == "inside_layer" else heading.split()[0]
+             "paper": 'button:has-text("runs here")', "about": ".katex"}
+    for name, link, heading in (("layers", "Layers", "Layers"), ("inside_layer", "Inside a layer", "Inside a layer"),
+                                ("sweep", "Sweep", "Sweep"), ("paper", "Paper", "The paper, reproduced"),
+                                ("about", "About", "About PERP Lab")):
         page.get_by_role("link", name=link, exact=True).click()
         page.get_by_role("heading", name=heading).wait_for()
         page.locator(ready[name]).first.wait_for(timeout=60_000)
@@ -140,6 +142,11 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
         if name == "inside_layer":  # the model chosen on Experiment, not the default one
             assert page.get_by_text(str(tiny_model_dir)).count() >= 1
             assert page.locator(".js-plotly-plot").count() == 8
+        if name == "paper":  # the shipped report's verdicts, or the note that there is none yet
+            shipped = ROOT / "docs" / "paper" / "report.json"
+            expected = ([f"Shipped results: {claim['verdict']['status']}." for claim in
+                         json.loads(shipped.read_text())["claims"]] if shipped.is_file() else ["No shipped results yet"])
+            assert all(page.get_by_text(text).count() >= 1 for text in expected), expected
 
     page.goto(f"{url}/run?run={row.id}")
     for _ in range(2):  # the run's address opens its page, and a reload keeps it

@@ -1,0 +1,174 @@
+"""The reproduction's report: one dict (report.json) assembled from the runs' numbers, and its Markdown
+(report.md, and the README's section) and figures written beside it.
+
+report.json holds everything the app's Paper page shows, so the page needs no store and no model to show the
+shipped results: the run set (every config), each run's numbers, the three claims with their tables and
+verdicts, the thresholds, the learning rates and where they come from, the sizes and the cost-model estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import PerpError
+from ..presets import LR_ORIGIN, PRESETS
+from ..store import RunRow
+from .figures import build_figures, write_figures
+from .results import RunNumbers, numbers_of
+from .runset import RunSet
+from .verdicts import THRESHOLDS, Claim, analyse, fmt, recipe_names
+
+REPORT_FORMAT = 1
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+COMMAND = "perp reproduce"
+
+
+def model_name(runset: RunSet) -> str:
+    """How the verdicts name the model."""
+    if runset.quick:
+        return "the tiny test model (--quick: a 2-block LLaMA trained for a second; its numbers say nothing about real models)"
+    return {"smollm2-135m": "SmolLM2-135M"}.get(runset.model, runset.model)
+
+
+def assemble(runset: RunSet, rows: Mapping[str, RunRow | None], *, estimate_seconds: float | None = None,
+             wall_seconds: float | None = None, command: str = COMMAND) -> dict:
+    """The report of ``runset`` from the latest store row of each of its runs (by key; None = never ran)."""
+    runs = [numbers_of(p, rows.get(p.key)) for p in runset.runs]
+    claims = analyse(runs, model_name(runset))
+    env = next((r.environment for r in rows.values() if r is not None and r.status == "done" and r.environment), {})
+    return {
+        "format": REPORT_FORMAT,
+        "title": f"PERP's three claims on {model_name(runset)}",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": command,
+        "set": runset.to_dict(),
+        "estimate_seconds": estimate_seconds,
+        "wall_seconds": wall_seconds,
+        "compute_seconds": sum(r.duration or 0.0 for r in runs if r.done),
+        "environment": env,
+        "runs": [r.to_dict() for r in runs],
+        "claims": [c.to_dict() for c in claims],
+        "thresholds": {name: {"value": value, "meaning": meaning} for name, (value, meaning) in THRESHOLDS.items()},
+        "learning_rates": {p: {"lr": PRESETS[p]["lr"], "origin": LR_ORIGIN[p]}
+                           for p in dict.fromkeys(r.preset for r in runs) if "lr" in PRESETS.get(p, {})},
+        "recipes": recipe_names(),
+        "figures": {},
+        "png_note": None,
+    }
+
+
+def run_numbers(report: Mapping) -> dict[str, RunNumbers]:
+    return {r["key"]: RunNumbers.from_dict(r) for r in report["runs"]}
+
+
+def claims_of(report: Mapping) -> list[Claim]:
+    return [Claim.from_dict(c) for c in report["claims"]]
+
+
+def write_report(report: dict, folder: str | Path) -> dict:
+    """Write the figures, report.json and report.md into ``folder`` (created); returns the report with its
+    figure files (and why there are no PNGs, when there are none)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    report["figures"], report["png_note"] = write_figures(build_figures(run_numbers(report)), folder)
+    (folder / REPORT_JSON).write_text(json.dumps(report, indent=1) + "\n")
+    (folder / REPORT_MD).write_text(markdown(report))
+    return report
+
+
+def load_report(path: str | Path) -> dict:
+    """A report.json written by :func:`write_report`; PerpError when it is not one."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PerpError("report", f"cannot read {path}: {err}") from None
+    if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
+        raise PerpError("report", f"{path} is not a report of `{COMMAND}` (format {REPORT_FORMAT})")
+    return report
+
+
+# -- Markdown -------------------------------------------------------------------------------------------------
+
+
+def table_markdown(claim: Claim) -> str:
+    table = claim.table
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---" for _ in table.columns) + "|"]
+    lines += ["| " + " | ".join(fmt(v, f) for v, f in zip(row, table.formats)) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def claims_markdown(report: Mapping, figure_dir: str = "", level: str = "##") -> str:
+    """Each claim: the paper's words, the verdict, the table, the figure (PNG when there is one, else a link to
+    the HTML); figure paths start with ``figure_dir``."""
+    parts = []
+    for claim in claims_of(report):
+        figure = report.get("figures", {}).get(f"claim{claim.number}", {})
+        parts += [f"{level} Claim {claim.number}: {claim.title}", "", f"> {claim.statement}", "",
+                  f"**Verdict: {claim.verdict.status}.** {claim.verdict.text}", "", table_markdown(claim), ""]
+        if figure.get("png"):
+            parts += [f"![Claim {claim.number}]({figure_dir}{figure['png']})", ""]
+        elif figure.get("html"):
+            parts += [f"Figure: [{figure['html']}]({figure_dir}{figure['html']})", ""]
+    return "\n".join(parts)
+
+
+def sizes_line(report: Mapping) -> str:
+    runset = report["set"]
+    sizes = runset["sizes"]
+    estimate = report.get("estimate_seconds")
+    return (f"{len(runset['runs'])} runs of {runset['model']} on {runset['dataset']}: {sizes['steps']} steps of "
+            f"{sizes['batch_size']} x {sizes['seqlen']} tokens per recipe (reconstruction: per block), "
+            f"{sizes['calib_samples']} calibration windows of {sizes['seqlen']} tokens, perplexity on "
+            f"{sizes['eval_tokens']:,} held-out tokens; seed 0."
+            + (f" Cost-model estimate of the whole set on this machine's device: {estimate / 60:.0f} min "
+               "(perp_engine.estimate, counting shared dense and pruned models once)." if estimate else ""))
+
+
+def markdown(report: Mapping) -> str:
+    """report.md: how it was made, the three claims, how the rates were chosen, the thresholds, every run."""
+    env = report.get("environment", {})
+    wall = report.get("wall_seconds")
+    lines = [
+        f"# {report['title']}", "",
+        f"Made by `{report['command']}` on {report['created']}: {env.get('platform', '?')}, "
+        f"device {env.get('device', '?')}, {env.get('threads', '?')} threads, torch {env.get('torch', '?')}, "
+        f"transformers {env.get('transformers', '?')}.", "",
+        sizes_line(report) + f" The runs took {report['compute_seconds'] / 60:.1f} min of compute"
+        + (f"; this invocation waited {wall / 60:.1f} min (runs found finished in the store were reused)." if wall else "."),
+        "",
+    ]
+    if report.get("png_note"):
+        lines += [f"*{report['png_note']}.*", ""]
+    figure = report.get("figures", {}).get("overview", {})
+    if figure.get("png"):
+        lines += [f"![Overview]({figure['png']})", ""]
+    lines += [claims_markdown(report), "## Recipes and learning rates", "",
+              "Every recipe trains the same number of steps at its preset's learning rate:", ""]
+    lines += [f"- `{p}` {v['lr']:g}: {v['origin']}" for p, v in report["learning_rates"].items()]
+    lines += ["", "The recipes, by the names the tables give them:", ""]
+    lines += [f"- {r['name']} (`{p}`): {r['description']}" for p, r in report["recipes"].items()]
+    lines += ["", "## Thresholds", ""]
+    lines += [f"- `{name}` = {t['value']:g}: {t['meaning']}" for name, t in report["thresholds"].items()]
+    lines += ["", "## Runs", "", "| run | store id | claims | status | minutes |", "|---|---|---|---|---|"]
+    for r in report["runs"]:
+        status = r["status"] + (f": diverged ({r['diverged']})" if r.get("diverged") else "") + (
+            f": {r['error']}" if r.get("error") else "")
+        minutes = None if r.get("duration") is None else r["duration"] / 60
+        lines.append(f"| {r['key']} | {r['run_id'] or '–'} | {', '.join(map(str, r['claims']))} | {status} | "
+                     f"{fmt(minutes, 'seconds')} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_section(report: Mapping, figure_dir: str) -> str:
+    """The README's "Reproducing the paper" results: sizes, the overview figure, each claim (figures under
+    ``figure_dir``, e.g. ``docs/paper/``)."""
+    overview = report.get("figures", {}).get("overview", {})
+    lines = [sizes_line(report), ""]
+    if overview.get("png"):
+        lines += [f"![PERP's three claims]({figure_dir}{overview['png']})", ""]
+    return "\n".join([*lines, claims_markdown(report, figure_dir, level="####")])
+
