@@ -79,7 +79,7 @@ def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, re
     device = inputs.hidden[0].device
     for i in range(len(blocks)):
         with block_in_use(placement, blocks, i, writes=True) as block:
-            keeper = MaskKeeper(model, scope=block)
+            keeper = MaskKeeper(model, scope=block, reapply="full" in recipe.subsets)
             targets = run_block(dense.block(i, device), inputs)
             before = relative_error(targets, run_block(block, inputs))
             trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)

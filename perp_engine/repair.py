@@ -38,7 +38,7 @@ def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: tor
 
 
 def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: RunResult, progress, log) -> None:
-    keeper = MaskKeeper(model)
+    keeper = MaskKeeper(model, reapply="full" in config.train)
     if config.adapter != "none":
         attach_adapters(model, config.adapter, rank=config.rank, alpha=config.alpha,
                         target_modules=config.target_modules, seed=config.seed)

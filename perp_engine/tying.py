@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .adapters.targets import base_of
 
 
-def untie_head(model: nn.Module) -> bool:
-    """Give the output head its own copy of a weight it shares with the token embeddings; True if it did.
+def untie_head(model: nn.Module, weight: torch.Tensor | None = None) -> bool:
+    """Give the output head its own weight where it shares one with the token embeddings: ``weight`` (a new
+    tensor, e.g. a merged one: no copy is made), else a copy of the shared one; True if it did.
 
     The config flag is cleared and the tied-key map recomputed so that ``tie_weights`` / ``save_pretrained``
     do not tie them again or drop the head's weight from a checkpoint.
@@ -17,7 +19,8 @@ def untie_head(model: nn.Module) -> bool:
     embeddings = model.get_input_embeddings()
     if head.weight is not embeddings.weight:
         return False
-    head.weight = nn.Parameter(embeddings.weight.detach().clone(), requires_grad=embeddings.weight.requires_grad)
+    own = embeddings.weight.detach().clone() if weight is None else weight
+    head.weight = nn.Parameter(own, requires_grad=embeddings.weight.requires_grad)
     model.config.tie_word_embeddings = False
     model.config.get_text_config().tie_word_embeddings = False
     model.all_tied_weights_keys = model.get_expanded_tied_weights_keys(all_submodels=True)

@@ -223,3 +223,22 @@ def test_nothing_to_train_is_refused():
     with pytest.raises(PerpError) as err:
         retrain(model, random_tokens(2, 8), steps=1, lr=1e-3)
     assert err.value.field == "train"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda w: w.view(-1)[int((w.view(-1) == 0).nonzero()[0])].fill_(0.5), "zeros before"),  # a pruned weight revived
+    (lambda w: (w.view(-1)[int((w.view(-1) == 0).nonzero()[0])].fill_(0.5),
+                w.view(-1)[int((w.view(-1) != 0).nonzero()[0])].fill_(0.0)), "at other positions"),  # moved
+])
+def test_a_keeper_without_masks_still_catches_a_changed_pattern(change, message):
+    """Without re-applying, only a fingerprint per layer is kept (no mask in memory), and it still sees a
+    revived weight or a zero that moved with the count unchanged."""
+    model = pruned_tiny("llama")
+    keeper = MaskKeeper(model, reapply=False)
+    assert keeper.pruned == [] and keeper.fingerprints
+    keeper.verify()
+    name = next(iter(keeper.fingerprints))
+    with torch.no_grad():
+        change(model.get_submodule(name).weight)
+    with pytest.raises(RuntimeError, match=f"{name}: sparsity mask changed.*{message}"):
+        keeper.verify()

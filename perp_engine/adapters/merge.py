@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..tying import untie_head as untie
+from .. import tying
 from .base import AdapterLinear, oriented_weight
 from .sparsity import mask_change
 from .targets import adapter_modules, adapter_parameters, base_of, block_linears
@@ -15,9 +15,9 @@ PROBE_ROWS = 8
 
 def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head: bool = True) -> list[str]:
     """Replace every adapter (inside ``scope`` only, when given: one block) by its base layer carrying the merged
-    weight; returns notes for the run record. An adapter on an output head tied to the token embeddings merges
-    into a copy of the head made now (``untie_head``), or, with ``untie_head=False``, into the shared matrix
-    (the embeddings change too).
+    weight; returns notes for the run record. An adapter on an output head tied to the token embeddings gives
+    the head its merged weight as its own (``untie_head``; the embeddings keep theirs), or, with
+    ``untie_head=False``, merges into the shared matrix (the embeddings change too).
 
     Each merged decoder-block linear must have exactly the zeros it had (RuntimeError naming the layer
     otherwise) and every layer whose merge is exact must compute what its adapter computed on a random probe.
@@ -34,14 +34,12 @@ def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head:
         adapters = {name: module for name, module in adapters.items() if name in inside}
     pruned = {name for name in adapters if name in in_blocks and bool((base_of(in_blocks[name]).weight == 0).any())}
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None  # any nn.Module merges
-    if untie_head and head is not None and head in adapters.values():
-        untie(model)
     for name, module in adapters.items():
         if not isinstance(module, AdapterLinear) and name in pruned:
             kept.append(module)
             continue
         kind = getattr(module, "kind", "lora")
-        change = _merge_one(model, name, module, keep_zeros=name in in_blocks)
+        change = _merge_one(model, name, module, keep_zeros=name in in_blocks, untie=untie_head and module is head)
         merged.setdefault(kind, []).append(name)
         if not _exact(module):
             changes.setdefault(kind, []).append(change)
@@ -73,8 +71,12 @@ def _merged_weight(module: nn.Module) -> torch.Tensor:
         return (weight + delta).to(weight.dtype)
 
 
-def _merge_one(model: nn.Module, name: str, module: nn.Module, keep_zeros: bool) -> float:
-    """Merge one adapter in place; returns the relative output change on a probe (0 up to rounding when exact)."""
+def _merge_one(model: nn.Module, name: str, module: nn.Module, keep_zeros: bool, untie: bool) -> float:
+    """Merge one adapter in place; returns the relative output change on a probe (0 up to rounding when exact).
+
+    The merged weight is checked (zeros, probe) before it is written, so a refused merge leaves the layer as it
+    was without a copy of it. ``untie``: the layer is an output head tied to the embeddings; the merged weight
+    becomes its own (the embeddings keep theirs)."""
     base = base_of(module)
     new_weight = _merged_weight(module)
     problem = mask_change(name, base.weight == 0, new_weight) if keep_zeros else None
@@ -84,14 +86,13 @@ def _merge_one(model: nn.Module, name: str, module: nn.Module, keep_zeros: bool)
     probe = probe.to(device=base.weight.device, dtype=base.weight.dtype)
     with torch.no_grad():
         expected = module(probe)
-        old = base.weight.detach().clone()
-        base.weight.copy_(new_weight)
-        got = base(probe)
+        got = torch.func.functional_call(base, {"weight": new_weight}, (probe,))
     change = float((got - expected).float().norm() / expected.float().norm().clamp_min(1e-30))
     if _exact(module) and change > _tolerance(base.weight.dtype):
-        with torch.no_grad():
-            base.weight.copy_(old)
         raise RuntimeError(f"merge refused, adapter left in place: {name}: merged layer output differs from the adapter's by {change:.2e} (relative)")
+    if not (untie and tying.untie_head(model, new_weight)):
+        with torch.no_grad():
+            base.weight.copy_(new_weight)
     model.set_submodule(name, base)
     return change
 
