@@ -65,7 +65,7 @@ def widget_values(config: Mapping) -> dict:
         "exp_pattern": config["pattern"], "exp_sparsity": float(config["sparsity"]), "exp_recipe": recipe,
         "exp_size": size, f"exp_eval_tokens_{size}": config["eval_tokens"], f"exp_calib_{size}": config["calib_samples"],
         "exp_seqlen": config["seqlen"], "exp_batch": config["batch_size"], "exp_seed": config["seed"],
-        "exp_device": config["device"], "exp_dtype": config["dtype"],
+        "exp_device": config["device"], "exp_dtype": config["dtype"], "exp_offload": config.get("offload", "auto"),
     }
     if "max_grad_norm" in config:
         values["exp_max_grad_norm"] = float(config["max_grad_norm"])

@@ -18,6 +18,7 @@ from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.estimate import Estimate, estimate_run
 from perp_engine.jobs import Executor, make_executor
+from perp_engine.memory_model import MemoryPlan, plan_memory
 from perp_engine.models import resolve_device
 from perp_engine.preflight import Preflight
 from perp_engine.store import RunStore, default_store_path
@@ -27,6 +28,7 @@ SELECTED = "selected_runs"  # run ids selected on Compare; Layers starts from th
 SWEEP = "watched_sweep"  # the sweep the Sweep page follows
 UPLOADS = "uploaded_texts"  # paths of text files uploaded in this session
 PREFLIGHT_MEMORY_S = 600  # how long the pre-run checker keeps model configs and tokenizers it read
+MEMORY_PLAN_S = 60  # how long a memory plan (which compares with the memory free now) is reused
 PREFLIGHT_RESULT_S = 60  # how long one config's check result is reused (a model folder may appear meanwhile)
 LOADED = "loaded_run"  # the run whose settings the Experiment form was last filled with
 FROM_QUERY = "from"  # Experiment's ?from=12: fill the form with run 12's settings (survives a reload)
@@ -73,6 +75,16 @@ def estimate(config_json: str) -> tuple[Estimate | None, str | None]:
     """``estimate_run`` of a config, cached with its failure (an unreadable model is not retried each rerun)."""
     try:
         return estimate_run(RunConfig.from_json(config_json)), None
+    except PerpError as err:
+        return None, str(err)
+
+
+@st.cache_data(show_spinner=False, max_entries=256, ttl=MEMORY_PLAN_S)
+def memory_plan(config_json: str) -> tuple[MemoryPlan | None, str | None]:
+    """``plan_memory`` of a config (predicted peaks with each offload mode, what the device holds now), kept
+    briefly: the free memory it compares with changes."""
+    try:
+        return plan_memory(RunConfig.from_json(config_json)), None
     except PerpError as err:
         return None, str(err)
 

@@ -13,12 +13,13 @@ import streamlit as st
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
+from perp_engine.estimate import format_seconds
 from perp_engine.store import RunRow
 
-from . import figures, forms, state
+from . import figures, forms, memory_view, state
 from .forms import DATASET_HELP, DATASET_TAGS
 from .progress_view import STAGE_TITLES, current_step, overall_fraction, remaining_seconds, stage_bars
-from .runs import format_seconds, recovery, run_label, runs_frame
+from .runs import recovery, run_label, runs_frame
 from .texts import CHARTS, GETTING_STARTED
 
 LIVE_REFRESH_S = 1.0
@@ -104,6 +105,22 @@ def estimate_box(config: RunConfig) -> None:
     st.caption(" · ".join(f"{STAGE_TITLES[s]} {format_seconds(v)}" for s, v in estimate.breakdown.items()))
     for note in estimate.notes:
         st.caption(note)
+    memory_box(config)
+
+
+def memory_box(config: RunConfig) -> None:
+    """Whether the run fits the device it would use now, with its offload choice and with the others."""
+    plan, error = state.memory_plan(config.to_json())
+    if plan is None:
+        st.caption(f":material/memory: No memory prediction: {error}")
+        return
+    mode = plan.auto if config.offload == "auto" else config.offload
+    summary = memory_view.fit_summary(plan, config.offload)
+    if plan.fits_here(mode):
+        st.caption(f":material/memory: {summary}")
+    else:
+        st.warning(summary, icon=":material/memory:")
+    st.caption(memory_view.mode_line(plan))
 
 
 def choices(key: str, *options: str) -> list[str]:

@@ -26,15 +26,17 @@ RESULTS = REPO / "bench" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from perp_engine.memory_meter import PeakMemory  # noqa: E402  (the benches' meter is the engine's)
+from perp_engine.memory_meter import PeakMemory, rss_mb  # noqa: E402,F401  (the benches use the engine's meter)
 
 
 QUICK_TRAINING = {"steps": 2, "seqlen": 64, "calib_samples": 4, "eval_tokens": 512}
 
 
-def parse_args(description: str, steps: int | None = None, rounds: int | None = None) -> argparse.Namespace:
-    """``--device``, ``--threads``, ``--quick``, ``--steps`` for a bench that trains ``steps`` by default, and
-    ``--rounds`` for one that repeats every measured case ``rounds`` times by default."""
+def parse_args(description: str, steps: int | None = None, rounds: int | None = None,
+               extra: list[tuple[str, dict]] = ()) -> argparse.Namespace:
+    """``--device``, ``--threads``, ``--quick``, ``--steps`` for a bench that trains ``steps`` by default,
+    ``--rounds`` for one that repeats every measured case ``rounds`` times by default, and the bench's own
+    ``extra`` flags (name, ``add_argument`` keywords)."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
@@ -47,6 +49,8 @@ def parse_args(description: str, steps: int | None = None, rounds: int | None = 
     if rounds is not None:
         parser.add_argument("--rounds", type=int, default=rounds,
                             help="measured runs of every case, each in a fresh process; medians are reported")
+    for flag, options in extra:
+        parser.add_argument(flag, **options)
     args = parser.parse_args()
     if args.threads < 1:
         parser.error("--threads must be >= 1")
@@ -184,13 +188,26 @@ def goal_line(name: str, value: float, op: str, target: float, unit: str = "x") 
             "line": f"- {name}: {value:.2f}{unit} (goal {op} {target:g}{unit}): **{'met' if met else 'not met'}**"}
 
 
-def write_results(name: str, args: argparse.Namespace, facts: dict, sizes: dict, payload: dict, body_md: str) -> Path:
-    """Write ``<name>-<device>.json`` and ``.md`` under bench/results (bench/results/quick with --quick),
-    print the markdown and return the JSON path."""
-    facts = {**facts, "load_average_at_end": load_average()}
+def results_stem(name: str, args: argparse.Namespace) -> Path:
+    """bench/results/<name>-<device> (under bench/results/quick with --quick), without a suffix."""
     folder = RESULTS / "quick" if args.quick else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{name}-{args.device}"
+    return folder / f"{name}-{args.device}"
+
+
+def read_results(name: str, args: argparse.Namespace) -> dict:
+    """The JSON a previous run of the bench wrote (for a bench that recomputes its predictions)."""
+    return json.loads(results_stem(name, args).with_suffix(".json").read_text())
+
+
+def write_results(name: str, args: argparse.Namespace, facts: dict, sizes: dict, payload: dict, body_md: str,
+                  echo: bool = True, keep_facts: bool = False) -> Path:
+    """Write ``<name>-<device>.json`` and ``.md`` (see :func:`results_stem`), print the markdown unless not
+    ``echo``, and return the JSON path. ``keep_facts``: ``facts`` come from an earlier run's file, end load
+    included."""
+    if not keep_facts:
+        facts = {**facts, "load_average_at_end": load_average()}
+    stem = results_stem(name, args)
     data = {"bench": name, "quick": bool(args.quick), "machine": facts, "sizes": sizes, **payload}
     stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     title = f"## {name} ({args.device})" + (" — QUICK smoke run, shrunk sizes, not a measurement" if args.quick else "")
@@ -201,6 +218,7 @@ def write_results(name: str, args: argparse.Namespace, facts: dict, sizes: dict,
     size_text = ", ".join(f"{k} {v}" for k, v in sizes.items())
     md = f"{title}\n\n{machine}  \nSizes: {size_text}\n\n{body_md}\n"
     stem.with_suffix(".md").write_text(md)
-    print(md)
+    if echo:
+        print(md)
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
     return stem.with_suffix(".json")

@@ -3,7 +3,8 @@
 import streamlit as st
 
 from app import forms, state, widgets
-from perp_engine.config import ADAPTERS, DEFAULT_MODEL, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, SUBSETS, RunConfig
+from perp_engine.config import (ADAPTERS, DEFAULT_MODEL, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, OFFLOADS,
+                                SUBSETS, RunConfig)
 from perp_engine.errors import PerpError
 
 KEEP = "session"  # widget values survive a visit to another page
@@ -102,6 +103,11 @@ with form_col:
             "device": c.selectbox("Device", DEVICES, key="exp_device", persist_state=KEEP,
                                   help=f"auto uses a GPU when there is one; here: {state.device_label()}"),
             "dtype": a.selectbox("Weights dtype", DTYPES, key="exp_dtype", persist_state=KEEP),
+            "offload": c.selectbox("Offload", OFFLOADS, key="exp_offload", persist_state=KEEP,
+                                   help="Where the decoder blocks wait between uses: none keeps the whole model on the "
+                                        "device; cpu (GPU runs) keeps them in CPU memory and disk in files, each block "
+                                        "visiting the device in turn; auto picks the first that the memory prediction "
+                                        "says fits."),
         }
         advanced["max_grad_norm"] = b.number_input(
             "Max gradient norm", 0.0, 1000.0, float(RunConfig.max_grad_norm), step=0.5, key="exp_max_grad_norm",

@@ -6,9 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from app import paper_view, state, widgets
-from app.runs import format_seconds
 from perp_engine.errors import PerpError
-from perp_engine.estimate import sweep_seconds
+from perp_engine.estimate import format_seconds, sweep_seconds
 from perp_engine.preflight import Preflight
 from perp_engine.reproduce import claims_of, latest_rows, queue_set, run_numbers
 from perp_engine.reproduce.figures import build_figures

@@ -194,3 +194,12 @@ def sweep_seconds(configs: Sequence[RunConfig], breakdowns: Sequence[Mapping[str
         seen |= {dense, pruned}
         total += sum(v for stage, v in (breakdown or mean).items() if stage not in reused)
     return total
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

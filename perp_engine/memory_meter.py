@@ -13,6 +13,8 @@ which is what a user's machine must have free; the CUDA figures are what tensors
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import sys
 import threading
 
@@ -36,7 +38,9 @@ class PeakMemory:
             self.method = "RSS sampled every 2 ms by a thread (psutil)"
 
     def start(self) -> "PeakMemory":
-        """Start a new peak (the current usage is its floor)."""
+        """Start a new peak (the current usage is its floor), after :func:`release_freed_memory`: what an earlier
+        stage freed does not count against this one."""
+        release_freed_memory()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -47,7 +51,7 @@ class PeakMemory:
             self.start_mb = _status_mb("VmRSS")
         else:
             self._halt()
-            self.start_mb = self._sampled = _rss_mb()
+            self.start_mb = self._sampled = rss_mb()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, name="perp-peak-memory", daemon=True)
             self._thread.start()
@@ -60,7 +64,7 @@ class PeakMemory:
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         if self.method.startswith("RSS high-water"):
             return _status_mb("VmHWM")
-        return max(self._sampled, _rss_mb())
+        return max(self._sampled, rss_mb())
 
     def stop(self) -> float:
         """The peak, and the sampling thread (if any) stopped."""
@@ -76,7 +80,29 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.002):
-            self._sampled = max(self._sampled, _rss_mb())
+            self._sampled = max(self._sampled, rss_mb())
+
+
+def release_freed_memory() -> None:
+    """Collect unreachable objects and hand the C heap's free pages back to the system (glibc's ``malloc_trim``;
+    a no-op elsewhere). Without it a process keeps the pages of tensors freed by an earlier stage (optimizer
+    state, activations, load-time copies) resident, and the next stage's resident memory starts that much higher."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
 
 
 def _can_reset_hwm() -> bool:
@@ -98,7 +124,7 @@ def _status_mb(key: str) -> float:
     raise OSError(f"{key} not in /proc/self/status")
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20

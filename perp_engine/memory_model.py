@@ -33,14 +33,18 @@ from .subsets import TrainableReport
 
 MIB = 2**20
 CPU_BASELINE = 420 * MIB  # a worker process with torch, transformers, peft and a tokenizer imported (measured)
-LOAD_OVERHEAD = 0.7  # from_pretrained's transient copies on a CPU, as a share of the weights (measured)
-DATA_TRANSIENT = 460 * MIB  # tokenizing a ~3 MB corpus the first time (later runs read the token cache)
+LOAD_OVERHEAD = 0.15  # from_pretrained's transient copies on a CPU, as a share of the weights (measured)
+# The corpus text and its token ids read from the token cache (measured). The first run on a corpus tokenizes
+# it instead: ~400 MiB more for a ~3 MB text, once (not predicted: later runs read the cache).
+DATA_TRANSIENT = 80 * MIB
 # Activations autograd keeps per token per block in training, in units of hidden and of the widest width (LLaMA:
 # the MLP's intermediate), times the activation dtype's bytes; and what checkpointing keeps (the block input).
 TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE = 10.0, 4.0
 BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (inference)
 ADAM_STATE = 2  # AdamW keeps two tensors per trained one
-STAGES_MEMORY = ("load", "data", "dense_eval", "prune", "pruned_eval", "train", "final_eval")
+FIT_MARGIN = 0.9  # share of a device's memory a run plans to use (the rest: allocator caches, CUDA context, others)
+GPU_MEMORY = {"24 GB": 24 * 2**30, "80 GB": 80 * 2**30}  # the GPUs perp estimate reports on (RTX 4090, A100/H100)
+FIT_RECIPES = {"prune": "none", "perp": "perp", "full-ft": "full-ft"}  # what runs there, named -> its preset
 
 
 @dataclass(frozen=True)
@@ -216,16 +220,29 @@ class _Terms:
         return head_copy + adapters * 4 * (2 + ADAM_STATE) + weights * self.wb * (1 + ADAM_STATE)
 
 
+def block_working_set(config: RunConfig, shape: ModelShape) -> float:
+    """Bytes of one decoder block's pruning work: its weights, the calibration activations entering and leaving
+    it, and the method's statistics (Wanda's norms, SparseGPT's Hessians and their factorisation)."""
+    terms = _Terms(config, shape, None, "cpu", "none")
+    return terms.block + terms.prune_transient
+
+
+def model_facts(config: RunConfig) -> tuple[ModelShape, TrainableReport | None]:
+    """The shape of ``config``'s model and what it trains, from its skeleton (no weights read)."""
+    from .estimate import trainable_report
+    from .models import load_skeleton
+
+    model = load_skeleton(config.model, trust_remote_code=config.trust_remote_code)
+    return ModelShape.of(model), trainable_report(model, config)
+
+
 def estimate_memory(config: RunConfig, offload: str | None = None, device: str | None = None) -> MemoryEstimate:
     """:func:`predict_memory` for ``config``'s model (its skeleton: no weights read), on the device the run would
     use (or ``device``) with ``offload`` (default: the config's; ``auto`` is resolved first)."""
-    from .estimate import trainable_report
-    from .models import load_skeleton, resolve_device
+    from .models import resolve_device
 
     device_type = device or resolve_device(config.device).type
-    model = load_skeleton(config.model, trust_remote_code=config.trust_remote_code)
-    shape = ModelShape.of(model)
-    report = trainable_report(model, config)
+    shape, report = model_facts(config)
     mode = offload or config.offload
     if mode == "auto":
         mode = choose_offload(config, shape, report, device_type, capacity(device_type))[0]
@@ -245,13 +262,97 @@ def capacity(device_type: str, index: int | None = None) -> tuple[float, float]:
     return float(host), float(host)
 
 
+def offload_modes(device_type: str) -> tuple[str, ...]:
+    """The offload modes that differ on ``device_type``, leanest last (on a CPU, ``cpu`` is ``none``)."""
+    return ("none", "disk") if device_type == "cpu" else ("none", "cpu", "disk")
+
+
 def choose_offload(config: RunConfig, shape: ModelShape, trainable: TrainableReport | None, device_type: str,
-                   room: tuple[float, float], margin: float = 0.9) -> tuple[str, MemoryEstimate]:
+                   room: tuple[float, float], margin: float = FIT_MARGIN) -> tuple[str, MemoryEstimate]:
     """The first of none, cpu, disk whose predicted peaks fit ``margin`` of ``room`` (device, CPU memory), with
     its estimate; disk when none fits (the estimate then says by how much)."""
-    modes = ("none", "disk") if device_type == "cpu" else ("none", "cpu", "disk")
-    for mode in modes:
+    for mode in offload_modes(device_type):
         estimate = predict_memory(config, shape, trainable, device_type, mode)
         if estimate.fits(margin * room[0], margin * room[1]):
             return mode, estimate
     return "disk", estimate
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Whether a run fits a device: ``offload`` is the first mode that fits (None when none does), ``need`` the
+    predicted device peak with that mode (or with the leanest mode when none fits)."""
+
+    offload: str | None
+    need: float
+
+    @property
+    def fits(self) -> bool:
+        return self.offload is not None
+
+
+def recipe_config(config: RunConfig, preset: str) -> RunConfig:
+    """``config`` with the repair of ``preset`` instead of its own (model, sizes, dtype and method kept)."""
+    from .presets import PRESETS
+
+    recipe_fields = {name for fields in PRESETS.values() for name in fields}
+    kept = {k: v for k, v in config.to_dict().items() if k not in recipe_fields and k != "preset"}
+    return RunConfig.create(preset, **kept)
+
+
+def gpu_fits(config: RunConfig, gpus: dict[str, float] | None = None) -> dict[str, dict[str, Fit]]:
+    """For each recipe of ``FIT_RECIPES`` run with ``config``'s model and sizes, whether it fits each GPU of
+    ``gpus`` (name -> bytes; default ``GPU_MEMORY``) with the least offloading, counting the GPU's memory only
+    (the CPU memory beside it is the user's machine's, unknown here)."""
+    fits: dict[str, dict[str, Fit]] = {}
+    for name, preset in FIT_RECIPES.items():
+        recipe = recipe_config(config, preset)
+        shape, report = model_facts(recipe)
+        estimates = [predict_memory(recipe, shape, report, "cuda", m) for m in offload_modes("cuda")]
+        fits[name] = {}
+        for gpu, size in (gpus or GPU_MEMORY).items():
+            fitting = next((e for e in estimates if e.peak_device <= FIT_MARGIN * size), None)
+            fits[name][gpu] = (Fit(fitting.offload, fitting.peak_device) if fitting
+                               else Fit(None, estimates[-1].peak_device))
+    return fits
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What ``perp estimate`` and the app say about a run's memory on this machine before it starts: the peaks of
+    every stage with each offload mode on the run's device, what that device (and the CPU memory beside it) can
+    hold now, and the mode ``auto`` picks."""
+
+    device: str
+    room: tuple[float, float]  # (device bytes, CPU memory bytes) available now
+    modes: dict[str, MemoryEstimate]  # none, cpu, disk
+    auto: str
+
+    def fits_here(self, mode: str) -> bool:
+        return self.modes[mode].fits(FIT_MARGIN * self.room[0], FIT_MARGIN * self.room[1])
+
+    def to_dict(self) -> dict:
+        gib = 2**30
+        return {
+            "device": self.device,
+            "available_gib": {"device": round(self.room[0] / gib, 2), "host": round(self.room[1] / gib, 2)},
+            "fit_margin": FIT_MARGIN,
+            "offload": {mode: {"fits_here": self.fits_here(mode), "peak_device_gib": round(e.peak_device / gib, 3),
+                               "peak_host_gib": round(e.peak_host / gib, 3),
+                               "stages": {s.stage: {"device_gib": round(s.device_bytes / gib, 3),
+                                                    "host_gib": round(s.host_bytes / gib, 3)} for s in e.stages}}
+                        for mode, e in self.modes.items()},
+            "auto": self.auto,
+        }
+
+
+def plan_memory(config: RunConfig, device: str | None = None) -> MemoryPlan:
+    """The :class:`MemoryPlan` of ``config`` on the device it would run on (or ``device``); no weights read."""
+    from .models import resolve_device
+
+    device_type = device or resolve_device(config.device).type
+    shape, report = model_facts(config)
+    modes = {mode: predict_memory(config, shape, report, device_type, mode) for mode in ("none", "cpu", "disk")}
+    room = capacity(device_type)
+    auto = choose_offload(config, shape, report, device_type, room)[0]
+    return MemoryPlan(device=device_type, room=room, modes=modes, auto=auto)

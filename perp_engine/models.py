@@ -105,6 +105,7 @@ def load_model(name: str, device: str | torch.device = "auto", dtype: str | torc
         source, extra = str(_embedded_cache(name, resolve_home(home))), {}
     else:
         source, extra = _external_source(name)
+        check_weights(name)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, trust_remote_code=trust_remote_code,
                                                      **extra)
@@ -115,6 +116,17 @@ def load_model(name: str, device: str | torch.device = "auto", dtype: str | torc
     model.to(dev).eval()
     check_causal_lm(model)
     return model, tokenizer
+
+
+def check_weights(name: str) -> None:
+    """PerpError("model") when ``name`` is a local folder with no weight files (a config alone: enough for
+    ``perp estimate``, not for a run). Embedded models and Hub ids are not checked here."""
+    path = Path(name).expanduser()
+    if name in EMBEDDED_MODELS or not path.is_dir():
+        return
+    if not any(f.is_file() and f.suffix in _WEIGHT_SUFFIXES for f in path.iterdir()):
+        raise PerpError("model", f"folder {str(path)!r} holds no weights (no *.safetensors or *.bin file): "
+                                 "perp estimate can size it, a run needs the weights")
 
 
 def load_skeleton(name: str, trust_remote_code: bool = False, home: str | os.PathLike | None = None) -> nn.Module:

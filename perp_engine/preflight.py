@@ -4,7 +4,8 @@
 
 - the device exists here;
 - the model can be read (local folder, Hub id, embedded) and has decoder blocks: its config builds a skeleton
-  on the meta device, no weights are read;
+  on the meta device, no weights are read; a local folder holds weight files (a config alone is enough for
+  :meth:`Preflight.check_model`, what ``perp estimate`` checks, not for a run);
 - ``seqlen`` fits the model's context (``max_position_embeddings`` / ``n_positions``);
 - an N:M pattern divides the input size of every pruned linear;
 - the adapter's rank fits every target layer, the target modules exist, a head is there to train;
@@ -36,7 +37,7 @@ from .blocks import find_decoder_blocks, find_linears, get_weight
 from .config import MIN_SEQLEN, RunConfig
 from .data import MEASURE_WINDOWS, Corpus, load_corpus, needs_download, token_ids
 from .errors import PerpError
-from .models import build_skeleton, context_limit, load_tokenizer, model_config, resolve_device, tokenizer_source
+from .models import build_skeleton, check_weights, context_limit, load_tokenizer, model_config, resolve_device, tokenizer_source
 from .paths import atomic_write_bytes, read_cache, resolve_home
 
 TOKEN_ID_BYTES = 8  # windows are int64 tensors
@@ -77,6 +78,13 @@ class Preflight:
         self._counts: dict[tuple, int] = {}
 
     def check(self, config: RunConfig) -> list[str]:
+        self.check_model(config)
+        check_weights(config.model)
+        return self._check_windows(config)
+
+    def check_model(self, config: RunConfig) -> None:
+        """The checks that need the model's config only (what ``perp estimate`` needs): device, context,
+        pattern, adapter, head."""
         resolve_device(config.device)
         skeleton = self._skeleton(config)
         limit = context_limit(skeleton.config)
@@ -88,7 +96,6 @@ class Preflight:
             check_adapter_fits(skeleton, config.rank, config.target_modules)
         if {"head", "head-lora"} & set(config.train) and skeleton.get_output_embeddings() is None:
             raise PerpError("train", f"{config.model} has no output head to train; drop head and head-lora")
-        return self._check_windows(config)
 
     def check_text(self, path: str | os.PathLike, config: RunConfig | None = None) -> list[str]:
         self._corpus(str(path))

@@ -35,9 +35,14 @@ def save_tiny_model(path: str | Path, family: str = "llama", seed: int = 0) -> P
 def tiny_run_config(model_dir: str | Path, text_file: str | Path, **changes) -> RunConfig:
     """A RunConfig that runs end to end in about a second on CPU: 16-token windows, 4 calibration windows,
     64 eval tokens."""
-    values = dict(model=str(model_dir), dataset=str(text_file), seqlen=16, calib_samples=4, eval_tokens=64,
-                  eval_batch_size=4, batch_size=2, device="cpu")
-    return RunConfig(**{**values, **changes})
+    return tiny_preset_config(model_dir, text_file, None, **changes)
+
+
+def tiny_preset_config(model_dir: str | Path, text_file: str | Path, preset: str | None, **changes) -> RunConfig:
+    """``preset`` (its recipe kept) at :func:`tiny_run_config`'s sizes, with ``changes``."""
+    sizes = dict(model=str(model_dir), dataset=str(text_file), seqlen=16, calib_samples=4, eval_tokens=64,
+                 eval_batch_size=4, batch_size=2, device="cpu")
+    return RunConfig.create(preset, **{**sizes, **changes})
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from app_fixtures import made_up, record
 from app import forms, progress_view, runs
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
+from perp_engine.estimate import format_seconds
 from perp_engine.presets import PRESETS
 from perp_engine.store import RunStore
 
@@ -229,7 +230,7 @@ def test_sweeps_are_named_by_what_varies(axes, name):
 
 @pytest.mark.parametrize("seconds, text", [(4.4, "4 s"), (89, "89 s"), (210, "3.5 min"), (9000, "2.5 h")])
 def test_format_seconds(seconds, text):
-    assert runs.format_seconds(seconds) == text
+    assert format_seconds(seconds) == text
 
 
 def running(store, preset="perp", stage=None, fraction=0.0):

@@ -247,6 +247,11 @@ def test_experiment_shows_the_estimate_before_launching(tmp_path, monkeypatch):
     assert int(metrics["Trainable parameters"].replace(",", "")) > 0
     assert metrics["Estimated time"].endswith(("s", "min", "h"))
     assert "CPU" in texts(at, "caption")
+    captions = texts(at, "caption")
+    assert "**Fits** this CPU's memory" in captions  # 135M parameters on a 24 GB machine
+    assert "Predicted peak memory by offload: none" in captions and "auto picks none" in captions
+    at.selectbox(key="exp_offload").set_value("disk").run()
+    assert "with offload disk" in texts(at, "caption")
 
 
 def test_experiment_queues_a_job_with_the_chosen_config(tmp_path, monkeypatch, no_workers, tiny_model_dir, tiny_text_file):  # noqa: F811

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fixtures_tiny import perp_home, save_tiny_model, tiny_run_config, tiny_text_file  # noqa: F401  (pytest fixtures)
+from fixtures_tiny import perp_home, save_tiny_model, tiny_preset_config, tiny_text_file  # noqa: F401  (pytest fixtures)
 from perp_engine.blocks import find_decoder_blocks
 from perp_engine.estimate import trainable_report
 from perp_engine.memory_model import choose_offload, predict_memory
@@ -31,12 +31,9 @@ def numbers(result) -> list[float]:
 @pytest.mark.parametrize("family, preset, fields", CASES, ids=[f"{c[0]}-{c[1] or c[2].get('adapter', 'prune')}" for c in CASES])
 def test_disk_offload_gives_the_same_run(family, preset, fields, tmp_path, tiny_text_file, perp_home):  # noqa: F811
     model_dir = save_tiny_model(tmp_path / family, family=family)
-    base = tiny_run_config(model_dir, tiny_text_file, steps=3).to_dict()
-    base.pop("preset")
-    from perp_engine.config import RunConfig
-
-    results = {mode: run_pipeline(RunConfig.create(preset, **{**base, **fields, "offload": mode}),
+    results = {mode: run_pipeline(tiny_preset_config(model_dir, tiny_text_file, preset, steps=3, offload=mode, **fields),
                                   output_dir=str(tmp_path / mode)) for mode in ("none", "disk")}
+    assert (results["none"].final_ppl is not None) == (results["none"].config["mode"] != "none")
     assert results["disk"].environment["offload"] == "disk" and results["none"].environment["offload"] == "none"
     for a, b in zip(numbers(results["none"]), numbers(results["disk"])):
         assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)

@@ -13,7 +13,7 @@ import sys
 
 from ..errors import PerpError
 
-COMMANDS = ("run_cmd", "sweep_cmd", "runs_cmd", "cancel_cmd", "export_cmd", "store_cmd", "reproduce_cmd")
+COMMANDS = ("run_cmd", "estimate_cmd", "sweep_cmd", "runs_cmd", "cancel_cmd", "export_cmd", "store_cmd", "reproduce_cmd")
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe
 

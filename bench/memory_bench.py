@@ -1,0 +1,150 @@
+"""The memory model against measured stage peaks: every stage of whole pipeline runs (issue 11).
+
+Each case is one ``run_pipeline`` in a fresh process (no artifact cache, so every stage does its work): the
+pipeline's own meter gives each stage's peak (``RunResult.stage_memory_mb``: VmHWM reset per stage on Linux,
+``max_memory_allocated`` on CUDA), and ``perp_engine.memory_model.estimate_memory`` predicts the same stages
+for the offload mode the run used. The table lists every stage with the predicted and measured peak and the
+error; the goal is every stage within 25%. This is the calibration set of the memory model's constants.
+
+Cases: the embedded model (SmolLM2-135M) in float32: prune-only Wanda and SparseGPT, perp with and without
+gradient checkpointing, perp-masklora with checkpointing, full-ft, recon-masklora (offload none); prune-only
+Wanda and perp with checkpointing in bfloat16, with offload disk, and on a random LLaMA of SmolLM2-360M's shape
+in bfloat16 (bench/synthetic_models.py). The 1.7B shape is the scale bench's (bench/scale_bench.py). Each case is run and written to the results at once, so an interrupted bench keeps
+what it measured; ``--repredict`` recomputes the predictions of the results file without running anything
+(after a change of the memory model).
+
+    .venv/bin/python bench/memory_bench.py [--device cpu|cuda] [--threads 2] [--quick] [--only SUBSTRING]
+"""
+
+from __future__ import annotations
+
+import harness
+import synthetic_models
+
+GOAL = 0.25  # largest relative error of a predicted stage peak
+EMBEDDED = "smollm2-135m"
+EMBEDDED_SIZES = {"seqlen": 256, "calib_samples": 8, "eval_tokens": 2048, "eval_batch_size": 4, "batch_size": 4,
+                  "steps": 2}
+SYNTHETIC_SIZES = {"seqlen": 256, "calib_samples": 4, "eval_tokens": 256, "eval_batch_size": 1, "batch_size": 1,
+                   "steps": 3}
+QUICK_SIZES = {"seqlen": 64, "calib_samples": 4, "eval_tokens": 256, "eval_batch_size": 2, "batch_size": 2,
+               "steps": 1}
+
+
+def cases(quick: bool) -> list[dict]:
+    """(label, model, RunConfig fields) of every case; ``quick``: the embedded model's two prune-only cases."""
+    sizes = QUICK_SIZES if quick else EMBEDDED_SIZES
+    recipes = [("none", {"method": "wanda"}), ("none", {"method": "sparsegpt"}),
+               ("perp", {}), ("perp", {"grad_checkpointing": True}), ("perp-masklora", {"grad_checkpointing": True}),
+               ("full-ft", {}), ("recon-masklora", {})]
+    out = [{"model": EMBEDDED, "preset": p, "fields": {"dtype": "float32", **f}, "sizes": sizes} for p, f in recipes]
+    if quick:
+        return out[:2]
+    for preset, fields in (("none", {"method": "wanda"}), ("perp", {"grad_checkpointing": True})):
+        out.append({"model": EMBEDDED, "preset": preset, "fields": {"dtype": "bfloat16", **fields}, "sizes": sizes})
+        out.append({"model": EMBEDDED, "preset": preset, "fields": {"dtype": "float32", "offload": "disk", **fields},
+                    "sizes": sizes})
+        out.append({"model": "smollm2-360m", "preset": preset, "fields": {"dtype": "bfloat16", **fields},
+                    "sizes": SYNTHETIC_SIZES})
+    return out
+
+
+def label(case: dict) -> str:
+    fields = case["fields"]
+    what = fields.get("method") if case["preset"] == "none" else case["preset"]
+    ckpt = " ckpt" if fields.get("grad_checkpointing") else ""
+    offload = f" offload {fields['offload']}" if "offload" in fields else ""
+    return f"{case['model']} {fields['dtype']} {what}{ckpt}{offload}"
+
+
+def run_config(case: dict, device: str):
+    from perp_engine.config import RunConfig
+
+    model = case["model"] if case["model"] == EMBEDDED else str(synthetic_models.synthetic_model(case["model"]))
+    return RunConfig.create(case["preset"], model=model, device=device, **{"offload": "none", **case["sizes"],
+                                                                           **case["fields"]})
+
+
+def pipeline_case(config_dict: dict, threads: int) -> dict:
+    """run_pipeline in this (fresh) process: every stage's peak and time, and the process's memory with the
+    libraries imported, before any model is loaded."""
+    import peft  # noqa: F401  (imported before the baseline is read, as a run imports it)
+    import transformers  # noqa: F401
+
+    from perp_engine.config import RunConfig
+    from perp_engine.pipeline import run_pipeline
+
+    config = RunConfig.from_dict(config_dict)
+    harness.setup_torch(config.device, threads)
+    baseline = harness.rss_mb()
+    result = run_pipeline(config)
+    return {"stage_memory_mb": result.stage_memory_mb, "timings": result.timings, "baseline_mb": baseline,
+            "offload": result.environment["offload"], "memory_meter": result.environment["memory_meter"]}
+
+
+def predicted_mb(config, device: str, offload: str) -> dict[str, float]:
+    from perp_engine.memory_model import estimate_memory
+
+    estimate = estimate_memory(config, offload=offload, device=device)
+    return {s.stage: s.device_bytes / 2**20 for s in estimate.stages}
+
+
+def measure(case: dict, device: str, threads: int) -> dict:
+    """One case run in its own process, with the memory model's prediction of each of its stages."""
+    config = run_config(case, device)
+    run = harness.run_isolated(pipeline_case, config.to_dict(), threads)
+    return repredict({"case": label(case), "config": config.to_dict(), **run}, device)
+
+
+def repredict(result: dict, device: str) -> dict:
+    """``result`` with the memory model's prediction of every measured stage (made now)."""
+    from perp_engine.config import RunConfig
+
+    predicted = predicted_mb(RunConfig.from_dict(result["config"]), device, result["offload"])
+    stages = [{"stage": s, "predicted_mb": round(predicted[s], 1), "measured_mb": m,
+               "error": round(predicted[s] / m - 1, 4)} for s, m in result["stage_memory_mb"].items()]
+    return {**result, "stages": stages}
+
+
+def report(results: list[dict]) -> tuple[str, dict]:
+    rows, worst = [], 0.0
+    for r in results:
+        for s in r["stages"]:
+            worst = max(worst, abs(s["error"]))
+            rows.append([r["case"], s["stage"], f"{s['predicted_mb']:,.0f}", f"{s['measured_mb']:,.0f}",
+                         f"{100 * s['error']:+.1f}%"])
+    goal = harness.goal_line("largest |predicted / measured - 1| over every stage", 100 * worst, "<=", 100 * GOAL, "%")
+    text = "\n".join([
+        "Every case is one run_pipeline (offload none, no artifact cache) in a fresh process; measured: the "
+        f"pipeline's stage peak ({results[0]['memory_meter']}); predicted: perp_engine.memory_model for the same "
+        "config. Error = predicted / measured - 1.", "",
+        harness.markdown_table(["case", "stage", "predicted MiB", "measured MiB", "error"], rows), "",
+        "Goal:", goal["line"]])
+    return text, {"cases": results, "goals": [goal]}
+
+
+def main() -> None:
+    parser_args = harness.parse_args(__doc__.splitlines()[0], extra=[
+        ("--only", {"default": "", "help": "run only the cases whose label contains this text"}),
+        ("--repredict", {"action": "store_true", "help": "recompute the predictions of the results file, run nothing"})])
+    args = parser_args
+    sizes = {"embedded": EMBEDDED_SIZES, "synthetic": SYNTHETIC_SIZES}
+    if args.repredict:
+        saved = harness.read_results("memory_bench", args)
+        results = [repredict(r, args.device) for r in saved["cases"]]
+        body, payload = report(results)
+        harness.write_results("memory_bench", args, saved["machine"], sizes, payload, body, keep_facts=True)
+        return
+    facts = harness.machine_facts(args.device, args.threads)
+    results = []
+    for case in [c for c in cases(args.quick) if args.only in label(c)]:
+        results.append(measure(case, args.device, args.threads))
+        worst = max(results[-1]["stages"], key=lambda s: abs(s["error"]))
+        print(f"{results[-1]['case']}: worst stage {worst['stage']} {100 * worst['error']:+.1f}%", flush=True)
+        body, payload = report(results)
+        harness.write_results("memory_bench", args, facts, sizes, payload, body, echo=False)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
