@@ -33,16 +33,16 @@ def read_block(block: nn.Module, path: Path, device: torch.device | str) -> None
     """Put the tensors saved at ``path`` into the block, on ``device`` (the parameter objects are kept)."""
     loaded = load_file(str(path), device=str(torch.device(device)))
     for name, target in block_tensors(block).items():
-        _replace(target, loaded[name])
+        replace_tensor(target, loaded[name])
 
 
 def drop_block(block: nn.Module) -> None:
     """Release the block's memory: every tensor becomes a meta tensor of the same shape and dtype."""
     for target in block_tensors(block).values():
-        _replace(target, torch.empty_like(target, device="meta"))
+        replace_tensor(target, torch.empty_like(target, device="meta"))
 
 
-def _replace(target: torch.Tensor, data: torch.Tensor) -> None:
+def replace_tensor(target: torch.Tensor, data: torch.Tensor) -> None:
     """Give the tensor object ``target`` the contents, device and dtype of ``data``. ``swap_tensors`` keeps the
     Python object (references to a parameter stay valid) where ``.data =`` refuses a change to or from meta."""
     new = nn.Parameter(data, requires_grad=target.requires_grad) if isinstance(target, nn.Parameter) else data

@@ -156,7 +156,12 @@ class _Terms:
 
     @property
     def load_transient(self) -> float:
-        return LOAD_OVERHEAD * self.full if self.device == "cpu" else 0.0
+        """On a CPU: the checkpoint's pages, mapped while the weights are cast when it is saved in another dtype,
+        else from_pretrained's smaller transient copies."""
+        if self.device != "cpu":
+            return 0.0
+        saved = self.s.saved_itemsize
+        return self.s.total_params * saved if saved and saved != self.wb else LOAD_OVERHEAD * self.full
 
     # -- work -----------------------------------------------------------------------------------------------------
 

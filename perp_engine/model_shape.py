@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from .blocks import find_decoder_blocks, find_linears, get_weight
@@ -22,6 +23,7 @@ class ModelShape:
     vocab: int
     widest: int  # the widest linear input or output inside a block (LLaMA: the MLP's intermediate size)
     linears: tuple[tuple[int, int], ...]  # (out, in) of every block linear
+    saved_itemsize: int | None = None  # bytes per weight in the checkpoint (its config's dtype), if it says
 
     @classmethod
     def of(cls, model: nn.Module) -> "ModelShape":
@@ -43,9 +45,16 @@ class ModelShape:
             vocab=embeddings.weight.shape[0],
             widest=max(max(o, i) for o, i in linears),
             linears=linears,
+            saved_itemsize=_itemsize(getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None)),
         )
 
     def forward_flops(self, seqlen: int, with_head: bool = True) -> float:
         """FLOPs of one token's forward pass at context ``seqlen`` (causal attention sees seqlen / 2 on average)."""
         attention = 2 * self.n_blocks * seqlen * self.hidden
         return 2 * (self.block_linear_params + (self.head_params if with_head else 0)) + attention
+
+
+def _itemsize(dtype) -> int | None:
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype.itemsize if isinstance(dtype, torch.dtype) else None

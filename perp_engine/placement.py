@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .block_files import drop_block, read_block, write_block
+from .block_files import block_tensors, replace_tensor, drop_block, read_block, write_block
 from .blocks import find_decoder_blocks
 
 OFFLOADED = ("cpu", "disk")
@@ -50,6 +50,8 @@ class BlockPlacement:
         if self.mode == "none":
             self.blocks.to(self.device)
             return
+        if self.mode == "disk" and self.device.type == "cpu":
+            _own_outside_memory(model, self.path)
         for i, block in enumerate(self.blocks):
             self._park(i)
             self._hooks.append(block.register_forward_pre_hook(lambda _m, _a, i=i: self._enter(i)))
@@ -144,6 +146,16 @@ def _outside_blocks_to(model: nn.Module, path: str, device: torch.device) -> Non
         model.to(device)
     finally:
         model.set_submodule(path, blocks)
+
+
+def _own_outside_memory(model: nn.Module, path: str) -> None:
+    """Copy the tensors outside the blocks out of the checkpoint's memory map. A model loaded from safetensors
+    holds its weights as pages of one mapping of the file, alive while any of its tensors is: with the embeddings
+    still pointing into it, parking every block on disk would free nothing."""
+    blocks = model.get_submodule(path)
+    inside = {id(t) for t in block_tensors(blocks).values()}
+    for tensor in {id(t): t for t in block_tensors(model).values() if id(t) not in inside}.values():
+        replace_tensor(tensor, tensor.detach().clone())
 
 
 @contextmanager
