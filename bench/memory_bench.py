@@ -125,7 +125,8 @@ def report(results: list[dict]) -> tuple[str, dict]:
 
 def main() -> None:
     parser_args = harness.parse_args(__doc__.splitlines()[0], extra=[
-        ("--only", {"default": "", "help": "run only the cases whose label contains this text"}),
+        ("--only", {"default": "", "help": "run only the cases whose label contains this text (the results file "
+                                          "keeps the other cases it holds)"}),
         ("--repredict", {"action": "store_true", "help": "recompute the predictions of the results file, run nothing"})])
     args = parser_args
     sizes = {"embedded": EMBEDDED_SIZES, "synthetic": SYNTHETIC_SIZES}
@@ -137,6 +138,8 @@ def main() -> None:
         return
     facts = harness.machine_facts(args.device, args.threads)
     results = []
+    if args.only and harness.results_stem("memory_bench", args).with_suffix(".json").exists():
+        results = [r for r in harness.read_results("memory_bench", args)["cases"] if args.only not in r["case"]]
     for case in [c for c in cases(args.quick) if args.only in label(c)]:
         results.append(measure(case, args.device, args.threads))
         worst = max(results[-1]["stages"], key=lambda s: abs(s["error"]))

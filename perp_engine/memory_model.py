@@ -42,6 +42,11 @@ DATA_TRANSIENT = 80 * MIB
 TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE = 10.0, 4.0
 BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (inference)
 ADAM_STATE = 2  # AdamW keeps two tensors per trained one
+# Retraining's working set beyond activations and trained tensors, fitted to the measured train-stage peaks of
+# the embedded model (fp32, bf16) and the 360M shape (bench/memory_bench.py), not derived: copies of the output
+# head's matrix made around the loss and the merge (in head matrices), and one batch of float32 logits' worth
+# (the loss's chunks, their softmax and gradient, and what the allocator keeps of them).
+TRAIN_HEAD_COPIES, TRAIN_LOGIT_BATCHES = 4.6, 1.0
 FIT_MARGIN = 0.9  # share of a device's memory a run plans to use (the rest: allocator caches, CUDA context, others)
 GPU_MEMORY = {"24 GB": 24 * 2**30, "80 GB": 80 * 2**30}  # the GPUs perp estimate reports on (RTX 4090, A100/H100)
 FIT_RECIPES = {"prune": "none", "perp": "perp", "full-ft": "full-ft"}  # what runs there, named -> its preset
@@ -94,8 +99,8 @@ def predict_memory(config: RunConfig, shape: ModelShape, trainable: TrainableRep
         train = m.retrain_transient if config.mode == "retrain" else m.reconstruct_transient
         weights = m.all_weights if config.mode == "retrain" else m.weights
         stages.append(m.stage("train", weights=weights, transient=train, dense=True))
-        stages.append(m.stage("final_eval", weights=m.weights, transient=max(m.eval_transient, m.measure_transient),
-                              dense=True))
+        stages.append(m.stage("final_eval", weights=m.weights + m.merged_head,
+                              transient=max(m.eval_transient, m.measure_transient), dense=True))
     return MemoryEstimate(device=device, offload=offload, stages=tuple(stages))
 
 
@@ -151,6 +156,12 @@ class _Terms:
         return self.s.block_params * self.wb if self.offload == "cpu" else 0.0
 
     @property
+    def merged_head(self) -> float:
+        """A tied head whose LoRA was merged has its own matrix after training (the embeddings keep theirs)."""
+        merged = self.s.tied_head and "head-lora" in self.c.train and self.c.mode != "none"
+        return self.s.head_params * self.wb if merged else 0.0
+
+    @property
     def dense_reference(self) -> float:
         return self.s.block_params * self.wb
 
@@ -201,7 +212,8 @@ class _Terms:
         else:
             activations = s.n_blocks * per_block
         loss = 3 * CHUNK_LOGITS * 4
-        return activations + loss + self._trained()
+        fitted = TRAIN_HEAD_COPIES * s.head_params * self.wb + TRAIN_LOGIT_BATCHES * tokens * s.vocab * 4
+        return activations + loss + fitted + self._trained()
 
     @property
     def reconstruct_transient(self) -> float:
