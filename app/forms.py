@@ -6,7 +6,7 @@ No Streamlit here: the pages read their widgets into plain values and call these
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from perp_engine.config import DEFAULT_MODEL, RunConfig, parse_pattern

@@ -158,18 +158,22 @@ def chart(cases: list[dict], path) -> None:
     """Peak memory against model size, measured (markers) and predicted (lines), one colour per dtype and work."""
     import plotly.graph_objects as go
 
+    import plotly.colors
+
     fig = go.Figure()
+    palette = iter(plotly.colors.qualitative.D3)
     for dtype in DTYPES:
         for work in WORKS:
+            colour = next(palette)
             points = sorted((c for c in cases if c["dtype"] == dtype and c["work"] == work), key=lambda c: c["weights_mb"])
             if not points:
                 continue
             params = [c["params"] / 1e9 for c in points]
             name = f"{work}, {dtype}"
             fig.add_trace(go.Scatter(x=params, y=[c["peak_mb"] / 1024 for c in points], mode="markers",
-                                     name=f"{name} measured", legendgroup=name, marker={"size": 10}))
+                                     name=f"{name} measured", legendgroup=name, marker={"size": 10, "color": colour}))
             fig.add_trace(go.Scatter(x=params, y=[c["predicted_mb"] / 1024 for c in points], mode="lines",
-                                     name=f"{name} predicted", legendgroup=name, line={"dash": "dot"}))
+                                     name=f"{name} predicted", legendgroup=name, line={"dash": "dot", "color": colour}))
     fig.update_layout(title="Peak memory against model size (random LLaMA models of the SmolLM2 shapes)",
                       xaxis={"title": "parameters (billions)", "type": "log"},
                       yaxis={"title": "peak memory (GiB)", "type": "log"}, width=900, height=520, template="plotly_white")

@@ -8,6 +8,7 @@ import streamlit as st
 from app import run_details, runs, state, widgets
 from app.progress_view import STAGE_TITLES
 from perp_engine.errors import PerpError
+from perp_engine.estimate import format_seconds
 from perp_engine.export import export_run
 
 CONFIRM_DELETE = "confirm_delete"  # the run whose deletion waits for a confirmation
@@ -81,7 +82,7 @@ with timing_tab:
         st.caption("No stage has finished yet.")
     else:
         st.dataframe(timings, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
-    extra = [f"total {runs.format_seconds(row.duration)}" if row.duration else None,
+    extra = [f"total {format_seconds(row.duration)}" if row.duration else None,
              f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
              f"on {row.environment.get('device')}" if row.environment.get("device") else None]
     st.caption(" · ".join(e for e in extra if e))

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from app import forms, runs, state, widgets
+from app import forms, state, widgets
 from perp_engine.config import DEFAULT_MODEL, METHODS, NAMED_DATASETS, RunConfig
 from perp_engine.errors import PerpError
+from perp_engine.estimate import format_seconds
 from perp_engine.presets import DESCRIPTIONS, PRESETS
 from perp_engine.sweep import queue_sweep
 
@@ -69,7 +70,7 @@ if spec is not None:
     estimates = [state.estimate(c.to_json())[0] for c in configs[:ESTIMATED_POINTS]]
     known = [e for e in estimates if e is not None]
     total = forms.sweep_seconds(configs, [e.breakdown if e else None for e in estimates])
-    st.markdown(f"**{len(configs)} runs**" + (f", about **{runs.format_seconds(total)}** in all on {known[0].device}, "
+    st.markdown(f"**{len(configs)} runs**" + (f", about **{format_seconds(total)}** in all on {known[0].device}, "
                                               "counting dense and pruned models shared between runs once" if known else ""))
     for point, reason in skipped:
         st.caption(f"skipped {point}: {reason}")

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from .errors import PerpError
 from .presets import PRESETS, preset_fields

@@ -128,7 +128,6 @@ def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport 
     """Predicted seconds of each stage the run goes through, in pipeline order."""
     seqlen = config.seqlen
     eval_tokens = (config.eval_tokens // seqlen) * seqlen
-    calib_tokens = config.calib_samples * seqlen
     forward = shape.forward_flops(seqlen)
     block_forward = shape.forward_flops(seqlen, with_head=False)
     measure = 4 * MEASURE_WINDOWS * seqlen * block_forward / rate

@@ -135,7 +135,11 @@ STORE = [(["check", "--store", "/no/such/runs.sqlite"], "store"), (["check", "--
 REPRODUCE = [(["--out", "{binary}"], "out"), (["--parallel", "0"], "parallel"),
              (["--executor", "ray", "--parallel", "2"], "parallel"), (["--ray-cpus", "2"], "executor"),
              (["--quick", "--store", "{tmp}"], "store"), (["--quick", "--out"], USAGE)]
-CASES = ([("run", *c) for c in RUN] + [("sweep", *c) for c in SWEEP] + [("runs", *c) for c in RUNS]
+ESTIMATE = [(["--sparsity", "1.5"], "sparsity"), (["--model", "/no/such/folder"], "model"),
+            (["--model", "{empty_dir}"], "model"), (["--device", "tpu"], "device"),
+            (["--model", "{odd_model}", "--pattern", "2:4", "--sparsity", "0.5"], "pattern"),
+            (["--mode", "retrain", "--adapter", "masklora", "--rank", "1000"], "rank"), (["--steps", "x"], USAGE)]
+CASES = ([("run", *c) for c in RUN] + [("estimate", *c) for c in ESTIMATE] + [("sweep", *c) for c in SWEEP] + [("runs", *c) for c in RUNS]
          + [("cancel", *c) for c in CANCEL] + [("export", *c) for c in EXPORT] + [("store", *c) for c in STORE]
          + [("reproduce", *c) for c in REPRODUCE])
 
@@ -224,10 +228,10 @@ def test_bad_input_exits_2_with_one_line_and_records_nothing(command, args, fiel
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # Hub ids fail at once and the same way on every machine
     monkeypatch.setenv("PERP_HOME", str(tmp_path / "home"))
     argv = [command, *(a.format(**{k: v for k, v in env.items() if isinstance(v, str)}) for a in args)]
-    if command in ("run", "sweep") and args:  # the tiny model and text for every field the case leaves alone
+    if command in ("run", "sweep", "estimate") and args:  # the tiny model and text for every field the case leaves alone
         defaults = env["defaults"]
         argv += [item for flag, value in zip(defaults[::2], defaults[1::2]) if flag not in args for item in (flag, value)]
-    if "--store" not in args:
+    if "--store" not in args and command != "estimate":  # estimate reads no store
         argv += ["--store", env["store"]]
     before = store_state(env["store"])
 
