@@ -83,7 +83,7 @@ def shoot(url: str, store: RunStore, out: Path) -> list[Path]:
         visit(f"layers?run={focus.id}", "Layers", "layers", tab="Error by depth")
         visit(f"run?run={focus.id}", f"Run #{focus.id}", "run", ready='[data-testid="stMetricValue"]')
         visit("sweep", "Sweep", "sweep", scroll='[data-testid="stProgress"]')  # the sweep's results, below its form
-        visit("paper", "The paper, reproduced", "paper", ready='button:has-text("runs here")')
+        visit("paper", "The paper, reproduced", "paper")
         visit("about", "About PERP Lab", "about", ready=".katex")
         browser.close()
     return shots
