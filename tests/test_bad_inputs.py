@@ -43,6 +43,7 @@ RUN = [
     (["--device", "tpu"], "device"),
     (["--device", "cuda:99"], "device"),
     (["--dtype", "float8"], "dtype"),
+    (["--offload", "ram"], "offload"),
     ([*RETRAIN, "--steps", "0"], "steps"),
     ([*RETRAIN, "--steps", "2.5"], USAGE),
     ([*RETRAIN, "--steps", HUGE], "steps"),
@@ -137,9 +138,11 @@ REPRODUCE = [(["--out", "{binary}"], "out"), (["--parallel", "0"], "parallel"),
              (["--quick", "--store", "{tmp}"], "store"), (["--quick", "--out"], USAGE)]
 ESTIMATE = [(["--sparsity", "1.5"], "sparsity"), (["--model", "/no/such/folder"], "model"),
             (["--model", "{empty_dir}"], "model"), (["--device", "tpu"], "device"),
+            (["--offload", "ram"], "offload"),
             (["--model", "{odd_model}", "--pattern", "2:4", "--sparsity", "0.5"], "pattern"),
             (["--mode", "retrain", "--adapter", "masklora", "--rank", "1000"], "rank"), (["--steps", "x"], USAGE)]
-CASES = ([("run", *c) for c in RUN] + [("estimate", *c) for c in ESTIMATE] + [("sweep", *c) for c in SWEEP] + [("runs", *c) for c in RUNS]
+CASES = ([("run", *c) for c in RUN] + [("estimate", *c) for c in ESTIMATE] + [("sweep", *c) for c in SWEEP]
+         + [("runs", *c) for c in RUNS]
          + [("cancel", *c) for c in CANCEL] + [("export", *c) for c in EXPORT] + [("store", *c) for c in STORE]
          + [("reproduce", *c) for c in REPRODUCE])
 
