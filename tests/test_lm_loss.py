@@ -19,15 +19,29 @@ def grads(model):
 def test_same_loss_and_gradients_as_the_model(family, chunk_logits):
     model = TINY_MODELS[family]()
     select_trainable(model, ("norms", "head-lora"))
+    _assert_same_as_the_model(model, CausalLMLoss(model, chunk_logits=chunk_logits), upstream=1.0)
+
+
+# what the head and the layers under it train: a LoRA on the head, the whole (untied) head alone (nothing under
+# it needs the hidden states' gradient), every weight (the tied head is the embedding matrix)
+@pytest.mark.parametrize("train", [("norms", "head-lora"), ("head",), ("full",)])
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_gradients_follow_the_upstream_gradient(family, train):
+    """Gradient accumulation backpropagates ``loss / k``: the kept gradients are scaled by what comes back."""
+    model = TINY_MODELS[family]()
+    select_trainable(model, train)
+    _assert_same_as_the_model(model, CausalLMLoss(model, chunk_logits=5 * VOCAB), upstream=0.25)
+
+
+def _assert_same_as_the_model(model, loss_of, upstream: float) -> None:
     tokens = random_tokens(3, 12, seed=4)
     expected = model(input_ids=tokens, labels=tokens).loss
-    expected.backward()
+    (expected * upstream).backward()
     reference = grads(model)
     model.zero_grad(set_to_none=True)
-    loss_of = CausalLMLoss(model, chunk_logits=chunk_logits)
     assert loss_of.chunked
     loss = loss_of(tokens)
-    loss.backward()
+    (loss * upstream).backward()
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
     assert reference and grads(model).keys() == reference.keys()
     for name, grad in grads(model).items():
@@ -36,8 +50,9 @@ def test_same_loss_and_gradients_as_the_model(family, chunk_logits):
 
 @pytest.mark.parametrize("chunk_rows, expected_calls", [(8, 8), (None, 1)])
 def test_the_head_sees_one_chunk_of_positions_at_a_time(chunk_rows, expected_calls):
-    """With chunks, no call of the head (forward, or its recomputation in backward) covers more positions than
-    a chunk holds; a model whose loss cannot be chunked computes every position at once (the control)."""
+    """With chunks, no call of the head covers more positions than a chunk holds, and each chunk goes through the
+    head once (its gradients are found in the same pass); a model whose loss cannot be chunked computes every
+    position at once (the control)."""
     model = TINY_MODELS["llama"]()
     attach_adapters(model, "masklora", rank=2)
     select_trainable(model, ("norms",))
@@ -48,7 +63,7 @@ def test_the_head_sees_one_chunk_of_positions_at_a_time(chunk_rows, expected_cal
     model.get_output_embeddings().register_forward_hook(lambda m, a, out: rows.append(out.shape[:-1].numel()))
     loss_of(tokens).backward()
     assert max(rows) == (chunk_rows or 4 * 17)
-    assert len(rows) == expected_calls * (2 if chunk_rows else 1)  # each chunk again in backward
+    assert len(rows) == expected_calls
 
 
 def test_a_model_that_transforms_its_logits_keeps_its_own_loss():
