@@ -3,13 +3,16 @@
 Magnitude 50% on the embedded model, then each preset through perp_engine.pipeline.run_pipeline with the same
 number of steps of batch 4, every run in a fresh process so its memory peak is its own. A first prune-only run
 fills an artifact cache (dense perplexity, pruned weights) that the preset runs reuse, so every preset run
-reaches its train stage by the same path.
+reaches its train stage by the same path. Every case runs ``--rounds`` times (3 by default), the rounds one after
+the other; peaks, times and the ratios of each round are reported as medians (ratios: the median of the rounds'
+ratios), perplexities from the first round.
 
-    .venv/bin/python bench/retrain_bench.py [--device cpu|cuda] [--threads 2] [--quick] [--steps 50]
+    .venv/bin/python bench/retrain_bench.py [--device cpu|cuda] [--threads 2] [--quick] [--steps 50] [--rounds 3]
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 
 import harness
@@ -56,82 +59,119 @@ def pipeline_case(config_dict: dict, cache_dir: str, threads: int) -> dict:
     }
 
 
+CASES = [(p, False) for p in PRESETS] + [(p, True) for p in CHECKPOINTED]
+
+
 def main() -> None:
-    args = harness.parse_args(__doc__.splitlines()[0], steps=20)
+    args = harness.parse_args(__doc__.splitlines()[0], steps=20, rounds=3)
     sizes = harness.training_sizes(args, steps=20)
     common = dict(method="magnitude", sparsity=0.5, device=args.device, **sizes)
+    rounds: list[dict[tuple[str, bool], dict]] = []
     with tempfile.TemporaryDirectory(prefix="perp-bench-cache-") as cache_dir:
         pruned = harness.run_isolated(pipeline_case, RunConfig.create("none", **common).to_dict(), cache_dir, args.threads)
         print(f"dense ppl {pruned['dense_ppl']:.3f}, pruned ppl {pruned['pruned_ppl']:.3f}", flush=True)
-        runs = []
-        cases = [(p, False) for p in PRESETS] + [(p, True) for p in CHECKPOINTED]
-        for preset, checkpointing in cases:
-            config = RunConfig.create(preset, grad_checkpointing=checkpointing, **common)
-            run = harness.run_isolated(pipeline_case, config.to_dict(), cache_dir, args.threads)
-            run["lr"] = config.lr
-            runs.append(run)
-            print(f"{preset}{' (checkpointing)' if checkpointing else ''}: final ppl {run['final_ppl']:.3f}, "
-                  f"train {run['timings']['train']:.1f} s, train peak {run['train_peak_mb']:.0f} MiB", flush=True)
+        for number in range(1, args.rounds + 1):
+            runs = {}
+            for preset, checkpointing in CASES:
+                config = RunConfig.create(preset, grad_checkpointing=checkpointing, **common)
+                load = harness.load_average()
+                run = harness.run_isolated(pipeline_case, config.to_dict(), cache_dir, args.threads)
+                run.update(lr=config.lr, load_average=load)
+                runs[(preset, checkpointing)] = run
+                print(f"round {number} {preset}{' (checkpointing)' if checkpointing else ''}: final ppl "
+                      f"{run['final_ppl']:.3f}, train {run['timings']['train']:.1f} s, train peak "
+                      f"{run['train_peak_mb']:.0f} MiB, load {load}", flush=True)
+            rounds.append(runs)
     facts = harness.machine_facts(args.device, args.threads)
-    body, payload = _report(pruned, runs, sizes["steps"])
+    body, payload = _report(pruned, rounds, sizes["steps"])
     harness.write_results("retrain_bench", args, facts, sizes, payload, body)
 
 
-def _report(pruned: dict, runs: list[dict], steps: int) -> tuple[str, dict]:
+def _per_step(run: dict, steps: int) -> None:
+    """Add seconds per step (recon: per block-step) and its steady-state value to ``run``."""
+    recon = run["preset"].startswith("recon")
+    run["seconds_per_step"] = run["timings"]["train"] / (steps * run["blocks"] if recon else steps)
+    steady = run["steady_seconds_per_unit"]
+    run["steady_seconds_per_step"] = steady / steps if steady is not None and recon else steady
+
+
+def _median(rounds: list[dict], key: tuple[str, bool], field: str) -> float | None:
+    values = [runs[key][field] for runs in rounds if runs[key][field] is not None]
+    return statistics.median(values) if values else None
+
+
+def _median_ratio(rounds: list[dict], of: tuple[str, bool], to: tuple[str, bool], field: str) -> float:
+    return statistics.median(runs[of][field] / runs[to][field] for runs in rounds)
+
+
+def _report(pruned: dict, rounds: list[dict], steps: int) -> tuple[str, dict]:
     dense, before = pruned["dense_ppl"], pruned["pruned_ppl"]
+    for runs in rounds:
+        for run in runs.values():
+            _per_step(run, steps)
+            run["gap_closed"] = harness.gap_closed(dense, before, run["final_ppl"])
+            blocks = run["block_train_seconds"]
+            run["last_block_ratio"] = blocks[-1] / blocks[0] if run["preset"].startswith("recon") else None
+    first = rounds[0]
     rows = []
-    for run in runs:
+    for key in CASES:
+        run = first[key]
+        peaks = [runs[key]["train_peak_mb"] for runs in rounds]
+        steady = _median(rounds, key, "steady_seconds_per_step")
         recon = run["preset"].startswith("recon")
-        unit_steps = steps * run["blocks"] if recon else steps
-        run["seconds_per_step"] = run["timings"]["train"] / unit_steps
-        steady = run["steady_seconds_per_unit"]
-        run["steady_seconds_per_step"] = steady / steps if steady is not None and recon else steady
-        run["gap_closed"] = harness.gap_closed(dense, before, run["final_ppl"])
         rows.append([run["preset"] + (" + checkpointing" if run["checkpointing"] else ""), f"{run['lr']:g}",
-                     f"{run['train_peak_mb']:.0f}", f"{run['seconds_per_step']:.2f}" + (" per block-step" if recon else ""),
-                     "-" if run["steady_seconds_per_step"] is None else f"{run['steady_seconds_per_step']:.2f}",
+                     f"{statistics.median(peaks):.0f}", f"{min(peaks):.0f}-{max(peaks):.0f}",
+                     f"{_median(rounds, key, 'seconds_per_step'):.2f}" + (" per block-step" if recon else ""),
+                     "-" if steady is None else f"{steady:.2f}",
                      f"{run['trainable_params']:,} ({run['trainable_fraction']:.3%})", f"{run['final_ppl']:.2f}",
                      f"{run['gap_closed']:.1%}"])
-    by = {(r["preset"], r["checkpointing"]): r for r in runs}
     goals = []
     for checkpointing in (False, True):
-        full, perp, masklora = (by[(p, checkpointing)] for p in CHECKPOINTED)
+        full, perp, masklora = ((p, checkpointing) for p in CHECKPOINTED)
         how = "with" if checkpointing else "without"
         goals += [
             harness.goal_line(f"perp train-stage peak memory vs full-ft, {how} checkpointing",
-                              perp["train_peak_mb"] / full["train_peak_mb"], "<=", GOALS["memory"]),
+                              _median_ratio(rounds, perp, full, "train_peak_mb"), "<=", GOALS["memory"]),
             harness.goal_line(f"perp-masklora train-stage peak memory vs full-ft, {how} checkpointing",
-                              masklora["train_peak_mb"] / full["train_peak_mb"], "<=", GOALS["masklora_memory"]),
+                              _median_ratio(rounds, masklora, full, "train_peak_mb"), "<=", GOALS["masklora_memory"]),
         ]
-    perp, full = by[("perp", False)], by[("full-ft", False)]
+    perp, full, recon = ("perp", False), ("full-ft", False), ("recon-masklora", False)
     goals += [
-        harness.goal_line("perp seconds per step vs full-ft", perp["seconds_per_step"] / full["seconds_per_step"], "<=",
-                          GOALS["step_time"]),
-        harness.goal_line("perp log-ppl gap closed vs full-ft's", perp["gap_closed"] / full["gap_closed"], ">=",
-                          GOALS["gap_closed"]),
+        harness.goal_line("perp seconds per step vs full-ft", _median_ratio(rounds, perp, full, "seconds_per_step"),
+                          "<=", GOALS["step_time"]),
+        harness.goal_line("perp log-ppl gap closed vs full-ft's", first[perp]["gap_closed"] / first[full]["gap_closed"],
+                          ">=", GOALS["gap_closed"]),
+        harness.goal_line("reconstruction: seconds of the last block's steps vs the first block's",
+                          _median(rounds, recon, "last_block_ratio"), "<=", GOALS["last_block"]),
     ]
-    blocks = by[("recon-masklora", False)]["block_train_seconds"]
-    goals.append(harness.goal_line("reconstruction: seconds of the last block's steps vs the first block's",
-                                   blocks[-1] / blocks[0], "<=", GOALS["last_block"]))
-    table = harness.markdown_table(["preset", "lr", "train peak MiB", "s / step", "steady s / step", "trainable",
-                                    "final ppl", "gap closed"], rows)
+    table = harness.markdown_table(["preset", "lr", "train peak MiB", "range", "s / step", "steady s / step",
+                                    "trainable", "final ppl", "gap closed"], rows)
+    loads = [run["load_average"] for runs in rounds for run in runs.values() if run["load_average"]]
+    busiest = max((load[0] for load in loads), default=None)
     text = "\n".join([
         f"Magnitude 50% unstructured; dense ppl **{dense:.3f}**, pruned ppl **{before:.3f}**. {steps} steps of batch "
-        "4 per preset (recon: per block). Train peak MiB: the train stage's peak (RunResult.stage_memory_mb: the whole "
-        f"process, {runs[0]['memory_method']}), each run in a fresh process. s / step: train-stage time / steps; "
+        f"4 per preset (recon: per block), every case run {len(rounds)} time(s), each run in a fresh process: peaks and "
+        "times are medians (range: the lowest and highest peak), goal ratios the median of the rounds' ratios, "
+        "perplexities from the first round. Train peak MiB: the train stage's peak (RunResult.stage_memory_mb: the "
+        f"whole process, {first[perp]['memory_method']}). s / step: train-stage time / steps; "
         "steady s / step: time between the first and the last step's report per step, without set-up and merge (recon: "
         "between the first and the last block's, per block-step, so each block's targets, attach and merge count). "
-        "Gap closed: (log pruned - log final) / (log pruned - log dense). Reconstruction per block: "
-        f"first block's steps {blocks[0]:.2f} s, last block's {blocks[-1]:.2f} s.",
+        "Gap closed: (log pruned - log final) / (log pruned - log dense). Reconstruction per block (median): "
+        f"first block's steps {_median_block(rounds, 0):.2f} s, last block's {_median_block(rounds, -1):.2f} s. "
+        f"Highest 1-minute load average seen at the start of a run: {busiest}.",
         "",
         table,
         "",
         "Goals:",
         *[g["line"] for g in goals],
     ])
-    payload = {"dense_ppl": dense, "pruned_ppl": before, "prune_run": pruned, "runs": runs,
-               "goals": goals}
+    payload = {"dense_ppl": dense, "pruned_ppl": before, "prune_run": pruned,
+               "rounds": [[run for run in runs.values()] for runs in rounds], "goals": goals}
     return text, payload
+
+
+def _median_block(rounds: list[dict], index: int) -> float:
+    return statistics.median(runs[("recon-masklora", False)]["block_train_seconds"][index] for runs in rounds)
 
 
 if __name__ == "__main__":
