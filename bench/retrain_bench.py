@@ -5,13 +5,17 @@ number of steps of batch 4, every run in a fresh process so its memory peak is i
 fills an artifact cache (dense perplexity, pruned weights) that the preset runs reuse, so every preset run
 reaches its train stage by the same path. Every case runs ``--rounds`` times (3 by default), the rounds one after
 the other; peaks, times and the ratios of each round are reported as medians (ratios: the median of the rounds'
-ratios), perplexities from the first round.
+ratios), perplexities from the first round. Then each case runs once more for 2 steps with the torch profiler's
+memory events on, for the train stage's peak of tensor memory (``tensor_case``; ``--tensor-peaks-only`` adds these
+to an existing results file without running the rounds again).
 
     .venv/bin/python bench/retrain_bench.py [--device cpu|cuda] [--threads 2] [--quick] [--steps 50] [--rounds 3]
+                                            [--tensor-peaks-only]
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
 import tempfile
 
@@ -59,18 +63,68 @@ def pipeline_case(config_dict: dict, cache_dir: str, threads: int) -> dict:
     }
 
 
+def tensor_case(config_dict: dict, cache_dir: str, threads: int) -> dict:
+    """The train stage's peak of tensor memory, in MiB: the bytes of every tensor Python can reach when the stage
+    starts, plus the highest running sum of what the CPU allocator handed out minus what it took back during the
+    stage (the torch profiler's memory events). That is what ``torch.cuda.max_memory_allocated`` measures on a GPU;
+    the RSS peak of the same stage also holds what the C library's allocator keeps of freed blocks."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from perp_engine.pipeline import run_pipeline
+
+    config = RunConfig.from_dict(config_dict)
+    harness.setup_torch(config.device, threads)
+    state: dict = {}
+
+    def progress(stage: str, fraction: float, message: str = "") -> None:
+        if stage == "train" and "profiler" not in state:
+            state["start"] = _reachable_tensor_bytes()
+            state["profiler"] = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            state["profiler"].start()
+        elif stage != "train" and "profiler" in state and "stopped" not in state:  # the next stage begins
+            state["profiler"].stop()
+            state["stopped"] = True
+
+    result = run_pipeline(config, progress, cache_dir=cache_dir)
+    # kineto_results holds the raw allocation events in order; the public tables only aggregate them per operator
+    events = sorted((e for e in state["profiler"].profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    held = highest = 0
+    for event in events:
+        held += event.nbytes()
+        highest = max(highest, held)
+    return {"preset": config.preset, "checkpointing": config.grad_checkpointing, "start_mb": state["start"] / 2**20,
+            "tensor_peak_mb": (state["start"] + highest) / 2**20, "rss_peak_mb": result.stage_memory_mb["train"]}
+
+
+def _reachable_tensor_bytes() -> int:
+    """Bytes of the distinct storages of every tensor the garbage collector knows (parameters included)."""
+    import torch
+
+    storages = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and not obj.is_meta:
+            storage = obj.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
 CASES = [(p, False) for p in PRESETS] + [(p, True) for p in CHECKPOINTED]
+TENSOR_STEPS = 2  # enough for every allocation of a step (AdamW's state appears at the first)
 
 
 def main() -> None:
-    args = harness.parse_args(__doc__.splitlines()[0], steps=20, rounds=3)
-    sizes = harness.training_sizes(args, steps=20)
+    args = harness.parse_args(__doc__.splitlines()[0], steps=20, rounds=3, extra=[
+        ("--tensor-peaks-only", {"action": "store_true", "help": "measure only the tensor peaks and add them to the "
+                                 "existing results file (its rounds are kept)"})])
+    earlier = harness.read_results("retrain_bench", args) if args.tensor_peaks_only else None
+    sizes = earlier["sizes"] if earlier else harness.training_sizes(args, steps=20)
     common = dict(method="magnitude", sparsity=0.5, device=args.device, **sizes)
     rounds: list[dict[tuple[str, bool], dict]] = []
     with tempfile.TemporaryDirectory(prefix="perp-bench-cache-") as cache_dir:
         pruned = harness.run_isolated(pipeline_case, RunConfig.create("none", **common).to_dict(), cache_dir, args.threads)
         print(f"dense ppl {pruned['dense_ppl']:.3f}, pruned ppl {pruned['pruned_ppl']:.3f}", flush=True)
-        for number in range(1, args.rounds + 1):
+        for number in range(1, 0 if earlier else args.rounds + 1):
             runs = {}
             for preset, checkpointing in CASES:
                 config = RunConfig.create(preset, grad_checkpointing=checkpointing, **common)
@@ -82,9 +136,21 @@ def main() -> None:
                       f"{run['final_ppl']:.3f}, train {run['timings']['train']:.1f} s, train peak "
                       f"{run['train_peak_mb']:.0f} MiB, load {load}", flush=True)
             rounds.append(runs)
-    facts = harness.machine_facts(args.device, args.threads)
-    body, payload = _report(pruned, rounds, sizes["steps"])
-    harness.write_results("retrain_bench", args, facts, sizes, payload, body)
+        tensors = {}
+        for preset, checkpointing in CASES:
+            config = RunConfig.create(preset, grad_checkpointing=checkpointing, **{**common, "steps": TENSOR_STEPS})
+            tensors[(preset, checkpointing)] = run = harness.run_isolated(tensor_case, config.to_dict(), cache_dir,
+                                                                          args.threads)
+            print(f"{preset}{' (checkpointing)' if checkpointing else ''}: tensor peak {run['tensor_peak_mb']:.0f} MiB, "
+                  f"RSS peak {run['rss_peak_mb']:.0f} MiB", flush=True)
+    tensor_facts = harness.machine_facts(args.device, args.threads)
+    if earlier:
+        rounds = [{(run["preset"], run["checkpointing"]): run for run in runs} for runs in earlier["rounds"]]
+        body, payload = _report(earlier["prune_run"], rounds, sizes["steps"], tensors, tensor_facts)
+        harness.write_results("retrain_bench", args, earlier["machine"], sizes, payload, body, keep_facts=True)
+    else:
+        body, payload = _report(pruned, rounds, sizes["steps"], tensors, tensor_facts)
+        harness.write_results("retrain_bench", args, tensor_facts, sizes, payload, body)
 
 
 def _per_step(run: dict, steps: int) -> None:
@@ -104,7 +170,7 @@ def _median_ratio(rounds: list[dict], of: tuple[str, bool], to: tuple[str, bool]
     return statistics.median(runs[of][field] / runs[to][field] for runs in rounds)
 
 
-def _report(pruned: dict, rounds: list[dict], steps: int) -> tuple[str, dict]:
+def _report(pruned: dict, rounds: list[dict], steps: int, tensors: dict, tensor_facts: dict) -> tuple[str, dict]:
     dense, before = pruned["dense_ppl"], pruned["pruned_ppl"]
     for runs in rounds:
         for run in runs.values():
@@ -121,6 +187,7 @@ def _report(pruned: dict, rounds: list[dict], steps: int) -> tuple[str, dict]:
         recon = run["preset"].startswith("recon")
         rows.append([run["preset"] + (" + checkpointing" if run["checkpointing"] else ""), f"{run['lr']:g}",
                      f"{statistics.median(peaks):.0f}", f"{min(peaks):.0f}-{max(peaks):.0f}",
+                     f"{tensors[key]['tensor_peak_mb']:.0f}",
                      f"{_median(rounds, key, 'seconds_per_step'):.2f}" + (" per block-step" if recon else ""),
                      "-" if steady is None else f"{steady:.2f}",
                      f"{run['trainable_params']:,} ({run['trainable_fraction']:.3%})", f"{run['final_ppl']:.2f}",
@@ -135,6 +202,15 @@ def _report(pruned: dict, rounds: list[dict], steps: int) -> tuple[str, dict]:
             harness.goal_line(f"perp-masklora train-stage peak memory vs full-ft, {how} checkpointing",
                               _median_ratio(rounds, masklora, full, "train_peak_mb"), "<=", GOALS["masklora_memory"]),
         ]
+    for checkpointing in (False, True):
+        full, perp, masklora = (tensors[(p, checkpointing)]["tensor_peak_mb"] for p in CHECKPOINTED)
+        how = "with" if checkpointing else "without"
+        goals += [
+            harness.goal_line(f"the same, tensor memory (as a GPU counts it): perp vs full-ft, {how} checkpointing",
+                              perp / full, "<=", GOALS["memory"]),
+            harness.goal_line(f"the same, tensor memory: perp-masklora vs full-ft, {how} checkpointing",
+                              masklora / full, "<=", GOALS["masklora_memory"]),
+        ]
     perp, full, recon = ("perp", False), ("full-ft", False), ("recon-masklora", False)
     goals += [
         harness.goal_line("perp seconds per step vs full-ft", _median_ratio(rounds, perp, full, "seconds_per_step"),
@@ -144,8 +220,8 @@ def _report(pruned: dict, rounds: list[dict], steps: int) -> tuple[str, dict]:
         harness.goal_line("reconstruction: seconds of the last block's steps vs the first block's",
                           _median(rounds, recon, "last_block_ratio"), "<=", GOALS["last_block"]),
     ]
-    table = harness.markdown_table(["preset", "lr", "train peak MiB", "range", "s / step", "steady s / step",
-                                    "trainable", "final ppl", "gap closed"], rows)
+    table = harness.markdown_table(["preset", "lr", "train peak MiB", "range", "tensor peak MiB", "s / step",
+                                    "steady s / step", "trainable", "final ppl", "gap closed"], rows)
     loads = [run["load_average"] for runs in rounds for run in runs.values() if run["load_average"]]
     busiest = max((load[0] for load in loads), default=None)
     text = "\n".join([
@@ -153,7 +229,12 @@ def _report(pruned: dict, rounds: list[dict], steps: int) -> tuple[str, dict]:
         f"4 per preset (recon: per block), every case run {len(rounds)} time(s), each run in a fresh process: peaks and "
         "times are medians (range: the lowest and highest peak), goal ratios the median of the rounds' ratios, "
         "perplexities from the first round. Train peak MiB: the train stage's peak (RunResult.stage_memory_mb: the "
-        f"whole process, {first[perp]['memory_method']}). s / step: train-stage time / steps; "
+        f"whole process, {first[perp]['memory_method']}). Tensor peak MiB: the same stage's peak of tensor memory "
+        f"(retrain_bench.tensor_case: what every reachable tensor held at the stage's start plus the highest running "
+        "sum of the CPU allocator's allocations and frees during it, from the torch profiler's memory events), what "
+        "torch.cuda.max_memory_allocated counts on a GPU; the RSS peak also holds what the C library's allocator "
+        f"keeps of freed blocks. Measured once per case in a {TENSOR_STEPS}-step run at commit "
+        f"{tensor_facts['commit']}, load average {tensor_facts['load_average']}. s / step: train-stage time / steps; "
         "steady s / step: time between the first and the last step's report per step, without set-up and merge (recon: "
         "between the first and the last block's, per block-step, so each block's targets, attach and merge count). "
         "Gap closed: (log pruned - log final) / (log pruned - log dense). Reconstruction per block (median): "
@@ -166,7 +247,9 @@ def _report(pruned: dict, rounds: list[dict], steps: int) -> tuple[str, dict]:
         *[g["line"] for g in goals],
     ])
     payload = {"dense_ppl": dense, "pruned_ppl": before, "prune_run": pruned,
-               "rounds": [[run for run in runs.values()] for runs in rounds], "goals": goals}
+               "rounds": [[run for run in runs.values()] for runs in rounds],
+               "tensor_peaks": {"machine": tensor_facts, "steps": TENSOR_STEPS, "runs": list(tensors.values())},
+               "goals": goals}
     return text, payload
 
 
