@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import statistics
 import tempfile
+import warnings
 
 import harness
 from perp_engine.config import RunConfig
@@ -94,7 +95,8 @@ def tensor_case(config_dict: dict, cache_dir: str, threads: int) -> dict:
         held += event.nbytes()
         highest = max(highest, held)
     return {"preset": config.preset, "checkpointing": config.grad_checkpointing, "start_mb": state["start"] / 2**20,
-            "tensor_peak_mb": (state["start"] + highest) / 2**20, "rss_peak_mb": result.stage_memory_mb["train"]}
+            "tensor_peak_mb": (state["start"] + highest) / 2**20,
+            "rss_peak_mb": result.stage_memory_mb["train"]}  # raised by the profiler's own records: not the RSS peak
 
 
 def _reachable_tensor_bytes() -> int:
@@ -102,9 +104,12 @@ def _reachable_tensor_bytes() -> int:
     import torch
 
     storages = {}
-    for obj in gc.get_objects():
-        if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and not obj.is_meta:
-            storage = obj.untyped_storage()
+    with warnings.catch_warnings():  # isinstance() on deprecated module attributes (torch.distributed.reduce_op) warns
+        warnings.simplefilter("ignore", FutureWarning)
+        tensors = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+    for tensor in tensors:
+        if tensor.device.type == "cpu" and not tensor.is_meta:
+            storage = tensor.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
     return sum(storages.values())
 
@@ -141,8 +146,8 @@ def main() -> None:
             config = RunConfig.create(preset, grad_checkpointing=checkpointing, **{**common, "steps": TENSOR_STEPS})
             tensors[(preset, checkpointing)] = run = harness.run_isolated(tensor_case, config.to_dict(), cache_dir,
                                                                           args.threads)
-            print(f"{preset}{' (checkpointing)' if checkpointing else ''}: tensor peak {run['tensor_peak_mb']:.0f} MiB, "
-                  f"RSS peak {run['rss_peak_mb']:.0f} MiB", flush=True)
+            print(f"{preset}{' (checkpointing)' if checkpointing else ''}: tensor peak {run['tensor_peak_mb']:.0f} MiB",
+                  flush=True)
     tensor_facts = harness.machine_facts(args.device, args.threads)
     if earlier:
         rounds = [{(run["preset"], run["checkpointing"]): run for run in runs} for runs in earlier["rounds"]]
