@@ -121,6 +121,7 @@ def score(case: dict) -> dict:
 
 
 def report(cases: list[dict], device: str) -> tuple[str, dict]:
+    cases = sorted(cases, key=lambda c: (MODELS.index(c["model"]), DTYPES.index(c["dtype"]), WORKS.index(c["work"])))
     rows = [[c["model"], c["dtype"], c["work"], f"{c['weights_mb']:,.0f}", f"{c['peak_mb']:,.0f}", f"{c['net_mb']:,.0f}",
              f"{c['net_mb'] / c['weights_mb']:.2f}x", f"{c['allowed_mb']:,.0f}", "met" if c["memory_goal_met"] else "not met",
              f"{c['predicted_mb']:,.0f}", f"{100 * c['error']:+.1f}%", f"{c['seconds']:.1f}"] for c in cases]
@@ -182,7 +183,8 @@ def chart(cases: list[dict], path) -> None:
 
 def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0], extra=[
-        ("--only", {"default": "", "help": "run only the cases whose label contains this text"}),
+        ("--only", {"default": "", "help": "run only the cases whose label contains this text (the results file "
+                                           "keeps the others)"}),
         ("--max-gib", {"type": float, "default": 24.0, "help": "skip cases the memory model says need more"}),
         ("--repredict", {"action": "store_true", "help": "recompute the predictions of the results file, run nothing"})])
     sizes = QUICK["sizes"] if args.quick else SIZES
@@ -194,6 +196,9 @@ def main() -> None:
     else:
         facts = harness.machine_facts(args.device, args.threads)
         cases = []
+        if args.only and harness.results_stem("scale_bench", args).with_suffix(".json").exists():
+            cases = [c for c in harness.read_results("scale_bench", args)["cases"]  # the other cases are kept
+                     if args.only not in label(c["model"], c["dtype"], c["work"])]
         for model in QUICK["models"] if args.quick else MODELS:
             for dtype in QUICK["dtypes"] if args.quick else DTYPES:
                 for work in WORKS:
