@@ -71,16 +71,15 @@ class _HeadLoss(torch.autograd.Function):
                 grad_hidden[start: start + rows] = found[0]
             for acc, grad in zip(sums, found[int(wants_hidden):]):
                 acc += grad
-        count = labels.numel()
         ctx.save_for_backward(*([] if grad_hidden is None else [grad_hidden]), *sums)
-        ctx.count, ctx.wants_hidden = count, wants_hidden
-        return total / count
+        ctx.count = labels.numel()
+        return total / ctx.count
 
     @staticmethod
     def backward(ctx, grad_loss):
         saved = list(ctx.saved_tensors)
         scale = grad_loss / ctx.count
-        grad_hidden = saved.pop(0) * scale if ctx.wants_hidden else None
+        grad_hidden = saved.pop(0) * scale if ctx.needs_input_grad[0] else None
         return (grad_hidden, None, None, None, *[acc * scale for acc in saved])
 @contextmanager
 def _head_bypassed(model: nn.Module) -> Iterator[None]:
