@@ -200,6 +200,14 @@ def read_results(name: str, args: argparse.Namespace) -> dict:
     return json.loads(results_stem(name, args).with_suffix(".json").read_text())
 
 
+def cases_left_alone(name: str, args: argparse.Namespace, label_of: Callable[[dict], str]) -> list[dict]:
+    """The cases of the results file that ``--only`` does not select: a bench that measures some cases again keeps
+    the others (none without ``--only`` or without a results file)."""
+    if not args.only or not results_stem(name, args).with_suffix(".json").exists():
+        return []
+    return [case for case in read_results(name, args)["cases"] if args.only not in label_of(case)]
+
+
 def write_results(name: str, args: argparse.Namespace, facts: dict, sizes: dict, payload: dict, body_md: str,
                   echo: bool = True, keep_facts: bool = False) -> Path:
     """Write ``<name>-<device>.json`` and ``.md`` (see :func:`results_stem`), print the markdown unless not

@@ -137,9 +137,7 @@ def main() -> None:
         harness.write_results("memory_bench", args, saved["machine"], sizes, payload, body, keep_facts=True)
         return
     facts = harness.machine_facts(args.device, args.threads)
-    results = []
-    if args.only and harness.results_stem("memory_bench", args).with_suffix(".json").exists():
-        results = [r for r in harness.read_results("memory_bench", args)["cases"] if args.only not in r["case"]]
+    results = harness.cases_left_alone("memory_bench", args, lambda r: r["case"])
     for case in [c for c in cases(args.quick) if args.only in label(c)]:
         results.append(measure(case, args.device, args.threads))
         worst = max(results[-1]["stages"], key=lambda s: abs(s["error"]))

@@ -195,10 +195,7 @@ def main() -> None:
         facts = saved["machine"]
     else:
         facts = harness.machine_facts(args.device, args.threads)
-        cases = []
-        if args.only and harness.results_stem("scale_bench", args).with_suffix(".json").exists():
-            cases = [c for c in harness.read_results("scale_bench", args)["cases"]  # the other cases are kept
-                     if args.only not in label(c["model"], c["dtype"], c["work"])]
+        cases = harness.cases_left_alone("scale_bench", args, lambda c: label(c["model"], c["dtype"], c["work"]))
         for model in QUICK["models"] if args.quick else MODELS:
             for dtype in QUICK["dtypes"] if args.quick else DTYPES:
                 for work in WORKS:
