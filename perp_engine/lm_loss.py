@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Logits entries per chunk: 8 MiB in float32, 42 positions of a 49,152-word vocabulary. Measured on the embedded
-# model (perp, 4 x 256 tokens, 3 steps, CPU, median of 3): 16 MiB chunks peaked 100 MiB higher (the allocator keeps
-# more of them), at the same time per step within the runs' spread.
+# Logits entries per chunk: 8 MiB in float32, 42 positions of a 49,152-word vocabulary. In exploratory runs on the
+# embedded model (perp, 4 x 256 tokens, 3 steps, CPU, three each; not a bench) 16 MiB chunks peaked ~100 MiB higher
+# (the allocator keeps more of them) at the same time per step within the runs' spread.
 CHUNK_LOGITS = 2**21
 
 
