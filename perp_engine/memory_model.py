@@ -38,8 +38,12 @@ LOAD_OVERHEAD = 0.15  # from_pretrained's transient copies on a CPU, as a share 
 # it instead: ~400 MiB more for a ~3 MB text, once (not predicted: later runs read the cache).
 DATA_TRANSIENT = 80 * MIB
 # Activations autograd keeps per token per block in training, in units of hidden and of the widest width (LLaMA:
-# the MLP's intermediate), times the activation dtype's bytes; and what checkpointing keeps (the block input).
-TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE = 10.0, 4.0
+# the MLP's intermediate), times the activation dtype's bytes, with the lean norm and MLP forwards
+# (perp_engine.lean_activations): the norms' inputs, attention's query, key, value and output, the MLP's gate and
+# up; and, when the block linears train (whole weights or adapters), their inputs besides. Checkpointing keeps the
+# block inputs instead, plus one block's of these while it recomputes.
+TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE = 5.0, 2.0
+LINEAR_INPUTS_HIDDEN, LINEAR_INPUTS_WIDE = 3.0, 1.0
 BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (inference)
 ADAM_STATE = 2  # AdamW keeps two tensors per trained one
 # Retraining's working set beyond activations, trained tensors and the loss's chunks, fitted to the measured
@@ -207,7 +211,7 @@ class _Terms:
     def retrain_transient(self) -> float:
         c, s = self.c, self.s
         tokens = c.batch_size * c.seqlen
-        per_block = tokens * (TRAIN_ACT_HIDDEN * s.hidden + TRAIN_ACT_WIDE * s.widest) * self.wb
+        per_block = self._kept_per_block(tokens)
         if c.grad_checkpointing:
             activations = s.n_blocks * tokens * s.hidden * self.wb + per_block
         else:
@@ -220,10 +224,16 @@ class _Terms:
     def reconstruct_transient(self) -> float:
         c, s = self.c, self.s
         calibration = 3 * c.calib_samples * c.seqlen * s.hidden * self.wb
-        tokens = c.batch_size * c.seqlen
-        backward = tokens * (TRAIN_ACT_HIDDEN * s.hidden + TRAIN_ACT_WIDE * s.widest) * self.wb
+        backward = self._kept_per_block(c.batch_size * c.seqlen)
         per_block_trained = self._trained() / max(1, s.n_blocks)
         return calibration + backward + self.block + per_block_trained
+
+    def _kept_per_block(self, tokens: int) -> float:
+        """Bytes of activations one block keeps for backward over ``tokens`` tokens."""
+        hidden, wide = TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE
+        if "full" in self.c.train or self.c.adapter != "none":
+            hidden, wide = hidden + LINEAR_INPUTS_HIDDEN, wide + LINEAR_INPUTS_WIDE
+        return tokens * (hidden * self.s.hidden + wide * self.s.widest) * self.wb
 
     def _trained(self) -> float:
         """Trainable tensors beyond the weights: a head copy when a tied head is untied, adapters, their

@@ -23,6 +23,7 @@ from .adapters import attach_adapters, merge_adapters
 from .blocks import find_decoder_blocks
 from .calibrate import BlockInputs, block_forward, relative_error, run_block
 from .dense_reference import DenseReference
+from .lean_activations import use_lean_activations
 from .masks import MaskKeeper
 from .master import MasterCopies
 from .placement import BlockPlacement, block_in_use
@@ -142,6 +143,7 @@ def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.
     good = [p.detach().clone() for p in params]
     losses: list[float] = []
     was_training = block.training
+    restore_forwards = use_lean_activations(block)
     block.train()
     try:
         with torch.enable_grad():
@@ -170,5 +172,6 @@ def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.
                     for p, g in zip(params, good):
                         g.copy_(p)
     finally:
+        restore_forwards()
         block.train(was_training)
     return losses

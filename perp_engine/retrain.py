@@ -1,6 +1,6 @@
 """Retraining with the causal-LM loss: AdamW over whatever requires grad, linear schedule with warm-up,
 gradient accumulation, gradient-norm clipping (as the paper's HF Trainer runs), optional activation
-checkpointing, masks re-applied after every step. The model trains in train mode (dropout on where the model
+checkpointing, lean norm and MLP forwards (perp_engine.lean_activations), masks re-applied after every step. The model trains in train mode (dropout on where the model
 has it, as in the paper's training); block-wise reconstruction does the same.
 
 A plain loop rather than ``transformers.Trainer``: the mask must be re-applied right after each optimizer step,
@@ -21,6 +21,7 @@ from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from transformers import get_linear_schedule_with_warmup
 
 from .errors import PerpError
+from .lean_activations import use_lean_activations
 from .lm_loss import CausalLMLoss
 from .masks import MaskKeeper
 from .master import MasterCopies
@@ -69,6 +70,7 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
     start = time.perf_counter()
     was_training = model.training
     restore_checkpointing = _enable_checkpointing(model) if grad_checkpointing else None
+    restore_forwards = use_lean_activations(model)
     model.train()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -105,6 +107,7 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
                     progress(step, steps, loss)
     finally:
         optimizer.zero_grad(set_to_none=True)
+        restore_forwards()
         if restore_checkpointing is not None:
             restore_checkpointing()
         model.train(was_training)

@@ -1,4 +1,10 @@
-"""MaskLoRA: ``W + s (B A) * M`` with ``M = 1[W != 0]``, so the update never touches a pruned weight."""
+"""MaskLoRA: ``W + s (B A) * M`` with ``M = 1[W != 0]``, so the update never touches a pruned weight.
+
+``M`` is read off ``W`` wherever it is needed instead of being stored (``W`` is frozen, or re-zeroed after every
+step when whole weights train too, so its zeros are the pruned positions throughout): a stored mask costs one
+byte per weight for the whole run, half as much again as a bf16 model's weights; the comparison costs one pass
+over ``W`` beside the product that reads it anyway.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +23,16 @@ class MaskLoRA(AdapterLinear):
 
     def __init__(self, base: nn.Module, rank: int, alpha: float, generator: torch.Generator):
         super().__init__(base, rank, alpha)
-        self.register_buffer("mask", self.weight.detach() != 0, persistent=False)
         lora_a = torch.empty(self.lora_A.shape)
         nn.init.kaiming_uniform_(lora_a, a=math.sqrt(5), generator=generator)
         self._set_factors(lora_a, torch.zeros(self.lora_B.shape))
 
     def combine(self, weight: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
-        merged = (lora_b @ lora_a).mul_(self.mask).mul_(self.scaling).add_(weight)  # in place: one dense temporary
+        merged = (lora_b @ lora_a).mul_(weight != 0).mul_(self.scaling).add_(weight)  # in place: one dense temporary
         return merged.to(weight.dtype)
 
     def grad_product(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return (g * self.mask).mul_(self.scaling)
+        return (g * (weight != 0)).mul_(self.scaling)
 
     def grad_weight(self, g: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
         return g
