@@ -1,7 +1,7 @@
 """Training-time forwards of the RMSNorm and the SiLU-gated MLP that keep fewer activations for backward.
 
 Plain autograd keeps, per LLaMA-style block, the normalised hidden states of both norms (beside their inputs)
-and the MLP's ``silu(gate)`` (beside ``gate`` and ``up``): 30% of what retraining keeps on the embedded model. The
+and the MLP's ``silu(gate)`` (beside ``gate`` and ``up``): a third of what retraining keeps on the embedded model. The
 functions here keep only each norm's input and its per-token ``1/rms``, and the MLP's ``gate`` and ``up``, and
 recompute the rest in backward (elementwise work, a few passes over tensors the backward reads anyway). The
 forward values are the modules' own, operation for operation. Liger Kernel patches the same modules for the same

@@ -15,9 +15,10 @@ process: Python and the libraries too) and in CPU memory beside it when the devi
   chunked loss (perp_engine.lm_loss) and, for full retraining, gradients and AdamW state of every weight;
 - reconstruction: one block's calibration inputs, targets and outputs and one chunk's backward.
 
-The per-token activation sizes and the CPU process baseline are calibrated on measured stage peaks (VmHWM,
-perp_engine.memory_meter) of the embedded model and of random LLaMA models of the SmolLM2 family's shapes; the
-scale bench (bench/scale_bench.py) checks the predictions against new measurements.
+The per-token activation sizes of training are counted from what a LLaMA block keeps for backward; the rest (the
+CPU process baseline, inference's working set, retraining's head copies) is calibrated on measured stage peaks
+(VmHWM, perp_engine.memory_meter) of the embedded model and of random LLaMA models of the SmolLM2 family's
+shapes; the scale bench (bench/scale_bench.py) checks the predictions against new measurements.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ LOAD_OVERHEAD = 0.15  # from_pretrained's transient copies on a CPU, as a share 
 DATA_TRANSIENT = 80 * MIB
 # Activations autograd keeps per token per block in training, in units of hidden and of the widest width (LLaMA:
 # the MLP's intermediate), times the activation dtype's bytes, with the lean norm and MLP forwards
-# (perp_engine.lean_activations): the norms' inputs, attention's query, key, value and output, the MLP's gate and
-# up; and, when the block linears train (whole weights or adapters), their inputs besides. Checkpointing keeps the
-# block inputs instead, plus one block's of these while it recomputes.
+# (perp_engine.lean_activations): the two norms' inputs, attention's query and output, its key and value (a third
+# of a hidden each at SmolLM2's 3 key-value heads of 9; 5 rounds the sum up), the MLP's gate and up; and, when the
+# block linears train (whole weights or adapters), their inputs besides (q/k/v's, o_proj's, gate/up's, down_proj's).
+# Checkpointing keeps the block inputs instead, plus one block's of these while it recomputes.
 TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE = 5.0, 2.0
 LINEAR_INPUTS_HIDDEN, LINEAR_INPUTS_WIDE = 3.0, 1.0
 BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (inference)
