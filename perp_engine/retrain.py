@@ -1,7 +1,8 @@
 """Retraining with the causal-LM loss: AdamW over whatever requires grad, linear schedule with warm-up,
 gradient accumulation, gradient-norm clipping (as the paper's HF Trainer runs), optional activation
-checkpointing, lean norm and MLP forwards (perp_engine.lean_activations), masks re-applied after every step. The model trains in train mode (dropout on where the model
-has it, as in the paper's training); block-wise reconstruction does the same.
+checkpointing, lean norm and MLP forwards (perp_engine.lean_activations), masks re-applied after every step.
+The model trains in train mode (dropout on where the model has it, as in the paper's training); block-wise
+reconstruction does the same.
 
 A plain loop rather than ``transformers.Trainer``: the mask must be re-applied right after each optimizer step,
 the loss and gradient checked before each step, and progress reported per step, without the Trainer's output
