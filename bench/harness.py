@@ -26,6 +26,7 @@ RESULTS = REPO / "bench" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from perp_engine.heap import tuned_environ  # noqa: E402
 from perp_engine.memory_meter import PeakMemory, rss_mb  # noqa: E402,F401  (the benches use the engine's meter)
 
 
@@ -107,6 +108,8 @@ def machine_facts(device: str, threads: int) -> dict:
         "transformers": transformers.__version__,
         "peft": peft.__version__,
         "platform": platform.platform(),
+        "libc": " ".join(platform.libc_ver()),
+        "glibc_tunables": tuned_environ(os.environ).get("GLIBC_TUNABLES"),  # what run_isolated's processes get
         "device": device,
         "device_name": _cpu_model(),
         "commit": _git_commit(),
@@ -161,9 +164,16 @@ def timed(device, fn: Callable[[], object]) -> tuple[object, float]:
 def run_isolated(fn: Callable, *args):
     """``fn(*args)`` in a fresh Python process (spawned, not forked), so its memory peak and caches are its own.
 
-    ``fn`` must be a top-level function of the bench script and its arguments and result picklable."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    It starts with the C heap settings a local worker gets (perp_engine.heap). ``fn`` must be a top-level function
+    of the bench script and its arguments and result picklable."""
+    saved = dict(os.environ)
+    os.environ.update(tuned_environ(saved))  # a spawned process starts with the environment of this one
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            return pool.submit(fn, *args).result()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def gap_closed(dense: float, pruned: float, final: float) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import NAMED_DATASETS, RunConfig
 from ..errors import PerpError
+from ..heap import tuned_environ
 from ..store import RunStore
 from .executor import Executor, JobStatus
 
@@ -69,7 +70,7 @@ class LocalExecutor(Executor):
         return self.store.root / "logs" / "workers.log"
 
     def _spawn(self) -> int:
-        env = dict(os.environ)
+        env = tuned_environ(os.environ)  # see perp_engine.heap
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         if self.max_parallel > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.max_parallel))

@@ -1,0 +1,59 @@
+"""The C heap settings of the processes that run pipelines, where the C library needs them (glibc before 2.39).
+
+PyTorch allocates every CPU tensor with ``posix_memalign(64, n)``, which in glibc before 2.39 cuts the aligned
+block out of a larger free chunk and frees the slivers around it; those, like every small freed chunk, go to the
+per-thread cache (tcache) and the fast bins, which do not merge them with their neighbours. Freed tensors' space
+then stays cut into pieces the next tensors do not fit, and the heap grows (the pattern of sourceware bug 14581;
+glibc 2.39 merges memalign's slivers back). Retraining's forward pass frees temporaries between the activations
+it keeps, so the pieces pile up: on the embedded model, retraining the norms on 4 x 256 tokens (glibc 2.36) ended
+its forward pass with 428 MiB of free heap (mallinfo2) and peaked at 2,116 MiB resident; with the cache and the
+fast bins off, 42 MiB and 1,711 MiB. What the run computes does not change; bench/retrain_bench.py measures the
+runs' memory and time with these settings.
+
+The settings are glibc tunables, which a process reads once when it starts: they go into the environment of the
+processes this tool starts (local workers, and the ``perp`` command re-executing itself), not into this one.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Mapping
+
+TUNABLES = {"glibc.malloc.tcache_count": "0", "glibc.malloc.mxfast": "0"}
+FIXED_IN = (2, 39)
+REEXEC_MARK = "PERP_HEAP_REEXEC"
+
+
+def needs_tuning(libc: tuple[str, str] | None = None) -> bool:
+    """True on Linux with a glibc older than 2.39 (``libc``: what ``platform.libc_ver()`` returns)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    name, version = libc if libc is not None else platform.libc_ver()
+    try:
+        return name == "glibc" and tuple(int(part) for part in version.split(".")[:2]) < FIXED_IN
+    except ValueError:
+        return False
+
+
+def tuned_environ(env: Mapping[str, str], libc: tuple[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` whose ``GLIBC_TUNABLES`` holds :data:`TUNABLES` where this C library needs them; a
+    tunable already set there (by the user) keeps its value, and the others set there stay."""
+    env = dict(env)
+    if not needs_tuning(libc):
+        return env
+    current = [item for item in env.get("GLIBC_TUNABLES", "").split(":") if item]
+    named = {item.split("=", 1)[0] for item in current}
+    env["GLIBC_TUNABLES"] = ":".join(current + [f"{k}={v}" for k, v in TUNABLES.items() if k not in named])
+    return env
+
+
+def reexec_tuned() -> None:
+    """Start this process's command over with :func:`tuned_environ` (same pid, same arguments) when its
+    environment lacks the settings; return when it has them or the C library does not need them. Call it before
+    anything is printed or any file opened: whatever this process did is lost in the exec. It starts over once at
+    most (``REEXEC_MARK`` in the environment), even where the C library drops the tunables from it."""
+    env = tuned_environ(os.environ)
+    if env != dict(os.environ) and REEXEC_MARK not in os.environ:
+        os.execve(sys.executable, sys.orig_argv, {**env, REEXEC_MARK: "1"})
