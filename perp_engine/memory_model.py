@@ -49,11 +49,12 @@ LINEAR_INPUTS_HIDDEN, LINEAR_INPUTS_WIDE = 3.0, 1.0
 BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (inference)
 ADAM_STATE = 2  # AdamW keeps two tensors per trained one
 # Retraining's working set beyond activations, trained tensors and the loss's chunks, fitted to the measured
-# train-stage peaks of the embedded model (fp32, bf16) and the 360M shape (bench/memory_bench.py), not derived:
-# copies of the output head's matrix made around the loss and the merge, and what the allocator keeps of freed
-# blocks, in head matrices. (A batch of float32 logits' worth went when the loss began finding each chunk's
-# gradients in its forward pass: perp on the embedded model then peaked ~700 MiB lower.)
-TRAIN_HEAD_COPIES = 4.6
+# train-stage peaks of the embedded model (bench/retrain_bench.py: perp, perp-masklora and full-ft, with and without
+# checkpointing, all within 6%), not derived: copies of the output head's matrix made around the loss and the
+# merge, and what the allocator keeps of freed blocks, in head matrices. (A batch of float32 logits' worth went when
+# the loss began finding each chunk's gradients in its forward pass; 2.6 head matrices more when the processes
+# began to start with perp_engine.heap's tunables.)
+TRAIN_HEAD_COPIES = 2.0
 FIT_MARGIN = 0.9  # share of a device's memory a run plans to use (the rest: allocator caches, CUDA context, others)
 GPU_MEMORY = {"24 GB": 24 * 2**30, "80 GB": 80 * 2**30}  # the GPUs perp estimate reports on (RTX 4090, A100/H100)
 FIT_RECIPES = {"prune": "none", "perp": "perp", "full-ft": "full-ft"}  # what runs there, named -> its preset
