@@ -52,7 +52,7 @@ ADAM_STATE = 2  # AdamW keeps two tensors per trained one
 # train-stage peaks of the embedded model (bench/retrain_bench.py: perp, perp-masklora and full-ft, with and without
 # checkpointing, all within 6%), not derived: copies of the output head's matrix made around the loss and the
 # merge, and what the allocator keeps of freed blocks, in head matrices. (A batch of float32 logits' worth went when
-# the loss began finding each chunk's gradients in its forward pass; 2.6 head matrices more when the processes
+# the loss began finding each chunk's gradients in its forward pass, and 2.6 head matrices went when the processes
 # began to start with perp_engine.heap's tunables.)
 TRAIN_HEAD_COPIES = 2.0
 FIT_MARGIN = 0.9  # share of a device's memory a run plans to use (the rest: allocator caches, CUDA context, others)
