@@ -5,10 +5,9 @@ block out of a larger free chunk and frees the slivers around it; those, like ev
 per-thread cache (tcache) and the fast bins, which do not merge them with their neighbours. Freed tensors' space
 then stays cut into pieces the next tensors do not fit, and the heap grows (the pattern of sourceware bug 14581;
 glibc 2.39 merges memalign's slivers back). Retraining's forward pass frees temporaries between the activations
-it keeps, so the pieces pile up: on the embedded model, retraining the norms on 4 x 256 tokens (glibc 2.36) ended
-its forward pass with 428 MiB of free heap (mallinfo2) and peaked at 2,116 MiB resident; with the cache and the
-fast bins off, 42 MiB and 1,711 MiB. What the run computes does not change; bench/retrain_bench.py measures the
-runs' memory and time with these settings.
+it keeps, so the pieces pile up (tests/test_heap.py reads the free heap at the end of such a forward pass with
+and without the settings). What the run computes does not change; bench/retrain_bench.py measures the runs'
+memory and time with these settings (README: Retraining cost).
 
 The settings are glibc tunables, which a process reads once when it starts: they go into the environment of the
 processes this tool starts (local workers, and the ``perp`` command re-executing itself), not into this one.
