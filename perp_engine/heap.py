@@ -10,7 +10,8 @@ and without the settings). What the run computes does not change; bench/retrain_
 memory and time with these settings (README: Retraining cost).
 
 The settings are glibc tunables, which a process reads once when it starts: they go into the environment of the
-processes this tool starts (local workers, and the ``perp`` command re-executing itself), not into this one.
+processes this tool starts (local workers, the ``perp`` command re-executing itself, and Ray tasks through their
+``runtime_env``, whose variables are in a Ray worker's environment when it starts), not into this one.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def tuned_environ(env: Mapping[str, str], libc: tuple[str, str] | None = None) -
     named = {item.split("=", 1)[0] for item in current}
     env["GLIBC_TUNABLES"] = ":".join(current + [f"{k}={v}" for k, v in TUNABLES.items() if k not in named])
     return env
+
+
+def worker_env_vars(env: Mapping[str, str], libc: tuple[str, str] | None = None) -> dict[str, str]:
+    """The variables to give a process that another program starts (a Ray task's ``runtime_env``):
+    ``GLIBC_TUNABLES`` as :func:`tuned_environ` makes it from ``env``, or nothing where this C library needs none."""
+    if not needs_tuning(libc):
+        return {}
+    return {"GLIBC_TUNABLES": tuned_environ(env, libc)["GLIBC_TUNABLES"]}
 
 
 def reexec_tuned() -> None:

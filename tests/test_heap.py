@@ -35,6 +35,19 @@ def test_tuned_environ(monkeypatch, libc, before, after):
     assert tuned["PATH"] == "/bin" and env.get("GLIBC_TUNABLES") == before  # a copy; the rest kept
 
 
+@pytest.mark.parametrize("libc, before, variables", [
+    (OLD, None, {"GLIBC_TUNABLES": BOTH}),
+    (OLD, "glibc.malloc.tcache_count=7", {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7:glibc.malloc.mxfast=0"}),
+    (NEW, None, {}),
+    (NEW, "glibc.malloc.arena_max=2", {}),  # nothing to add: the worker's own environment decides
+    (("", ""), None, {}),
+])
+def test_worker_env_vars(monkeypatch, libc, before, variables):
+    monkeypatch.setattr(sys, "platform", "linux")
+    env = {"PATH": "/bin"} if before is None else {"PATH": "/bin", "GLIBC_TUNABLES": before}
+    assert heap.worker_env_vars(env, libc) == variables
+
+
 def test_no_tunables_off_linux(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert not heap.needs_tuning(OLD)

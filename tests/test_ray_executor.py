@@ -15,6 +15,7 @@ import pytest
 import ray
 from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
 
+from perp_engine import heap
 from perp_engine.cli import main
 from perp_engine.config import RunConfig
 from perp_engine.jobs import make_executor, ray_executor
@@ -247,3 +248,38 @@ def test_a_run_asks_ray_for_gpus_only_when_it_can_use_them(tmp_path, monkeypatch
     cluster = {"CPU": 8.0, **({"GPU": cluster_gpus} if cluster_gpus else {})}
     monkeypatch.setattr(ray, "cluster_resources", lambda: cluster)
     assert ex.resources(RunConfig(device=device)) == {"num_cpus": 2, "num_gpus": gpus}
+
+
+@pytest.mark.skipif(not heap.needs_tuning(), reason="this C library needs no tunables")
+def test_ray_tasks_start_with_a_local_workers_heap_settings(tmp_path):
+    """A run's task options give its Ray worker the glibc tunables at start (the session's Ray instance was started
+    by this untuned process): glibc's fast bins are off in it, as mxfast=0 asks, and on in a task without them."""
+    def fast_bin_bytes() -> tuple[str | None, int]:
+        import ctypes
+
+        class Info(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in
+                        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+        libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+
+        def grown() -> int:  # another thread's large allocation may empty the fast bins meanwhile: take the most
+            before = libc.mallinfo2().fsmblks
+            chunks = [libc.malloc(40) for _ in range(1000)]
+            for chunk in chunks[::2]:
+                libc.free(chunk)
+            after = libc.mallinfo2().fsmblks
+            for chunk in chunks[1::2]:
+                libc.free(chunk)
+            return after - before
+
+        return os.environ.get("GLIBC_TUNABLES"), max(grown() for _ in range(5))
+
+    ex = executor(tmp_path)
+    options = ex.task_options(RunConfig(device="cpu"))
+    probe = ray.remote(fast_bin_bytes)
+    tunables, grown = ray.get(probe.options(**options).remote(), timeout=TIMEOUT_S)
+    assert tunables == heap.tuned_environ(os.environ)["GLIBC_TUNABLES"] and grown == 0
+    assert ray.get(probe.options(num_cpus=1).remote(), timeout=TIMEOUT_S)[1] > 0

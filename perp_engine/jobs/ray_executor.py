@@ -32,6 +32,7 @@ from ray.exceptions import NodeDiedError, OutOfMemoryError, RayError, RayTaskErr
 
 from ..config import RunConfig
 from ..errors import PerpError
+from ..heap import worker_env_vars
 from ..store import RunStore
 from .executor import Executor, JobStatus
 from .local import portable_config
@@ -151,6 +152,17 @@ class RayExecutor(Executor):
         gpus = self.num_gpus if wants_gpu and ray.cluster_resources().get("GPU", 0) > 0 else 0
         return {"num_cpus": self.num_cpus, "num_gpus": gpus}
 
+    def task_options(self, config: RunConfig) -> dict:
+        """A run's Ray task options: its resources, the retries, and the heap settings a local worker starts with
+        (perp_engine.heap, decided by this driver's C library) as the task's environment variables. Ray starts
+        the task's worker with them (a worker per runtime environment; a job's own ``runtime_env`` is merged,
+        its other variables kept), so glibc reads them when the worker starts."""
+        options = {**self.resources(config), "max_retries": self.retries, "retry_exceptions": False}
+        env_vars = worker_env_vars(os.environ)
+        if env_vars:
+            options["runtime_env"] = {"env_vars": env_vars}
+        return options
+
     # -- submitting -----------------------------------------------------------------------------------------
 
     def _dispatch(self, run_id: int) -> bool:
@@ -160,8 +172,7 @@ class RayExecutor(Executor):
             return False
         row = self.store.get_run(run_id)
         keep_dir = self.store.artifact_dir(run_id) if row.keep_model else None
-        options = {**self.resources(config), "max_retries": self.retries, "retry_exceptions": False,
-                   "name": f"perp-run-{run_id}"}
+        options = {**self.task_options(config), "name": f"perp-run-{run_id}"}
         with self._lock:
             if self._board is None:
                 self._board = ray.remote(EventBoard).options(num_cpus=0).remote()
