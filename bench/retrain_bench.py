@@ -119,6 +119,7 @@ def _reachable_tensor_bytes() -> int:
 
 
 CASES = [(p, False) for p in PRESETS] + [(p, True) for p in CHECKPOINTED]
+CHECKPOINTED_KEYS = [(p, c) for c in (False, True) for p in CHECKPOINTED]
 TENSOR_STEPS = 2  # enough for every allocation of a step (AdamW's state appears at the first)
 
 
@@ -229,6 +230,15 @@ def _report(pruned: dict, rounds: list[dict], steps: int, tensors: dict, tensor_
         harness.goal_line("reconstruction: seconds of the last block's steps vs the first block's",
                           _median(rounds, recon, "last_block_ratio"), "<=", GOALS["last_block"]),
     ]
+    floors = {key: _resident_floor(rounds, key, tensors[key]) for key in CHECKPOINTED_KEYS}
+    full_floor = floors[("full-ft", False)]
+    floor_line = (
+        "Resident floor (what the train peak would be if the C library reused every freed byte: the process just "
+        "before the train stage, i.e. the median peak of the pruned_eval stage, which is reused from the cache and "
+        "computes nothing, plus the tensor peak's growth over the tensors held at the stage's start), without "
+        "checkpointing: " + ", ".join(f"{p} {floors[(p, False)]:.0f} MiB" for p in CHECKPOINTED) + "; perp vs "
+        f"full-ft {floors[('perp', False)] / full_floor:.3f}x, perp-masklora vs full-ft "
+        f"{floors[('perp-masklora', False)] / full_floor:.3f}x.")
     table = harness.markdown_table(["preset", "lr", "train peak MiB", "range", "tensor peak MiB", "s / step",
                                     "steady s / step", "trainable", "final ppl", "gap closed"], rows)
     loads = [run["load_average"] for runs in rounds for run in runs.values() if run["load_average"]]
@@ -252,14 +262,24 @@ def _report(pruned: dict, rounds: list[dict], steps: int, tensors: dict, tensor_
         "",
         table,
         "",
+        floor_line,
+        "",
         "Goals:",
         *[g["line"] for g in goals],
     ])
     payload = {"dense_ppl": dense, "pruned_ppl": before, "prune_run": pruned,
                "rounds": [[run for run in runs.values()] for runs in rounds],
                "tensor_peaks": {"machine": tensor_facts, "steps": TENSOR_STEPS, "runs": list(tensors.values())},
+               "resident_floor_mb": {f"{p}{' + checkpointing' if c else ''}": mb for (p, c), mb in floors.items()},
                "goals": goals}
     return text, payload
+
+
+def _resident_floor(rounds: list[dict], key: tuple[str, bool], tensors: dict) -> float:
+    """The process's memory before the train stage (the median peak of the reused pruned_eval stage) plus the
+    train stage's tensor growth: its resident peak if no freed byte stayed unused."""
+    before = statistics.median(runs[key]["stage_memory_mb"]["pruned_eval"] for runs in rounds)
+    return before + tensors["tensor_peak_mb"] - tensors["start_mb"]
 
 
 def _median_block(rounds: list[dict], index: int) -> float:
