@@ -43,6 +43,7 @@ class BlockPlacement:
         self.mode = "none" if mode == "cpu" and self.device.type == "cpu" else mode
         self.path, self.blocks = find_decoder_blocks(model)
         self._depth = [0] * len(self.blocks)
+        self._forwards = [0] * len(self.blocks)  # forwards of each block entered by this placement's hook, not yet left
         self._dirty = [False] * len(self.blocks)
         self._folder = Path(tempfile.mkdtemp(prefix="perp-blocks-", dir=scratch)) if self.mode == "disk" else None
         self._hooks = []
@@ -54,8 +55,9 @@ class BlockPlacement:
             _own_outside_memory(model, self.path)
         for i, block in enumerate(self.blocks):
             self._park(i)
-            self._hooks.append(block.register_forward_pre_hook(lambda _m, _a, i=i: self._enter(i)))
-            self._hooks.append(block.register_forward_hook(lambda _m, _a, _o, i=i: self._leave(i)))
+            self._hooks.append(block.register_forward_pre_hook(lambda _m, _a, i=i: self._enter_forward(i)))
+            self._hooks.append(block.register_forward_hook(lambda _m, _a, _o, i=i: self._leave_forward(i),
+                                                           always_call=True))
 
     def __enter__(self) -> "BlockPlacement":
         return self
@@ -117,6 +119,19 @@ class BlockPlacement:
         self._depth[index] -= 1
         if self._depth[index] == 0 and self.mode != "none":
             self._park(index)
+
+    def _enter_forward(self, index: int) -> None:
+        self._enter(index)
+        self._forwards[index] += 1
+
+    def _leave_forward(self, index: int) -> None:
+        """After the block's forward, also one that raised (``always_call``): pruning's statistics pass stops a
+        block early by raising from inside it, and a block whose forward did not come back would otherwise stay on
+        the device for the rest of the run. A hook placed before this placement's (calibration's stop at block 0)
+        may raise before the block was entered: then there is nothing to leave."""
+        if self._forwards[index]:
+            self._forwards[index] -= 1
+            self._leave(index)
 
     def _fetch(self, index: int) -> None:
         if self.mode == "disk":

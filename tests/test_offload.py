@@ -8,6 +8,7 @@ import torch
 
 from fixtures_tiny import perp_home, save_tiny_model, tiny_preset_config, tiny_text_file  # noqa: F401  (pytest fixtures)
 from perp_engine.blocks import find_decoder_blocks
+from perp_engine.calibrate import capture_block_inputs
 from perp_engine.estimate import trainable_report
 from perp_engine.memory_model import choose_offload, predict_memory
 from perp_engine.metrics import perplexity
@@ -15,6 +16,7 @@ from perp_engine.model_shape import ModelShape
 from perp_engine.models import load_skeleton
 from perp_engine.pipeline import run_pipeline
 from perp_engine.placement import BlockPlacement
+from perp_engine.sequential import prune_model
 from tiny_models import TINY_MODELS, random_tokens
 
 CASES = [("llama", None, {"method": "sparsegpt"}), ("gpt2", "perp-masklora", {"method": "wanda", "lr": 1e-2}),
@@ -58,6 +60,45 @@ def test_a_placed_model_streams_its_blocks_through_every_forward(tmp_path):
     placement.close()
     assert not any(p.is_meta for p in model.parameters()) and bool((blocks[1].mlp.down_proj.weight == 0).all())
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_pruning_leaves_every_block_on_disk(method, tmp_path):
+    """The statistics pass stops each block early by raising inside it (from the second calibration chunk on):
+    the blocks must still go back to their files, not stay in memory for the rest of the run."""
+    model = TINY_MODELS["llama"]()
+    placement = BlockPlacement(model, "disk", torch.device("cpu"), scratch=tmp_path)
+    inputs = capture_block_inputs(model, random_tokens(6, 16), batch_size=2)
+    assert len(inputs.hidden) == 3
+    prune_model(model, inputs, method=method, sparsity=0.5, placement=placement)
+    _, blocks = find_decoder_blocks(model)
+    assert all(p.is_meta for p in blocks.parameters())
+    placement.close()
+    assert all(float((layer.weight == 0).float().mean()) == 0.5 for block in blocks for layer in
+               (block.self_attn.q_proj, block.mlp.down_proj))
+
+
+def test_a_block_whose_forward_raises_goes_back_to_disk(tmp_path):
+    model = TINY_MODELS["mistral"]()
+    windows = random_tokens(2, 8)
+    expected = perplexity(model, windows, 2)
+    placement = BlockPlacement(model, "disk", torch.device("cpu"), scratch=tmp_path)
+    _, blocks = find_decoder_blocks(model)
+
+    def stop(*_):
+        raise RuntimeError("stopped inside the block")
+
+    stops = (lambda: blocks[1].mlp.up_proj.register_forward_pre_hook(stop),  # after the placement brought block 1 in
+             lambda: blocks[0].register_forward_pre_hook(stop, prepend=True))  # before it would bring block 0 in
+    for register in stops:
+        handle = register()
+        with pytest.raises(RuntimeError, match="stopped inside the block"), torch.no_grad():
+            model(input_ids=windows)
+        handle.remove()
+        assert all(p.is_meta for p in blocks.parameters())
+    assert perplexity(model, windows, 2) == pytest.approx(expected, rel=1e-6)  # entering and leaving still pair up
+    assert all(p.is_meta for p in blocks.parameters())
+    placement.close()
 
 
 def test_auto_offload_picks_the_first_mode_that_fits(tiny_text_file):  # noqa: F811
