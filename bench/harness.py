@@ -212,10 +212,30 @@ def read_results(name: str, args: argparse.Namespace) -> dict:
 
 def cases_left_alone(name: str, args: argparse.Namespace, label_of: Callable[[dict], str]) -> list[dict]:
     """The cases of the results file that ``--only`` does not select: a bench that measures some cases again keeps
-    the others (none without ``--only`` or without a results file)."""
+    the others (none without ``--only`` or without a results file). A kept case without a :func:`stamp` gets the
+    file's commit and date, as an upper bound (that file may itself have kept cases of an earlier run)."""
     if not args.only or not results_stem(name, args).with_suffix(".json").exists():
         return []
-    return [case for case in read_results(name, args)["cases"] if args.only not in label_of(case)]
+    saved = read_results(name, args)
+    earlier = f"{saved['machine']['commit']} or earlier ({saved['machine']['date']} or earlier)"
+    return [{"measured_at": earlier, **case} for case in saved["cases"] if args.only not in label_of(case)]
+
+
+def stamp(case: dict, facts: dict) -> dict:
+    """``case`` with the commit and date of the run that measured it, which stay with it when a later ``--only``
+    run keeps it (the results file's header names the latest run only)."""
+    return {**case, "measured_at": f"{facts['commit']} ({facts['date']})"}
+
+
+def measured_at_note(cases: list[dict], label_of: Callable[[dict], str]) -> str:
+    """A sentence naming which cases each run measured, when the cases come from more than one run; else ''."""
+    runs: dict[str, list[str]] = {}
+    for case in cases:
+        runs.setdefault(case.get("measured_at", "unknown run"), []).append(label_of(case))
+    if len(runs) < 2:
+        return ""
+    return ("Cases from more than one run (`--only` re-measured some): " +
+            "; ".join(f"at {at}: {', '.join(labels)}" for at, labels in runs.items()) + ".")
 
 
 def write_results(name: str, args: argparse.Namespace, facts: dict, sizes: dict, payload: dict, body_md: str,

@@ -119,7 +119,7 @@ def report(results: list[dict]) -> tuple[str, dict]:
         f"pipeline's stage peak ({results[0]['memory_meter']}); predicted: perp_engine.memory_model for the same "
         "config. Error = predicted / measured - 1.", "",
         harness.markdown_table(["case", "stage", "predicted MiB", "measured MiB", "error"], rows), "",
-        "Goal:", goal["line"]])
+        harness.measured_at_note(results, lambda r: r["case"]), "", "Goal:", goal["line"]])
     return text, {"cases": results, "goals": [goal]}
 
 
@@ -139,7 +139,7 @@ def main() -> None:
     facts = harness.machine_facts(args.device, args.threads)
     results = harness.cases_left_alone("memory_bench", args, lambda r: r["case"])
     for case in [c for c in cases(args.quick) if args.only in label(c)]:
-        results.append(measure(case, args.device, args.threads))
+        results.append(harness.stamp(measure(case, args.device, args.threads), facts))
         worst = max(results[-1]["stages"], key=lambda s: abs(s["error"]))
         print(f"{results[-1]['case']}: worst stage {worst['stage']} {100 * worst['error']:+.1f}%", flush=True)
         body, payload = report(results)

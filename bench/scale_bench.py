@@ -149,6 +149,8 @@ def report(cases: list[dict], device: str) -> tuple[str, dict]:
         "Times were measured on a machine shared with other jobs (load averages in the facts above): they show "
         "scale, not speed." if device == "cpu" else "",
         "",
+        harness.measured_at_note(cases, lambda c: label(c["model"], c["dtype"], c["work"])),
+        "",
         "Goals:",
         *[g["line"] for g in goals],
     ])
@@ -204,8 +206,8 @@ def main() -> None:
                     if args.only not in label(model, dtype, work) or predicted["run_peak_mb"] > args.max_gib * 1024:
                         continue
                     run = harness.run_isolated(work_case, config.to_dict(), args.threads)
-                    case = score({"model": model, "dtype": dtype, "work": work, "config": config.to_dict(), **run,
-                                  **predicted})
+                    case = harness.stamp(score({"model": model, "dtype": dtype, "work": work, "config": config.to_dict(),
+                                                **run, **predicted}), facts)
                     cases.append(case)
                     print(f"{label(model, dtype, work)}: peak {case['peak_mb']:,.0f} MiB (net {case['net_mb']:,.0f}, "
                           f"weights {case['weights_mb']:,.0f}), predicted {case['predicted_mb']:,.0f} "
