@@ -258,3 +258,26 @@ def test_attaching_lora_leaves_the_global_random_state_alone():
     second = attach_adapters(pruned_tiny("llama"), "lora", rank=4, seed=5)
     name = next(iter(first))
     assert torch.equal(first[name].lora_A["perp"].weight, second[name].lora_A["perp"].weight)
+
+
+@pytest.mark.parametrize("family, layer, dtype", [("llama", "lm_head", torch.float32),
+                                                  ("llama", "lm_head", torch.bfloat16),
+                                                  ("gpt2", "transformer.h.0.attn.c_attn", torch.float32),
+                                                  ("opt", "model.decoder.layers.1.fc1", torch.bfloat16)])
+def test_lora_merged_by_rows_equals_peft_merge(family, layer, dtype, monkeypatch):
+    """The merged weight of a peft LoRA, built a few rows at a time, is peft's own ``weight + get_delta_weight``,
+    for nn.Linear and GPT-2's transposed Conv1D, in float32 and with float32 factors beside a bfloat16 weight."""
+    from perp_engine.adapters import merge
+    from perp_engine.adapters.lora import ADAPTER_NAME, attach_lora
+
+    model = TINY_MODELS[family]().to(dtype)
+    lora = attach_lora(model, {layer: model.get_submodule(layer)}, rank=4, alpha=8.0, seed=0)[layer]
+    with torch.no_grad():
+        lora.lora_B[ADAPTER_NAME].weight.normal_(generator=torch.Generator().manual_seed(1))  # B starts at 0
+        weight = lora.get_base_layer().weight
+        expected = (weight + lora.get_delta_weight(ADAPTER_NAME)).to(weight.dtype)
+    monkeypatch.setattr(merge, "MERGE_ROWS", 3)
+    assert weight.shape[0] > 3 and weight.shape[0] % 3  # several slices, the last one short
+    got = merge._merged_weight(lora)
+    assert got.dtype == weight.dtype
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)  # a slice's product may round differently

@@ -11,6 +11,11 @@ from .sparsity import mask_change
 from .targets import adapter_modules, adapter_parameters, base_of, block_linears
 
 PROBE_ROWS = 8
+# Rows of a peft LoRA's merged weight built at a time. peft's ``get_delta_weight`` returns the whole update B A
+# (float32, beside a weight that may be half precision) and adding it to the weight makes a second matrix of that
+# size: for the head LoRA, two float32 head matrices (216 MiB on the embedded model) besides the merged head, the
+# train stage's peak when retraining is checkpointed. Built by rows, only the merged weight and one slice exist.
+MERGE_ROWS = 4096
 
 
 def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head: bool = True) -> list[str]:
@@ -62,13 +67,28 @@ def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head:
 
 
 def _merged_weight(module: nn.Module) -> torch.Tensor:
-    """The new base weight, in the base layer's orientation and dtype."""
+    """The new base weight, in the base layer's orientation and dtype: for a peft LoRA, ``weight + sum of
+    get_delta_weight`` computed :data:`MERGE_ROWS` rows at a time."""
     if isinstance(module, AdapterLinear):
         return module.merged_weight()
     weight = module.get_base_layer().weight
+    merged = torch.empty_like(weight)
     with torch.no_grad():
-        delta = sum(module.get_delta_weight(adapter) for adapter in module.active_adapters)
-        return (weight + delta).to(weight.dtype)
+        for start in range(0, weight.shape[0], MERGE_ROWS):
+            rows = slice(start, start + MERGE_ROWS)
+            merged[rows] = weight[rows] + sum(_lora_delta_rows(module, adapter, rows) for adapter in module.active_adapters)
+    return merged
+
+
+def _lora_delta_rows(module: nn.Module, adapter: str, rows: slice) -> torch.Tensor:
+    """``module.get_delta_weight(adapter)[rows]`` (peft's ``scaling * B A``, transposed for ``fan_in_fan_out``,
+    computed in float32 for half-precision factors on a CPU), without the rest of the matrix."""
+    lora_a, lora_b = module.lora_A[adapter].weight, module.lora_B[adapter].weight
+    dtype = lora_b.dtype
+    if lora_b.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+        lora_a, lora_b = lora_a.float(), lora_b.float()
+    part = (lora_b @ lora_a[:, rows]).t() if module.fan_in_fan_out else lora_b[rows] @ lora_a
+    return (part * module.scaling[adapter]).to(dtype)
 
 
 def _merge_one(model: nn.Module, name: str, module: nn.Module, keep_zeros: bool, untie: bool) -> float:
