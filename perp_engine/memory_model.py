@@ -50,11 +50,12 @@ BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (
 ADAM_STATE = 2  # AdamW keeps two tensors per trained one
 # Retraining's working set beyond activations, trained tensors and the loss's chunks, fitted to the measured
 # train-stage peaks of the embedded model (bench/retrain_bench.py: perp, perp-masklora and full-ft, with and without
-# checkpointing, all within 6%), not derived: copies of the output head's matrix made around the loss and the
+# checkpointing, all within 8%), not derived: copies of the output head's matrix made around the loss and the
 # merge, and what the allocator keeps of freed blocks, in head matrices. (A batch of float32 logits' worth went when
-# the loss began finding each chunk's gradients in its forward pass, and 2.6 head matrices went when the processes
-# began to start with perp_engine.heap's tunables.)
-TRAIN_HEAD_COPIES = 2.0
+# the loss began finding each chunk's gradients in its forward pass, 2.6 head matrices went when the processes
+# began to start with perp_engine.heap's tunables, and one more when the head LoRA's merge began building the
+# merged head by rows, perp_engine.adapters.merge.)
+TRAIN_HEAD_COPIES = 1.0
 FIT_MARGIN = 0.9  # share of a device's memory a run plans to use (the rest: allocator caches, CUDA context, others)
 GPU_MEMORY = {"24 GB": 24 * 2**30, "80 GB": 80 * 2**30}  # the GPUs perp estimate reports on (RTX 4090, A100/H100)
 FIT_RECIPES = {"prune": "none", "perp": "perp", "full-ft": "full-ft"}  # what runs there, named -> its preset

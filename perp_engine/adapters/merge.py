@@ -11,10 +11,11 @@ from .sparsity import mask_change
 from .targets import adapter_modules, adapter_parameters, base_of, block_linears
 
 PROBE_ROWS = 8
-# Rows of a peft LoRA's merged weight built at a time. peft's ``get_delta_weight`` returns the whole update B A
-# (float32, beside a weight that may be half precision) and adding it to the weight makes a second matrix of that
-# size: for the head LoRA, two float32 head matrices (216 MiB on the embedded model) besides the merged head, the
-# train stage's peak when retraining is checkpointed. Built by rows, only the merged weight and one slice exist.
+# Rows of a peft LoRA's merged weight built at a time. peft's ``get_delta_weight`` returns the whole update B A in
+# float32, and adding it to a half-precision weight makes a float32 sum before the cast: beside the merged head, one
+# float32 head matrix more for a float32 model (108 MiB on the embedded model), two for a half-precision one (four
+# times its merged head), at the end of every head-LoRA run (the train stage's peak when retraining is
+# checkpointed). Built by rows, only the merged weight and one slice of the update exist.
 MERGE_ROWS = 4096
 
 
