@@ -29,6 +29,11 @@ from torch import nn
 CHUNK_LOGITS = 2**21
 
 
+def chunk_positions(vocabulary: int, chunk_logits: int = CHUNK_LOGITS) -> int:
+    """Positions per chunk of logits: ``chunk_logits`` entries, at least one position."""
+    return max(1, chunk_logits // vocabulary)
+
+
 class CausalLMLoss:
     """``loss(input_ids)``: the mean next-token cross-entropy of ``model`` on ``input_ids`` (labels = inputs)."""
 
@@ -45,7 +50,7 @@ class CausalLMLoss:
             hidden = self.model(input_ids=input_ids, use_cache=False).logits
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
         labels = input_ids[:, 1:].reshape(-1)
-        rows = max(1, self.chunk_logits // self.model.get_input_embeddings().num_embeddings)
+        rows = chunk_positions(self.model.get_input_embeddings().num_embeddings, self.chunk_logits)
         trained = [p for p in self.head.parameters() if p.requires_grad]
         return _HeadLoss.apply(hidden, labels, self.head, rows, *trained)
 

@@ -9,7 +9,7 @@ process: Python and the libraries too) and in CPU memory beside it when the devi
   a GPU, in files on a CPU device or with ``disk`` (then one block at a time);
 - pruning: the calibration activations entering and leaving a block, one block's working set, Wanda's column
   norms or SparseGPT's Hessians (``in^2`` float32 per distinct input) and their Cholesky work;
-- evaluation: one batch of logits (batch x seqlen x vocabulary) and a row's float32 log-softmax;
+- evaluation: one batch of logits (batch x seqlen x vocabulary) and one chunk's float32 log-softmax;
 - retraining: every block on the device, the trainable tensors with their gradients and AdamW state, the
   activations kept for backward (all blocks', or with checkpointing the block inputs plus one block's), the
   chunked loss (perp_engine.lm_loss) and, for full retraining, gradients and AdamW state of every weight;
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .config import RunConfig
 from .data import MEASURE_WINDOWS
-from .lm_loss import CHUNK_LOGITS
+from .lm_loss import CHUNK_LOGITS, chunk_positions
 from .model_shape import ModelShape
 from .models import DTYPES
 from .subsets import TrainableReport
@@ -191,7 +191,8 @@ class _Terms:
     @property
     def eval_transient(self) -> float:
         tokens = self.c.eval_batch_size * self.c.seqlen
-        logits = tokens * self.s.vocab * self.wb + 2 * self.c.seqlen * self.s.vocab * 4
+        chunk = min(self.c.seqlen, chunk_positions(self.s.vocab)) * self.s.vocab
+        logits = tokens * self.s.vocab * self.wb + 2 * chunk * 4
         return logits + self._block_forward(tokens)
 
     @property

@@ -11,6 +11,7 @@ from torch import nn
 
 from .blocks import find_decoder_blocks, find_linears, get_weight
 from .errors import PerpError
+from .lm_loss import chunk_positions
 from .placement import BlockPlacement, block_in_use
 
 
@@ -19,9 +20,10 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
     """exp(total NLL / total predicted tokens) over ``windows`` (k, seqlen), each window scored on its own.
 
     Runs in eval mode under ``torch.inference_mode`` on the model's device, one batch of logits alive at a
-    time. The loss is taken row by row in float32 (a row of the logits is contiguous, so no copy for float32
-    models): as fast as ``model(labels=...)`` (measured), with a log-softmax transient of one row
-    (seqlen x vocab) instead of the whole batch. Returns ``inf`` when the NLL overflows (a destroyed model)."""
+    time. The loss is taken in float32 over chunks of positions of one window (CHUNK_LOGITS entries, 42 positions
+    of a 49,152-word vocabulary: 8 MiB, and no copy for float32 models), whose log-softmax stays in the CPU's
+    cache: in prune_bench's exploratory run 5% more tokens/s than ``model(labels=...)``, which takes it over the
+    whole batch at once (200 MB for 4 x 256 tokens). Returns ``inf`` when the NLL overflows (a destroyed model)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise PerpError("eval_batch_size", f"{batch_size!r} is not allowed; use a positive whole number")
     if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] < 2:
@@ -35,8 +37,7 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
             for start in range(0, windows.shape[0], batch_size):
                 batch = windows[start: start + batch_size].to(device)
                 logits = model(input_ids=batch, use_cache=False).logits
-                total_nll += sum(F.cross_entropy(logits[row, :-1].float(), batch[row, 1:], reduction="sum")
-                                 for row in range(batch.shape[0])).item()
+                total_nll += _summed_nll(logits, batch).item()
                 total_tokens += batch.shape[0] * (batch.shape[1] - 1)
                 del logits
                 if progress is not None:
@@ -45,6 +46,18 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
         model.train(was_training)
     mean_nll = total_nll / total_tokens
     return math.exp(mean_nll) if mean_nll < 700 else math.inf
+
+
+def _summed_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Sum of the next-token NLL of every window of ``ids`` (batch, seqlen) under ``logits``, chunk by chunk."""
+    positions = ids.shape[1] - 1
+    rows = chunk_positions(logits.shape[-1])
+    total = torch.zeros((), dtype=torch.float64, device=logits.device)
+    for window in range(ids.shape[0]):
+        for start in range(0, positions, rows):
+            stop = min(start + rows, positions)
+            total += F.cross_entropy(logits[window, start:stop].float(), ids[window, start + 1: stop + 1], reduction="sum")
+    return total
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -33,6 +33,17 @@ def test_perplexity_equals_exp_of_mean_nll(tiny_model):
     assert 1.0 < ppl < 10 * 128  # a random model over a 128-token vocabulary
 
 
+@pytest.mark.parametrize("positions", [1, 5, 22, 23, 24])
+def test_loss_chunks_of_any_length_give_the_same_perplexity(tiny_model, positions, monkeypatch):
+    """Windows of 24 tokens (23 predicted) in chunks of ``positions`` (a vocabulary this small fits one chunk):
+    one position, uneven chunks, one short of a window, exactly a window, more than a window."""
+    import perp_engine.metrics as metrics
+
+    monkeypatch.setattr(metrics, "chunk_positions", lambda vocabulary: positions)
+    windows = random_tokens(3, 24, seed=4)
+    assert perplexity(tiny_model, windows, batch_size=2) == pytest.approx(reference_ppl(tiny_model, windows), rel=1e-5)
+
+
 def test_perplexity_matches_the_transformers_loss(tiny_model):
     windows = random_tokens(4, 16, seed=2)
     with torch.no_grad():
