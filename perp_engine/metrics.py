@@ -22,8 +22,8 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
     Runs in eval mode under ``torch.inference_mode`` on the model's device, one batch of logits alive at a
     time. The loss is taken in float32 over chunks of positions of one window (CHUNK_LOGITS entries, 42 positions
     of a 49,152-word vocabulary: 8 MiB, and no copy for float32 models), whose log-softmax stays in the CPU's
-    cache: in prune_bench's exploratory run 5% more tokens/s than ``model(labels=...)``, which takes it over the
-    whole batch at once (200 MB for 4 x 256 tokens). Returns ``inf`` when the NLL overflows (a destroyed model)."""
+    cache: 1.03x the tokens/s of ``model(labels=...)`` in prune_bench, which takes it over the whole batch at
+    once (200 MB for 4 x 256 tokens). Returns ``inf`` when the NLL overflows (a destroyed model)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise PerpError("eval_batch_size", f"{batch_size!r} is not allowed; use a positive whole number")
     if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] < 2:
