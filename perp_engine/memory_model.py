@@ -197,8 +197,14 @@ class _Terms:
 
     @property
     def measure_transient(self) -> float:
+        """Layer errors (perp_engine.measure): both models' block inputs and outputs of the windows, the dense block,
+        a block forward, the dense linears' outputs of one chunk (kept for the current block's hooks), and one
+        comparison: a dense linear's output on the same input, a float32 difference and its square."""
+        tokens = self.c.batch_size * self.c.seqlen
         windows = MEASURE_WINDOWS * self.c.seqlen * self.s.hidden * self.wb
-        return 5 * windows + self.block + self._block_forward(self.c.batch_size * self.c.seqlen)
+        recorded = tokens * sum(o for o, _ in self.s.linears[: len(self.s.linears) // self.s.n_blocks]) * self.wb
+        comparison = tokens * self.s.widest * (self.wb + 2 * 4)
+        return 5 * windows + self.block + self._block_forward(tokens) + recorded + comparison
 
     @property
     def prune_transient(self) -> float:
