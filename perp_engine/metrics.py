@@ -49,15 +49,13 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
 
 
 def _summed_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Sum of the next-token NLL of every window of ``ids`` (batch, seqlen) under ``logits``, chunk by chunk."""
-    positions = ids.shape[1] - 1
+    """Sum of the next-token NLL of every window of ``ids`` (batch, seqlen) under ``logits``, chunk by chunk, in
+    float32 on the logits' device (float64 does not exist on every device: MPS)."""
+    scores, targets = logits[:, :-1], ids[:, 1:]
     rows = chunk_positions(logits.shape[-1])
-    total = torch.zeros((), dtype=torch.float64, device=logits.device)
-    for window in range(ids.shape[0]):
-        for start in range(0, positions, rows):
-            stop = min(start + rows, positions)
-            total += F.cross_entropy(logits[window, start:stop].float(), ids[window, start + 1: stop + 1], reduction="sum")
-    return total
+    return sum(F.cross_entropy(scores[window, start: start + rows].float(), targets[window, start: start + rows],
+                               reduction="sum")
+               for window in range(ids.shape[0]) for start in range(0, targets.shape[1], rows))
 
 
 def count_parameters(model: nn.Module) -> int:
