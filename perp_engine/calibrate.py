@@ -83,7 +83,8 @@ def run_block(block: nn.Module, inputs: BlockInputs) -> list[torch.Tensor]:
 
 
 def relative_error(reference: list[torch.Tensor], other: list[torch.Tensor]) -> float:
-    """||reference - other||^2 / ||reference||^2 over all chunks, in float64 accumulation."""
-    num = sum(float((r - o).pow(2).sum(dtype=torch.float64)) for r, o in zip(reference, other))
-    den = sum(float(r.pow(2).sum(dtype=torch.float64)) for r in reference)
+    """||reference - other||^2 / ||reference||^2 over all chunks: each chunk summed in float32 on its device (MPS
+    has no float64), the chunks' sums in Python floats."""
+    num = sum(float((r - o).pow(2).sum(dtype=torch.float32)) for r, o in zip(reference, other))
+    den = sum(float(r.pow(2).sum(dtype=torch.float32)) for r in reference)
     return num / den if den > 0 else 0.0

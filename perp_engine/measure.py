@@ -35,7 +35,8 @@ class ErrorReport:
 
 
 class _Ratios:
-    """Running ``sum ||reference - value||^2`` and ``sum ||reference||^2`` per key, in float64."""
+    """Running ``sum ||reference - value||^2`` and ``sum ||reference||^2`` per key: each call's sums in float32 on
+    the tensors' device (MPS has no float64), the running sums in Python floats."""
 
     def __init__(self):
         self.num: dict[str, float] = defaultdict(float)
@@ -43,8 +44,8 @@ class _Ratios:
 
     def add(self, key: str, reference: torch.Tensor, value: torch.Tensor) -> None:
         reference = reference.float()
-        self.num[key] += float((reference - value.float()).pow(2).sum(dtype=torch.float64))
-        self.den[key] += float(reference.pow(2).sum(dtype=torch.float64))
+        self.num[key] += float((reference - value.float()).pow(2).sum())
+        self.den[key] += float(reference.pow(2).sum())
 
     def get(self, key: str) -> float:
         return self.num[key] / self.den[key] if self.den[key] > 0 else 0.0

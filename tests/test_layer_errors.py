@@ -78,3 +78,36 @@ def test_errors_grow_with_sparsity():
         assert all(e > 0 for e in report.local.values())
         totals.append((sum(report.block_local), sum(report.block_drift)))
     assert totals[1][0] > totals[0][0] and totals[1][1] > totals[0][1]
+
+
+class _Float64Made(torch.overrides.TorchFunctionMode):
+    """Names of the torch calls that ask for or return a float64 tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if kwargs.get("dtype") == torch.float64 or (isinstance(out, torch.Tensor) and out.dtype == torch.float64):
+            self.calls.append(getattr(func, "__name__", repr(func)))
+        return out
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_errors_and_perplexity_make_no_float64_tensor(family):
+    """MPS (the device ``auto`` picks on an Apple laptop) has no float64: the layer errors, the block
+    reconstruction error and the perplexity sum in float32 on the device and accumulate in Python floats."""
+    from perp_engine.calibrate import relative_error, run_block
+    from perp_engine.metrics import perplexity
+
+    model, dense, dense_inputs, samples = setup(family)
+    inputs = capture_block_inputs(model, samples, batch_size=2)
+    block = find_decoder_blocks(model)[1][0]
+    with _Float64Made() as made:
+        report = measure_errors(model, dense, dense_inputs, inputs)
+        error = relative_error(run_block(dense.block(0, torch.device("cpu")), inputs), run_block(block, inputs))
+        ppl = perplexity(model, samples, batch_size=2)
+    assert made.calls == []
+    assert all(e > 0 for e in report.local.values()) and error > 0 and 1 < ppl < float("inf")
