@@ -202,7 +202,7 @@ class _Terms:
         comparison: a dense linear's output on the same input, a float32 difference and its square."""
         tokens = self.c.batch_size * self.c.seqlen
         windows = MEASURE_WINDOWS * self.c.seqlen * self.s.hidden * self.wb
-        recorded = tokens * sum(o for o, _ in self.s.linears[: len(self.s.linears) // self.s.n_blocks]) * self.wb
+        recorded = tokens * sum(o for o, _ in self.s.first_block_linears) * self.wb
         comparison = tokens * self.s.widest * (self.wb + 2 * 4)
         return 5 * windows + self.block + self._block_forward(tokens) + recorded + comparison
 
@@ -212,7 +212,7 @@ class _Terms:
         activations = 2 * c.calib_samples * c.seqlen * s.hidden * self.wb
         work = self._block_forward(c.batch_size * c.seqlen)
         if c.method == "sparsegpt":
-            inputs = sorted({i for _, i in s.linears[: len(s.linears) // s.n_blocks]})
+            inputs = sorted({i for _, i in s.first_block_linears})
             work += sum(4 * i * i for i in inputs) + 3 * 4 * s.widest ** 2 + 3 * 4 * max(o * i for o, i in s.linears)
         elif c.method == "wanda":
             work += 3 * 4 * max(o * i for o, i in s.linears)

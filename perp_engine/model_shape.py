@@ -48,6 +48,11 @@ class ModelShape:
             saved_itemsize=_itemsize(getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None)),
         )
 
+    @property
+    def first_block_linears(self) -> tuple[tuple[int, int], ...]:
+        """(out, in) of the first block's linears (the memory model takes every block to be like it)."""
+        return self.linears[: len(self.linears) // self.n_blocks]
+
     def forward_flops(self, seqlen: int, with_head: bool = True) -> float:
         """FLOPs of one token's forward pass at context ``seqlen`` (causal attention sees seqlen / 2 on average)."""
         attention = 2 * self.n_blocks * seqlen * self.hidden
