@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from perp_engine.config import DEFAULT_MODEL, RunConfig, parse_pattern
 from perp_engine.errors import PerpError
-from perp_engine.estimate import sweep_seconds  # noqa: F401  (the Sweep page's total, with the engine's cost model)
 from perp_engine.presets import DESCRIPTIONS, PRESETS
-from perp_engine.sweep import SweepSpec, with_axes
+from perp_engine.resources.estimate import sweep_seconds  # noqa: F401  (the Sweep page's total, with the engine's cost model)
+from perp_engine.run.sweep import SweepSpec, with_axes
 
 from .runs import preset_of
 

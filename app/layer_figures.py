@@ -19,7 +19,19 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .axes import AFTER, BEFORE, HEIGHT, PLAIN_LAYOUT, block_ticks, log_ticks, percent_axis, ratio_axis, styled, tick_label, value_axis
+from .axes import (
+    AFTER,
+    BEFORE,
+    HEIGHT,
+    PLAIN_LAYOUT,
+    block_ticks,
+    log_ticks,
+    percent_axis,
+    ratio_axis,
+    styled,
+    tick_label,
+    value_axis,
+)
 
 KIND_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
               "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", "fc1", "fc2", "out_proj", "dense")

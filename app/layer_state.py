@@ -11,9 +11,18 @@ import threading
 
 import streamlit as st
 
-from perp_engine.inspect_layer import (AdapterOutcome, ErrorCurves, LayerCapture, LayerInspection, adapter_zeros,
-                                       capture_block, error_curves, inspect_layer, layer_windows)
-from perp_engine.models import load_model
+from perp_engine.inspect_layer import (
+    AdapterOutcome,
+    ErrorCurves,
+    LayerCapture,
+    LayerInspection,
+    adapter_zeros,
+    capture_block,
+    error_curves,
+    inspect_layer,
+    layer_windows,
+)
+from perp_engine.model.load import load_model
 
 ADAPTER_RANK = 8
 

@@ -1,9 +1,9 @@
 """What the Experiment page says about memory before a launch: whether the run fits the device it would use,
-with and without offloading, from perp_engine.memory_model's plan. No Streamlit here."""
+with and without offloading, from perp_engine.resources.memory_model's plan. No Streamlit here."""
 
 from __future__ import annotations
 
-from perp_engine.memory_model import MemoryPlan, offload_modes
+from perp_engine.resources.memory_model import MemoryPlan, offload_modes
 
 GIB = 2**30
 DEVICE_NAMES = {"cpu": "this CPU's memory", "cuda": "this GPU", "mps": "this Apple GPU"}

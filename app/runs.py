@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from perp_engine.evaluation.recovery import recovered_share
 from perp_engine.presets import PRESETS
-from perp_engine.recovery import recovered_share
 from perp_engine.store import RunRow
 
 _RECIPE_FIELDS = ("mode", "train", "adapter", "rank", "alpha")
@@ -136,7 +136,7 @@ def end_ppl(row: RunRow) -> float | None:
 
 def recovery(row: RunRow) -> float | None:
     """Share of the pruning damage the retraining undid, on the log-perplexity (loss) scale
-    (:func:`perp_engine.recovery.recovered_share`): 1 = back to dense, 0 = no better than pruned; None without
+    (:func:`perp_engine.evaluation.recovery.recovered_share`): 1 = back to dense, 0 = no better than pruned; None without
     retraining or when pruning cost under 1% perplexity."""
     return recovered_share(row.dense_ppl, row.pruned_ppl, row.final_ppl)
 

@@ -16,11 +16,11 @@ import streamlit as st
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
-from perp_engine.estimate import Estimate, estimate_run
 from perp_engine.jobs import Executor, make_executor
-from perp_engine.memory_model import MemoryPlan, plan_memory
-from perp_engine.models import resolve_device
-from perp_engine.preflight import Preflight
+from perp_engine.model.load import resolve_device
+from perp_engine.resources.estimate import Estimate, estimate_run
+from perp_engine.resources.memory_model import MemoryPlan, plan_memory
+from perp_engine.run.preflight import Preflight
 from perp_engine.store import RunStore, default_store_path
 
 LAUNCHED = "launched_runs"  # run ids launched from this session, newest first

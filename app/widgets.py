@@ -13,7 +13,7 @@ import streamlit as st
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
-from perp_engine.estimate import format_seconds
+from perp_engine.resources.estimate import format_seconds
 from perp_engine.store import RunRow
 
 from . import figures, forms, memory_view, state

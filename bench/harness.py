@@ -26,9 +26,8 @@ RESULTS = REPO / "bench" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from perp_engine.heap import tuned_environ  # noqa: E402
-from perp_engine.memory_meter import PeakMemory, rss_mb  # noqa: E402,F401  (the benches use the engine's meter)
-
+from perp_engine.resources.heap import tuned_environ  # noqa: E402
+from perp_engine.resources.memory_meter import PeakMemory, rss_mb  # noqa: E402,F401  (the benches use the engine's meter)
 
 QUICK_TRAINING = {"steps": 2, "seqlen": 64, "calib_samples": 4, "eval_tokens": 512}
 
@@ -77,7 +76,7 @@ def setup_torch(device: str, threads: int):
     """Set the thread count and return the resolved torch device (a PerpError when it is not available)."""
     import torch
 
-    from perp_engine.models import resolve_device
+    from perp_engine.model.load import resolve_device
 
     torch.set_num_threads(threads)
     return resolve_device(device)
@@ -164,7 +163,7 @@ def timed(device, fn: Callable[[], object]) -> tuple[object, float]:
 def run_isolated(fn: Callable, *args):
     """``fn(*args)`` in a fresh Python process (spawned, not forked), so its memory peak and caches are its own.
 
-    It starts with the C heap settings a local worker gets (perp_engine.heap). ``fn`` must be a top-level function
+    It starts with the C heap settings a local worker gets (perp_engine.resources.heap). ``fn`` must be a top-level function
     of the bench script and its arguments and result picklable."""
     saved = dict(os.environ)
     os.environ.update(tuned_environ(saved))  # a spawned process starts with the environment of this one
@@ -177,9 +176,9 @@ def run_isolated(fn: Callable, *args):
 
 
 def gap_closed(dense: float, pruned: float, final: float) -> float:
-    """Share of the pruning damage undone, on the log-perplexity scale (perp_engine.recovery.recovered_share):
+    """Share of the pruning damage undone, on the log-perplexity scale (perp_engine.evaluation.recovery.recovered_share):
     1 = back to dense, 0 = no better than pruned, nan when pruning did no harm (under 1% perplexity)."""
-    from perp_engine.recovery import recovered_share
+    from perp_engine.evaluation.recovery import recovered_share
 
     share = recovered_share(dense, pruned, final)
     return math.nan if share is None else share

@@ -20,7 +20,7 @@ GOAL_SECONDS = 3.0  # issue 14: the analysis of one q_proj, once its block's inp
 
 def case(sizes: dict, device: str, threads: int) -> dict:
     from perp_engine.inspect_layer import adapter_zeros, capture_block, error_curves, inspect_layer, layer_windows
-    from perp_engine.models import load_model
+    from perp_engine.model.load import load_model
 
     dev = harness.setup_torch(device, threads)
     model, tokenizer = load_model("smollm2-135m", device=str(dev))

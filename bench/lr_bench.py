@@ -2,7 +2,7 @@
 
 Magnitude 50% on the embedded model, 30 steps of 4 x 256 tokens, 10% warm-up then linear decay; final
 perplexity for full-ft, perp (biases + norms + head LoRA) and perp-masklora over three learning rates each. All
-runs go through perp_engine.pipeline.run_pipeline in this process with one artifact cache, so the dense
+runs go through perp_engine.run.pipeline.run_pipeline in this process with one artifact cache, so the dense
 perplexity and the pruned weights are computed once and reused.
 
     .venv/bin/python bench/lr_bench.py [--device cpu|cuda] [--threads 2] [--quick] [--steps 30]
@@ -14,9 +14,10 @@ import math
 import tempfile
 
 import harness
+
 from perp_engine.config import RunConfig
-from perp_engine.pipeline import run_pipeline
 from perp_engine.presets import PRESETS
+from perp_engine.run.pipeline import run_pipeline
 
 GRID = {
     "full-ft": (1e-4, 2e-4, 5e-4),

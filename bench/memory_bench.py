@@ -2,7 +2,7 @@
 
 Each case is one ``run_pipeline`` in a fresh process (no artifact cache, so every stage does its work): the
 pipeline's own meter gives each stage's peak (``RunResult.stage_memory_mb``: VmHWM reset per stage on Linux,
-``max_memory_allocated`` on CUDA), and ``perp_engine.memory_model.estimate_memory`` predicts the same stages
+``max_memory_allocated`` on CUDA), and ``perp_engine.resources.memory_model.estimate_memory`` predicts the same stages
 for the offload mode the run used. The table lists every stage with the predicted and measured peak and the
 error; the goal is every stage within 25%. This is the calibration set of the memory model's constants.
 
@@ -72,7 +72,7 @@ def pipeline_case(config_dict: dict, threads: int) -> dict:
     import transformers  # noqa: F401
 
     from perp_engine.config import RunConfig
-    from perp_engine.pipeline import run_pipeline
+    from perp_engine.run.pipeline import run_pipeline
 
     config = RunConfig.from_dict(config_dict)
     harness.setup_torch(config.device, threads)
@@ -83,7 +83,7 @@ def pipeline_case(config_dict: dict, threads: int) -> dict:
 
 
 def predicted_mb(config, device: str, offload: str) -> dict[str, float]:
-    from perp_engine.memory_model import estimate_memory
+    from perp_engine.resources.memory_model import estimate_memory
 
     estimate = estimate_memory(config, offload=offload, device=device)
     return {s.stage: s.device_bytes / 2**20 for s in estimate.stages}
@@ -116,7 +116,7 @@ def report(results: list[dict]) -> tuple[str, dict]:
     goal = harness.goal_line("largest |predicted / measured - 1| over every stage", 100 * worst, "<=", 100 * GOAL, "%")
     text = "\n".join([
         "Every case is one run_pipeline (offload none, no artifact cache) in a fresh process; measured: the "
-        f"pipeline's stage peak ({results[0]['memory_meter']}); predicted: perp_engine.memory_model for the same "
+        f"pipeline's stage peak ({results[0]['memory_meter']}); predicted: perp_engine.resources.memory_model for the same "
         "config. Error = predicted / measured - 1.", "",
         harness.markdown_table(["case", "stage", "predicted MiB", "measured MiB", "error"], rows), "",
         harness.measured_at_note(results, lambda r: r["case"]), "", "Goal:", goal["line"]])

@@ -5,7 +5,7 @@ samples (the unit), then each method x pattern's model-level stage exactly as th
 block 0's inputs unless the method is data-free, then sequential prune_model), timed and memory-metered. This
 repeats for ``--rounds`` rounds (3 by default); a case's ratio is taken against the forward of its own round,
 and the medians are reported. The pruned perplexity is computed once per case, in the first round, untimed. A
-last process times perp_engine.metrics.perplexity against a plain transformers loop over the same windows.
+last process times perp_engine.evaluation.perplexity.perplexity against a plain transformers loop over the same windows.
 
     .venv/bin/python bench/prune_bench.py [--device cpu|cuda] [--threads 2] [--rounds 3] [--quick]
 """
@@ -31,8 +31,8 @@ def _setup(sizes: dict, device: str, threads: int):
     import torch
 
     from perp_engine.config import RunConfig
-    from perp_engine.data import calibration_samples, load_corpus
-    from perp_engine.models import load_model
+    from perp_engine.data.corpora import calibration_samples, load_corpus
+    from perp_engine.model.load import load_model
 
     dev = harness.setup_torch(device, threads)
     config = RunConfig.create(calib_samples=sizes["calib_samples"], seqlen=sizes["seqlen"], device=device)
@@ -68,10 +68,10 @@ def prune_case(sizes: dict, device: str, threads: int, method: str, pattern: str
                with_ppl: bool) -> dict:
     """The pipeline's prune stage for one method (timed, metered), then, if asked, the pruned perplexity (not
     timed)."""
-    from perp_engine.calibrate import capture_block_inputs
-    from perp_engine.data import eval_windows
-    from perp_engine.metrics import model_sparsity, perplexity
-    from perp_engine.sequential import DATA_FREE_METHODS, prune_model
+    from perp_engine.data.corpora import eval_windows
+    from perp_engine.evaluation.perplexity import model_sparsity, perplexity
+    from perp_engine.model.capture import capture_block_inputs
+    from perp_engine.pruning.sequential import DATA_FREE_METHODS, prune_model
 
     dev, model, tokenizer, corpus, calib, config = _setup(sizes, device, threads)
     config = config.replace(method=method, pattern=pattern, sparsity=sparsity)
@@ -101,8 +101,8 @@ def throughput_case(sizes: dict, device: str, threads: int, repeats: int) -> dic
     ``repeats`` interleaved runs each (the shared machine's noise hits both alike)."""
     import torch
 
-    from perp_engine.data import eval_windows
-    from perp_engine.metrics import perplexity
+    from perp_engine.data.corpora import eval_windows
+    from perp_engine.evaluation.perplexity import perplexity
 
     dev, model, tokenizer, corpus, _, config = _setup(sizes, device, threads)
     windows = eval_windows(tokenizer, corpus.eval_text, config.seqlen, sizes["eval_tokens"])

@@ -1,6 +1,6 @@
 """Retraining cost and recovery per preset: peak memory, seconds per step, trainable share, perplexity (issue 3).
 
-Magnitude 50% on the embedded model, then each preset through perp_engine.pipeline.run_pipeline with the same
+Magnitude 50% on the embedded model, then each preset through perp_engine.run.pipeline.run_pipeline with the same
 number of steps of batch 4, every run in a fresh process so its memory peak is its own. A first prune-only run
 fills an artifact cache (dense perplexity, pruned weights) that the preset runs reuse, so every preset run
 reaches its train stage by the same path. Every case runs ``--rounds`` times (3 by default), the rounds one after
@@ -21,6 +21,7 @@ import tempfile
 import warnings
 
 import harness
+
 from perp_engine.config import RunConfig
 
 PRESETS = ("full-ft", "perp", "perp-masklora", "recon-masklora")
@@ -38,7 +39,7 @@ def pipeline_case(config_dict: dict, cache_dir: str, threads: int) -> dict:
     before the first unit and the merge after the last are left out."""
     import time
 
-    from perp_engine.pipeline import run_pipeline
+    from perp_engine.run.pipeline import run_pipeline
 
     config = RunConfig.from_dict(config_dict)
     harness.setup_torch(config.device, threads)
@@ -72,7 +73,7 @@ def tensor_case(config_dict: dict, cache_dir: str, threads: int) -> dict:
     pipeline's own meter is that measure already, and the run is not profiled."""
     from torch.profiler import ProfilerActivity, profile
 
-    from perp_engine.pipeline import run_pipeline
+    from perp_engine.run.pipeline import run_pipeline
 
     config = RunConfig.from_dict(config_dict)
     harness.setup_torch(config.device, threads)

@@ -10,7 +10,7 @@ bfloat16 and float32 where the memory model says the case fits ``--max-gib`` (24
 
 Each case runs in a fresh process (harness.run_isolated): load the model, then meter (VmHWM reset at the start
 on Linux, ``max_memory_allocated`` on CUDA) and time the work. The table puts each measured peak beside the
-bytes of the weights and the memory model's prediction for the same work (perp_engine.memory_model: the
+bytes of the weights and the memory model's prediction for the same work (perp_engine.resources.memory_model: the
 stage's process, weights and held memory plus the transient of its pruning or training phase; the layer-error
 measurement that follows pruning in a real run is not part of this work). Goals:
 
@@ -55,13 +55,13 @@ def work_case(config_dict: dict, threads: int) -> dict:
     import peft  # noqa: F401  (imported before the baseline is read, as a run imports it)
     import transformers  # noqa: F401
 
-    from perp_engine.calibrate import capture_block_inputs
     from perp_engine.config import RunConfig
-    from perp_engine.data import calibration_samples, load_corpus
-    from perp_engine.models import load_model
-    from perp_engine.repair import repair
+    from perp_engine.data.corpora import calibration_samples, load_corpus
+    from perp_engine.model.capture import capture_block_inputs
+    from perp_engine.model.load import load_model
+    from perp_engine.pruning.sequential import prune_model
+    from perp_engine.repair.stage import repair
     from perp_engine.result import RunResult
-    from perp_engine.sequential import prune_model
 
     config = RunConfig.from_dict(config_dict)
     device = harness.setup_torch(config.device, threads)
@@ -97,7 +97,7 @@ def work_case(config_dict: dict, threads: int) -> dict:
 def predictions(config, device: str) -> dict:
     """The memory model's peak for the case's work, the whole run's predicted peak (to skip what does not fit),
     the goal's allowance for one block's working set and the parameter count."""
-    from perp_engine.memory_model import block_working_set, model_facts, predict_memory
+    from perp_engine.resources.memory_model import block_working_set, model_facts, predict_memory
 
     shape, report = model_facts(config)
     estimate = predict_memory(config, shape, report, device, "none")
@@ -141,7 +141,7 @@ def report(cases: list[dict], device: str) -> tuple[str, dict]:
         f"tokens. perp: {SIZES['steps']} steps of batch {SIZES['batch_size']} x {SIZES['seqlen']} with gradient "
         f"checkpointing (repair, after an unmeasured magnitude pruning). Each case in a fresh process. Peak: "
         f"{cases[0]['memory_method']}; net = peak - {baseline}. Allowed: 1.3 x weights + one block's working set "
-        "(pruning), 1.5 x weights (perp). Predicted: perp_engine.memory_model for the same work.",
+        "(pruning), 1.5 x weights (perp). Predicted: perp_engine.resources.memory_model for the same work.",
         "",
         harness.markdown_table(["model", "dtype", "work", "weights MiB", "peak MiB", "net MiB", "net / weights",
                                 "allowed MiB", "memory goal", "predicted MiB", "error", "seconds"], rows),
@@ -159,9 +159,8 @@ def report(cases: list[dict], device: str) -> tuple[str, dict]:
 
 def chart(cases: list[dict], path) -> None:
     """Peak memory against model size, measured (markers) and predicted (lines), one colour per dtype and work."""
-    import plotly.graph_objects as go
-
     import plotly.colors
+    import plotly.graph_objects as go
 
     fig = go.Figure()
     palette = iter(plotly.colors.qualitative.D3)

@@ -45,7 +45,7 @@ def synthetic_model(name: str, home: str | os.PathLike | None = None) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from perp_engine.models import load_model
+    from perp_engine.model.load import load_model
 
     _, tokenizer = load_model("smollm2-135m", device="cpu", home=home)
     torch.manual_seed(0)

@@ -3,8 +3,18 @@
 import streamlit as st
 
 from app import forms, state, widgets
-from perp_engine.config import (ADAPTERS, DEFAULT_MODEL, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, OFFLOADS,
-                                SUBSETS, RunConfig)
+from perp_engine.config import (
+    ADAPTERS,
+    DEFAULT_MODEL,
+    DEVICES,
+    DTYPES,
+    METHODS,
+    MODES,
+    NAMED_DATASETS,
+    OFFLOADS,
+    SUBSETS,
+    RunConfig,
+)
 from perp_engine.errors import PerpError
 
 KEEP = "session"  # widget values survive a visit to another page

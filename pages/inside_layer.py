@@ -4,13 +4,24 @@ of LoRA and of MaskLoRA does to the zeros."""
 import streamlit as st
 
 from app import forms, layer_state, state, widgets
-from app.inside_layer_figures import (CROP, LABELS, adapter_zero_maps, agreement_bars, crop_at, error_curve_figure,
-                                jaccard_heatmap, local_error_bars, mask_heatmaps, score_heatmaps, update_heatmap)
+from app.inside_layer_figures import (
+    CROP,
+    LABELS,
+    adapter_zero_maps,
+    agreement_bars,
+    crop_at,
+    error_curve_figure,
+    jaccard_heatmap,
+    local_error_bars,
+    mask_heatmaps,
+    score_heatmaps,
+    update_heatmap,
+)
 from app.texts import INSIDE_LAYER
-from perp_engine.blocks import linear_kind
 from perp_engine.config import DEFAULT_MODEL, RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.inspect_layer import INSPECT_METHODS, block_count, linear_shapes
+from perp_engine.model.blocks import linear_kind
 
 KEEP = "session"  # widget values survive a visit to another page
 

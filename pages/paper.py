@@ -7,11 +7,11 @@ import streamlit as st
 
 from app import paper_view, state, widgets
 from perp_engine.errors import PerpError
-from perp_engine.estimate import format_seconds, sweep_seconds
-from perp_engine.preflight import Preflight
 from perp_engine.reproduce import claims_of, latest_rows, queue_set, run_numbers
 from perp_engine.reproduce.figures import build_figures
 from perp_engine.reproduce.report import sizes_line
+from perp_engine.resources.estimate import format_seconds, sweep_seconds
+from perp_engine.run.preflight import Preflight
 
 st.title("The paper, reproduced")
 st.caption("PERP (Zimmer et al., arXiv:2312.15230) makes three claims about repairing pruned language models. "

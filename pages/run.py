@@ -8,8 +8,8 @@ import streamlit as st
 from app import run_details, runs, state, widgets
 from app.progress_view import STAGE_TITLES
 from perp_engine.errors import PerpError
-from perp_engine.estimate import format_seconds
-from perp_engine.export import export_run
+from perp_engine.resources.estimate import format_seconds
+from perp_engine.run.export import export_run
 
 CONFIRM_DELETE = "confirm_delete"  # the run whose deletion waits for a confirmation
 DELETED = "deleted_run"  # the run just deleted, said once on the next page

@@ -5,9 +5,9 @@ import streamlit as st
 from app import forms, state, widgets
 from perp_engine.config import DEFAULT_MODEL, METHODS, NAMED_DATASETS, RunConfig
 from perp_engine.errors import PerpError
-from perp_engine.estimate import format_seconds
 from perp_engine.presets import DESCRIPTIONS, PRESETS
-from perp_engine.sweep import queue_sweep
+from perp_engine.resources.estimate import format_seconds
+from perp_engine.run.sweep import queue_sweep
 
 KEEP = "session"
 SPARSITIES = [round(0.1 * i, 1) for i in range(1, 10)]

@@ -28,7 +28,7 @@ T = TypeVar("T")
 CACHE_ERRORS = (OSError, ValueError, KeyError, SafetensorError)
 _LOG = logging.getLogger(__name__)
 
-# Inside a saved model folder (perp_engine.save, perp export), besides what save_pretrained writes:
+# Inside a saved model folder (perp_engine.run.save, perp export), besides what save_pretrained writes:
 MASKS_FILE = "masks.safetensors"  # one bool tensor per pruned linear, True = kept
 ADAPTER_DIR = "adapter"  # a plain LoRA kept unmerged on the pruned layers, in peft's format
 

@@ -16,7 +16,7 @@ class LayerRecord:
     block: int
     kind: str  # q_proj, k_proj, ..., c_attn, fc1
     sparsity: float
-    # The two layer-wise errors (perp_engine.measure), relative, on the held-out measurement windows:
+    # The two layer-wise errors (perp_engine.evaluation.layer_errors), relative, on the held-out measurement windows:
     recon_error: float | None  # local: dense vs pruned layer on the inputs it sees in the pruned model
     recon_error_after: float | None = None  # local, after retraining / reconstruction
     numel: int = 0
@@ -47,7 +47,7 @@ class RunResult:
     blocks: list[BlockRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: float = 0.0  # the highest of stage_memory_mb
-    stage_memory_mb: dict[str, float] = field(default_factory=dict)  # peak of each stage (perp_engine.memory_meter)
+    stage_memory_mb: dict[str, float] = field(default_factory=dict)  # peak of each stage (perp_engine.resources.memory_meter)
     total_params: int = 0
     trainable_params: int = 0
     trainable_fraction: float = 0.0

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from perp_engine.config import RunConfig
-from perp_engine.pipeline import run_pipeline
 from perp_engine.result import BlockRecord, LayerRecord, RunResult
+from perp_engine.run.pipeline import run_pipeline
 from perp_engine.store import RunStore
 
 TINY = {"seqlen": 32, "calib_samples": 8, "eval_tokens": 256, "batch_size": 2, "steps": 3}

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_models import TINY_MODELS
 
 from perp_engine.config import RunConfig
-from perp_engine.tiny import save_model, tiny_text
-from tiny_models import TINY_MODELS
+from perp_engine.reproduce.tiny import save_model, tiny_text
 
 
 def write_tiny_text(path: str | Path, n_paragraphs: int = 40, seed: int = 0) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from tiny_models import TINY_MODELS
 
-from perp_engine.blocks import find_decoder_blocks, find_linears, get_weight, set_weight
+from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight, set_weight
 
 
 def pruned_tiny(family: str, sparsity: float = 0.5, seed: int = 0):

@@ -14,7 +14,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from perp_engine.tiny import VOCAB, tiny_llama
+from perp_engine.reproduce.tiny import VOCAB, tiny_llama
 
 
 def tiny_mistral(seed: int = 0):

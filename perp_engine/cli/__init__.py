@@ -12,7 +12,7 @@ import os
 import sys
 
 from ..errors import PerpError
-from ..heap import reexec_tuned
+from ..resources.heap import reexec_tuned
 
 COMMANDS = ("run_cmd", "estimate_cmd", "sweep_cmd", "runs_cmd", "cancel_cmd", "export_cmd", "store_cmd", "reproduce_cmd")
 EXIT_BAD_INPUT = 2
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``argv`` None: the command line of this process (the ``perp`` command), which first starts over with the C
-    heap settings of perp_engine.heap where the C library needs them; a list: those arguments, in this process."""
+    heap settings of perp_engine.resources.heap where the C library needs them; a list: those arguments, in this process."""
     if argv is None:
         reexec_tuned()
     parser = build_parser()

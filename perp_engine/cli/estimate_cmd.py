@@ -1,9 +1,9 @@
 """``perp estimate``: what a run would cost before it runs, from the model's config alone (no weights read).
 
-Takes the same flags as ``perp run`` and prints the predicted time per stage (perp_engine.estimate), the
+Takes the same flags as ``perp run`` and prints the predicted time per stage (perp_engine.resources.estimate), the
 predicted peak memory of every stage with offload none, cpu and disk, whether the run fits this machine's
 device now and which mode ``--offload auto`` would pick, and whether pruning, PERP and full retraining of the
-same model fit a 24 GB and an 80 GB GPU (perp_engine.memory_model). ``--json`` prints the same as JSON.
+same model fit a 24 GB and an 80 GB GPU (perp_engine.resources.memory_model). ``--json`` prints the same as JSON.
 A model folder holding only its config.json is enough.
 """
 
@@ -30,9 +30,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from ..estimate import estimate_run  # torch loads here, not when `perp --help` imports this module
-    from ..memory_model import gpu_fits, plan_memory
-    from ..preflight import Preflight
+    from ..resources.estimate import estimate_run  # torch loads here, not when `perp --help` imports this module
+    from ..resources.memory_model import gpu_fits, plan_memory
+    from ..run.preflight import Preflight
 
     Preflight().check_model(config)
     estimate = estimate_run(config)
@@ -59,8 +59,8 @@ def to_dict(config, estimate, plan, gpus) -> dict:
 
 
 def report(config, estimate, plan, gpus) -> str:
-    from ..estimate import format_seconds
-    from ..memory_model import offload_modes
+    from ..resources.estimate import format_seconds
+    from ..resources.memory_model import offload_modes
 
     trained = (f"trains {estimate.trainable_params:,} ({estimate.trainable_fraction:.3%})"
                if estimate.trainable else "prune only")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..export import export_run
+from ..run.export import export_run
 from .run_cmd import StageBars, quiet_libraries
 from .runs_cmd import add_store_flag, store_from_args
 

@@ -49,8 +49,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preflight import Preflight  # torch and transformers load here, not when `perp --help` runs
-    from ..reproduce import assemble, breakdowns, latest_rows, paper_set, queue_set, quick_set, set_seconds, write_report
+    from ..reproduce import (
+        assemble,
+        breakdowns,
+        latest_rows,
+        paper_set,
+        queue_set,
+        quick_set,
+        set_seconds,
+        write_report,
+    )
+    from ..run.preflight import Preflight  # torch and transformers load here, not when `perp --help` runs
 
     out = Path(args.out or (f"{DEFAULT_OUT}-quick" if args.quick else DEFAULT_OUT))
     if out.exists() and not out.is_dir():

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         raise PerpError("no_store", f"--executor {args.executor} records runs in the store; drop --no-store")
     if args.json:
         check_output_path(args.json)
-    from ..preflight import check_run  # torch loads here, not when `perp runs` imports this module
+    from ..run.preflight import check_run  # torch loads here, not when `perp runs` imports this module
 
     check_run(config)  # before anything is recorded: a typo never leaves a failed run behind
     if args.quiet:
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     bars = StageBars(enabled=not args.quiet)
     try:
         if args.no_store:
-            from ..pipeline import run_pipeline
+            from ..run.pipeline import run_pipeline
 
             result = run_pipeline(config, bars)
             run_id = None

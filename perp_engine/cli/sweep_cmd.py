@@ -14,8 +14,16 @@ import sys
 from ..config import RunConfig
 from ..errors import PerpError
 from ..jobs import Executor, JobStatus
-from ..sweep import (MAX_POINTS, SweepSpec, checked_configs, describe_point, load_sweep_file, parse_values, queue_sweep,
-                     with_axes)
+from ..run.sweep import (
+    MAX_POINTS,
+    SweepSpec,
+    checked_configs,
+    describe_point,
+    load_sweep_file,
+    parse_values,
+    queue_sweep,
+    with_axes,
+)
 from .config_flags import HELP
 from .executor_flags import add_executor_flags, executor_from_args
 from .runs_cmd import add_store_flag, runs_table

@@ -2,7 +2,7 @@
 
 The pruned weight goes into a one-layer model; the project's adapters are attached to it (plain LoRA through
 peft, MaskLoRA as every run attaches it), trained for a few AdamW steps towards the dense layer's outputs on the
-calibration inputs, then merged: MaskLoRA by :func:`perp_engine.adapters.merge_adapters` (which verifies the
+calibration inputs, then merged: MaskLoRA by :func:`perp_engine.repair.adapters.merge_adapters` (which verifies the
 zeros), LoRA by peft's own ``merge`` (what ``merge_and_unload`` does; a run keeps such a LoRA unmerged instead).
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..adapters import adapter_parameters, attach_adapters, merge_adapters
 from ..errors import PerpError
 from ..pruning import reconstruction_error
+from ..repair.adapters import adapter_parameters, attach_adapters, merge_adapters
 from .capture import LayerCapture
 
 DEMO_KINDS = ("lora", "masklora")

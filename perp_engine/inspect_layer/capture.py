@@ -1,6 +1,6 @@
 """What the linears of one decoder block see in the dense model, captured once and reused for every analysis.
 
-Block 0's inputs are captured (all decoder kwargs, :func:`perp_engine.calibrate.capture_block_inputs`), pushed
+Block 0's inputs are captured (all decoder kwargs, :func:`perp_engine.model.capture.capture_block_inputs`), pushed
 through the dense blocks before the chosen one, and the chosen block is run with a pre-hook on each linear that
 records the linear's inputs. Linears that read the same tensor (q/k/v, gate/up) share one capture. This is done
 for calibration windows (statistics for Wanda and SparseGPT, raw inputs for the adapter demo) and for held-out
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..blocks import find_decoder_blocks, find_linears, get_weight
-from ..calibrate import block_forward, capture_block_inputs, run_block
-from ..data import calibration_samples, load_corpus, measure_windows
+from ..data.corpora import calibration_samples, load_corpus, measure_windows
 from ..errors import PerpError
+from ..model.blocks import find_decoder_blocks, find_linears, get_weight
+from ..model.capture import block_forward, capture_block_inputs, run_block
 from ..pruning import LayerStats
 
 

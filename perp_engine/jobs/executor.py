@@ -51,7 +51,7 @@ class Executor(ABC):
         """Queue ``config`` and return its run id at once; the run executes elsewhere.
 
         Before anything is recorded the config is checked against the machine, model and text
-        (:func:`perp_engine.preflight.check_run`; PerpError when it cannot run), unless ``checked`` says the
+        (:func:`perp_engine.run.preflight.check_run`; PerpError when it cannot run), unless ``checked`` says the
         caller just did (a sweep checks its whole grid first). ``keep_model`` keeps the final model for
         ``perp export``; ``recompute`` runs it even when an identical run or cached artifacts exist.
         """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import NAMED_DATASETS, RunConfig
 from ..errors import PerpError
-from ..heap import tuned_environ
+from ..resources.heap import tuned_environ
 from ..store import RunStore
 from .executor import Executor, JobStatus
 
@@ -34,7 +34,7 @@ class LocalExecutor(Executor):
     def submit(self, config: RunConfig, *, sweep_id: int | None = None, keep_model: bool = False,
                recompute: bool = False, checked: bool = False) -> int:
         if not checked:
-            from ..preflight import check_run  # torch loads here: importing perp_engine.jobs must not load it
+            from ..run.preflight import check_run  # torch loads here: importing perp_engine.jobs must not load it
 
             check_run(config)
         run_id = self.store.create_run(portable_config(config), sweep_id, keep_model=keep_model, recompute=recompute)
@@ -70,7 +70,7 @@ class LocalExecutor(Executor):
         return self.store.root / "logs" / "workers.log"
 
     def _spawn(self) -> int:
-        env = tuned_environ(os.environ)  # see perp_engine.heap
+        env = tuned_environ(os.environ)  # see perp_engine.resources.heap
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         if self.max_parallel > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.max_parallel))

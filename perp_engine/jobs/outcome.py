@@ -55,7 +55,7 @@ def attempt(config: RunConfig, progress: Progress, log: Callable[[str], None], *
     ``keep_dir``: save the final model there (written to a ``.partial`` sibling, renamed on success, both
     removed on failure). A PerpError or any crash of the pipeline is a failed Outcome (a crash's traceback goes
     to ``log``); RunCancelled and KeyboardInterrupt propagate."""
-    from ..pipeline import run_pipeline  # here, not at the top: importing perp_engine.jobs must not load torch
+    from ..run.pipeline import run_pipeline  # here, not at the top: importing perp_engine.jobs must not load torch
 
     partial = keep_dir.with_name(f"{keep_dir.name}.partial") if keep_dir else None
     done = False

@@ -32,7 +32,7 @@ from ray.exceptions import NodeDiedError, OutOfMemoryError, RayError, RayTaskErr
 
 from ..config import RunConfig
 from ..errors import PerpError
-from ..heap import worker_env_vars
+from ..resources.heap import worker_env_vars
 from ..store import RunStore
 from .executor import Executor, JobStatus
 from .local import portable_config
@@ -97,7 +97,7 @@ class RayExecutor(Executor):
     def submit(self, config: RunConfig, *, sweep_id: int | None = None, keep_model: bool = False,
                recompute: bool = False, checked: bool = False) -> int:
         if not checked:
-            from ..preflight import check_run
+            from ..run.preflight import check_run
 
             check_run(config)
         run_id = self.store.create_run(portable_config(config), sweep_id, keep_model=keep_model, recompute=recompute)
@@ -154,7 +154,7 @@ class RayExecutor(Executor):
 
     def task_options(self, config: RunConfig) -> dict:
         """A run's Ray task options: its resources, the retries, and the heap settings a local worker starts with
-        (perp_engine.heap, decided by this driver's C library) as the task's environment variables. Ray starts
+        (perp_engine.resources.heap, decided by this driver's C library) as the task's environment variables. Ray starts
         the task's worker with them (a worker per runtime environment; a job's own ``runtime_env`` is merged,
         its other variables kept), so glibc reads them when the worker starts."""
         options = {**self.resources(config), "max_retries": self.retries, "retry_exceptions": False}

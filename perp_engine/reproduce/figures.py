@@ -11,8 +11,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .results import RunNumbers
-from .runset import (CLAIM1_RECIPES, CLAIM1_SPARSITIES, CLAIM2_RECIPES, CLAIM2_SPARSITIES, CLAIM3_PRUNINGS,
-                     CLAIM3_RECIPES, CLAIM3_SPARSITY, MEMORY_REFERENCE, run_key)
+from .runset import (
+    CLAIM1_RECIPES,
+    CLAIM1_SPARSITIES,
+    CLAIM2_RECIPES,
+    CLAIM2_SPARSITIES,
+    CLAIM3_PRUNINGS,
+    CLAIM3_RECIPES,
+    CLAIM3_SPARSITY,
+    MEMORY_REFERENCE,
+    run_key,
+)
 from .verdicts import NAMES
 
 # pixels of each figure, by name (its file stem); the overview is the README's figure

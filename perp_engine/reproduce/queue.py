@@ -74,16 +74,16 @@ def queue_set(runset: RunSet, executor: Executor, store: RunStore,
 
 
 def breakdowns(runset: RunSet) -> dict[str, dict[str, float]]:
-    """The cost model's seconds per stage of every run of the set (:func:`perp_engine.estimate.estimate_run`)."""
-    from ..estimate import estimate_run
+    """The cost model's seconds per stage of every run of the set (:func:`perp_engine.resources.estimate.estimate_run`)."""
+    from ..resources.estimate import estimate_run
 
     return {p.key: estimate_run(p.config).breakdown for p in runset.runs}
 
 
 def set_seconds(runset: RunSet, stages: dict[str, dict[str, float]], keys: list[str] | None = None) -> float:
     """Cost-model seconds of the set's runs (``keys``, default all) from their ``stages`` (:func:`breakdowns`),
-    the dense and pruned models they share counted once (:func:`perp_engine.estimate.sweep_seconds`)."""
-    from ..estimate import sweep_seconds
+    the dense and pruned models they share counted once (:func:`perp_engine.resources.estimate.sweep_seconds`)."""
+    from ..resources.estimate import sweep_seconds
 
     chosen = [p for p in runset.runs if keys is None or p.key in keys]
     return sweep_seconds([p.config for p in chosen], [stages[p.key] for p in chosen])

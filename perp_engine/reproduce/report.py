@@ -125,7 +125,7 @@ def sizes_line(report: Mapping) -> str:
             f"{sizes['calib_samples']} calibration windows of {sizes['seqlen']} tokens, perplexity on "
             f"{sizes['eval_tokens']:,} held-out tokens; seed 0."
             + (f" Cost-model estimate of the whole set on this machine's device: {estimate / 60:.0f} min "
-               "(perp_engine.estimate, counting shared dense and pruned models once)." if estimate else ""))
+               "(perp_engine.resources.estimate, counting shared dense and pruned models once)." if estimate else ""))
 
 
 def markdown(report: Mapping) -> str:

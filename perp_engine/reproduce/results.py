@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..recovery import recovered_share
+from ..evaluation.recovery import recovered_share
 from ..store import RunRow
 from .runset import Planned
 

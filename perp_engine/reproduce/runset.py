@@ -10,8 +10,8 @@
   ``full-ft``'s at magnitude 50% (memory does not depend on which weights are zero).
 
 A run two claims need (``perp`` and ``full-ft`` at 60/70%) is one run. Every run shares ``FULL_SIZES``, chosen
-so that the whole set fits 90 minutes on 2 CPU cores by :mod:`perp_engine.estimate`'s cost model (about 84);
-``QUICK_SIZES`` run the same set on the tiny model of :mod:`perp_engine.tiny` in about a minute.
+so that the whole set fits 90 minutes on 2 CPU cores by :mod:`perp_engine.resources.estimate`'s cost model (about 84);
+``QUICK_SIZES`` run the same set on the tiny model of :mod:`perp_engine.reproduce.tiny` in about a minute.
 """
 
 from __future__ import annotations
@@ -108,10 +108,10 @@ def paper_set(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, sizes:
 
 
 def quick_set(home=None) -> RunSet:
-    """The same set on the tiny random LLaMA and text of :mod:`perp_engine.tiny`, built once under
+    """The same set on the tiny random LLaMA and text of :mod:`perp_engine.reproduce.tiny`, built once under
     ``<PERP home>/reproduce`` (so a second quick run finds its runs in the store), with ``QUICK_SIZES``."""
     from ..paths import resolve_home
-    from ..tiny import ensure_tiny_setup
+    from .tiny import ensure_tiny_setup
 
     model, text = ensure_tiny_setup(resolve_home(home) / "reproduce")
     return paper_set(str(model), str(text), QUICK_SIZES, quick=True)

@@ -4,7 +4,7 @@ A verdict is ``holds``, ``holds in part``, ``does not hold`` (on this model, at 
 (a run it needs failed or is missing), with a sentence that quotes the numbers behind it. Nothing here is
 written by hand per result: change a threshold and every report says the new thing.
 
-"Recovered" is :func:`perp_engine.recovery.recovered_share`: the share of the pruning damage a repair undid on
+"Recovered" is :func:`perp_engine.evaluation.recovery.recovered_share`: the share of the pruning damage a repair undid on
 the log-perplexity scale (1 = back to dense, 0 = no better than the pruned model).
 """
 
@@ -14,11 +14,22 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
+from ..evaluation.recovery import MIN_DAMAGE
 from ..presets import DESCRIPTIONS
-from ..recovery import MIN_DAMAGE
 from .results import RunNumbers
-from .runset import (CLAIM1_RECIPES, CLAIM1_SPARSITIES, CLAIM2_ADAPTERS, CLAIM2_RECIPES, CLAIM2_SPARSITIES,
-                     CLAIM3_ADAPTERS, CLAIM3_PRUNINGS, CLAIM3_RECIPES, CLAIM3_SPARSITY, MEMORY_REFERENCE, run_key)
+from .runset import (
+    CLAIM1_RECIPES,
+    CLAIM1_SPARSITIES,
+    CLAIM2_ADAPTERS,
+    CLAIM2_RECIPES,
+    CLAIM2_SPARSITIES,
+    CLAIM3_ADAPTERS,
+    CLAIM3_PRUNINGS,
+    CLAIM3_RECIPES,
+    CLAIM3_SPARSITY,
+    MEMORY_REFERENCE,
+    run_key,
+)
 
 # Claim 1: a recipe matches full retraining when it recovers at least MATCH_SHARE of what full retraining
 # recovers, or ends at a perplexity no higher; "a fraction of the memory and time": its train-stage peak memory

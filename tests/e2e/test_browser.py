@@ -23,7 +23,7 @@ from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest 
 from harness import CHROMIUM, ROOT, app_server, launch_chromium, screenshot, settle
 
 from perp_engine.config import RunConfig
-from perp_engine.estimate import estimate_run
+from perp_engine.resources.estimate import estimate_run
 from perp_engine.store import RunStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -1,0 +1,128 @@
+"""Model-level pruning: sequential, block by block, each block calibrated on what it will really see.
+
+Block 0's inputs are captured once; for each block the linears' input statistics are collected on the current
+(already pruned upstream) activations, every linear is pruned, and the block is re-run with its pruned weights
+to produce the next block's inputs. Linears that read the same tensor (q/k/v, gate/up) share one LayerStats, so
+the statistics (and SparseGPT's factored inverse Hessian) are computed once per distinct input. Magnitude and
+random pruning need no data and skip the forward passes entirely.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..model.blocks import find_decoder_blocks, find_linears, get_weight, in_features, linear_kind, set_weight
+from ..model.capture import BlockInputs, block_forward, run_block
+from ..offload.placement import BlockPlacement, block_in_use
+from ..result import LayerRecord
+from . import LayerStats, prune_weight
+
+DATA_FREE_METHODS = ("magnitude", "random")
+
+
+def prune_model(
+    model: nn.Module,
+    inputs: BlockInputs | None,
+    *,
+    method: str,
+    sparsity: float,
+    pattern: str = "unstructured",
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    placement: BlockPlacement | None = None,
+) -> list[LayerRecord]:
+    """Prune every linear of every decoder block in place; returns one LayerRecord per linear (sparsity set).
+
+    ``inputs`` are block 0's calibration inputs (:func:`perp_engine.model.capture.capture_block_inputs`); they may be
+    None for the data-free methods. ``placement``: the run's offloading (each block visits the device in turn).
+    """
+    path, blocks = find_decoder_blocks(model)
+    needs_data = method not in DATA_FREE_METHODS
+    if needs_data and inputs is None:
+        raise ValueError(f"{method} needs calibration inputs")
+    records: list[LayerRecord] = []
+    index = 0
+    for i in range(len(blocks)):
+        with block_in_use(placement, blocks, i, writes=True) as block:
+            linears = find_linears(block)
+            stats = _collect_stats(block, linears, inputs, hessian=method == "sparsegpt") if needs_data else {}
+            for name, module in linears.items():
+                w = get_weight(module)
+                new_w, mask = prune_weight(
+                    w, method, sparsity=sparsity, pattern=pattern, stats=stats.get(name), blocksize=blocksize,
+                    percdamp=percdamp, seed=seed * 100_003 + index,
+                    log=(lambda msg, n=name, b=i: log(f"block {b} {n}: {msg}")) if log else None,
+                )
+                set_weight(module, new_w)
+                records.append(LayerRecord(
+                    name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
+                    sparsity=1.0 - int(mask.sum()) / mask.numel(), recon_error=float("nan"), numel=mask.numel(),
+                ))
+                index += 1
+            del stats
+            if needs_data and i + 1 < len(blocks):  # the last block's pruned outputs feed nothing here
+                inputs = inputs.with_hidden(run_block(block, inputs))
+        if progress:
+            progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)} pruned")
+    return records
+
+
+class _StopBlock(Exception):
+    """Raised in the statistics pass at the input of the block's last linear: the rest of the block is not needed."""
+
+
+def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs, hessian: bool) -> dict[str, LayerStats]:
+    """Run the block on the calibration inputs and accumulate one LayerStats per distinct linear input.
+
+    The block's output is not needed here (it is recomputed with the pruned weights), so once the first chunk
+    has shown that the linear registered last is also called last, later chunks stop at its input: its own
+    product and whatever follows it (down_proj and the residual in a LLaMA block) are skipped.
+    """
+    owner: dict[str, str] = {}  # linear name -> name of the linear whose stats it shares
+    stats: dict[str, LayerStats] = {}
+    seen: dict[int, tuple[torch.Tensor, str]] = {}  # id(input) -> (input kept alive so ids are not reused, owner)
+    last = next(reversed(linears))
+    calls: list[str] = []  # linears called in the current chunk, in order
+    stop_after: list[str] = []  # a whole chunk's calls, once one ended with the last registered linear
+
+    def make_hook(name: str, module: nn.Module):
+        def hook(_module, args):
+            x = args[0]
+            if name not in owner:
+                entry = seen.get(id(x))
+                if entry is not None and entry[0] is x:
+                    owner[name] = entry[1]
+                else:
+                    owner[name] = name
+                    seen[id(x)] = (x, name)
+                    stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device)
+            if owner[name] == name:
+                stats[name].add_batch(x.detach())
+            calls.append(name)
+            if stop_after and calls == stop_after:
+                raise _StopBlock
+
+        return hook
+
+    handles = [m.register_forward_pre_hook(make_hook(n, m)) for n, m in linears.items()]
+    try:
+        with torch.no_grad():
+            for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
+                try:
+                    block_forward(block, hidden, kwargs)
+                except _StopBlock:
+                    pass
+                if not stop_after and calls[-1:] == [last] and set(calls) == set(linears):
+                    stop_after.extend(calls)
+                calls.clear()
+                seen.clear()
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: stats[owner[name]] for name in linears}

@@ -1,0 +1,98 @@
+"""The repair stage after pruning: retrain (LM loss, whole model) or reconstruct (block by block).
+
+Fills the trainable-parameter counts, the loss curve, warnings and notes of the RunResult; adapters are merged
+back and the pruning masks are verified unchanged (the ``lora`` adapter stays unmerged and says so).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+
+from ..config import RunConfig
+from ..data.corpora import Corpus, train_samples
+from ..evaluation.perplexity import count_parameters
+from ..model.capture import capture_block_inputs
+from ..offload.dense_reference import DenseReference
+from ..offload.placement import BlockPlacement
+from ..result import RunResult
+from .adapters import attach_adapters, merge_adapters
+from .mask_keeper import MaskKeeper
+from .reconstruct import BlockRecipe, reconstruct
+from .retrain import retrain
+from .subsets import select_trainable
+
+
+def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: torch.Tensor, dense: DenseReference,
+           result: RunResult, progress: Callable[[float, str], None], log: Callable[[str], None],
+           placement: BlockPlacement | None = None) -> None:
+    """Retrain (every block on the device for the duration, whatever the offloading) or reconstruct (one
+    block on the device at a time)."""
+    if config.mode == "retrain":
+        with placement.all_resident(writes=True) if placement else nullcontext():
+            _retrain(model, tokenizer, config, calib_corpus, result, progress, log)
+    else:
+        _reconstruct(model, config, calib, dense, result, progress, log, placement)
+
+
+def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: RunResult, progress, log) -> None:
+    keeper = MaskKeeper(model, reapply="full" in config.train)
+    if config.adapter != "none":
+        attach_adapters(model, config.adapter, rank=config.rank, alpha=config.alpha,
+                        target_modules=config.target_modules, seed=config.seed)
+    report = select_trainable(model, config.train, untie=config.untie_head)
+    _record_counts(result, report.trainable, report.total, report.by_category, report.tensors, report.warnings, report.notes)
+    counts = f"training {report.trainable:,} of {report.total:,} parameters ({report.fraction:.4%})"
+    log(counts)
+    progress(0.0, counts)
+    n = config.train_samples or config.steps * config.batch_size * config.grad_accum
+    samples = train_samples(tokenizer, calib_corpus.calib_source, n, config.seqlen, config.seed)
+    outcome = retrain(
+        model, samples, steps=config.steps, lr=config.lr, batch_size=config.batch_size, grad_accum=config.grad_accum,
+        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        grad_checkpointing=config.grad_checkpointing, master_weights=config.master_weights, seed=config.seed,
+        keeper=keeper if "full" in config.train else None,
+        progress=lambda step, steps, loss: progress(step / steps, f"step {step}/{steps} loss {loss:.4f}"),
+    )
+    result.train_loss = list(outcome.losses)
+    if outcome.stopped:
+        result.warnings.append(outcome.stopped)
+        log(outcome.stopped)
+    for note in merge_adapters(model, untie_head=config.untie_head):
+        result.notes.append(note)
+        log(note)
+    keeper.verify()
+    model.requires_grad_(False)
+
+
+def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result: RunResult, progress, log,
+                 placement: BlockPlacement | None) -> None:
+    inputs = capture_block_inputs(model, calib, config.batch_size)
+    recipe = BlockRecipe(subsets=config.train, adapter=config.adapter, rank=config.rank, alpha=config.alpha,
+                         target_modules=config.target_modules, steps=config.steps, lr=config.lr,
+                         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+                         max_grad_norm=config.max_grad_norm, master_weights=config.master_weights)
+    outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress, placement=placement)
+    total = count_parameters(model)
+    if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params
+        total += outcome.by_category.get("adapter", 0)
+    _record_counts(result, outcome.trainable, total, outcome.by_category, outcome.tensors, outcome.warnings, outcome.notes)
+    result.train_loss = list(outcome.losses)
+    for rec, loss in zip(result.blocks, outcome.blocks):
+        rec.train_loss_before = loss.before
+        rec.train_loss_after = loss.after
+        rec.train_seconds = round(loss.seconds, 4)
+    for line in outcome.warnings + outcome.notes:
+        log(line)
+
+
+def _record_counts(result: RunResult, trainable, total, by_category, tensors, warnings, notes) -> None:
+    result.trainable_params = int(trainable)
+    result.total_params = int(total)
+    result.trainable_fraction = trainable / total if total else 0.0
+    result.trainable_by_category = dict(by_category)
+    result.trained_tensors = list(tensors)
+    result.warnings.extend(w for w in warnings if w not in result.warnings)
+    result.notes.extend(n for n in notes if n not in result.notes)

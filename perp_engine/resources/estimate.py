@@ -1,0 +1,204 @@
+"""What a run will train and roughly how long it will take, before it runs: no weights are read.
+
+The model is built on the meta device (:func:`perp_engine.model.load.load_skeleton`), the run's adapters are
+attached and its subsets selected exactly as the pipeline does, so the trainable-parameter count is exact.
+
+The time is a cost model, not a measurement: every stage is counted in floating-point operations of the
+matrix products it performs (2 FLOPs per weight per token for a forward pass, attention included), divided by
+an effective throughput per device, plus a fixed cost for loading. Stages and their work:
+
+- load: start the worker process (``START_S``: importing torch and transformers) and read the weights
+  (``LOAD_S`` + ``LOAD_S_PER_PARAM`` x parameters; the embedded model's first use converts its GGUF once,
+  about ``GGUF_CONVERT_S`` more, which is only noted).
+- data: tokenize the evaluation and calibration text (``DATA_S``).
+- dense_eval, pruned_eval, final_eval: one forward over ``eval_tokens`` (whole windows) each; final_eval
+  also measures the per-layer errors after repair (as the pipeline reports it).
+- prune: Wanda and SparseGPT pass the calibration tokens through every block three times (capturing the
+  inputs, statistics, outputs of the pruned block; magnitude and random need none), then the per-layer
+  errors are measured on ``MEASURE_WINDOWS`` held-out sequences (per block: the dense block on its own and on
+  the pruned activations, the pruned block, and each dense linear again for the local error: about four
+  block passes). SparseGPT adds its
+  Hessian and OBS updates (~2 d_in^2 per token and 2 d_out d_in^2 + d_in^3 per layer, plus its per-column
+  loop, ``SPARSEGPT_S_PER_COLUMN``).
+- train, mode retrain: steps x batch x accumulation x seqlen tokens, forward + backward to the activations
+  (2 x forward) + weight gradients of what trains, + a dense forward more with gradient checkpointing,
+  + the adapters' per-step cost of forming their dense update (``6 r`` FLOPs per adapted weight).
+- train, mode reconstruct: per block, three passes of the calibration set (dense target, before, after) and
+  ``steps`` forward + backward passes over one chunk of ``batch_size`` sequences.
+
+Calibration: stage timings of the embedded model (SmolLM2-135M, float32, torch 2.13) on a 2-core x86 CPU,
+five runs (perp with magnitude, perp-masklora with Wanda, full-ft, prune-only SparseGPT; 1-2k evaluation
+tokens, 8-16 calibration sequences, 3-4 steps): evaluation, pruning and training came out within ~1.5x of
+the measured CPU time / 2 threads; SparseGPT's column loop fixed ``SPARSEGPT_S_PER_COLUMN``. The machine was shared with other jobs,
+so take the constants as +-2x. CPU rates scale with the number of torch threads. The GPU rates are
+conservative guesses for a laptop-class GPU, not measurements. The estimate is meant to tell a 30-second
+run from a 30-minute one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..data.corpora import MEASURE_WINDOWS
+from ..model.blocks import find_decoder_blocks
+from ..model.load import EMBEDDED_MODELS, load_skeleton, resolve_device
+from ..model.shape import ModelShape
+from ..progress import STAGES
+from ..pruning.sequential import DATA_FREE_METHODS
+from ..repair.adapters import attach_adapters
+from ..repair.subsets import TrainableReport, select_trainable
+
+THROUGHPUT = {"cpu": 45e9, "cuda": 8e12, "mps": 1.5e12}  # effective FLOP/s of a transformer pass, float32
+CPU_THREADS_CALIBRATED = 2
+START_S = 6.0
+LOAD_S = 3.0
+LOAD_S_PER_PARAM = 2e-8
+GGUF_CONVERT_S = 30.0
+DATA_S = 2.0
+SPARSEGPT_S_PER_COLUMN = 6e-4  # SparseGPT's per-column loop (small ops, barely parallel), per input column per layer
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Counts and predicted seconds of one run. ``trainable`` is None for a prune-only run."""
+
+    trainable: TrainableReport | None
+    total_params: int
+    seconds: float
+    breakdown: dict[str, float]
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trainable_params(self) -> int:
+        return self.trainable.trainable if self.trainable else 0
+
+    @property
+    def trainable_fraction(self) -> float:
+        return self.trainable.fraction if self.trainable else 0.0
+
+
+def estimate_run(config: RunConfig, *, threads: int | None = None) -> Estimate:
+    """Count what ``config`` trains and predict its wall time per stage on the device it would run on.
+
+    PerpError for a model that cannot be read or a recipe that does not fit it (e.g. a rank above a layer's size).
+    """
+    device = resolve_device(config.device)
+    model = load_skeleton(config.model, trust_remote_code=config.trust_remote_code)
+    shape = ModelShape.of(model)
+    report = trainable_report(model, config)
+    rate = throughput(device.type, threads)
+    breakdown = stage_seconds(config, shape, report, rate)
+    notes = []
+    if config.model in EMBEDDED_MODELS:
+        notes.append(f"the embedded model's first load converts its GGUF once (about {GGUF_CONVERT_S:.0f} s more)")
+    if report is not None:
+        notes.extend(report.notes)
+    return Estimate(trainable=report, total_params=report.total if report else shape.total_params,
+                    seconds=round(sum(breakdown.values()), 1), breakdown=breakdown, device=str(device), notes=notes)
+
+
+def trainable_report(model: nn.Module, config: RunConfig) -> TrainableReport | None:
+    """Attach the run's adapters to ``model`` (a skeleton) and select its subsets as the pipeline will."""
+    if config.mode == "none":
+        return None
+    if config.adapter != "none":
+        attach_adapters(model, config.adapter, rank=config.rank, alpha=config.alpha,
+                        target_modules=config.target_modules, seed=config.seed)
+    if config.mode == "reconstruct":
+        _, blocks = find_decoder_blocks(model)
+        return select_trainable(model, config.train, untie=False, scope=blocks)
+    return select_trainable(model, config.train, untie=config.untie_head)
+
+
+def throughput(device_type: str, threads: int | None = None) -> float:
+    """Effective FLOP/s on ``device_type``; CPU rates scale with the torch thread count."""
+    rate = THROUGHPUT.get(device_type, THROUGHPUT["cpu"])
+    if device_type == "cpu":
+        rate *= (threads or torch.get_num_threads()) / CPU_THREADS_CALIBRATED
+    return rate
+
+
+def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport | None, rate: float) -> dict[str, float]:
+    """Predicted seconds of each stage the run goes through, in pipeline order."""
+    seqlen = config.seqlen
+    eval_tokens = (config.eval_tokens // seqlen) * seqlen
+    forward = shape.forward_flops(seqlen)
+    block_forward = shape.forward_flops(seqlen, with_head=False)
+    measure = 4 * MEASURE_WINDOWS * seqlen * block_forward / rate
+    seconds = {
+        "load": START_S + LOAD_S + LOAD_S_PER_PARAM * shape.total_params,
+        "data": DATA_S,
+        "dense_eval": eval_tokens * forward / rate,
+        "prune": prune_flops(config, shape) / rate + measure
+        + (SPARSEGPT_S_PER_COLUMN * sum(i for _, i in shape.linears) if config.method == "sparsegpt" else 0.0),
+        "pruned_eval": eval_tokens * forward / rate,
+    }
+    if config.mode != "none":
+        seconds["train"] = train_flops(config, shape, report) / rate
+        seconds["final_eval"] = measure + eval_tokens * forward / rate
+    return {stage: round(seconds[stage], 1) for stage in STAGES if stage in seconds}
+
+
+def prune_flops(config: RunConfig, shape: ModelShape) -> float:
+    """Calibration passes through the blocks (none for data-free methods), plus SparseGPT's Hessians and
+    weight updates."""
+    if config.method in DATA_FREE_METHODS:
+        return 0.0
+    tokens = config.calib_samples * config.seqlen
+    flops = 3 * tokens * shape.forward_flops(config.seqlen, with_head=False)
+    if config.method == "sparsegpt":
+        flops += sum(2 * tokens * i * i + 2 * o * i * i + i ** 3 for o, i in shape.linears)
+    return flops
+
+
+def train_flops(config: RunConfig, shape: ModelShape, report: TrainableReport | None) -> float:
+    """FLOPs of retraining (whole model, LM loss) or of block-wise reconstruction."""
+    share = report.fraction if report else 0.0
+    adapted = shape.block_linear_params if config.adapter != "none" else 0
+    checkpointing = 1.0 if config.grad_checkpointing else 0.0
+    if config.mode == "reconstruct":
+        step_tokens = config.batch_size * config.seqlen
+        calib_tokens = config.calib_samples * config.seqlen
+        block = shape.forward_flops(config.seqlen, with_head=False)
+        return (3 * calib_tokens + config.steps * step_tokens * (2 + share)) * block + config.steps * 6 * config.rank * adapted
+    tokens = config.steps * config.batch_size * config.grad_accum * config.seqlen
+    per_token = shape.forward_flops(config.seqlen) * (2 + share + checkpointing)
+    return tokens * per_token + config.steps * config.grad_accum * 6 * config.rank * adapted
+
+
+def sweep_seconds(configs: Sequence[RunConfig], breakdowns: Sequence[Mapping[str, float] | None]) -> float:
+    """Predicted seconds of a set of runs (a sweep, the paper's set) that share the store's artifact cache, from
+    each run's :attr:`Estimate.breakdown`: the dense perplexity of one model and evaluation setting is computed
+    once, and so are the pruning and the pruned perplexity of one pruning setting (the keys follow the
+    pipeline's cache). A missing breakdown (None, or past the end of ``breakdowns``) counts as the mean of the
+    others."""
+    breakdowns = [*breakdowns, *[None] * (len(configs) - len(breakdowns))]
+    known = [b for b in breakdowns if b]
+    if not known:
+        return 0.0
+    mean = {stage: sum(b.get(stage, 0.0) for b in known) / len(known) for stage in {s for b in known for s in b}}
+    seen: set[tuple] = set()
+    total = 0.0
+    for config, breakdown in zip(configs, breakdowns):
+        dense = (config.model, config.dtype, config.device, config.dataset, config.seqlen, config.eval_tokens)
+        pruned = (*dense, config.calib_dataset, config.method, config.sparsity, config.pattern, config.seed,
+                  config.calib_samples, config.blocksize, config.percdamp)
+        reused = ({"dense_eval"} if dense in seen else set()) | ({"prune", "pruned_eval"} if pruned in seen else set())
+        seen |= {dense, pruned}
+        total += sum(v for stage, v in (breakdown or mean).items() if stage not in reused)
+    return total
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,132 @@
+"""The memory model's predictions move the way the runs do (table-driven over tiny models of several families),
+``perp estimate`` sizes a model from its config alone (an 8B LLaMA with no weights), a run refuses such a
+folder with one line, and the Experiment page's fit sentences say what the plan says."""
+
+import json
+
+import pytest
+from fixtures_tiny import save_tiny_model  # noqa: F401
+from transformers import LlamaConfig
+
+from app import memory_view
+from perp_engine.cli import main
+from perp_engine.config import RunConfig
+from perp_engine.errors import PerpError
+from perp_engine.model.load import check_weights
+from perp_engine.resources.memory_model import (
+    FIT_MARGIN,
+    MemoryPlan,
+    gpu_fits,
+    model_facts,
+    plan_memory,
+    predict_memory,
+    recipe_config,
+)
+
+GIB = 2**30
+FAMILIES = ("llama", "gpt2", "opt", "qwen2", "mistral")
+
+
+def llama_8b(folder) -> str:
+    """A Llama-3-8B-shaped config alone (no weights, no tokenizer), as a user has before downloading."""
+    LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192,
+                tie_word_embeddings=False).save_pretrained(folder)
+    return str(folder)
+
+
+def predicted(config: RunConfig, device: str = "cuda", offload: str = "none"):
+    shape, report = model_facts(config)
+    return predict_memory(config, shape, report, device, offload)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_predictions_move_with_what_the_run_holds(family, tmp_path):
+    model = str(save_tiny_model(tmp_path / family, family=family))
+    base = {"model": model, "seqlen": 32, "batch_size": 2}
+    prune = RunConfig.create("none", method="sparsegpt", **base)
+    assert predicted(prune, offload="cpu").stage("prune").device_bytes < predicted(prune).stage("prune").device_bytes
+    assert predicted(prune, offload="cpu").peak_host > predicted(prune, offload="disk").peak_host
+    half = RunConfig.create("none", method="sparsegpt", dtype="bfloat16", **base)
+    assert predicted(half).stage("dense_eval").device_bytes < predicted(prune).stage("dense_eval").device_bytes
+    perp = predicted(RunConfig.create("perp", **base)).stage("train").device_bytes
+    full = predicted(RunConfig.create("full-ft", **base)).stage("train").device_bytes
+    assert full > perp  # gradients and AdamW state of every weight
+    longer = {**base, "seqlen": 128, "batch_size": 8}
+    plain = predicted(RunConfig.create("perp", grad_checkpointing=False, **longer)).stage("train").device_bytes
+    checkpointed = predicted(RunConfig.create("perp", grad_checkpointing=True, **longer)).stage("train").device_bytes
+    assert checkpointed < plain
+    assert [s.stage for s in predicted(RunConfig.create("perp", **base)).stages][-2:] == ["train", "final_eval"]
+
+
+def test_recipe_config_keeps_the_model_and_sizes_and_swaps_the_repair(tmp_path):
+    config = RunConfig.create("none", model="smollm2-135m", dtype="bfloat16", seqlen=512, method="wanda")
+    full = recipe_config(config, "full-ft")
+    assert (full.model, full.dtype, full.seqlen, full.method) == ("smollm2-135m", "bfloat16", 512, "wanda")
+    assert full.mode == "retrain" and full.preset == "full-ft"
+    assert recipe_config(full, "none").mode == "none"
+
+
+def test_an_8b_llama_config_is_sized_for_24_and_80_gb_gpus(tmp_path):
+    config = RunConfig.create("perp", model=llama_8b(tmp_path / "llama-8b"), dtype="bfloat16")
+    fits = gpu_fits(config)
+    assert set(fits) == {"prune", "perp", "full-ft"} and all(set(f) == {"24 GB", "80 GB"} for f in fits.values())
+    assert fits["prune"]["24 GB"].fits  # 16 GB of bf16 weights, blocks one at a time if needed
+    assert not fits["full-ft"]["24 GB"].fits  # weights + gradients + AdamW state: 4x the weights at least
+    assert fits["full-ft"]["24 GB"].need > 4 * 16e9
+    assert fits["perp"]["80 GB"].fits
+    for by_gpu in fits.values():
+        for gpu, fit in by_gpu.items():
+            assert (fit.need <= FIT_MARGIN * int(gpu.split()[0]) * GIB) == fit.fits
+    fp32 = gpu_fits(recipe_config(config, "none").replace(dtype="float32"))["prune"]["24 GB"]
+    assert fp32.fits and fp32.offload in ("cpu", "disk")  # 32 GB of weights: only with the blocks offloaded
+
+
+def test_perp_estimate_prints_the_8b_fit_table_without_weights(tmp_path, capsys):
+    folder = llama_8b(tmp_path / "llama-8b")
+    assert main(["estimate", "--model", folder, "--preset", "perp", "--dtype", "bfloat16", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total_params"] > 8e9
+    assert set(data["gpus"]) == {"prune", "perp", "full-ft"}
+    assert data["gpus"]["full-ft"]["24 GB"]["fits"] is False and data["gpus"]["prune"]["80 GB"]["fits"] is True
+    stages = data["memory"]["offload"]["none"]["stages"]
+    assert {"load", "prune", "train", "final_eval"} <= set(stages)
+    assert data["memory"]["auto"] in ("none", "cpu", "disk")
+    assert main(["estimate", "--model", folder, "--preset", "perp", "--dtype", "bfloat16"]) == 0
+    text = capsys.readouterr().out
+    assert "24 GB" in text and "80 GB" in text and "full-ft" in text and "--offload auto picks" in text
+
+
+def test_a_run_on_a_folder_without_weights_is_one_line_exit_2(tmp_path, capsys):
+    folder = llama_8b(tmp_path / "llama-8b")
+    with pytest.raises(PerpError, match="holds no weights"):
+        check_weights(folder)
+    assert main(["run", "--no-store", "--model", folder, "--preset", "perp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model" in err[0] and "holds no weights" in err[0]
+    check_weights(str(save_tiny_model(tmp_path / "tiny")))  # a folder with weights passes
+
+
+def _plan(none_gib: float, disk_gib: float, room_gib: float) -> MemoryPlan:
+    config = RunConfig.create("none", model="smollm2-135m", device="cpu")
+    plan = plan_memory(config, device="cpu")
+    scale = {"none": none_gib, "cpu": none_gib, "disk": disk_gib}
+    modes = {m: type(e)(device="cpu", offload=m, stages=tuple(type(s)(s.stage, scale[m] * GIB * s.device_bytes
+                                                                        / e.peak_device, 0.0) for s in e.stages))
+             for m, e in plan.modes.items()}
+    auto = next((m for m in ("none", "disk") if modes[m].peak_device <= FIT_MARGIN * room_gib * GIB), "disk")
+    return MemoryPlan(device="cpu", room=(room_gib * GIB, room_gib * GIB), modes=modes, auto=auto)
+
+
+def test_the_fit_sentences_say_what_the_plan_says():
+    roomy = _plan(none_gib=2.0, disk_gib=1.0, room_gib=20.0)
+    assert memory_view.fit_summary(roomy, "auto").startswith("**Fits**") and "without offloading" in memory_view.fit_summary(roomy, "auto")
+    tight = _plan(none_gib=10.0, disk_gib=3.0, room_gib=8.0)
+    assert tight.auto == "disk"
+    assert "with offload disk" in memory_view.fit_summary(tight, "auto")
+    refused = memory_view.fit_summary(tight, "none")
+    assert refused.startswith("**Does not fit**") and "Offload disk would fit" in refused
+    hopeless = memory_view.fit_summary(_plan(none_gib=10.0, disk_gib=9.0, room_gib=8.0), "auto")
+    assert "No offload mode fits" in hopeless
+    line = memory_view.mode_line(tight)
+    assert "none 10.00 GiB (too big)" in line and "disk 3.00 GiB (fits)" in line and "auto picks disk" in line
