@@ -24,6 +24,7 @@ from ..model.blocks import find_decoder_blocks, find_linears
 from ..model.capture import BlockInputs, block_forward
 from ..offload.dense_reference import DenseReference
 from ..offload.placement import BlockPlacement, block_in_use
+from .relative_error import ErrorSums
 
 
 @dataclass
@@ -32,23 +33,6 @@ class ErrorReport:
     drift: dict[str, float] = field(default_factory=dict)  # full linear name -> accumulated error
     block_local: list[float] = field(default_factory=list)
     block_drift: list[float] = field(default_factory=list)
-
-
-class _Ratios:
-    """Running ``sum ||reference - value||^2`` and ``sum ||reference||^2`` per key: each call's sums in float32 on
-    the tensors' device (MPS has no float64), the running sums in Python floats."""
-
-    def __init__(self):
-        self.num: dict[str, float] = defaultdict(float)
-        self.den: dict[str, float] = defaultdict(float)
-
-    def add(self, key: str, reference: torch.Tensor, value: torch.Tensor) -> None:
-        reference = reference.float()
-        self.num[key] += float((reference - value.float()).pow(2).sum())
-        self.den[key] += float(reference.pow(2).sum())
-
-    def get(self, key: str) -> float:
-        return self.num[key] / self.den[key] if self.den[key] > 0 else 0.0
 
 
 @torch.no_grad()
@@ -63,15 +47,16 @@ def measure_errors(model: nn.Module, dense: DenseReference, dense_inputs: BlockI
     device = inputs.hidden[0].device
     report = ErrorReport()
     for i in range(len(blocks)):
-        local, drift = _Ratios(), _Ratios()
+        local: dict[str, ErrorSums] = defaultdict(ErrorSums)
+        drift: dict[str, ErrorSums] = defaultdict(ErrorSums)
         with block_in_use(placement, blocks, i) as block:
             d_out, c_out = _measure_block(block, dense.block(i, device), dense_inputs, inputs, local, drift)
-        for name in local.num:
+        for name in local:
             if name != "":
-                report.local[f"{path}.{i}.{name}"] = local.get(name)
-                report.drift[f"{path}.{i}.{name}"] = drift.get(name)
-        report.block_local.append(local.get(""))
-        report.block_drift.append(drift.get(""))
+                report.local[f"{path}.{i}.{name}"] = local[name].value
+                report.drift[f"{path}.{i}.{name}"] = drift[name].value
+        report.block_local.append(local[""].value)
+        report.block_drift.append(drift[""].value)
         dense_inputs, inputs = dense_inputs.with_hidden(d_out), inputs.with_hidden(c_out)
         if progress:
             progress((i + 1) / len(blocks), f"layer errors: block {i + 1}/{len(blocks)}")
@@ -79,7 +64,7 @@ def measure_errors(model: nn.Module, dense: DenseReference, dense_inputs: BlockI
 
 
 def _measure_block(block: nn.Module, dense: nn.Module, dense_inputs: BlockInputs, inputs: BlockInputs,
-                   local: _Ratios, drift: _Ratios) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                   local: dict[str, ErrorSums], drift: dict[str, ErrorSums]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Accumulate the errors of one block (key "") and of its linears (by name); returns both models' outputs.
 
     Per chunk: the dense block on the dense activations records each dense linear's output; the current block
@@ -98,8 +83,8 @@ def _measure_block(block: nn.Module, dense: nn.Module, dense_inputs: BlockInputs
 
     def compare(name, dense_linear):
         def hook(_module, args, out):
-            drift.add(name, recorded[name], out)
-            local.add(name, dense_linear.forward(args[0]), out)
+            drift[name].add(recorded[name], out)
+            local[name].add(dense_linear.forward(args[0]), out)
         return hook
 
     # the current block's layers are looked up by the dense names: an unmerged adapter sits under that name
@@ -112,8 +97,8 @@ def _measure_block(block: nn.Module, dense: nn.Module, dense_inputs: BlockInputs
             d = block_forward(dense, dh, dkw)
             c = block_forward(block, ch, ckw)
             recording[0] = False
-            drift.add("", d, c)
-            local.add("", block_forward(dense, ch, ckw), c)
+            drift[""].add(d, c)
+            local[""].add(block_forward(dense, ch, ckw), c)
             d_out.append(d)
             c_out.append(c)
             recorded.clear()

@@ -1,7 +1,7 @@
 """Why a plain LoRA merge fills the pruned zeros back in while MaskLoRA keeps them, on one pruned linear.
 
 The pruned weight goes into a one-layer model; the project's adapters are attached to it (plain LoRA through
-peft, MaskLoRA as every run attaches it), trained for a few AdamW steps towards the dense layer's outputs on the
+peft, MaskLoRA as every run attaches it), trained for a few AdamW steps (the repair's training loop) towards the dense layer's outputs on the
 calibration inputs, then merged: MaskLoRA by :func:`perp_engine.repair.adapters.merge_adapters` (which verifies the
 zeros), LoRA by peft's own ``merge`` (what ``merge_and_unload`` does; a run keeps such a LoRA unmerged instead).
 """
@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from ..errors import PerpError
+from ..evaluation.relative_error import relative_error
 from ..pruning import reconstruction_error
 from ..repair.adapters import adapter_parameters, attach_adapters, merge_adapters
+from ..repair.training_loop import Optimisation, backward_if_finite, check_whole, train
 from .capture import LayerCapture
 
 DEMO_KINDS = ("lora", "masklora")
@@ -47,8 +49,7 @@ def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple
     for kind in kinds:
         if kind not in DEMO_KINDS:
             raise PerpError("adapter", f"{kind!r} is not allowed here; use {' or '.join(DEMO_KINDS)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise PerpError("steps", f"{steps!r} is not allowed; use an integer >= 1")
+    check_whole("steps", steps)
     start = pruned_weight.detach().to(device=layer.weight.device, dtype=torch.float32)
     zeros = start == 0
     target = layer.calib_inputs @ layer.weight.T
@@ -77,18 +78,15 @@ def _one_layer_model(weight: torch.Tensor) -> nn.Module:
 
 
 def _train(adapter: nn.Module, inputs: torch.Tensor, target: torch.Tensor, steps: int, lr: float) -> tuple[float, ...]:
-    """Full-batch AdamW on the adapter's factors; loss = ||y - target||^2 / ||target||^2."""
-    optimizer = torch.optim.AdamW(adapter_parameters(adapter), lr=lr, weight_decay=0.0)
-    scale = target.pow(2).sum().clamp_min(1e-30)
-    losses = []
+    """Full-batch AdamW on the adapter's factors at a constant learning rate, through the training loop; loss = the
+    relative error of the layer's output against the dense layer's."""
+
+    def step_loss() -> float:
+        return backward_if_finite(relative_error(target, adapter(inputs)))
+
+    how = Optimisation(steps=steps, lr=lr, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0, schedule="constant")
     with torch.enable_grad():
-        for _ in range(steps):
-            loss = (adapter(inputs) - target).pow(2).sum() / scale
-            losses.append(float(loss.detach()))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return tuple(losses)
+        return tuple(train(adapter_parameters(adapter), step_loss, how, rollback=True).losses)
 
 
 @torch.no_grad()

@@ -80,11 +80,3 @@ def block_forward(block: nn.Module, hidden: torch.Tensor, kwargs: dict) -> torch
 def run_block(block: nn.Module, inputs: BlockInputs) -> list[torch.Tensor]:
     """Outputs of ``block`` for every chunk of ``inputs`` (no gradients)."""
     return [block_forward(block, h, kw) for h, kw in zip(inputs.hidden, inputs.kwargs)]
-
-
-def relative_error(reference: list[torch.Tensor], other: list[torch.Tensor]) -> float:
-    """||reference - other||^2 / ||reference||^2 over all chunks: each chunk summed in float32 on its device (MPS
-    has no float64), the chunks' sums in Python floats."""
-    num = sum(float((r - o).pow(2).sum(dtype=torch.float32)) for r, o in zip(reference, other))
-    den = sum(float(r.pow(2).sum(dtype=torch.float32)) for r in reference)
-    return num / den if den > 0 else 0.0

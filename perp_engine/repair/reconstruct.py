@@ -3,31 +3,31 @@
 For block i the target is the dense block's output on the block's current inputs (pruned and already
 reconstructed upstream); the loss is the relative MSE of the pruned block's output; only the chosen
 parameters of that block (subsets and/or sparsity-preserving adapters) train, in train mode (dropout on where
-the model has it, as in retraining), with the gradient norm clipped as in retraining. Adapters are merged into
-the block before moving on, and the block's outputs become the next block's inputs. Memory is bounded by one
+the model has it, as in retraining), through the one training loop (:mod:`perp_engine.repair.training_loop`):
+the same schedule, clipping, master copies and non-finite guard with rollback as retraining. Adapters are merged
+into the block before moving on, and the block's outputs become the next block's inputs. Memory is bounded by one
 block plus its calibration activations, not the whole model.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from transformers import get_linear_schedule_with_warmup
 
+from ..evaluation.relative_error import chunked_relative_error, relative_error
 from ..model.blocks import find_decoder_blocks
-from ..model.capture import BlockInputs, block_forward, relative_error, run_block
+from ..model.capture import BlockInputs, block_forward, run_block
 from ..offload.dense_reference import DenseReference
 from ..offload.placement import BlockPlacement, block_in_use
 from .adapters import attach_adapters, merge_adapters
-from .lean_activations import use_lean_activations
 from .mask_keeper import MaskKeeper
-from .master import MasterCopies
 from .subsets import select_trainable
+from .training_loop import Optimisation, TrainOutcome, backward_if_finite, train, training_mode
 
 
 @dataclass
@@ -53,19 +53,15 @@ class ReconstructOutcome:
 
 @dataclass(frozen=True)
 class BlockRecipe:
-    """What trains in each block and how."""
+    """What trains in each block (``subsets``, ``adapter`` of ``rank`` and ``alpha`` on ``target_modules``) and how
+    (the training loop's settings, applied to each block in turn)."""
 
     subsets: tuple[str, ...]
-    adapter: str = "none"
-    rank: int = 16
-    alpha: float = 32.0
-    target_modules: tuple[str, ...] = ()
-    steps: int = 30
-    lr: float = 2e-3
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    master_weights: bool = True  # float32 master copies of a half-precision block's trained tensors
+    adapter: str
+    rank: int
+    alpha: float
+    target_modules: tuple[str, ...]
+    how: Optimisation
 
 
 def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, recipe: BlockRecipe, *, seed: int = 0,
@@ -82,19 +78,17 @@ def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, re
         with block_in_use(placement, blocks, i, writes=True) as block:
             keeper = MaskKeeper(model, scope=block, reapply="full" in recipe.subsets)
             targets = run_block(dense.block(i, device), inputs)
-            before = relative_error(targets, run_block(block, inputs))
+            before = chunked_relative_error(targets, run_block(block, inputs))
             trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)
-            started = time.perf_counter()
-            losses = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None)
-            seconds = time.perf_counter() - started
-            if not all(math.isfinite(v) for v in losses):
-                outcome.warnings.append(f"block {i}: loss became non-finite; kept the last good weights of this block")
-            outcome.losses.extend(v for v in losses if math.isfinite(v))
+            trained = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None)
+            if trained.stopped:
+                outcome.warnings.append(f"block {i}: {trained.stopped}")
+            outcome.losses.extend(trained.losses)
             _merge_block(model, block, recipe, outcome)
             keeper.verify()
             outputs = run_block(block, inputs)
-        outcome.blocks.append(BlockLoss(block=i, before=before, after=relative_error(targets, outputs),
-                                        trainable=trainable, seconds=seconds))
+        outcome.blocks.append(BlockLoss(block=i, before=before, after=chunked_relative_error(targets, outputs),
+                                        trainable=trainable, seconds=trained.seconds))
         inputs = inputs.with_hidden(outputs)
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)}: error {before:.4g} -> {outcome.blocks[-1].after:.4g}")
@@ -128,50 +122,18 @@ def _merge_block(model: nn.Module, block: nn.Module, recipe: BlockRecipe, outcom
 
 
 def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.Tensor], recipe: BlockRecipe,
-                 generator: torch.Generator, keeper: MaskKeeper | None) -> list[float]:
-    """AdamW on the block's trainable parameters, one calibration chunk per step; stops at a non-finite loss
-    and restores the weights of the last good step. ``keeper`` re-zeroes the block's pruned weights after each
-    step (needed only when whole weights train)."""
+                 generator: torch.Generator, keeper: MaskKeeper | None) -> TrainOutcome:
+    """The block's trainable parameters through the training loop, one calibration chunk per step (in a seeded
+    order), loss = the relative error of the block's output against the dense block's; ``keeper`` re-zeroes the
+    block's pruned weights after each step (needed only when whole weights train)."""
     params = [p for p in block.parameters() if p.requires_grad]
     if not params:
-        return []
-    masters = MasterCopies(params, recipe.master_weights)
-    optimizer = torch.optim.AdamW(masters.params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    schedule = get_linear_schedule_with_warmup(optimizer, round(recipe.warmup_ratio * recipe.steps), recipe.steps)
-    scales = [float(t.float().pow(2).mean()) or 1.0 for t in targets]
-    order = torch.randperm(len(inputs), generator=generator).tolist()
-    good = [p.detach().clone() for p in params]
-    losses: list[float] = []
-    was_training = block.training
-    restore_forwards = use_lean_activations(block)
-    block.train()
-    try:
-        with torch.enable_grad():
-            for step in range(recipe.steps):
-                j = order[step % len(order)]
-                out = block_forward(block, inputs.hidden[j], inputs.kwargs[j])
-                loss = (out.float() - targets[j].float()).pow(2).mean() / scales[j]
-                value = float(loss.detach())
-                losses.append(value)
-                if not math.isfinite(value):
-                    with torch.no_grad():
-                        for p, g in zip(params, good):
-                            p.copy_(g)
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                masters.take_grads()
-                if recipe.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(masters.params, recipe.max_grad_norm)
-                optimizer.step()
-                masters.write_back()
-                schedule.step()
-                if keeper is not None:
-                    keeper.apply()
-                with torch.no_grad():
-                    for p, g in zip(params, good):
-                        g.copy_(p)
-    finally:
-        restore_forwards()
-        block.train(was_training)
-    return losses
+        return TrainOutcome(losses=[], stopped=None, seconds=0.0)
+    chunks = itertools.cycle(torch.randperm(len(inputs), generator=generator).tolist())
+
+    def step_loss() -> float:
+        j = next(chunks)
+        return backward_if_finite(relative_error(targets[j], block_forward(block, inputs.hidden[j], inputs.kwargs[j])))
+
+    with training_mode(block), torch.enable_grad():
+        return train(params, step_loss, recipe.how, rollback=True, keeper=keeper)

@@ -23,6 +23,7 @@ from .mask_keeper import MaskKeeper
 from .reconstruct import BlockRecipe, reconstruct
 from .retrain import retrain
 from .subsets import select_trainable
+from .training_loop import Optimisation
 
 
 def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: torch.Tensor, dense: DenseReference,
@@ -70,10 +71,11 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
 def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result: RunResult, progress, log,
                  placement: BlockPlacement | None) -> None:
     inputs = capture_block_inputs(model, calib, config.batch_size)
+    how = Optimisation(steps=config.steps, lr=config.lr, warmup_ratio=config.warmup_ratio,
+                       weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+                       master_weights=config.master_weights)
     recipe = BlockRecipe(subsets=config.train, adapter=config.adapter, rank=config.rank, alpha=config.alpha,
-                         target_modules=config.target_modules, steps=config.steps, lr=config.lr,
-                         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
-                         max_grad_norm=config.max_grad_norm, master_weights=config.master_weights)
+                         target_modules=config.target_modules, how=how)
     outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress, placement=placement)
     total = count_parameters(model)
     if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params

@@ -100,14 +100,15 @@ def test_errors_and_perplexity_make_no_float64_tensor(family):
     """MPS (the device ``auto`` picks on an Apple laptop) has no float64: the layer errors, the block
     reconstruction error and the perplexity sum in float32 on the device and accumulate in Python floats."""
     from perp_engine.evaluation.perplexity import perplexity
-    from perp_engine.model.capture import relative_error, run_block
+    from perp_engine.evaluation.relative_error import chunked_relative_error
+    from perp_engine.model.capture import run_block
 
     model, dense, dense_inputs, samples = setup(family)
     inputs = capture_block_inputs(model, samples, batch_size=2)
     block = find_decoder_blocks(model)[1][0]
     with _Float64Made() as made:
         report = measure_errors(model, dense, dense_inputs, inputs)
-        error = relative_error(run_block(dense.block(0, torch.device("cpu")), inputs), run_block(block, inputs))
+        error = chunked_relative_error(run_block(dense.block(0, torch.device("cpu")), inputs), run_block(block, inputs))
         ppl = perplexity(model, samples, batch_size=2)
     assert made.calls == []
     assert all(e > 0 for e in report.local.values()) and error > 0 and 1 < ppl < float("inf")

@@ -15,11 +15,11 @@ import pytest
 import ray
 from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
 
-from perp_engine import heap
 from perp_engine.cli import main
 from perp_engine.config import RunConfig
 from perp_engine.jobs import make_executor, ray_executor
 from perp_engine.jobs.worker import execute_run
+from perp_engine.resources import heap
 from perp_engine.run.sweep import SweepSpec, queue_sweep
 from perp_engine.store import RunStore
 

@@ -10,8 +10,8 @@ from test_data import word_tokenizer
 from tiny_models import TINY_MODELS
 from torch import nn
 
-from perp_engine import models
 from perp_engine.errors import PerpError
+from perp_engine.model import load as models
 from perp_engine.model.blocks import find_decoder_blocks
 from perp_engine.model.load import EMBEDDED_MODELS, check_causal_lm, load_model, load_skeleton, resolve_device
 

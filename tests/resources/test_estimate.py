@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from fixtures_tiny import save_tiny_model, tiny_text_file  # noqa: F401  (pytest fixture)
 
-from perp_engine import estimate
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight
 from perp_engine.model.shape import ModelShape
 from perp_engine.progress import STAGES
+from perp_engine.resources import estimate
 from perp_engine.run.pipeline import run_pipeline
 
 TINY = {"seqlen": 32, "calib_samples": 4, "eval_tokens": 64, "batch_size": 2, "steps": 1}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from perp_engine import heap
 from perp_engine.jobs.local import LocalExecutor
+from perp_engine.resources import heap
 
 REPO = Path(__file__).resolve().parents[2]
 OLD, NEW = ("glibc", "2.36"), ("glibc", "2.39")

@@ -22,11 +22,11 @@ from fixtures_tiny import perp_home, save_tiny_model, tiny_model_dir, tiny_run_c
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from perp_engine import models
 from perp_engine.cli import main
 from perp_engine.config import RunConfig
 from perp_engine.evaluation.divergence import DIVERGED_FACTOR, divergence
 from perp_engine.jobs.worker import execute_run
+from perp_engine.model import load as models
 from perp_engine.paths import atomic_dir
 from perp_engine.result import LayerRecord
 from perp_engine.run.pipeline import run_pipeline
@@ -222,7 +222,7 @@ def test_a_killed_export_is_cleaned_up_by_the_next(kept_run, tmp_path, capsys):
     store, run_id = kept_run
     dest = tmp_path / "killed"
     started = tmp_path / "started"
-    script = ("import sys, time\nfrom perp_engine import export\nfrom perp_engine.store import RunStore\n"
+    script = ("import sys, time\nfrom perp_engine.run import export\nfrom perp_engine.store import RunStore\n"
               "def stall(staging, dest):\n    open(sys.argv[3], 'w').close()\n    time.sleep(600)\n"
               "export._move_into = stall\n"
               "export.export_run(RunStore(sys.argv[1]), int(sys.argv[2]), sys.argv[4])\n")

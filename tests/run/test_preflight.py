@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from fixtures_tiny import perp_home, save_tiny_model, tiny_model_dir, tiny_run_config, tiny_text, tiny_text_file  # noqa: F401
 
-from perp_engine import preflight
 from perp_engine.errors import PerpError
 from perp_engine.jobs import LocalExecutor
+from perp_engine.run import preflight
 from perp_engine.run.pipeline import run_pipeline
 from perp_engine.run.preflight import Preflight, check_run, check_text
 
