@@ -31,7 +31,8 @@ def _setup(sizes: dict, device: str, threads: int):
     import torch
 
     from perp_engine.config import RunConfig
-    from perp_engine.data.corpora import calibration_samples, load_corpus
+    from perp_engine.data.corpora import load_corpus
+    from perp_engine.data.sampling import calibration_samples
     from perp_engine.model.load import load_model
 
     dev = harness.setup_torch(device, threads)
@@ -68,7 +69,7 @@ def prune_case(sizes: dict, device: str, threads: int, method: str, pattern: str
                with_ppl: bool) -> dict:
     """The pipeline's prune stage for one method (timed, metered), then, if asked, the pruned perplexity (not
     timed)."""
-    from perp_engine.data.corpora import eval_windows
+    from perp_engine.data.sampling import eval_windows
     from perp_engine.evaluation.perplexity import model_sparsity, perplexity
     from perp_engine.model.capture import capture_block_inputs
     from perp_engine.pruning.sequential import DATA_FREE_METHODS, prune_model
@@ -101,7 +102,7 @@ def throughput_case(sizes: dict, device: str, threads: int, repeats: int) -> dic
     ``repeats`` interleaved runs each (the shared machine's noise hits both alike)."""
     import torch
 
-    from perp_engine.data.corpora import eval_windows
+    from perp_engine.data.sampling import eval_windows
     from perp_engine.evaluation.perplexity import perplexity
 
     dev, model, tokenizer, corpus, _, config = _setup(sizes, device, threads)

@@ -56,7 +56,8 @@ def work_case(config_dict: dict, threads: int) -> dict:
     import transformers  # noqa: F401
 
     from perp_engine.config import RunConfig
-    from perp_engine.data.corpora import calibration_samples, load_corpus
+    from perp_engine.data.corpora import load_corpus
+    from perp_engine.data.sampling import calibration_samples
     from perp_engine.model.capture import capture_block_inputs
     from perp_engine.model.load import load_model
     from perp_engine.pruning.sequential import prune_model

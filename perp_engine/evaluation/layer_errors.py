@@ -7,7 +7,7 @@
   propagated activations: how far the model's internal state has moved, upstream damage included.
 
 ``f`` is the whole layer (its bias included) or the whole block. Both models see the same windows (the
-held-out measurement windows of :func:`perp_engine.data.corpora.measure_windows`). Memory: one dense block on the device
+held-out measurement windows of :func:`perp_engine.data.sampling.measure_windows`). Memory: one dense block on the device
 at a time and the activations of the windows at one depth, for each model.
 """
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.corpora import calibration_samples, load_corpus, measure_windows
+from ..data.corpora import load_corpus
+from ..data.sampling import calibration_samples, measure_windows
 from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
 from ..model.capture import block_forward, capture_block_inputs, run_block

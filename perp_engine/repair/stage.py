@@ -12,7 +12,8 @@ from typing import Callable
 import torch
 
 from ..config import RunConfig
-from ..data.corpora import Corpus, train_samples
+from ..data.corpora import Corpus
+from ..data.sampling import train_samples
 from ..evaluation.perplexity import count_parameters
 from ..model.capture import capture_block_inputs
 from ..offload.dense_reference import DenseReference

@@ -76,7 +76,7 @@ def save_model(model, path: str | Path) -> Path:
 
 def trained_tiny_llama(text: str, steps: int = PRETRAIN_STEPS, seqlen: int = 32):
     """:func:`tiny_llama` trained for ``steps`` AdamW steps of 8 windows on ``text`` (under a second)."""
-    from ..data.corpora import token_ids
+    from ..data.tokens import token_ids
     from ..repair.retrain import retrain
 
     ids = token_ids(tiny_tokenizer(), text, home=False)

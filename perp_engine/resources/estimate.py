@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data.corpora import MEASURE_WINDOWS
+from ..data.sampling import MEASURE_WINDOWS
 from ..model.blocks import find_decoder_blocks
 from ..model.load import EMBEDDED_MODELS, load_skeleton, resolve_device
 from ..model.shape import ModelShape

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import RunConfig
-from ..data.corpora import MEASURE_WINDOWS
+from ..data.sampling import MEASURE_WINDOWS
 from ..model.lm_loss import CHUNK_LOGITS, chunk_positions
 from ..model.load import DTYPES
 from ..model.shape import ModelShape

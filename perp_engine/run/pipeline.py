@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data.corpora import MEASURE_WINDOWS, Corpus, calibration_samples, eval_windows, load_corpus, measure_windows
+from ..data.corpora import Corpus, load_corpus
+from ..data.sampling import MEASURE_WINDOWS, calibration_samples, eval_windows, measure_windows
 from ..evaluation.divergence import mark_diverged
 from ..evaluation.layer_errors import ErrorReport, measure_errors
 from ..evaluation.perplexity import count_parameters, model_sparsity, perplexity

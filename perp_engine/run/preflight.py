@@ -33,7 +33,9 @@ from pathlib import Path
 import psutil
 
 from ..config import MIN_SEQLEN, RunConfig
-from ..data.corpora import MEASURE_WINDOWS, Corpus, load_corpus, needs_download, token_ids
+from ..data.corpora import Corpus, load_corpus, needs_download
+from ..data.sampling import MEASURE_WINDOWS
+from ..data.tokens import token_ids
 from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
 from ..model.load import (

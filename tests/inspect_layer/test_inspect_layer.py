@@ -11,7 +11,9 @@ import torch
 from fixtures_tiny import perp_home, tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
 from tiny_models import TINY_MODELS, random_tokens
 
-from perp_engine.data.corpora import load_corpus, measure_windows, token_ids
+from perp_engine.data.corpora import load_corpus
+from perp_engine.data.sampling import measure_windows
+from perp_engine.data.tokens import token_ids
 from perp_engine.errors import PerpError
 from perp_engine.inspect_layer import (
     CURVE_SPARSITIES,

@@ -6,9 +6,9 @@ import importlib.util
 
 import pytest
 import torch
-from test_data import word_tokenizer
 from tiny_models import TINY_MODELS
 from torch import nn
+from word_tokenizer import word_tokenizer
 
 from perp_engine.errors import PerpError
 from perp_engine.model import load as models
@@ -176,7 +176,8 @@ def test_embedded_skeleton_from_gguf_metadata(tmp_path):
 @pytest.mark.slow
 def test_embedded_model_end_to_end(tmp_path):
     """GGUF -> safetensors cache -> cached load with identical weights -> sane dense perplexity."""
-    from perp_engine.data.corpora import eval_windows, load_corpus
+    from perp_engine.data.corpora import load_corpus
+    from perp_engine.data.sampling import eval_windows
     from perp_engine.evaluation.perplexity import perplexity
 
     model, tokenizer = load_model(EMBEDDED, device="cpu", home=tmp_path)

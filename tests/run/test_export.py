@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from perp_engine.cli import main
-from perp_engine.data.corpora import eval_windows, load_corpus
+from perp_engine.data.corpora import load_corpus
+from perp_engine.data.sampling import eval_windows
 from perp_engine.errors import PerpError
 from perp_engine.evaluation.perplexity import model_sparsity, perplexity
 from perp_engine.jobs.worker import execute_run
