@@ -12,7 +12,8 @@ import pandas as pd
 
 from perp_engine.errors import PerpError
 from perp_engine.reproduce import Claim, RunSet, assemble, load_report, paper_set
-from perp_engine.reproduce.verdicts import FAILS, HOLDS, PARTLY, UNMEASURED, fmt
+from perp_engine.reproduce.decisions import FAILS, HOLDS, PARTLY, UNMEASURED
+from perp_engine.reproduce.wording import fmt
 from perp_engine.store import RunRow
 
 ROOT = Path(__file__).resolve().parents[1]

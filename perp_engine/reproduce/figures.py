@@ -22,7 +22,7 @@ from .runset import (
     MEMORY_REFERENCE,
     run_key,
 )
-from .verdicts import NAMES
+from .wording import NAMES
 
 # pixels of each figure, by name (its file stem); the overview is the README's figure
 SIZE = {"overview": (1500, 640), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480)}

@@ -19,7 +19,8 @@ from ..store import RunRow
 from .figures import build_figures, write_figures
 from .results import RunNumbers, numbers_of
 from .runset import RunSet
-from .verdicts import THRESHOLDS, Claim, analyse, fmt, recipe_names
+from .decisions import THRESHOLDS
+from .wording import Claim, analyse, fmt, recipe_names
 
 REPORT_FORMAT = 1
 REPORT_JSON, REPORT_MD = "report.json", "report.md"

@@ -23,7 +23,7 @@ from perp_engine.reproduce.figures import build_figures, write_figures
 from perp_engine.reproduce.report import load_report, markdown, readme_section, run_numbers
 from perp_engine.reproduce.results import RunNumbers
 from perp_engine.reproduce.runset import run_key
-from perp_engine.reproduce.verdicts import analyse, claim1, claim2, claim3
+from perp_engine.reproduce.wording import analyse, claim1, claim2, claim3, fmt
 from perp_engine.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,6 +160,73 @@ def test_every_claim_holds_in_the_scenario_and_the_report_says_so(tmp_path):
     claims = analyse(scenario().values(), "TinyLM")
     assert [c.verdict.status for c in claims] == [HOLDS] * 3
     assert all(c.verdict.text.startswith("Holds on TinyLM:") for c in claims)
+
+
+WORD_FOR_WORD = [  # (judge, fields, runs left out of the set, the verdict's whole sentence)
+    (claim1, {}, (),
+     "Holds on TinyLM: `perp` (1% of the parameters) recovers 90% / 90% / 90% / 90% of what full retraining recovers "
+     "at 30/50/60/70% sparsity; it matches full retraining (at least 80% of its recovery, or a perplexity no higher) "
+     "at 30/50/60/70%. Its train-stage peak memory is 0.60x and its time per step 0.70x full retraining's (a "
+     "fraction: at most 0.8x and 0.9x). Norms only (1%) recovers 63% / 62% / 62% / 62% of full retraining's "
+     "recovery."),
+    (claim1, {**failed(mag(0.3, "full-ft")), mag(0.7, "perp"): {"final_ppl": None, "diverged": "final ppl 1e9"},
+              **{mag(s, "perp"): {"train_peak_mb": 950.0} for s in (0.5, 0.6)}}, (),
+     "Holds in part on TinyLM: `perp` (1% of the parameters) recovers 90% / 90% / – of what full retraining "
+     "recovers at 50/60/70% sparsity; it matches full retraining (at least 80% of its recovery, or a perplexity no "
+     "higher) at 50/60% (the other sparsities were not measured). Its train-stage peak memory is 0.95x and its time "
+     "per step 0.70x full retraining's (a fraction: at most 0.8x and 0.9x, not met). Norms only (1%) recovers 62% / "
+     "62% / 62% of full retraining's recovery. Diverged (counted as failing): magnitude 70% perp."),
+    (claim1, failed(*(mag(s, "full-ft") for s in PRUNED)), (mag(0.3, "none"),),
+     "Not measured: runs it needs did not finish (magnitude 30% none: missing; magnitude 30% full-ft: failed (worker "
+     "died); magnitude 50% full-ft: failed (worker died); magnitude 60% full-ft: failed (worker died) and 1 more)."),
+    (claim2, {}, (),
+     "Holds on TinyLM: at 60/70% sparsity perp ends at 29.49 / 38.11 against full retraining's 26.39 / 31.70. "
+     "MaskLoRA ends at 27.13 / 33.19 (closing 75% / 75% of the gap; closes it at 60/70%); ScaleLoRA ends at 27.51 / "
+     "33.96 (closing 62% / 62% of the gap; closes it at 60/70%); the paper's ScaleLoRA ends at 29.08 / 37.24 "
+     "(closing 13% / 12% of the gap; closes it at no sparsity). Closing the gap: at least 50% of it, or a perplexity "
+     "no higher than full retraining's. Every merged model kept the sparsity of its pruned model (60.0% at 60%, "
+     "70.0% at 70%, measured after the merge; the pipeline also checks each pruned layer's zeros). Plain LoRA ends "
+     "at 27.13 / 33.19 but stays unmerged: 1,234 extra parameters (1.23% of the model) computed beside the sparse "
+     "layers, since merging would fill every zero."),
+    (claim2, {mag(0.6, "perp"): {"final_ppl": 20.1}, mag(0.6, "full-ft"): {"final_ppl": 20.0},
+              mag(0.7, "perp-scalelora"): {"measured_sparsity": 0.65},
+              **{mag(s, "perp-lora"): {"notes": []} for s in (0.6, 0.7)}}, (),
+     "Holds in part on TinyLM: at 60/70% sparsity perp ends at 20.10 / 38.11 against full retraining's 20.00 / "
+     "31.70 (no gap left at 60%: perp ends within 1% of full retraining or below it). MaskLoRA ends at 27.13 / 33.19 "
+     "(closing – / 75% of the gap; closes it at 70%); ScaleLoRA ends at 27.51 / 33.96 (closing – / 62% of the gap; "
+     "closes it at no sparsity); the paper's ScaleLoRA ends at 29.08 / 37.24 (closing – / 12% of the gap; closes it "
+     "at no sparsity). Closing the gap: at least 50% of it, or a perplexity no higher than full retraining's. The "
+     "merged models' sparsities differ within one sparsity level (60.0% at 60%, 65.0% and 70.0% at 70%). Plain LoRA "
+     "ends at 27.13 / 33.19 and was merged, which this check does not expect."),
+    (claim3, {}, (),
+     "Holds on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the pruning damage "
+     "of Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4 (ScaleLoRA 30% / 30% / 30% / 30%, norms only 10% / 10% / "
+     "10% / 10%); significant (at least 25% with one of the adapters) for Wanda 50%, Wanda 2:4, SparseGPT 50%, "
+     "SparseGPT 2:4. With an adapter its train-stage peak memory is at most 310 MiB, 0.31x full retraining's 1,000 "
+     "MiB (memory-efficient: at most 0.5x: met)."),
+    (claim3, {**recon(0.1), **failed(run_key("sparsegpt", 0.5, "2:4", "none"))}, (),
+     "Does not hold on TinyLM: block-wise reconstruction with MaskLoRA recovers 10% / 10% / 10% of the pruning "
+     "damage of Wanda 50%, Wanda 2:4, SparseGPT 50% (ScaleLoRA 10% / 10% / 10%, norms only 10% / 10% / 10%); "
+     "significant (at least 25% with one of the adapters) for none of them. With an adapter its train-stage peak "
+     "memory is at most 310 MiB, 0.31x full retraining's 1,000 MiB (memory-efficient: at most 0.5x: met)."),
+]
+
+
+@pytest.mark.parametrize("judge, fields, without, text", WORD_FOR_WORD,
+                         ids=[f"{judge.__name__}-{i}" for i, (judge, *_) in enumerate(WORD_FOR_WORD)])
+def test_the_verdicts_word_for_word(judge, fields, without, text):
+    """Each verdict's whole sentence, to the character (the cases above check phrases of it)."""
+    runs = {k: r for k, r in scenario(fields).items() if k not in without}
+    assert judge(runs, "TinyLM").verdict.text == text
+
+
+@pytest.mark.parametrize("value, kind, text", [
+    (None, "ppl", "–"), (math.nan, "share", "–"), ("failed", "ppl", "failed"), (12345.678, "ppl", "12,345.68"),
+    (123456.0, "ppl", "1.23e+05"), (0.000123, "percent", "0.0123%"), (0.756, "share", "76%"),
+    (0.6543, "sparsity", "65.4%"), (5e-3, "lr", "0.005"), (0.314, "ratio", "0.31x"), (1234.0, "count", "1,234"),
+    (1234.6, "mib", "1,235"), (1.234, "seconds", "1.23"), (7, "text", "7")])
+def test_each_cell_reads_as_its_column_says(value, kind, text):
+    assert fmt(value, kind) == text
 
 
 @pytest.mark.parametrize("dense, pruned, end, expected", [

@@ -1,11 +1,10 @@
-"""The three claims: one table each and a verdict computed from the numbers with the thresholds below.
+"""The three claims as the report and the Paper page show them: each claim's words, its table of every run it
+uses, and its verdict: a status with a sentence that quotes the numbers behind it.
 
 A verdict is ``holds``, ``holds in part``, ``does not hold`` (on this model, at these sizes) or ``not measured``
-(a run it needs failed or is missing), with a sentence that quotes the numbers behind it. Nothing here is
-written by hand per result: change a threshold and every report says the new thing.
-
-"Recovered" is :func:`perp_engine.evaluation.recovery.recovered_share`: the share of the pruning damage a repair undid on
-the log-perplexity scale (1 = back to dense, 0 = no better than the pruned model).
+(a run it needs failed or is missing). Which one, and every rule behind it, is decided in
+:mod:`perp_engine.reproduce.decisions`; this module picks each claim's runs out of the set, asks those rules, and
+writes down what they decided and the numbers they decided it on.
 """
 
 from __future__ import annotations
@@ -14,8 +13,39 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
-from ..evaluation.recovery import MIN_DAMAGE
 from ..presets import DESCRIPTIONS
+from .decisions import (
+    CLOSE_SHARE,
+    COST_MEMORY,
+    COST_TIME,
+    FAILS,
+    HOLDS,
+    MATCH_SHARE,
+    MEMORY_EFFICIENT,
+    PARTLY,
+    SIGNIFICANT,
+    UNMEASURED,
+    claim1_measured,
+    claim1_status,
+    claim2_measured,
+    claim2_status,
+    claim3_measured,
+    claim3_status,
+    closes_gap,
+    costs_a_fraction,
+    gap_closed,
+    gap_left,
+    highest,
+    matches_full,
+    memory_efficient,
+    merged_sparsities,
+    ratio,
+    share_of_full,
+    significant_gain,
+    sparsity_kept,
+    stays_unmerged,
+    usable,
+)
 from .results import RunNumbers
 from .runset import (
     CLAIM1_RECIPES,
@@ -31,37 +61,6 @@ from .runset import (
     run_key,
 )
 
-# Claim 1: a recipe matches full retraining when it recovers at least MATCH_SHARE of what full retraining
-# recovers, or ends at a perplexity no higher; "a fraction of the memory and time": its train-stage peak memory
-# at most COST_MEMORY and its seconds per step at most COST_TIME of full retraining's.
-MATCH_SHARE = 0.8
-COST_MEMORY = 0.8
-COST_TIME = 0.9
-# Claim 2: an adapter closes the remaining gap when it closes at least CLOSE_SHARE of the log-perplexity gap
-# between perp and full retraining, or ends at a perplexity no higher than full retraining's, and its merged
-# model keeps the sparsity of the pruned model.
-CLOSE_SHARE = 0.5
-# Claim 3: reconstruction improves a pruned model significantly when it recovers at least SIGNIFICANT of the
-# damage; it is memory-efficient when its train-stage peak is at most MEMORY_EFFICIENT of full retraining's.
-SIGNIFICANT = 0.25
-MEMORY_EFFICIENT = 0.5
-
-THRESHOLDS = {
-    "MATCH_SHARE": (MATCH_SHARE, "claim 1: a recipe matches full retraining when it recovers at least this share "
-                                 "of what full retraining recovers, or ends at a perplexity no higher"),
-    "COST_MEMORY": (COST_MEMORY, "claim 1: at most this share of full retraining's train-stage peak memory"),
-    "COST_TIME": (COST_TIME, "claim 1: at most this share of full retraining's seconds per step"),
-    "CLOSE_SHARE": (CLOSE_SHARE, "claim 2: an adapter closes the remaining gap when it closes at least this share "
-                                 "of the log-perplexity gap between perp and full retraining, or ends no higher "
-                                 "than full retraining, its merged model keeping the pruned sparsity"),
-    "SIGNIFICANT": (SIGNIFICANT, "claim 3: reconstruction improves a pruned model significantly when it recovers "
-                                 "at least this share of the pruning damage"),
-    "MEMORY_EFFICIENT": (MEMORY_EFFICIENT, "claim 3: reconstruction is memory-efficient when its train-stage peak "
-                                           "is at most this share of full retraining's"),
-}
-
-HOLDS, PARTLY, FAILS, UNMEASURED = "holds", "holds in part", "does not hold", "not measured"
-VERDICTS = (HOLDS, PARTLY, FAILS, UNMEASURED)
 NAMES = {"none": "no repair", "norms-only": "norms only", "perp": "perp", "full-ft": "full retraining",
          "perp-masklora": "MaskLoRA", "perp-scalelora": "ScaleLoRA", "perp-scalelora-paper": "the paper's ScaleLoRA",
          "perp-lora": "plain LoRA", "recon-norms": "norms only", "recon-masklora": "MaskLoRA",
@@ -154,16 +153,8 @@ def _sparsities(values: Iterable[float]) -> str:
     return "/".join(f"{100 * s:.0f}" for s in values) + "%"
 
 
-def _usable(run: RunNumbers | None) -> bool:
-    return run is not None and run.done and run.end_ppl is not None and math.isfinite(run.end_ppl)
-
-
 def _missing(runs: Mapping[str, RunNumbers], keys: Iterable[str]) -> list[str]:
     return [k for k in keys if k not in runs or not runs[k].done]
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b not in (None, 0) else None
 
 
 def _unmeasured(runs: Mapping[str, RunNumbers], keys: list[str]) -> Verdict:
@@ -174,30 +165,12 @@ def _unmeasured(runs: Mapping[str, RunNumbers], keys: list[str]) -> Verdict:
     return Verdict(UNMEASURED, f"Not measured: runs it needs did not finish ({why}{more}).")
 
 
-def _status(all_ok: bool, any_ok: bool) -> str:
-    return HOLDS if all_ok else PARTLY if any_ok else FAILS
-
-
 def _opening(status: str, model: str) -> str:
     return {HOLDS: f"Holds on {model}", PARTLY: f"Holds in part on {model}",
             FAILS: f"Does not hold on {model}"}[status]
 
 
 # -- claim 1 --------------------------------------------------------------------------------------------------
-
-
-def share_of_full(run: RunNumbers, full: RunNumbers) -> float | None:
-    """What ``run`` recovered as a share of what full retraining recovered (None when that was nothing)."""
-    done, reference = run.recovered, full.recovered
-    return done / reference if done is not None and reference is not None and reference > 0 else None
-
-
-def matches_full(run: RunNumbers, full: RunNumbers) -> bool:
-    """Claim 1's test: at least MATCH_SHARE of full retraining's recovery, or a perplexity no higher."""
-    if not _usable(run):
-        return False
-    share = share_of_full(run, full)
-    return run.end_ppl <= full.end_ppl or (share is not None and share >= MATCH_SHARE)
 
 
 def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
@@ -209,7 +182,7 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
         full = runs.get(keys[(sparsity, "full-ft")])
         if run is None:
             continue
-        share = share_of_full(run, full) if preset not in ("none", "full-ft") and _usable(full) and _usable(run) else None
+        share = share_of_full(run, full) if preset not in ("none", "full-ft") and usable(full) and usable(run) else None
         trained = run.mode != "none"
         rows.append([f"{sparsity:.0%}", NAMES[preset], run.lr, run.trainable_params if trained else None,
                      run.trainable_fraction if trained else None,
@@ -218,21 +191,18 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     table = Table(["sparsity", "recipe", "lr", "trainable", "trainable %", "perplexity", "recovered",
                    "of full retraining's recovery", "s / step", "train peak MiB"],
                   ["text", "text", "lr", "count", "percent", "ppl", "share", "share", "seconds", "mib"], rows)
-    comparable = [s for s in CLAIM1_SPARSITIES if _usable(runs.get(keys[(s, "full-ft")])) and runs.get(keys[(s, "perp")])
-                  and runs[keys[(s, "perp")]].done]
+    comparable = [s for s in CLAIM1_SPARSITIES
+                  if claim1_measured(runs.get(keys[(s, "perp")]), runs.get(keys[(s, "full-ft")]))]
     if not comparable:
         return Claim(1, title, statement, table, _unmeasured(runs, list(keys.values())))
     full = {s: runs[keys[(s, "full-ft")]] for s in comparable}
     perp = {s: runs[keys[(s, "perp")]] for s in comparable}
     norms = {s: runs.get(keys[(s, "norms-only")]) for s in comparable}
     matched = [s for s in comparable if matches_full(perp[s], full[s])]
-    memory = max((r for r in (_ratio(perp[s].train_peak_mb, full[s].train_peak_mb) for s in comparable) if r is not None),
-                 default=None)
-    time = max((r for r in (_ratio(perp[s].seconds_per_step, full[s].seconds_per_step) for s in comparable)
-                if r is not None), default=None)
-    cheap = memory is not None and time is not None and memory <= COST_MEMORY and time <= COST_TIME
-    every = len(comparable) == len(CLAIM1_SPARSITIES) and len(matched) == len(comparable)
-    status = _status(every and cheap, bool(matched))
+    memory = highest(ratio(perp[s].train_peak_mb, full[s].train_peak_mb) for s in comparable)
+    time = highest(ratio(perp[s].seconds_per_step, full[s].seconds_per_step) for s in comparable)
+    cheap = costs_a_fraction(memory, time)
+    status = claim1_status(comparable, matched, cheap)
     fraction = next((r.trainable_fraction for r in perp.values() if r.trainable_fraction), None)
     norms_fraction = next((r.trainable_fraction for r in norms.values() if r and r.trainable_fraction), None)
     text = (f"{_opening(status, model)}: `perp` ({fmt(fraction, 'percent')} of the parameters) recovers "
@@ -257,29 +227,6 @@ def _diverged(runs: Iterable[RunNumbers]) -> str:
 # -- claim 2 --------------------------------------------------------------------------------------------------
 
 
-def gap_closed(run: RunNumbers, perp: RunNumbers, full: RunNumbers) -> float | None:
-    """Share of the log-perplexity gap between perp and full retraining that ``run`` closed (None when perp
-    already ends within 1% of full retraining, or a number is missing)."""
-    if not (_usable(run) and _usable(perp) and _usable(full)):
-        return None
-    gap = math.log(perp.end_ppl) - math.log(full.end_ppl)
-    return (math.log(perp.end_ppl) - math.log(run.end_ppl)) / gap if gap >= MIN_DAMAGE else None
-
-
-def closes_gap(run: RunNumbers, perp: RunNumbers, full: RunNumbers) -> bool:
-    """Claim 2's test: at least CLOSE_SHARE of the gap closed, or a perplexity no higher than full retraining's,
-    with the sparsity of the pruned model kept through the merge (perp's, measured the same way)."""
-    if not (_usable(run) and _usable(full)) or not _same_sparsity(run, perp):
-        return False
-    closed = gap_closed(run, perp, full)
-    return run.end_ppl <= full.end_ppl or (closed is not None and closed >= CLOSE_SHARE)
-
-
-def _same_sparsity(run: RunNumbers, reference: RunNumbers) -> bool:
-    return (run.measured_sparsity is not None and reference.measured_sparsity is not None
-            and abs(run.measured_sparsity - reference.measured_sparsity) < 1e-9)
-
-
 def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     title, statement = CLAIMS[2]
     keys = {(s, p): run_key("magnitude", s, "unstructured", p) for s in CLAIM2_SPARSITIES for p in CLAIM2_RECIPES}
@@ -297,18 +244,15 @@ def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                    "of perp's gap to full retraining closed", "sparsity after merge", "s / step", "train peak MiB"],
                   ["text", "text", "percent", "count", "ppl", "share", "share", "sparsity", "seconds", "mib"], rows)
     comparable = [s for s in CLAIM2_SPARSITIES
-                  if _usable(runs.get(keys[(s, "perp")])) and _usable(runs.get(keys[(s, "full-ft")]))]
+                  if claim2_measured(runs.get(keys[(s, "perp")]), runs.get(keys[(s, "full-ft")]))]
     if not comparable:
         return Claim(2, title, statement, table, _unmeasured(runs, list(keys.values())))
     perp = {s: runs[keys[(s, "perp")]] for s in comparable}
     full = {s: runs[keys[(s, "full-ft")]] for s in comparable}
     closes = {p: [s for s in comparable if runs.get(keys[(s, p)]) and closes_gap(runs[keys[(s, p)]], perp[s], full[s])]
               for p in CLAIM2_ADAPTERS}
-    every = len(comparable) == len(CLAIM2_SPARSITIES)
-    masklora_ok = every and len(closes["perp-masklora"]) == len(comparable)
-    scalelora_ok = every and any(len(closes[p]) == len(comparable) for p in ("perp-scalelora", "perp-scalelora-paper"))
-    status = _status(masklora_ok and scalelora_ok, any(closes.values()))
-    no_gap = [s for s in comparable if gap_closed(perp[s], perp[s], full[s]) is None]
+    status = claim2_status(comparable, closes)
+    no_gap = [s for s in comparable if gap_left(perp[s], full[s]) is None]
     adapters = "; ".join(
         f"{NAMES[p]} ends at {' / '.join(fmt(_ppl(runs.get(keys[(s, p)])), 'ppl') for s in comparable)} (closing "
         f"{_shares([gap_closed(runs[keys[(s, p)]], perp[s], full[s]) if runs.get(keys[(s, p)]) else None for s in comparable])}"
@@ -329,18 +273,14 @@ def _ppl(run: RunNumbers | None) -> float | None:
 
 
 def _kept(runs: list[RunNumbers]) -> str:
-    """Whether every merged model has the sparsity of its pruned model (the measured one, after the merge)."""
-    by_sparsity: dict[float, set[float]] = {}
-    for run in runs:
-        if run.measured_sparsity is not None:
-            by_sparsity.setdefault(run.sparsity, set()).add(round(run.measured_sparsity, 9))
+    """The sentence on whether every merged model has the sparsity of its pruned model (measured after the merge)."""
+    by_sparsity = merged_sparsities(runs)
     if not by_sparsity:
         return ""
-    same = all(len(values) == 1 for values in by_sparsity.values())
     listed = ", ".join(f"{' and '.join(fmt(v, 'sparsity') for v in sorted(values))} at {s:.0%}"
                        for s, values in sorted(by_sparsity.items()))
     return (f"Every merged model kept the sparsity of its pruned model ({listed}, measured after the merge; the "
-            "pipeline also checks each pruned layer's zeros)." if same else
+            "pipeline also checks each pruned layer's zeros)." if sparsity_kept(by_sparsity) else
             f"The merged models' sparsities differ within one sparsity level ({listed}).")
 
 
@@ -349,7 +289,7 @@ def _lora(runs: list[RunNumbers | None]) -> str:
         return ""
     extra, total = runs[0].adapter_params, runs[0].total_params
     ends = " / ".join(fmt(r.end_ppl, "ppl") for r in runs)
-    if not all(r.unmerged for r in runs):
+    if not stays_unmerged(runs):
         return f" Plain LoRA ends at {ends} and was merged, which this check does not expect."
     return (f" Plain LoRA ends at {ends} but stays unmerged: {extra:,} extra parameters "
             f"({fmt(extra / total if total else None, 'percent')} of the model) computed beside the sparse layers, "
@@ -371,7 +311,7 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                 continue
             rows.append([_pruning_name(method, pattern), NAMES[preset],
                          run.trainable_fraction if run.mode != "none" else None, run.end_ppl if run.done else run.status, run.recovered,
-                         run.train_seconds, run.train_peak_mb, _ratio(run.train_peak_mb, ref_mb)])
+                         run.train_seconds, run.train_peak_mb, ratio(run.train_peak_mb, ref_mb)])
     if reference is not None:
         rows.append(["magnitude 50%", "full retraining (memory reference)", reference.trainable_fraction,
                      reference.end_ppl if reference.done else reference.status, reference.recovered,
@@ -380,22 +320,20 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                    "memory vs full retraining"],
                   ["text", "text", "percent", "ppl", "share", "seconds", "mib", "ratio"], rows)
     pruned = {(m, p): runs.get(run_key(m, CLAIM3_SPARSITY, p, "none")) for m, p in CLAIM3_PRUNINGS}
-    comparable = [mp for mp in CLAIM3_PRUNINGS if _usable(pruned[mp])
-                  and any(_done(runs, mp, a) for a in CLAIM3_ADAPTERS)]
+
+    def finished(mp: tuple[str, str]) -> list[RunNumbers]:
+        """The reconstructions with an adapter after pruning ``mp`` that finished."""
+        return [runs[run_key(mp[0], CLAIM3_SPARSITY, mp[1], a)] for a in CLAIM3_ADAPTERS if _done(runs, mp, a)]
+
+    comparable = [mp for mp in CLAIM3_PRUNINGS if claim3_measured(pruned[mp], finished(mp))]
     if not comparable or ref_mb is None:
         keys = [run_key(m, CLAIM3_SPARSITY, p, r) for m, p in CLAIM3_PRUNINGS for r in CLAIM3_RECIPES]
         return Claim(3, title, statement, table, _unmeasured(runs, [*keys, run_key(*MEMORY_REFERENCE)]))
-
-    def best(mp) -> RunNumbers:
-        done = [runs[run_key(mp[0], CLAIM3_SPARSITY, mp[1], a)] for a in CLAIM3_ADAPTERS if _done(runs, mp, a)]
-        return max(done, key=lambda r: r.recovered if r.recovered is not None else -math.inf)
-
-    significant = [mp for mp in comparable if best(mp).recovered is not None and best(mp).recovered >= SIGNIFICANT]
-    adapters = [runs[run_key(m, CLAIM3_SPARSITY, p, a)] for m, p in comparable for a in CLAIM3_ADAPTERS
-                if _done(runs, (m, p), a)]
-    peak = max((r.train_peak_mb for r in adapters if r.train_peak_mb is not None), default=None)
-    efficient = peak is not None and peak <= MEMORY_EFFICIENT * ref_mb
-    status = FAILS if not significant else HOLDS if len(significant) == len(CLAIM3_PRUNINGS) and efficient else PARTLY
+    significant = [mp for mp in comparable if significant_gain(highest(r.recovered for r in finished(mp)))]
+    adapters = [run for mp in comparable for run in finished(mp)]
+    peak = highest(r.train_peak_mb for r in adapters)
+    efficient = memory_efficient(peak, ref_mb)
+    status = claim3_status(significant, efficient)
     names = ", ".join(_pruning_name(m, p) for m, p in comparable)
 
     def shares(preset: str) -> str:
@@ -406,7 +344,7 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
             f"of the pruning damage of {names} (ScaleLoRA {shares('recon-scalelora')}, norms only "
             f"{shares('recon-norms')}); significant (at least {SIGNIFICANT:.0%} with one of the adapters) for "
             f"{', '.join(_pruning_name(*mp) for mp in significant) or 'none of them'}. With an adapter its train-stage "
-            f"peak memory is at most {fmt(peak, 'mib')} MiB, {fmt(_ratio(peak, ref_mb), 'ratio')} full retraining's "
+            f"peak memory is at most {fmt(peak, 'mib')} MiB, {fmt(ratio(peak, ref_mb), 'ratio')} full retraining's "
             f"{fmt(ref_mb, 'mib')} MiB (memory-efficient: at most {MEMORY_EFFICIENT:g}x: "
             f"{'met' if efficient else 'not met'})." + _diverged(adapters))
     return Claim(3, title, statement, table, Verdict(status, text))
