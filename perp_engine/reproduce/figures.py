@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from .decisions import usable
 from .results import RunNumbers
 from .runset import (
     CLAIM1_RECIPES,
@@ -42,9 +43,7 @@ def build_figures(runs: Mapping[str, RunNumbers]) -> dict:
 
 
 def _ppl(run: RunNumbers | None) -> float | None:
-    if run is None or not run.done or run.end_ppl is None or not math.isfinite(run.end_ppl):
-        return None
-    return run.end_ppl
+    return run.end_ppl if usable(run) else None
 
 
 def _dense(runs: Mapping[str, RunNumbers]) -> float | None:

@@ -16,10 +16,10 @@ from pathlib import Path
 from ..errors import PerpError
 from ..presets import LR_ORIGIN, PRESETS
 from ..store import RunRow
+from .decisions import THRESHOLDS
 from .figures import build_figures, write_figures
 from .results import RunNumbers, numbers_of
 from .runset import RunSet
-from .decisions import THRESHOLDS
 from .wording import Claim, analyse, fmt, recipe_names
 
 REPORT_FORMAT = 1

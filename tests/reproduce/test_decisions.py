@@ -33,8 +33,8 @@ from perp_engine.reproduce.decisions import (
     share_of_full,
     significant_gain,
     sparsity_kept,
-    stays_unmerged,
     status,
+    stays_unmerged,
     usable,
 )
 from perp_engine.reproduce.results import RunNumbers
