@@ -1,24 +1,31 @@
 """Predicted peak memory of every stage of a run, from the model's config alone (a meta-device skeleton, no weights).
 
-The model counts what each stage holds at its peak, in bytes, on the run's device (on a CPU that is the whole
-process: Python and the libraries too) and in CPU memory beside it when the device is a GPU:
+Each stage's peak is a sum of terms in bytes, on the run's device (on a CPU that is the whole process: Python and
+the libraries too) and, when the device is a GPU, in the CPU memory beside it:
 
-- weights: the whole model (offload ``none``), or the parts outside the decoder blocks plus one block
-  (``cpu``, ``disk``); the blocks themselves in CPU memory (``cpu``) or in files (``disk``);
-- the dense reference of the layer errors (perp_engine.offload.dense_reference): the blocks again, in CPU memory beside
-  a GPU, in files on a CPU device or with ``disk`` (then one block at a time);
-- pruning: the calibration activations entering and leaving a block, one block's working set, Wanda's column
-  norms or SparseGPT's Hessians (``in^2`` float32 per distinct input) and their Cholesky work;
-- evaluation: one batch of logits (batch x seqlen x vocabulary) and one chunk's float32 log-softmax;
-- retraining: every block on the device, the trainable tensors with their gradients and AdamW state, the
-  activations kept for backward (all blocks', or with checkpointing the block inputs plus one block's), the
-  chunked loss (perp_engine.model.lm_loss) and, for full retraining, gradients and AdamW state of every weight;
-- reconstruction: one block's calibration inputs, targets and outputs and one chunk's backward.
+- process: on a CPU, the worker process with its libraries imported (``CPU_BASELINE``);
+- weights: the whole model (offload ``none``, and retraining with any offload), or the parts outside the decoder
+  blocks plus one block (``cpu``, ``disk``: the other blocks wait in CPU memory or in files); loading on a CPU
+  also holds transient copies of the weights;
+- the dense reference of the layer errors (perp_engine.offload.dense_reference): the blocks again, in CPU memory
+  beside a GPU, in files on a CPU device or with ``disk`` (then one block at a time is read back);
+- activations: what one block's forward works on (inference), what autograd keeps for backward per block
+  (retraining, reconstruction), the calibration activations entering and leaving a block (pruning) and the
+  hidden states of the measurement windows (layer errors);
+- pruning statistics: Wanda's and SparseGPT's float32 work on the largest linear, SparseGPT's Hessians
+  (``in^2`` float32 per distinct input) and their Cholesky factorisation;
+- logits: one evaluation batch's logits in the weights' dtype and one chunk of them in float32; in training the
+  chunked loss (perp_engine.model.lm_loss) holds one chunk's float32 logits and their gradients at a time;
+- trained tensors: their gradients and AdamW state (float32 for adapters, the weights' dtype otherwise), for
+  full retraining every weight's;
+- copies: of the output head's matrix in retraining (fitted, ``TRAIN_HEAD_COPIES``), and a tied head's own
+  matrix once its LoRA is merged.
 
-The per-token activation sizes of training are counted from what a LLaMA block keeps for backward; the rest (the
-CPU process baseline, inference's working set, retraining's head copies) is calibrated on measured stage peaks
-(VmHWM, perp_engine.resources.memory_meter) of the embedded model and of random LLaMA models of the SmolLM2 family's
-shapes; the scale bench (bench/scale_bench.py) checks the predictions against new measurements.
+What training keeps for backward is counted from what a LLaMA block keeps. The other constants are fitted to
+measured stage peaks (VmHWM, perp_engine.resources.memory_meter): the process baseline, loading's and the data
+stage's transients and inference's forward working set to bench/memory_bench.py (real runs of the embedded model
+and of a random LLaMA of SmolLM2-360M's shape), retraining's head copies to the train stages of
+bench/retrain_bench.py; bench/scale_bench.py checks the predictions on larger shapes.
 """
 
 from __future__ import annotations
@@ -33,28 +40,29 @@ from ..model.shape import ModelShape
 from ..repair.subsets import TrainableReport
 
 MIB = 2**20
-CPU_BASELINE = 420 * MIB  # a worker process with torch, transformers, peft and a tokenizer imported (measured)
-LOAD_OVERHEAD = 0.15  # from_pretrained's transient copies on a CPU, as a share of the weights (measured)
-# The corpus text and its token ids read from the token cache (measured). The first run on a corpus tokenizes
-# it instead: ~400 MiB more for a ~3 MB text, once (not predicted: later runs read the cache).
+FLOAT32 = 4  # bytes
+# The next four are calibrated on the stage peaks of bench/memory_bench.py (its results list every stage's error).
+CPU_BASELINE = 420 * MIB  # a worker process with torch, transformers, peft and a tokenizer imported
+LOAD_OVERHEAD = 0.15  # from_pretrained's transient copies on a CPU, as a share of the weights
+# The corpus text and its token ids read from the token cache. The first run on a corpus tokenizes it instead:
+# ~400 MiB more for a ~3 MB text, once (not predicted: later runs read the cache).
 DATA_TRANSIENT = 80 * MIB
-# Activations autograd keeps per token per block in training, in units of hidden and of the widest width (LLaMA:
-# the MLP's intermediate), times the activation dtype's bytes, with the lean norm and MLP forwards
-# (perp_engine.repair.lean_activations): the two norms' inputs, attention's query and output, its key and value (a third
-# of a hidden each at SmolLM2's 3 key-value heads of 9; 5 rounds the sum up), the MLP's gate and up; and, when the
-# block linears train (whole weights or adapters), their inputs besides (q/k/v's, o_proj's, gate/up's, down_proj's).
-# Checkpointing keeps the block inputs instead, plus one block's of these while it recomputes.
-TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE = 5.0, 2.0
+# One block's forward working set in inference, per token, in hidden widths and in the widest width (LLaMA: the
+# MLP's intermediate), times the weights' bytes.
+FORWARD_HIDDEN, FORWARD_WIDE = 6.0, 3.0
+# Counted, not fitted: the activations autograd keeps per token per block in training, in the same units, with the
+# lean norm and MLP forwards (perp_engine.repair.lean_activations): the two norms' inputs, attention's query and
+# output, its key and value (a third of a hidden each at SmolLM2's 3 key-value heads of 9; 5 rounds the sum up),
+# the MLP's gate and up.
+KEPT_HIDDEN, KEPT_WIDE = 5.0, 2.0
+# Kept besides when the block linears train (whole weights or adapters): their inputs (q/k/v's, o_proj's,
+# gate/up's, down_proj's).
 LINEAR_INPUTS_HIDDEN, LINEAR_INPUTS_WIDE = 3.0, 1.0
-BLOCK_ACT_HIDDEN, BLOCK_ACT_WIDE = 6.0, 3.0  # one block's forward working set (inference)
 ADAM_STATE = 2  # AdamW keeps two tensors per trained one
-# Retraining's working set beyond activations, trained tensors and the loss's chunks, fitted to the measured
-# train-stage peaks of the embedded model (bench/retrain_bench.py: perp, perp-masklora and full-ft, with and without
-# checkpointing, all within 8%), not derived: copies of the output head's matrix made around the loss and the
-# merge, and what the allocator keeps of freed blocks, in head matrices. (A batch of float32 logits' worth went when
-# the loss began finding each chunk's gradients in its forward pass, 2.6 head matrices went when the processes
-# began to start with perp_engine.resources.heap's tunables, and one more when the head LoRA's merge began building the
-# merged head by rows, perp_engine.repair.adapters.merge.)
+# Fitted to the train-stage peaks of bench/retrain_bench.py (the embedded model: perp, perp-masklora and full-ft,
+# with and without checkpointing): retraining's working set beyond its activations, trained tensors and loss
+# chunks, in output-head matrices: the copies of the head's matrix made around the loss and the merge, and what
+# the allocator keeps of freed blocks.
 TRAIN_HEAD_COPIES = 1.0
 FIT_MARGIN = 0.9  # share of a device's memory a run plans to use (the rest: allocator caches, CUDA context, others)
 GPU_MEMORY = {"24 GB": 24 * 2**30, "80 GB": 80 * 2**30}  # the GPUs perp estimate reports on (RTX 4090, A100/H100)
@@ -99,80 +107,83 @@ def predict_memory(config: RunConfig, shape: ModelShape, trainable: TrainableRep
                    offload: str) -> MemoryEstimate:
     """The peak of each stage ``config`` runs through, with ``offload`` (not ``auto``) on ``device`` (cpu/cuda)."""
     m = _Terms(config, shape, trainable, device, offload)
-    stages = [m.stage("load", weights=m.weights_loading, transient=m.load_transient),
-              m.stage("data", weights=m.weights, transient=DATA_TRANSIENT if device == "cpu" else 0),
-              m.stage("dense_eval", weights=m.weights, transient=m.eval_transient),
-              m.stage("prune", weights=m.weights, transient=m.prune_transient, dense=True),
-              m.stage("pruned_eval", weights=m.weights, transient=m.eval_transient, dense=True)]
+    data = DATA_TRANSIENT if device == "cpu" else 0  # beside a GPU the corpus is in CPU memory, not counted
+    stages = [m.stage("load", weights=m.loading_weights, work=m.load_transient),
+              m.stage("data", weights=m.resident_weights, work=data),
+              m.stage("dense_eval", weights=m.resident_weights, work=m.eval_transient),
+              m.stage("prune", weights=m.resident_weights, work=m.prune_transient, dense=True),
+              m.stage("pruned_eval", weights=m.resident_weights, work=m.eval_transient, dense=True)]
     if config.mode != "none":
-        train = m.retrain_transient if config.mode == "retrain" else m.reconstruct_transient
-        weights = m.all_weights if config.mode == "retrain" else m.weights
-        stages.append(m.stage("train", weights=weights, transient=train, dense=True))
-        stages.append(m.stage("final_eval", weights=m.weights + m.merged_head,
-                              transient=max(m.eval_transient, m.measure_transient), dense=True))
+        retrains = config.mode == "retrain"  # then every block is on the device, whatever the offloading
+        stages.append(m.stage("train", weights=m.all_weights if retrains else m.resident_weights,
+                              work=m.retrain_transient if retrains else m.reconstruct_transient, dense=True))
+        stages.append(m.stage("final_eval", weights=m.resident_weights + m.merged_head,
+                              work=max(m.eval_transient, m.measure_transient), dense=True))
     return MemoryEstimate(device=device, offload=offload, stages=tuple(stages))
 
 
 class _Terms:
-    """The byte counts of one config on one shape; each property is one named part."""
+    """The byte counts of one config on one shape: each property or method is one term."""
 
     def __init__(self, config: RunConfig, shape: ModelShape, trainable: TrainableReport | None, device: str,
                  offload: str):
-        self.c, self.s, self.trainable, self.device = config, shape, trainable, device
+        self.config, self.shape, self.trainable, self.device = config, shape, trainable, device
         self.offload = "none" if offload == "cpu" and device == "cpu" else offload
-        self.wb = DTYPES[config.dtype].itemsize
-        self.base = CPU_BASELINE if device == "cpu" else 0.0
+        self.weight_bytes = DTYPES[config.dtype].itemsize  # per weight and per activation
+        self.process = CPU_BASELINE if device == "cpu" else 0.0  # on a CPU the device figure is the whole process
 
-    def stage(self, name: str, *, weights: float, transient: float, dense: bool = False) -> StageMemory:
+    def stage(self, name: str, *, weights: float, work: float, dense: bool = False) -> StageMemory:
         """``dense``: the stage holds the dense reference (beside a GPU in CPU memory, unless it is on disk; on a
         CPU device it is on disk and its one block read back is part of the work)."""
-        parts = {"process": self.base, "weights": weights, "work": transient}
+        parts = {"process": self.process, "weights": weights, "work": work}
         host = 0.0
         if self.device != "cpu":
-            host = CPU_BASELINE + self.host_weights + (self.dense_reference if dense and self.offload != "disk" else 0.0)
+            reference = self.dense_reference if dense and self.offload != "disk" else 0.0
+            host = CPU_BASELINE + self.host_blocks + reference
         return StageMemory(name, sum(parts.values()), host, {k: v for k, v in parts.items() if v})
 
     # -- weights ------------------------------------------------------------------------------------------------
 
     @property
-    def full(self) -> float:
-        return self.s.total_params * self.wb
+    def all_weights(self) -> float:
+        return self.shape.total_params * self.weight_bytes
 
     @property
-    def block(self) -> float:
-        return self.s.largest_block_params * self.wb
+    def block_weights(self) -> float:
+        """The largest decoder block's."""
+        return self.shape.largest_block_params * self.weight_bytes
 
     @property
     def outside_blocks(self) -> float:
-        return (self.s.total_params - self.s.block_params) * self.wb
+        """The embeddings, the head, the final norm: every weight outside the decoder blocks."""
+        return (self.shape.total_params - self.shape.block_params) * self.weight_bytes
 
     @property
-    def weights(self) -> float:
-        """On the device while a stage works block by block."""
-        return self.full if self.offload == "none" else self.outside_blocks + self.block
+    def resident_weights(self) -> float:
+        """On the device while a stage works block by block: all of them, or with offloading one block at a time."""
+        return self.all_weights if self.offload == "none" else self.outside_blocks + self.block_weights
 
     @property
-    def all_weights(self) -> float:
-        """On the device while retraining: every block, whatever the offloading."""
-        return self.full
+    def loading_weights(self) -> float:
+        """On the device while loading: an offloaded model loads on the CPU and only the parts outside the blocks
+        go to the GPU."""
+        return self.all_weights if self.device == "cpu" or self.offload == "none" else self.outside_blocks
 
     @property
-    def weights_loading(self) -> float:
-        return self.full if self.device == "cpu" or self.offload == "none" else self.outside_blocks
+    def host_blocks(self) -> float:
+        """The blocks waiting in CPU memory beside a GPU (offload ``cpu``)."""
+        return self.shape.block_params * self.weight_bytes if self.offload == "cpu" else 0.0
 
     @property
-    def host_weights(self) -> float:
-        return self.s.block_params * self.wb if self.offload == "cpu" else 0.0
+    def dense_reference(self) -> float:
+        """Every block's dense weights, taken before pruning."""
+        return self.shape.block_params * self.weight_bytes
 
     @property
     def merged_head(self) -> float:
         """A tied head whose LoRA was merged has its own matrix after training (the embeddings keep theirs)."""
-        merged = self.s.tied_head and "head-lora" in self.c.train and self.c.mode != "none"
-        return self.s.head_params * self.wb if merged else 0.0
-
-    @property
-    def dense_reference(self) -> float:
-        return self.s.block_params * self.wb
+        merged = self.shape.tied_head and "head-lora" in self.config.train and self.config.mode != "none"
+        return self.shape.head_params * self.weight_bytes if merged else 0.0
 
     @property
     def load_transient(self) -> float:
@@ -180,90 +191,137 @@ class _Terms:
         else from_pretrained's smaller transient copies."""
         if self.device != "cpu":
             return 0.0
-        saved = self.s.saved_itemsize
-        return self.s.total_params * saved if saved and saved != self.wb else LOAD_OVERHEAD * self.full
+        saved = self.shape.saved_itemsize
+        if saved and saved != self.weight_bytes:
+            return self.shape.total_params * saved
+        return LOAD_OVERHEAD * self.all_weights
 
-    # -- work -----------------------------------------------------------------------------------------------------
-
-    def _block_forward(self, tokens: int) -> float:
-        return tokens * (BLOCK_ACT_HIDDEN * self.s.hidden + BLOCK_ACT_WIDE * self.s.widest) * self.wb
+    # -- work of each stage ---------------------------------------------------------------------------------------
 
     @property
     def eval_transient(self) -> float:
-        tokens = self.c.eval_batch_size * self.c.seqlen
-        chunk = min(self.c.seqlen, chunk_positions(self.s.vocab)) * self.s.vocab
-        logits = tokens * self.s.vocab * self.wb + 2 * chunk * 4
-        return logits + self._block_forward(tokens)
+        """Perplexity: one batch's logits and one block's forward over the batch."""
+        tokens = self.config.eval_batch_size * self.config.seqlen
+        return self._eval_logits(tokens) + self._block_forward(tokens)
 
     @property
     def measure_transient(self) -> float:
-        """Layer errors (perp_engine.evaluation.layer_errors): both models' block inputs and outputs of the windows, the dense block,
-        a block forward, the dense linears' outputs of one chunk (kept for the current block's hooks), and one
-        comparison: a dense linear's output on the same input, a float32 difference and its square."""
-        tokens = self.c.batch_size * self.c.seqlen
-        windows = MEASURE_WINDOWS * self.c.seqlen * self.s.hidden * self.wb
-        recorded = tokens * sum(o for o, _ in self.s.first_block_linears) * self.wb
-        comparison = tokens * self.s.widest * (self.wb + 2 * 4)
-        return 5 * windows + self.block + self._block_forward(tokens) + recorded + comparison
+        """Layer errors (perp_engine.evaluation.layer_errors): both models' block inputs and outputs of the
+        measurement windows (five windows' hidden states), the dense block, a block forward, the dense linears'
+        outputs of one chunk (kept for the current block's hooks) and one comparison."""
+        tokens = self.config.batch_size * self.config.seqlen
+        return (5 * self._measure_hidden + self.block_weights + self._block_forward(tokens)
+                + self._dense_outputs(tokens) + self._comparison(tokens))
 
     @property
     def prune_transient(self) -> float:
-        c, s = self.c, self.s
-        activations = 2 * c.calib_samples * c.seqlen * s.hidden * self.wb
-        work = self._block_forward(c.batch_size * c.seqlen)
-        if c.method == "sparsegpt":
-            inputs = sorted({i for _, i in s.first_block_linears})
-            work += sum(4 * i * i for i in inputs) + 3 * 4 * s.widest ** 2 + 3 * 4 * max(o * i for o, i in s.linears)
-        elif c.method == "wanda":
-            work += 3 * 4 * max(o * i for o, i in s.linears)
-        return activations + max(work, self.measure_transient)
+        """The calibration activations entering and leaving a block, and the larger of one block's pruning work
+        (its forward and the method's statistics) and the layer errors' work."""
+        work = self._block_forward(self.config.batch_size * self.config.seqlen) + self._method_statistics()
+        return self._calibration_hidden(2) + max(work, self.measure_transient)
 
     @property
     def retrain_transient(self) -> float:
-        c, s = self.c, self.s
-        tokens = c.batch_size * c.seqlen
-        per_block = self._kept_per_block(tokens)
-        if c.grad_checkpointing:
-            activations = s.n_blocks * tokens * s.hidden * self.wb + per_block
-        else:
-            activations = s.n_blocks * per_block
-        loss = 3 * CHUNK_LOGITS * 4
-        fitted = TRAIN_HEAD_COPIES * s.head_params * self.wb
-        return activations + loss + fitted + self._trained()
+        """The activations kept for backward, the loss's chunks, the head copies and the trained tensors."""
+        return (self._retrain_activations(self.config.batch_size * self.config.seqlen) + self._loss_chunks
+                + self._head_copies + self._trained())
 
     @property
     def reconstruct_transient(self) -> float:
-        c, s = self.c, self.s
-        calibration = 3 * c.calib_samples * c.seqlen * s.hidden * self.wb
-        backward = self._kept_per_block(c.batch_size * c.seqlen)
-        per_block_trained = self._trained() / max(1, s.n_blocks)
-        return calibration + backward + self.block + per_block_trained
+        """One block's calibration inputs, targets and outputs, what it keeps for backward over one batch, the
+        dense block, and one block's share of the trained tensors."""
+        backward = self._kept_per_block(self.config.batch_size * self.config.seqlen)
+        per_block_trained = self._trained() / max(1, self.shape.n_blocks)
+        return self._calibration_hidden(3) + backward + self.block_weights + per_block_trained
+
+    # -- the terms the work is made of -----------------------------------------------------------------------------
+
+    def _block_forward(self, tokens: int) -> float:
+        """One block's forward working set over ``tokens`` tokens (inference)."""
+        return tokens * (FORWARD_HIDDEN * self.shape.hidden + FORWARD_WIDE * self.shape.widest) * self.weight_bytes
+
+    def _eval_logits(self, tokens: int) -> float:
+        """The logits of ``tokens`` tokens in the weights' dtype, and one chunk's float32 logits and log-softmax."""
+        chunk = min(self.config.seqlen, chunk_positions(self.shape.vocab)) * self.shape.vocab
+        return tokens * self.shape.vocab * self.weight_bytes + 2 * chunk * FLOAT32
+
+    @property
+    def _measure_hidden(self) -> float:
+        """One model's hidden states of the measurement windows."""
+        return MEASURE_WINDOWS * self.config.seqlen * self.shape.hidden * self.weight_bytes
+
+    def _dense_outputs(self, tokens: int) -> float:
+        """The dense block's linears' outputs over ``tokens`` tokens, kept for the comparison hooks."""
+        return tokens * sum(o for o, _ in self.shape.first_block_linears) * self.weight_bytes
+
+    def _comparison(self, tokens: int) -> float:
+        """One comparison of the layer errors: a dense linear's output on the same input (the widest), a float32
+        difference and its square."""
+        return tokens * self.shape.widest * (self.weight_bytes + 2 * FLOAT32)
+
+    def _calibration_hidden(self, copies: int) -> float:
+        """``copies`` hidden states of every calibration window (a block's inputs, outputs, targets)."""
+        return copies * self.config.calib_samples * self.config.seqlen * self.shape.hidden * self.weight_bytes
+
+    def _method_statistics(self) -> float:
+        """The pruning method's float32 work on one block: SparseGPT's Hessian of each distinct input, three
+        widest-by-widest matrices for the Cholesky factorisation of the largest one, and three matrices of the
+        largest linear's size (its float32 copy and what the method computes from it); Wanda's three matrices of
+        the largest linear's size; none for magnitude or random pruning."""
+        largest = max(o * i for o, i in self.shape.linears)
+        if self.config.method == "sparsegpt":
+            inputs = sorted({i for _, i in self.shape.first_block_linears})
+            return (sum(FLOAT32 * i * i for i in inputs) + 3 * FLOAT32 * self.shape.widest ** 2
+                    + 3 * FLOAT32 * largest)
+        if self.config.method == "wanda":
+            return 3 * FLOAT32 * largest
+        return 0
 
     def _kept_per_block(self, tokens: int) -> float:
-        """Bytes of activations one block keeps for backward over ``tokens`` tokens."""
-        hidden, wide = TRAIN_ACT_HIDDEN, TRAIN_ACT_WIDE
-        if "full" in self.c.train or self.c.adapter != "none":
+        """Activations one block keeps for backward over ``tokens`` tokens."""
+        hidden, wide = KEPT_HIDDEN, KEPT_WIDE
+        if "full" in self.config.train or self.config.adapter != "none":
             hidden, wide = hidden + LINEAR_INPUTS_HIDDEN, wide + LINEAR_INPUTS_WIDE
-        return tokens * (hidden * self.s.hidden + wide * self.s.widest) * self.wb
+        return tokens * (hidden * self.shape.hidden + wide * self.shape.widest) * self.weight_bytes
+
+    def _retrain_activations(self, tokens: int) -> float:
+        """Activations kept for backward over ``tokens`` tokens: every block's, or with checkpointing every block's
+        input plus one block's while it recomputes."""
+        per_block = self._kept_per_block(tokens)
+        if self.config.grad_checkpointing:
+            return self.shape.n_blocks * tokens * self.shape.hidden * self.weight_bytes + per_block
+        return self.shape.n_blocks * per_block
+
+    @property
+    def _loss_chunks(self) -> float:
+        """The chunked loss's one chunk at a time: its float32 logits, log-softmax and gradient."""
+        return 3 * CHUNK_LOGITS * FLOAT32
+
+    @property
+    def _head_copies(self) -> float:
+        return TRAIN_HEAD_COPIES * self.shape.head_params * self.weight_bytes
 
     def _trained(self) -> float:
-        """Trainable tensors beyond the weights: a head copy when a tied head is untied, adapters, their
-        gradients and AdamW state (float32 for adapters, the weights' dtype otherwise)."""
+        """What training adds to the weights: the head's own matrix when a tied head is untied to train it;
+        each adapter tensor with its gradient and AdamW state, in float32; each trained weight's gradient and
+        AdamW state, in the weights' dtype."""
         if self.trainable is None:
             return 0.0
         counts = self.trainable.by_category
         adapters = counts.get("adapter", 0) + counts.get("head-lora", 0)
         weights = self.trainable.trainable - adapters
-        head_copy = self.s.head_params * self.wb if self.s.tied_head and self.c.untie_head and (
-            "head" in self.c.train or "head-lora" in self.c.train) else 0.0
-        return head_copy + adapters * 4 * (2 + ADAM_STATE) + weights * self.wb * (1 + ADAM_STATE)
+        trains_head = "head" in self.config.train or "head-lora" in self.config.train
+        untied = self.shape.tied_head and self.config.untie_head and trains_head
+        head_copy = self.shape.head_params * self.weight_bytes if untied else 0.0
+        return (head_copy + adapters * FLOAT32 * (2 + ADAM_STATE)
+                + weights * self.weight_bytes * (1 + ADAM_STATE))
 
 
 def block_working_set(config: RunConfig, shape: ModelShape) -> float:
     """Bytes of one decoder block's pruning work: its weights, the calibration activations entering and leaving
-    it, and the method's statistics (Wanda's norms, SparseGPT's Hessians and their factorisation)."""
+    it, and the method's statistics (Wanda's scores, SparseGPT's Hessians and their factorisation)."""
     terms = _Terms(config, shape, None, "cpu", "none")
-    return terms.block + terms.prune_transient
+    return terms.block_weights + terms.prune_transient
 
 
 def model_facts(config: RunConfig) -> tuple[ModelShape, TrainableReport | None]:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -50,7 +50,7 @@ WINDOWS_FORMAT = 2  # 2: calibration windows avoid the held-out measurement wind
 
 @dataclass
 class Run:
-    """One run's state, filled in by the stages."""
+    """The state the stages share: what the run was given, and what one stage fills in for later ones."""
 
     config: RunConfig
     progress: Progress
@@ -59,18 +59,19 @@ class Run:
     output_dir: str | None
     device: torch.device
     result: RunResult
-    meter: PeakMemory
+    scratch: Path  # this run's folder for files it deletes at its end (offloaded blocks, dense copy)
+    # filled by load
     model: nn.Module | None = None
     tokenizer: object = None
+    placement: BlockPlacement | None = None  # where the blocks wait between uses (RunConfig.offload)
+    # filled by prepare_data
     calib_corpus: Corpus | None = None
     calib: torch.Tensor | None = None  # calibration windows (pruning statistics, reconstruction)
     windows: torch.Tensor | None = None  # evaluation windows (perplexity)
     measure: torch.Tensor | None = None  # held-out windows of the calibration source (layer-wise errors)
-    placement: BlockPlacement | None = None  # where the blocks wait between uses (RunConfig.offload)
-    scratch: Path | None = None  # this run's folder for files it deletes at its end (offloaded blocks, dense copy)
-    dense: DenseReference | None = None  # the dense blocks, taken before pruning when errors must be measured
+    # filled by prune when errors must be measured
+    dense: DenseReference | None = None  # the dense blocks, taken before pruning
     dense_inputs: BlockInputs | None = None  # the dense model's block-0 inputs of the measurement windows
-    cached_errors: dict | None = field(default=None, repr=False)
 
     def report(self, stage: str, lo: float = 0.0, hi: float = 1.0) -> Callable[..., None]:
         """Progress of a step that covers [lo, hi] of ``stage``."""
@@ -171,8 +172,8 @@ def dense_eval(run: Run) -> None:
 def prune(run: Run) -> None:
     """Keep the dense reference (when errors must be measured), prune, and measure the errors after pruning."""
     config = run.config
-    run.cached_errors = run.cache.get_json("layer_errors", run.errors_key) if run.cache else None
-    if run.cached_errors is None or config.mode != "none":
+    cached_errors = run.cache.get_json("layer_errors", run.errors_key) if run.cache else None
+    if cached_errors is None or config.mode != "none":
         with run.timed("measure"):
             on_disk = run.device.type == "cpu" or run.placement.mode == "disk"  # not a second copy in one memory
             run.dense = DenseReference(run.model, folder=run.scratch / "dense" if on_disk else None,
@@ -181,8 +182,8 @@ def prune(run: Run) -> None:
     with run.timed("prune"):
         run.result.layers = _prune_or_reuse(run, run.report("prune", 0.0, 0.85))
     with run.timed("measure"):
-        if run.cached_errors is not None:
-            errors = ErrorReport(**{k: v for k, v in run.cached_errors.items() if k != "key"})
+        if cached_errors is not None:
+            errors = ErrorReport(**{k: v for k, v in cached_errors.items() if k != "key"})
             run.result.reused.append("layer_errors")
         else:
             errors = _measure(run, run.report("prune", 0.85, 1.0))
@@ -271,14 +272,15 @@ def run_pipeline(
     log = log or (lambda line: None)
     scratch = resolve_home(None) / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
+    meter = PeakMemory(device)
     run = Run(config=config, progress=progress, log=log, cache=ArtifactCache(cache_dir, log=log) if cache_dir else None,
-              output_dir=output_dir, device=device, meter=PeakMemory(device),
+              output_dir=output_dir, device=device,
               result=RunResult(config=config.to_dict(), device=str(device), environment=_environment(device)),
               scratch=Path(tempfile.mkdtemp(prefix="run-", dir=scratch)))
     try:
         for stage in PIPELINE:
             if stage.needed(config):
-                _execute(run, stage)
+                _execute(run, stage, meter)
         if output_dir and not run.result.diverged:
             _save(run)
     finally:
@@ -286,7 +288,7 @@ def run_pipeline(
             run.placement.close(restore=False)
         shutil.rmtree(run.scratch, ignore_errors=True)
     run.result.peak_memory_mb = max(run.result.stage_memory_mb.values())
-    run.result.environment["memory_meter"] = run.meter.method
+    run.result.environment["memory_meter"] = meter.method
     return run.result
 
 
@@ -296,12 +298,12 @@ def _save(run: Run) -> None:
         save_model(run.model, run.tokenizer, run.output_dir, run.config, run.log)
 
 
-def _execute(run: Run, stage: Stage) -> None:
+def _execute(run: Run, stage: Stage, meter: PeakMemory) -> None:
     """Run one stage: progress at its start and end, its time (unless it times its parts), its peak memory."""
     message = stage.message(run)
     run.progress(stage.name, 0.0, message)
     run.log(message)
-    run.meter.start()
+    meter.start()
     try:
         if stage.times_parts:
             stage.run(run)
@@ -309,7 +311,7 @@ def _execute(run: Run, stage: Stage) -> None:
             with run.timed(stage.name):
                 stage.run(run)
     finally:
-        run.result.stage_memory_mb[stage.name] = round(run.meter.stop(), 1)
+        run.result.stage_memory_mb[stage.name] = round(meter.stop(), 1)
     run.progress(stage.name, 1.0, f"{message} done")
 
 
