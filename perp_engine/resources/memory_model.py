@@ -31,8 +31,8 @@ from ..model.lm_loss import CHUNK_LOGITS, chunk_positions
 from ..model.load import DTYPES
 from ..model.shape import ModelShape
 from ..repair.subsets import TrainableReport
+from .memory_meter import MIB
 
-MIB = 2**20
 CPU_BASELINE = 420 * MIB  # a worker process with torch, transformers, peft and a tokenizer imported (measured)
 LOAD_OVERHEAD = 0.15  # from_pretrained's transient copies on a CPU, as a share of the weights (measured)
 # The corpus text and its token ids read from the token cache (measured). The first run on a corpus tokenizes
