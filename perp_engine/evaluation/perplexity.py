@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
 from ..model.lm_loss import chunk_positions
+from ..model.sparsity import zero_count
 from ..offload.placement import BlockPlacement, block_in_use
 
 
@@ -73,7 +74,7 @@ def model_sparsity(model: nn.Module, placement: BlockPlacement | None = None) ->
         with block_in_use(placement, blocks, index) as block:
             for name, module in find_linears(block).items():
                 weight = get_weight(module)
-                layer_zeros = int((weight == 0).sum())
+                layer_zeros = zero_count(weight)
                 layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
                 zeros += layer_zeros
                 total += weight.numel()

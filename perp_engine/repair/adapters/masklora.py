@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ...model.sparsity import kept_positions
 from .base import AdapterLinear
 
 
@@ -19,11 +20,11 @@ class MaskLoRA(AdapterLinear):
     kind = "masklora"
 
     def combine(self, weight: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
-        merged = (lora_b @ lora_a).mul_(weight != 0).mul_(self.scaling).add_(weight)  # in place: one dense temporary
+        merged = (lora_b @ lora_a).mul_(kept_positions(weight)).mul_(self.scaling).add_(weight)  # in place: one dense temporary
         return merged.to(weight.dtype)
 
     def grad_product(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return (g * (weight != 0)).mul_(self.scaling)
+        return (g * kept_positions(weight)).mul_(self.scaling)
 
     def grad_weight(self, g: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
         return g
