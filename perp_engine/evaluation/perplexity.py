@@ -13,7 +13,7 @@ from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
 from ..model.lm_loss import chunk_positions
 from ..model.sparsity import zero_count
-from ..offload.placement import BlockPlacement, block_in_use
+from ..offload.placement import BlockPlacement, each_block
 
 
 def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
@@ -70,12 +70,11 @@ def model_sparsity(model: nn.Module, placement: BlockPlacement | None = None) ->
     path, blocks = find_decoder_blocks(model)
     layers: dict[str, float] = {}
     zeros = total = 0
-    for index in range(len(blocks)):
-        with block_in_use(placement, blocks, index) as block:
-            for name, module in find_linears(block).items():
-                weight = get_weight(module)
-                layer_zeros = zero_count(weight)
-                layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
-                zeros += layer_zeros
-                total += weight.numel()
+    for index, block in each_block(blocks, placement):
+        for name, module in find_linears(block).items():
+            weight = get_weight(module)
+            layer_zeros = zero_count(weight)
+            layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
+            zeros += layer_zeros
+            total += weight.numel()
     return {"overall": zeros / total if total else 0.0, "layers": layers}
