@@ -59,11 +59,6 @@ def _summed_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
                for window in range(ids.shape[0]) for start in range(0, targets.shape[1], rows))
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Parameters of the model, a tensor shared by several modules (a tied head) counted once."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
 def model_sparsity(model: nn.Module, placement: BlockPlacement | None = None) -> dict:
     """``{"overall": fraction, "layers": {full_name: fraction}}`` of zero weights in the decoder blocks' linears
     (``placement``: the run's offloading, each block read in turn)."""

@@ -25,10 +25,11 @@ from ..config import RunConfig
 from ..data.corpora import MEASURE_WINDOWS, Corpus, calibration_samples, eval_windows, load_corpus, measure_windows
 from ..evaluation.divergence import mark_diverged
 from ..evaluation.layer_errors import ErrorReport, measure_errors
-from ..evaluation.perplexity import count_parameters, model_sparsity, perplexity
+from ..evaluation.perplexity import model_sparsity, perplexity
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
 from ..model.capture import BlockInputs, capture_block_inputs
 from ..model.load import load_model, resolve_device
+from ..model.parameters import count_parameters
 from ..model.sparsity import pruned_positions
 from ..offload.dense_reference import DenseReference
 from ..offload.placement import OFFLOADED, BlockPlacement

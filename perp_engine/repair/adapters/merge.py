@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...model.parameters import count_parameters
 from ...model.sparsity import mask_change, pruned_positions
 from .. import tying
 from .base import AdapterLinear, oriented_weight
@@ -61,7 +62,7 @@ def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head:
             notes.append(f"{kind}: merged {len(names)} layer(s) ({where}); zeros verified unchanged, outputs equal to the adapter outputs")
     if kept:
         extra = sum(p.numel() for m in kept for p in adapter_parameters(m))
-        total = sum(p.numel() for p in model.parameters())
+        total = count_parameters(model)
         notes.append(f"lora: kept unmerged: merging would make {len(kept)} layers dense; extra parameters {extra:,} "
                      f"({extra / total:.2%} of the model), a dense low-rank product computed beside each sparse layer")
     return notes
