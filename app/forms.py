@@ -119,7 +119,7 @@ class ExperimentForm:
     mode: str = "retrain"
     train: Sequence[str] = ("norms",)
     adapter: str = "none"
-    rank: int = 16
+    rank: int = RunConfig.rank
     steps: int = RunConfig.steps
     lr: float | None = None
     size: str = DEFAULT_SIZE

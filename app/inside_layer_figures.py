@@ -16,6 +16,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from perp_engine.inspect_layer import INSPECT_METHODS, AdapterOutcome, ErrorCurves, LayerInspection
+from perp_engine.model.sparsity import kept_positions
 
 CROP = 64
 KEPT, PRUNED = "#0072B2", "#E69F00"
@@ -223,7 +224,7 @@ def adapter_zero_maps(start: torch.Tensor, method: str, outcomes: Mapping[str, A
     for i, (what, weight) in enumerate(panels):
         values = crop.take(weight)
         fig.add_trace(go.Heatmap(
-            z=(values != 0).int().tolist(), x=crop.x, y=crop.y, name=what, customdata=values.tolist(),
+            z=kept_positions(values).int().tolist(), x=crop.x, y=crop.y, name=what, customdata=values.tolist(),
             hovertemplate=f"{what}<br>row %{{y}}, column %{{x}}<br>W = %{{customdata:.2e}}<extra></extra>",
             **_two_colour("zero", "non-zero", show=i == len(panels) - 1)), row=1, col=i + 1)
     fig.update_layout(title=f"Zeros after merging the adapters ({_where(crop)})", height=380, **LAYOUT)

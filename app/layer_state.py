@@ -12,6 +12,7 @@ import threading
 import streamlit as st
 
 from perp_engine.inspect_layer import (
+    DEMO_RANK,
     AdapterOutcome,
     ErrorCurves,
     LayerCapture,
@@ -23,8 +24,6 @@ from perp_engine.inspect_layer import (
     layer_windows,
 )
 from perp_engine.model.load import load_model
-
-ADAPTER_RANK = 8
 
 
 @st.cache_resource(show_spinner=False, max_entries=1)
@@ -61,7 +60,7 @@ def curves(name: str, dataset: str, windows: int, seqlen: int, block: int, linea
 @st.cache_resource(show_spinner=False, max_entries=16)
 def adapters(name: str, dataset: str, windows: int, seqlen: int, block: int, linear: str, sparsity: float,
              pattern: str, method: str, steps: int) -> dict[str, AdapterOutcome]:
-    """LoRA and MaskLoRA trained on the layer as ``method`` pruned it (rank 8, or less on a smaller layer)."""
+    """LoRA and MaskLoRA trained on the layer as ``method`` pruned it (rank DEMO_RANK, or less on a smaller layer)."""
     layer = capture(name, dataset, windows, seqlen, block)[linear]
     start = inspection(name, dataset, windows, seqlen, block, linear, sparsity, pattern).weights[method]
-    return adapter_zeros(layer, start, rank=min(ADAPTER_RANK, *layer.weight.shape), steps=steps)
+    return adapter_zeros(layer, start, rank=min(DEMO_RANK, *layer.weight.shape), steps=steps)

@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from perp_engine.resources.heap import tuned_environ  # noqa: E402
-from perp_engine.resources.memory_meter import PeakMemory, rss_mb  # noqa: E402,F401  (the benches use the engine's meter)
+from perp_engine.resources.memory_meter import MIB, PeakMemory, rss_mb  # noqa: E402,F401  (the benches use the engine's meter)
 
 QUICK_TRAINING = {"steps": 2, "seqlen": 64, "calib_samples": 4, "eval_tokens": 512}
 

@@ -86,7 +86,7 @@ def predicted_mb(config, device: str, offload: str) -> dict[str, float]:
     from perp_engine.resources.memory_model import estimate_memory
 
     estimate = estimate_memory(config, offload=offload, device=device)
-    return {s.stage: s.device_bytes / 2**20 for s in estimate.stages}
+    return {s.stage: s.device_bytes / harness.MIB for s in estimate.stages}
 
 
 def measure(case: dict, device: str, threads: int) -> dict:

@@ -100,8 +100,8 @@ def tensor_case(config_dict: dict, cache_dir: str, threads: int) -> dict:
     for event in events:
         held += event.nbytes()
         highest = max(highest, held)
-    return {"preset": config.preset, "checkpointing": config.grad_checkpointing, "start_mb": state["start"] / 2**20,
-            "tensor_peak_mb": (state["start"] + highest) / 2**20}
+    return {"preset": config.preset, "checkpointing": config.grad_checkpointing, "start_mb": state["start"] / harness.MIB,
+            "tensor_peak_mb": (state["start"] + highest) / harness.MIB}
 
 
 def _reachable_tensor_bytes() -> int:

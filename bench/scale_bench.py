@@ -91,7 +91,7 @@ def work_case(config_dict: dict, threads: int) -> dict:
     meter.start()
     _, seconds = harness.timed(device, work)
     peak = meter.stop()
-    return {"weights_mb": weights / 2**20, "baseline_mb": baseline, "start_mb": meter.start_mb, "peak_mb": peak,
+    return {"weights_mb": weights / harness.MIB, "baseline_mb": baseline, "start_mb": meter.start_mb, "peak_mb": peak,
             "seconds": seconds, "memory_method": meter.method, "load_average": load}
 
 
@@ -103,8 +103,8 @@ def predictions(config, device: str) -> dict:
     shape, report = model_facts(config)
     estimate = predict_memory(config, shape, report, device, "none")
     stage = estimate.stage("prune" if config.mode == "none" else "train")
-    return {"predicted_mb": stage.device_bytes / 2**20, "run_peak_mb": estimate.peak_device / 2**20,
-            "block_mb": block_working_set(config, shape) / 2**20, "params": shape.total_params}
+    return {"predicted_mb": stage.device_bytes / harness.MIB, "run_peak_mb": estimate.peak_device / harness.MIB,
+            "block_mb": block_working_set(config, shape) / harness.MIB, "params": shape.total_params}
 
 
 def label(model: str, dtype: str, work: str) -> str:

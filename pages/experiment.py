@@ -82,7 +82,7 @@ with form_col:
             "adapter": st.selectbox("Adapter on the pruned layers", ADAPTERS, key="exp_adapter", persist_state=KEEP,
                                     disabled=mode == "none",
                                     help="masklora and scalelora keep the zeros when merged; lora does not."),
-            "rank": st.number_input("Adapter rank", 1, 256, 16, key="exp_rank", persist_state=KEEP,
+            "rank": st.number_input("Adapter rank", 1, 256, RunConfig.rank, key="exp_rank", persist_state=KEEP,
                                     disabled=mode == "none"),
         }
     retrains = (custom.get("mode") if recipe == forms.CUSTOM else forms.recipe_fields(recipe)["mode"]) != "none"

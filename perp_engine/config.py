@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, fields
 
 from .errors import PerpError
-from .presets import PRESETS, preset_fields
+from .presets import DEFAULT_ALPHA, DEFAULT_RANK, PRESETS, preset_fields
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "random")
 MODES = ("none", "retrain", "reconstruct")
@@ -64,8 +64,8 @@ class RunConfig:
     mode: str = "none"
     train: tuple[str, ...] = ()
     adapter: str = "none"
-    rank: int = 16
-    alpha: float = 32.0
+    rank: int = DEFAULT_RANK
+    alpha: float = DEFAULT_ALPHA
     target_modules: tuple[str, ...] = ()
     untie_head: bool = True
     steps: int = 30

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from .errors import PerpError
 
+# The adapters on the pruned linears: their rank and alpha (scaling alpha / rank) in the presets that attach one, and
+# RunConfig's defaults. The head LoRA of ``head-lora`` is the paper's own recipe (perp_engine.repair.subsets).
+DEFAULT_RANK = 16
+DEFAULT_ALPHA = 32.0
+
 PRESETS: dict[str, dict] = {
     "none": {
         "mode": "none",
@@ -34,32 +39,32 @@ PRESETS: dict[str, dict] = {
         "mode": "retrain",
         "train": ("biases", "norms", "head-lora"),
         "adapter": "masklora",
-        "rank": 16,
-        "alpha": 32.0,
+        "rank": DEFAULT_RANK,
+        "alpha": DEFAULT_ALPHA,
         "lr": 2e-3,
     },
     "perp-scalelora": {
         "mode": "retrain",
         "train": ("biases", "norms", "head-lora"),
         "adapter": "scalelora",
-        "rank": 16,
-        "alpha": 32.0,
+        "rank": DEFAULT_RANK,
+        "alpha": DEFAULT_ALPHA,
         "lr": 2e-3,
     },
     "perp-scalelora-paper": {
         "mode": "retrain",
         "train": ("biases", "norms", "head-lora"),
         "adapter": "scalelora-paper",
-        "rank": 16,
-        "alpha": 32.0,
+        "rank": DEFAULT_RANK,
+        "alpha": DEFAULT_ALPHA,
         "lr": 2e-3,
     },
     "perp-lora": {
         "mode": "retrain",
         "train": ("biases", "norms", "head-lora"),
         "adapter": "lora",
-        "rank": 16,
-        "alpha": 32.0,
+        "rank": DEFAULT_RANK,
+        "alpha": DEFAULT_ALPHA,
         "lr": 2e-3,
     },
     "full-ft": {
@@ -78,16 +83,16 @@ PRESETS: dict[str, dict] = {
         "mode": "reconstruct",
         "train": ("biases", "norms"),
         "adapter": "masklora",
-        "rank": 16,
-        "alpha": 32.0,
+        "rank": DEFAULT_RANK,
+        "alpha": DEFAULT_ALPHA,
         "lr": 2e-3,
     },
     "recon-scalelora": {
         "mode": "reconstruct",
         "train": ("biases", "norms"),
         "adapter": "scalelora",
-        "rank": 16,
-        "alpha": 32.0,
+        "rank": DEFAULT_RANK,
+        "alpha": DEFAULT_ALPHA,
         "lr": 2e-3,
     },
 }
@@ -96,14 +101,14 @@ DESCRIPTIONS: dict[str, str] = {
     "none": "Prune only, no retraining.",
     "norms-only": "Retrain only the normalisation layers' weights (LayerNorm / RMSNorm): the smallest PERP subset.",
     "perp": "PERP: retrain biases + norms + a LoRA on the head (the paper's released recipe for the head).",
-    "perp-masklora": "PERP + MaskLoRA r16 on every pruned linear; merges back without breaking sparsity.",
-    "perp-scalelora": "PERP + ScaleLoRA r16 (multiplicative, W * (1 + s BA), full rank) on every pruned linear.",
-    "perp-scalelora-paper": "PERP + the paper's ScaleLoRA r16 (W * BA, A = B = 1/sqrt(r): stays rank 1), for reproduction.",
-    "perp-lora": "PERP + plain LoRA r16 on every pruned linear, kept unmerged (merging would fill the zeros back in).",
+    "perp-masklora": f"PERP + MaskLoRA r{DEFAULT_RANK} on every pruned linear; merges back without breaking sparsity.",
+    "perp-scalelora": f"PERP + ScaleLoRA r{DEFAULT_RANK} (multiplicative, W * (1 + s BA), full rank) on every pruned linear.",
+    "perp-scalelora-paper": f"PERP + the paper's ScaleLoRA r{DEFAULT_RANK} (W * BA, A = B = 1/sqrt(r): stays rank 1), for reproduction.",
+    "perp-lora": f"PERP + plain LoRA r{DEFAULT_RANK} on every pruned linear, kept unmerged (merging would fill the zeros back in).",
     "full-ft": "Full retraining of every parameter, pruning masks enforced after each step.",
     "recon-norms": "Layer-wise reconstruction, block by block, training biases + norms against the dense block.",
-    "recon-masklora": "Layer-wise reconstruction with MaskLoRA r16 + biases + norms, block by block.",
-    "recon-scalelora": "Layer-wise reconstruction with ScaleLoRA r16 (full rank) + biases + norms, block by block.",
+    "recon-masklora": f"Layer-wise reconstruction with MaskLoRA r{DEFAULT_RANK} + biases + norms, block by block.",
+    "recon-scalelora": f"Layer-wise reconstruction with ScaleLoRA r{DEFAULT_RANK} (full rank) + biases + norms, block by block.",
 }
 
 

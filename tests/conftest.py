@@ -31,11 +31,13 @@ def ray_local(tmp_path_factory):
     lives there; the raylet passes its environment to the workers of every driver), which this returns."""
     import ray
 
+    from perp_engine.resources.memory_meter import MIB
+
     home = tmp_path_factory.mktemp("ray-node-home")
     saved = {name: os.environ.get(name) for name in ("PERP_HOME", "RAY_USAGE_STATS_ENABLED")}
     os.environ.update(PERP_HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
     try:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * MIB, log_to_driver=False)
     finally:
         for name, value in saved.items():
             if value is None:

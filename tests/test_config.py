@@ -1,10 +1,13 @@
+import inspect
 import json
 
 import pytest
 
 from perp_engine.config import RunConfig, parse_pattern
 from perp_engine.errors import PerpError
-from perp_engine.presets import DESCRIPTIONS, LR_ORIGIN, PRESETS
+from perp_engine.presets import DEFAULT_ALPHA, DEFAULT_RANK, DESCRIPTIONS, LR_ORIGIN, PRESETS
+from perp_engine.repair.adapters import attach_adapters
+from perp_engine.repair.subsets import HEAD_LORA_ALPHA, HEAD_LORA_RANK
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,19 @@ def test_every_preset_is_a_valid_config(name):
     assert cfg.preset == name
     assert name in DESCRIPTIONS
     assert ("lr" in PRESETS[name]) == (name in LR_ORIGIN)  # every preset rate says how it was chosen
+
+
+def test_the_adapters_rank_and_alpha_have_one_home():
+    """RunConfig, every preset with an adapter and attach_adapters default to presets.DEFAULT_RANK / DEFAULT_ALPHA
+    (r 16, alpha 32); the head LoRA keeps the paper's recipe on its own constants."""
+    assert (DEFAULT_RANK, DEFAULT_ALPHA) == (16, 32.0)
+    assert (RunConfig.rank, RunConfig.alpha) == (DEFAULT_RANK, DEFAULT_ALPHA)
+    with_adapter = {name: fields for name, fields in PRESETS.items() if fields["adapter"] != "none"}
+    assert with_adapter and all((f["rank"], f["alpha"]) == (DEFAULT_RANK, DEFAULT_ALPHA) for f in with_adapter.values())
+    assert all(f"r{DEFAULT_RANK}" in DESCRIPTIONS[name] for name in with_adapter)
+    defaults = inspect.signature(attach_adapters).parameters
+    assert (defaults["rank"].default, defaults["alpha"].default) == (DEFAULT_RANK, DEFAULT_ALPHA)
+    assert (HEAD_LORA_RANK, HEAD_LORA_ALPHA) == (16, 32.0)
 
 
 def test_comma_strings_become_tuples():

@@ -23,7 +23,7 @@ from torch import nn
 from ..model.blocks import find_decoder_blocks, find_linears
 from ..model.capture import BlockInputs, block_forward
 from ..offload.dense_reference import DenseReference
-from ..offload.placement import BlockPlacement, block_in_use
+from ..offload.placement import BlockPlacement, each_block
 from .relative_error import ErrorSums
 
 
@@ -46,11 +46,10 @@ def measure_errors(model: nn.Module, dense: DenseReference, dense_inputs: BlockI
     path, blocks = find_decoder_blocks(model)
     device = inputs.hidden[0].device
     report = ErrorReport()
-    for i in range(len(blocks)):
+    for i, block in each_block(blocks, placement):
         local: dict[str, ErrorSums] = defaultdict(ErrorSums)
         drift: dict[str, ErrorSums] = defaultdict(ErrorSums)
-        with block_in_use(placement, blocks, i) as block:
-            d_out, c_out = _measure_block(block, dense.block(i, device), dense_inputs, inputs, local, drift)
+        d_out, c_out = _measure_block(block, dense.block(i, device), dense_inputs, inputs, local, drift)
         for name in local:
             if name != "":
                 report.local[f"{path}.{i}.{name}"] = local[name].value

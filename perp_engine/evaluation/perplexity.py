@@ -12,7 +12,8 @@ from torch import nn
 from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
 from ..model.lm_loss import chunk_positions
-from ..offload.placement import BlockPlacement, block_in_use
+from ..model.sparsity import zero_count
+from ..offload.placement import BlockPlacement, each_block
 
 
 def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
@@ -58,23 +59,17 @@ def _summed_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
                for window in range(ids.shape[0]) for start in range(0, targets.shape[1], rows))
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Parameters of the model, a tensor shared by several modules (a tied head) counted once."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
 def model_sparsity(model: nn.Module, placement: BlockPlacement | None = None) -> dict:
     """``{"overall": fraction, "layers": {full_name: fraction}}`` of zero weights in the decoder blocks' linears
     (``placement``: the run's offloading, each block read in turn)."""
     path, blocks = find_decoder_blocks(model)
     layers: dict[str, float] = {}
     zeros = total = 0
-    for index in range(len(blocks)):
-        with block_in_use(placement, blocks, index) as block:
-            for name, module in find_linears(block).items():
-                weight = get_weight(module)
-                layer_zeros = int((weight == 0).sum())
-                layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
-                zeros += layer_zeros
-                total += weight.numel()
+    for index, block in each_block(blocks, placement):
+        for name, module in find_linears(block).items():
+            weight = get_weight(module)
+            layer_zeros = zero_count(weight)
+            layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
+            zeros += layer_zeros
+            total += weight.numel()
     return {"overall": zeros / total if total else 0.0, "layers": layers}

@@ -5,10 +5,10 @@
 sweeps sparsity; ``adapter_zeros`` trains and merges LoRA and MaskLoRA on the pruned layer.
 """
 
-from .adapter_zeros import DEMO_KINDS, AdapterOutcome, adapter_zeros
+from .adapter_zeros import DEMO_ALPHA, DEMO_KINDS, DEMO_RANK, AdapterOutcome, adapter_zeros
 from .analysis import CURVE_SPARSITIES, INSPECT_METHODS, ErrorCurves, LayerInspection, error_curves, inspect_layer
 from .capture import LayerCapture, block_count, capture_block, layer_windows, linear_shapes
 
-__all__ = ["CURVE_SPARSITIES", "DEMO_KINDS", "INSPECT_METHODS", "AdapterOutcome", "ErrorCurves", "LayerCapture",
+__all__ = ["CURVE_SPARSITIES", "DEMO_ALPHA", "DEMO_KINDS", "DEMO_RANK", "INSPECT_METHODS", "AdapterOutcome", "ErrorCurves", "LayerCapture",
            "LayerInspection", "adapter_zeros", "block_count", "capture_block", "error_curves", "inspect_layer",
            "layer_windows", "linear_shapes"]

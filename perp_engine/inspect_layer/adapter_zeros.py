@@ -15,12 +15,14 @@ from torch import nn
 
 from ..errors import PerpError
 from ..evaluation.relative_error import relative_error
+from ..model.sparsity import kept_positions, pruned_positions
 from ..pruning import reconstruction_error
 from ..repair.adapters import adapter_parameters, attach_adapters, merge_adapters
 from ..repair.training_loop import Optimisation, backward_if_finite, check_whole, train
 from .capture import LayerCapture
 
 DEMO_KINDS = ("lora", "masklora")
+DEMO_RANK, DEMO_ALPHA = 8, 16.0  # the demo's adapters: small, as befits one layer (a run's default is r 16)
 _NAME = "blocks.0.linear"  # where the layer sits in the one-layer model
 
 
@@ -40,8 +42,8 @@ class AdapterOutcome:
     local_error_after: float
 
 
-def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple[str, ...] = DEMO_KINDS, rank: int = 8,
-                  alpha: float = 16.0, steps: int = 30, lr: float = 3e-3, seed: int = 0) -> dict[str, AdapterOutcome]:
+def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple[str, ...] = DEMO_KINDS,
+                  rank: int = DEMO_RANK, alpha: float = DEMO_ALPHA, steps: int = 30, lr: float = 3e-3, seed: int = 0) -> dict[str, AdapterOutcome]:
     """Train and merge each adapter kind on ``pruned_weight`` (the (out, in) weight of ``layer`` after pruning)."""
     if pruned_weight.shape != layer.weight.shape:
         raise PerpError("pruned_weight", f"shape {tuple(pruned_weight.shape)} differs from the layer's "
@@ -51,7 +53,7 @@ def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple
             raise PerpError("adapter", f"{kind!r} is not allowed here; use {' or '.join(DEMO_KINDS)}")
     check_whole("steps", steps)
     start = pruned_weight.detach().to(device=layer.weight.device, dtype=torch.float32)
-    zeros = start == 0
+    zeros = pruned_positions(start)
     target = layer.calib_inputs @ layer.weight.T
     before = reconstruction_error(layer.weight, start, layer.heldout)
     outcomes = {}
@@ -62,7 +64,7 @@ def adapter_zeros(layer: LayerCapture, pruned_weight: torch.Tensor, kinds: tuple
         merged = _merge(model, kind, adapter)
         outcomes[kind] = AdapterOutcome(
             kind=kind, merged=merged.cpu(), losses=losses, pruned=int(zeros.sum()),
-            revived=int((zeros & (merged != 0)).sum()), local_error_before=before,
+            revived=int((zeros & kept_positions(merged)).sum()), local_error_before=before,
             local_error_after=reconstruction_error(layer.weight, merged, layer.heldout))
     return outcomes
 

@@ -13,6 +13,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import PerpError
+from .parameters import count_parameters
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
 
@@ -29,7 +30,7 @@ def find_decoder_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
             continue
         if not all(any(is_linear(m) for m in block.modules()) for block in module):
             continue
-        size = sum(p.numel() for p in module.parameters())
+        size = count_parameters(module)
         if best is None or size > best[0]:
             best = (size, name, module)
     if best is None:

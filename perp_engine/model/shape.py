@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .blocks import find_decoder_blocks, find_linears, get_weight
+from .parameters import count_parameters
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,9 @@ class ModelShape:
         linears = tuple(tuple(get_weight(m).shape) for block in blocks for m in find_linears(block).values())
         head = model.get_output_embeddings()
         embeddings = model.get_input_embeddings()
-        unique = {id(p): p.numel() for p in model.parameters()}
-        in_blocks = [sum(p.numel() for p in block.parameters()) for block in blocks]
+        in_blocks = [count_parameters(block) for block in blocks]
         return cls(
-            total_params=sum(unique.values()),
+            total_params=count_parameters(model),
             block_params=sum(in_blocks),
             largest_block_params=max(in_blocks),
             block_linear_params=sum(o * i for o, i in linears),

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..model.blocks import find_decoder_blocks
 from .block_files import block_tensors, read_block, write_block
-from .placement import BlockPlacement, block_in_use
+from .placement import BlockPlacement, each_block
 
 
 class DenseReference:
@@ -27,13 +27,12 @@ class DenseReference:
         _, blocks = find_decoder_blocks(model)
         self.folder = Path(folder) if folder is not None else None
         self._blocks: list[nn.Module] = []
-        for i in range(len(blocks)):
-            with block_in_use(placement, blocks, i) as block:
-                if self.folder is None:
-                    self._blocks.append(copy.deepcopy(block).to("cpu").requires_grad_(False))
-                else:
-                    write_block(block, self.folder / f"dense-{i}.safetensors")
-                    self._blocks.append(_meta_copy(block))
+        for i, block in each_block(blocks, placement):
+            if self.folder is None:
+                self._blocks.append(copy.deepcopy(block).to("cpu").requires_grad_(False))
+            else:
+                write_block(block, self.folder / f"dense-{i}.safetensors")
+                self._blocks.append(_meta_copy(block))
 
     def __len__(self) -> int:
         return len(self._blocks)

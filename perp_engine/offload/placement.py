@@ -173,12 +173,12 @@ def _own_outside_memory(model: nn.Module, path: str) -> None:
         replace_tensor(tensor, tensor.detach().clone())
 
 
-@contextmanager
-def block_in_use(placement: BlockPlacement | None, blocks: nn.ModuleList, index: int,
-                 writes: bool = False) -> Iterator[nn.Module]:
-    """Block ``index`` ready to use: through ``placement`` when the run has one, else the block itself."""
+def each_block(blocks: nn.ModuleList, placement: BlockPlacement | None = None,
+               writes: bool = False) -> Iterator[tuple[int, nn.Module]]:
+    """``(index, block)`` of every block of ``blocks`` in turn, each ready to use while the loop body runs: through
+    ``placement`` when the run has one (:meth:`BlockPlacement.each_block`: on the device, ``writes``: its changed
+    weights kept; it goes back when the next one is asked for), else the blocks themselves."""
     if placement is None:
-        yield blocks[index]
-        return
-    with placement.resident(index, writes) as block:
-        yield block
+        yield from enumerate(blocks)
+    else:
+        yield from placement.each_block(writes)

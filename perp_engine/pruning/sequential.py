@@ -16,7 +16,7 @@ from torch import nn
 
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight, in_features, linear_kind, set_weight
 from ..model.capture import BlockInputs, block_forward, run_block
-from ..offload.placement import BlockPlacement, block_in_use
+from ..offload.placement import BlockPlacement, each_block
 from ..result import LayerRecord
 from . import LayerStats, prune_weight
 
@@ -48,26 +48,25 @@ def prune_model(
         raise ValueError(f"{method} needs calibration inputs")
     records: list[LayerRecord] = []
     index = 0
-    for i in range(len(blocks)):
-        with block_in_use(placement, blocks, i, writes=True) as block:
-            linears = find_linears(block)
-            stats = _collect_stats(block, linears, inputs, hessian=method == "sparsegpt") if needs_data else {}
-            for name, module in linears.items():
-                w = get_weight(module)
-                new_w, mask = prune_weight(
-                    w, method, sparsity=sparsity, pattern=pattern, stats=stats.get(name), blocksize=blocksize,
-                    percdamp=percdamp, seed=seed * 100_003 + index,
-                    log=(lambda msg, n=name, b=i: log(f"block {b} {n}: {msg}")) if log else None,
-                )
-                set_weight(module, new_w)
-                records.append(LayerRecord(
-                    name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
-                    sparsity=1.0 - int(mask.sum()) / mask.numel(), recon_error=float("nan"), numel=mask.numel(),
-                ))
-                index += 1
-            del stats
-            if needs_data and i + 1 < len(blocks):  # the last block's pruned outputs feed nothing here
-                inputs = inputs.with_hidden(run_block(block, inputs))
+    for i, block in each_block(blocks, placement, writes=True):
+        linears = find_linears(block)
+        stats = _collect_stats(block, linears, inputs, hessian=method == "sparsegpt") if needs_data else {}
+        for name, module in linears.items():
+            w = get_weight(module)
+            new_w, mask = prune_weight(
+                w, method, sparsity=sparsity, pattern=pattern, stats=stats.get(name), blocksize=blocksize,
+                percdamp=percdamp, seed=seed * 100_003 + index,
+                log=(lambda msg, n=name, b=i: log(f"block {b} {n}: {msg}")) if log else None,
+            )
+            set_weight(module, new_w)
+            records.append(LayerRecord(
+                name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
+                sparsity=1.0 - int(mask.sum()) / mask.numel(), recon_error=float("nan"), numel=mask.numel(),
+            ))
+            index += 1
+        del stats
+        if needs_data and i + 1 < len(blocks):  # the last block's pruned outputs feed nothing here
+            inputs = inputs.with_hidden(run_block(block, inputs))
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)} pruned")
     return records

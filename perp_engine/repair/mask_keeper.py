@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adapters.sparsity import mask_change
+from ..model.sparsity import mask_change, pruned_positions, zero_count
 from .adapters.targets import base_of, block_linears
 
 _SPREAD = 1_000_003  # a prime: each zero's position is weighted by it in the pattern's fingerprint
@@ -27,7 +27,7 @@ class MaskKeeper:
         self.zeros: dict[str, torch.Tensor | None] = {}
         self.fingerprints: dict[str, tuple[int, int]] = {}
         for name, layer in block_linears(model, scope).items():
-            zeros = base_of(layer).weight.detach() == 0
+            zeros = pruned_positions(base_of(layer).weight.detach())
             self.fingerprints[name] = _fingerprint(zeros)
             self.zeros[name] = zeros if reapply and self.fingerprints[name][0] else None
 
@@ -52,8 +52,8 @@ class MaskKeeper:
             if self.reapply:
                 was_zero = self.zeros[name] if self.zeros[name] is not None else torch.zeros_like(weight, dtype=torch.bool)
                 problem = mask_change(name, was_zero, weight)
-            elif _fingerprint(weight == 0) != (count, checksum):
-                now = int((weight == 0).sum())
+            elif _fingerprint(pruned_positions(weight)) != (count, checksum):
+                now = zero_count(weight)
                 problem = (f"{name}: sparsity mask changed: {count:,} zeros before, {now:,} now"
                            + (" (at other positions)" if now == count else ""))
             else:

@@ -23,7 +23,7 @@ from ..evaluation.relative_error import chunked_relative_error, relative_error
 from ..model.blocks import find_decoder_blocks
 from ..model.capture import BlockInputs, block_forward, run_block
 from ..offload.dense_reference import DenseReference
-from ..offload.placement import BlockPlacement, block_in_use
+from ..offload.placement import BlockPlacement, each_block
 from .adapters import attach_adapters, merge_adapters
 from .mask_keeper import MaskKeeper
 from .subsets import select_trainable
@@ -74,19 +74,18 @@ def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, re
     outcome = ReconstructOutcome()
     generator = torch.Generator().manual_seed(seed)
     device = inputs.hidden[0].device
-    for i in range(len(blocks)):
-        with block_in_use(placement, blocks, i, writes=True) as block:
-            keeper = MaskKeeper(model, scope=block, reapply="full" in recipe.subsets)
-            targets = run_block(dense.block(i, device), inputs)
-            before = chunked_relative_error(targets, run_block(block, inputs))
-            trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)
-            trained = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None)
-            if trained.stopped:
-                outcome.warnings.append(f"block {i}: {trained.stopped}")
-            outcome.losses.extend(trained.losses)
-            _merge_block(model, block, recipe, outcome)
-            keeper.verify()
-            outputs = run_block(block, inputs)
+    for i, block in each_block(blocks, placement, writes=True):
+        keeper = MaskKeeper(model, scope=block, reapply="full" in recipe.subsets)
+        targets = run_block(dense.block(i, device), inputs)
+        before = chunked_relative_error(targets, run_block(block, inputs))
+        trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)
+        trained = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None)
+        if trained.stopped:
+            outcome.warnings.append(f"block {i}: {trained.stopped}")
+        outcome.losses.extend(trained.losses)
+        _merge_block(model, block, recipe, outcome)
+        keeper.verify()
+        outputs = run_block(block, inputs)
         outcome.blocks.append(BlockLoss(block=i, before=before, after=chunked_relative_error(targets, outputs),
                                         trainable=trainable, seconds=trained.seconds))
         inputs = inputs.with_hidden(outputs)

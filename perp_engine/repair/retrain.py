@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import PerpError
 from ..model.lm_loss import CausalLMLoss
+from ..model.parameters import count_parameters
 from .mask_keeper import MaskKeeper
 from .training_loop import Optimisation, TrainOutcome, backward_if_finite, check_whole, train, training_mode
 
@@ -39,7 +40,7 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
     how = Optimisation(steps=steps, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
                        max_grad_norm=max_grad_norm, master_weights=master_weights)
     params = [p for p in model.parameters() if p.requires_grad]
-    rollback = sum(p.numel() for p in params) <= SNAPSHOT_MAX_SHARE * sum(p.numel() for p in model.parameters())
+    rollback = sum(p.numel() for p in params) <= SNAPSHOT_MAX_SHARE * count_parameters(model)
     device = next(model.parameters()).device
     restore_checkpointing = _enable_checkpointing(model) if grad_checkpointing else None
     try:

@@ -14,8 +14,8 @@ import torch
 from ..config import RunConfig
 from ..data.corpora import Corpus
 from ..data.sampling import train_samples
-from ..evaluation.perplexity import count_parameters
 from ..model.capture import capture_block_inputs
+from ..model.parameters import count_parameters
 from ..offload.dense_reference import DenseReference
 from ..offload.placement import BlockPlacement
 from ..result import RunResult

@@ -17,6 +17,8 @@ from .adapters import adapter_modules, adapter_parameters, base_of
 from .adapters.lora import attach_lora
 from .tying import untie_head
 
+# The head LoRA of ``head-lora``: the PERP paper's released recipe for the head, fixed whatever rank and alpha a run
+# gives the adapters on the pruned linears (perp_engine.presets.DEFAULT_RANK / DEFAULT_ALPHA, the same numbers today).
 HEAD_LORA_RANK = 16
 HEAD_LORA_ALPHA = 32.0
 # A tensor claimed by several selected categories is counted under the first of this order.
@@ -40,7 +42,7 @@ def select_trainable(model: nn.Module, subsets, untie: bool = True, scope: nn.Mo
     """Make exactly the chosen subsets (and attached adapters) trainable, freeze the rest, and count.
 
     ``scope`` (one decoder block, for block-wise reconstruction) limits the selection to its parameters.
-    ``head-lora`` attaches a plain LoRA (r 16, alpha 32) to the head unless one is there already.
+    ``head-lora`` attaches a plain LoRA (HEAD_LORA_RANK, HEAD_LORA_ALPHA) to the head unless one is there already.
     """
     subsets = tuple(subsets)
     for subset in subsets:

@@ -20,6 +20,7 @@ import threading
 
 import torch
 
+MIB = 2**20  # bytes in a MiB, the unit the meter reports in (and the memory model's constants are written in)
 _HWM_RESET = "/proc/self/clear_refs"
 
 
@@ -44,7 +45,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
+            self.start_mb = torch.cuda.memory_allocated(self.device) / MIB
         elif self.method.startswith("RSS high-water"):
             with open(_HWM_RESET, "w") as f:
                 f.write("5")
@@ -61,7 +62,7 @@ class PeakMemory:
         """Peak since :meth:`start`, in MiB; the meter keeps running."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
+            return torch.cuda.max_memory_allocated(self.device) / MIB
         if self.method.startswith("RSS high-water"):
             return _status_mb("VmHWM")
         return max(self._sampled, rss_mb())
@@ -127,4 +128,4 @@ def _status_mb(key: str) -> float:
 def rss_mb() -> float:
     import psutil
 
-    return psutil.Process().memory_info().rss / 2**20
+    return psutil.Process().memory_info().rss / MIB

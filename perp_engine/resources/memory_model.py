@@ -38,8 +38,8 @@ from ..model.lm_loss import CHUNK_LOGITS, chunk_positions
 from ..model.load import DTYPES
 from ..model.shape import ModelShape
 from ..repair.subsets import TrainableReport
+from .memory_meter import MIB
 
-MIB = 2**20
 FLOAT32 = 4  # bytes
 # The next four are calibrated on the stage peaks of bench/memory_bench.py (its results list every stage's error).
 CPU_BASELINE = 420 * MIB  # a worker process with torch, transformers, peft and a tokenizer imported

@@ -26,10 +26,12 @@ from ..data.corpora import Corpus, load_corpus
 from ..data.sampling import MEASURE_WINDOWS, calibration_samples, eval_windows, measure_windows
 from ..evaluation.divergence import mark_diverged
 from ..evaluation.layer_errors import ErrorReport, measure_errors
-from ..evaluation.perplexity import count_parameters, model_sparsity, perplexity
+from ..evaluation.perplexity import model_sparsity, perplexity
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
 from ..model.capture import BlockInputs, capture_block_inputs
 from ..model.load import load_model, resolve_device
+from ..model.parameters import count_parameters
+from ..model.sparsity import pruned_positions
 from ..offload.dense_reference import DenseReference
 from ..offload.placement import OFFLOADED, BlockPlacement
 from ..paths import resolve_home
@@ -350,7 +352,7 @@ def _load_pruned(run: Run, cached: dict[str, torch.Tensor]) -> list[LayerRecord]
                 module.weight.copy_(cached[full])
             w = get_weight(module)
             records.append(LayerRecord(name=full, block=i, kind=linear_kind(name), recon_error=None, numel=w.numel(),
-                                       sparsity=float((w == 0).float().mean())))
+                                       sparsity=float(pruned_positions(w).float().mean())))
     return records
 
 

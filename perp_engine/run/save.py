@@ -22,6 +22,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
+from ..model.sparsity import kept_positions
 from ..paths import ADAPTER_DIR, MASKS_FILE
 from ..repair.adapters import adapter_modules, block_linears
 from ..repair.adapters.base import AdapterLinear
@@ -32,7 +33,7 @@ def pruned_masks(model) -> dict[str, torch.Tensor]:
     """Bool masks (True = kept, in (out, in) orientation) of every linear of the decoder blocks."""
     path, blocks = find_decoder_blocks(model)
     return {
-        f"{path}.{i}.{name}": (get_weight(module) != 0).cpu().contiguous()
+        f"{path}.{i}.{name}": kept_positions(get_weight(module)).cpu().contiguous()
         for i, block in enumerate(blocks)
         for name, module in find_linears(block).items()
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from tiny_models import random_tokens
 from perp_engine.errors import PerpError
 from perp_engine.evaluation.perplexity import model_sparsity, perplexity
 from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight, set_weight
-from perp_engine.resources.memory_meter import PeakMemory
+from perp_engine.resources.memory_meter import MIB, PeakMemory
 
 
 def reference_ppl(model, windows: torch.Tensor) -> float:
@@ -122,7 +121,7 @@ def test_model_sparsity_per_layer_and_overall(tiny_model):
 def test_cpu_peak_memory_tracks_a_large_allocation():
     meter = PeakMemory("cpu").start()
     before = meter.peak()
-    block = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB, written so it is resident
+    block = torch.ones(256 * MIB // 4)  # 256 MiB of float32, written so it is resident
     during = meter.peak()
     del block
     assert during - before > 200

@@ -13,7 +13,7 @@ from perp_engine.model.blocks import find_decoder_blocks
 from perp_engine.model.capture import capture_block_inputs
 from perp_engine.model.load import load_skeleton
 from perp_engine.model.shape import ModelShape
-from perp_engine.offload.placement import BlockPlacement
+from perp_engine.offload.placement import BlockPlacement, each_block
 from perp_engine.pruning.sequential import prune_model
 from perp_engine.resources.estimate import trainable_report
 from perp_engine.resources.memory_model import choose_offload, predict_memory
@@ -60,6 +60,36 @@ def test_a_placed_model_streams_its_blocks_through_every_forward(tmp_path):
     placement.close()
     assert not any(p.is_meta for p in model.parameters()) and bool((blocks[1].mlp.down_proj.weight == 0).all())
     assert not any(tmp_path.iterdir())
+
+
+def test_each_block_without_a_placement_gives_the_blocks_themselves():
+    _, blocks = find_decoder_blocks(TINY_MODELS["llama"]())
+    got = list(each_block(blocks))
+    assert [i for i, _ in got] == list(range(len(blocks))) and all(block is blocks[i] for i, block in got)
+
+
+def test_each_block_with_a_placement_brings_one_block_in_at_a_time(tmp_path):
+    """Only the current block is on the device while the loop body runs; ``writes`` keeps its changes, without it
+    they are dropped with the block; a body that raises sends its block back too."""
+    model = TINY_MODELS["llama"]()
+    placement = BlockPlacement(model, "disk", torch.device("cpu"), scratch=tmp_path)
+    _, blocks = find_decoder_blocks(model)
+    order = []
+    for writes, layer in ((True, "down_proj"), (False, "up_proj")):
+        for i, block in each_block(blocks, placement, writes=writes):
+            assert block is blocks[i]
+            assert [not any(p.is_meta for p in b.parameters()) for b in blocks] == [j == i for j in range(len(blocks))]
+            with torch.no_grad():
+                getattr(block.mlp, layer).weight.zero_()
+            order.append(i)
+        assert all(p.is_meta for p in blocks.parameters())
+    assert order == list(range(len(blocks))) * 2
+    with pytest.raises(RuntimeError, match="stopped in the loop"):
+        for _ in each_block(blocks, placement):
+            raise RuntimeError("stopped in the loop")
+    assert all(p.is_meta for p in blocks.parameters())
+    placement.close()
+    assert all(bool((b.mlp.down_proj.weight == 0).all()) and bool((b.mlp.up_proj.weight != 0).any()) for b in blocks)
 
 
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])

@@ -1,6 +1,8 @@
 """Adapters on pruned linears: identity at start, training moves them, merge keeps every zero and adds none,
 merged outputs equal unmerged ones, custom gradients are right and the dense merged weight is not saved."""
 
+import math
+
 import pytest
 import torch
 from sparse_models import pruned_tiny
@@ -19,7 +21,7 @@ from perp_engine.repair.adapters import (
     block_linears,
     merge_adapters,
 )
-from perp_engine.repair.adapters.base import RecomputedLinear
+from perp_engine.repair.adapters.base import RecomputedLinear, kaiming_factor
 from perp_engine.repair.adapters.masklora import MaskLoRA
 from perp_engine.repair.adapters.scalelora import ScaleLoRA, ScaleLoRAPaper
 from perp_engine.repair.mask_keeper import MaskKeeper
@@ -237,6 +239,31 @@ def test_same_seed_same_factors():
     name = next(iter(first))
     assert torch.equal(first[name].lora_A, second[name].lora_A)
     assert not torch.equal(first[name].lora_A, other[name].lora_A)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("kind", ["lora", "loraprune", "masklora", "scalelora"])
+def test_seeded_factors_are_kaiming_draws_in_target_order(family, kind):
+    """Each adapter's A is the next Kaiming-uniform (a = sqrt(5)) draw of one CPU generator seeded with ``seed``,
+    layer after layer in target order, and B = 0: the draws every kind made before they shared kaiming_factor."""
+    adapters = attach_adapters(pruned_tiny(family), kind, rank=4, seed=11)
+    generator = torch.Generator().manual_seed(11)
+    for adapter in adapters.values():
+        lora_a, lora_b = (adapter.lora_A["perp"].weight, adapter.lora_B["perp"].weight) if kind == "lora" else \
+            (adapter.lora_A, adapter.lora_B)
+        expected = torch.empty(lora_a.shape)
+        torch.nn.init.kaiming_uniform_(expected, a=math.sqrt(5), generator=generator)
+        assert torch.equal(lora_a, expected)
+        assert not lora_b.any()
+
+
+def test_kaiming_factor_draws_as_nn_init():
+    ours, reference = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    for shape in [(4, 32), (2, 64)]:
+        expected = torch.empty(shape)
+        torch.nn.init.kaiming_uniform_(expected, a=math.sqrt(5), generator=reference)
+        drawn = kaiming_factor(shape, ours)
+        assert drawn.dtype == torch.float32 and drawn.device.type == "cpu" and torch.equal(drawn, expected)
 
 
 @pytest.mark.parametrize("kind, full_rank", [("scalelora", True), ("scalelora-paper", False)])

@@ -13,6 +13,8 @@ from perp_engine.cli import main
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.model.load import check_weights
+from perp_engine.resources import memory_model
+from perp_engine.resources.memory_meter import MIB
 from perp_engine.resources.memory_model import (
     FIT_MARGIN,
     MemoryPlan,
@@ -57,6 +59,13 @@ def test_predictions_move_with_what_the_run_holds(family, tmp_path):
     checkpointed = predicted(RunConfig.create("perp", grad_checkpointing=True, **longer)).stage("train").device_bytes
     assert checkpointed < plain
     assert [s.stage for s in predicted(RunConfig.create("perp", **base)).stages][-2:] == ["train", "final_eval"]
+
+
+def test_mib_has_one_home():
+    """The meter's MIB (2**20 bytes) is the one the memory model writes its constants in, not a copy of it."""
+    assert MIB == 2**20
+    assert memory_model.MIB is MIB
+    assert (memory_model.CPU_BASELINE, memory_model.DATA_TRANSIENT) == (420 * 2**20, 80 * 2**20)
 
 
 def test_recipe_config_keeps_the_model_and_sizes_and_swaps_the_repair(tmp_path):

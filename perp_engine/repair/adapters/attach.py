@@ -7,6 +7,7 @@ from torch import nn
 
 from ...config import ADAPTERS
 from ...errors import PerpError
+from ...presets import DEFAULT_ALPHA, DEFAULT_RANK
 from .base import oriented_weight
 from .lora import attach_lora
 from .loraprune import LoRAPrune
@@ -18,8 +19,9 @@ SPARSE_ADAPTERS = {cls.kind: cls for cls in (LoRAPrune, MaskLoRA, ScaleLoRA, Sca
 ADAPTER_KINDS = tuple(kind for kind in ADAPTERS if kind != "none")
 
 
-def attach_adapters(model: nn.Module, kind: str, rank: int = 16, alpha: float = 32.0, target_modules: tuple[str, ...] = (),
-                    scope: nn.Module | None = None, seed: int = 0) -> dict[str, nn.Module]:
+def attach_adapters(model: nn.Module, kind: str, rank: int = DEFAULT_RANK, alpha: float = DEFAULT_ALPHA,
+                    target_modules: tuple[str, ...] = (), scope: nn.Module | None = None,
+                    seed: int = 0) -> dict[str, nn.Module]:
     """Replace each target linear (every block linear, or those inside ``scope``, optionally filtered by
     ``target_modules``) by an adapter of ``kind``; base weights frozen, factors trainable. Returns them by name."""
     if kind not in ADAPTER_KINDS:

@@ -10,6 +10,7 @@ from ``dY^T X`` directly. peft has no masked or multiplicative LoRA, which is wh
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -20,6 +21,14 @@ from transformers.pytorch_utils import Conv1D
 def oriented_weight(base: nn.Module) -> torch.Tensor:
     """The base weight as (out, in), keeping autograd (``blocks.get_weight`` returns detached ``.data``)."""
     return base.weight.t() if isinstance(base, Conv1D) else base.weight
+
+
+def kaiming_factor(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """A LoRA factor ``A`` as peft initialises it (Kaiming-uniform, a = sqrt(5)), drawn from ``generator`` into a new
+    float32 CPU tensor (a seeded CPU generator cannot fill CUDA tensors): one draw of ``shape`` per call."""
+    factor = torch.empty(shape)
+    nn.init.kaiming_uniform_(factor, a=math.sqrt(5), generator=generator)
+    return factor
 
 
 class RecomputedLinear(torch.autograd.Function):
@@ -62,14 +71,15 @@ class AdapterLinear(nn.Module):
     ``B`` (out, r). Factors are kept in float32 whatever the base dtype (as peft's ``autocast_adapter_dtype``).
 
     Subclasses define ``combine`` (the adapted weight) and its gradient rules ``grad_product`` and ``grad_weight``;
-    ``forward`` runs :class:`RecomputedLinear` unless overridden. ``exact_merge`` says whether the merged layer computes
-    exactly what the adapter computed (False for LoRAPrune, which trains unmasked and merges masked).
+    ``forward`` runs :class:`RecomputedLinear` unless overridden; the factors start as :meth:`initial_factors` draws
+    them from ``generator``. ``exact_merge`` says whether the merged layer computes exactly what the adapter computed
+    (False for LoRAPrune, which trains unmasked and merges masked).
     """
 
     kind: ClassVar[str]
     exact_merge: ClassVar[bool] = True
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float):
+    def __init__(self, base: nn.Module, rank: int, alpha: float, generator: torch.Generator):
         super().__init__()
         self.base_layer = base
         base.weight.requires_grad_(False)
@@ -80,6 +90,12 @@ class AdapterLinear(nn.Module):
         device = base.weight.device
         self.lora_A = nn.Parameter(torch.empty(rank, in_features, device=device, dtype=torch.float32))
         self.lora_B = nn.Parameter(torch.empty(out_features, rank, device=device, dtype=torch.float32))
+        self._set_factors(*self.initial_factors(generator))
+
+    def initial_factors(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B)`` to start from, on the CPU: A Kaiming-uniform (as peft's LoRA), B = 0, so the adapted layer
+        starts as the base layer itself."""
+        return kaiming_factor(self.lora_A.shape, generator), torch.zeros(self.lora_B.shape)
 
     def get_base_layer(self) -> nn.Module:
         """The wrapped layer (same name as peft's ``BaseTunerLayer.get_base_layer``)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 
@@ -11,6 +10,8 @@ from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
+
+from .base import kaiming_factor
 
 ADAPTER_NAME = "perp"
 
@@ -43,9 +44,7 @@ def attach_lora(model: nn.Module, targets: dict[str, nn.Module], rank: int, alph
     with torch.no_grad():
         for layer in layers.values():
             weight = layer.lora_A[ADAPTER_NAME].weight
-            drawn = torch.empty(weight.shape)
-            nn.init.kaiming_uniform_(drawn, a=math.sqrt(5), generator=generator)
-            weight.copy_(drawn)
+            weight.copy_(kaiming_factor(weight.shape, generator))
     return layers
 
 

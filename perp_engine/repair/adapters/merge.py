@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...model.parameters import count_parameters
+from ...model.sparsity import mask_change, pruned_positions
 from .. import tying
 from .base import AdapterLinear, oriented_weight
-from .sparsity import mask_change
 from .targets import adapter_modules, adapter_parameters, base_of, block_linears
 
 PROBE_ROWS = 8
@@ -38,7 +39,7 @@ def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head:
     if scope is not None:
         inside = block_linears(model, scope)
         adapters = {name: module for name, module in adapters.items() if name in inside}
-    pruned = {name for name in adapters if name in in_blocks and bool((base_of(in_blocks[name]).weight == 0).any())}
+    pruned = {name for name in adapters if name in in_blocks and bool(pruned_positions(base_of(in_blocks[name]).weight).any())}
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None  # any nn.Module merges
     for name, module in adapters.items():
         if not isinstance(module, AdapterLinear) and name in pruned:
@@ -61,7 +62,7 @@ def merge_adapters(model: nn.Module, scope: nn.Module | None = None, untie_head:
             notes.append(f"{kind}: merged {len(names)} layer(s) ({where}); zeros verified unchanged, outputs equal to the adapter outputs")
     if kept:
         extra = sum(p.numel() for m in kept for p in adapter_parameters(m))
-        total = sum(p.numel() for p in model.parameters())
+        total = count_parameters(model)
         notes.append(f"lora: kept unmerged: merging would make {len(kept)} layers dense; extra parameters {extra:,} "
                      f"({extra / total:.2%} of the model), a dense low-rank product computed beside each sparse layer")
     return notes
@@ -100,7 +101,7 @@ def _merge_one(model: nn.Module, name: str, module: nn.Module, keep_zeros: bool,
     becomes its own (the embeddings keep theirs)."""
     base = base_of(module)
     new_weight = _merged_weight(module)
-    problem = mask_change(name, base.weight == 0, new_weight) if keep_zeros else None
+    problem = mask_change(name, pruned_positions(base.weight), new_weight) if keep_zeros else None
     if problem:
         raise RuntimeError(f"merge refused, adapter left in place: {problem}")
     probe = torch.randn(PROBE_ROWS, oriented_weight(base).shape[1], generator=torch.Generator().manual_seed(0))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from .base import AdapterLinear
 
@@ -24,12 +23,6 @@ class ScaleLoRA(AdapterLinear):
     """``W * (1 + s B A)``: a full-rank-capable multiplicative update; B = 0 makes it start as the pruned layer."""
 
     kind = "scalelora"
-
-    def __init__(self, base: nn.Module, rank: int, alpha: float, generator: torch.Generator):
-        super().__init__(base, rank, alpha)
-        lora_a = torch.empty(self.lora_A.shape)
-        nn.init.kaiming_uniform_(lora_a, a=math.sqrt(5), generator=generator)
-        self._set_factors(lora_a, torch.zeros(self.lora_B.shape))
 
     def combine(self, weight: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
         scale = (lora_b @ lora_a).mul_(self.scaling).add_(1.0)  # in place: one dense temporary
@@ -47,10 +40,9 @@ class ScaleLoRAPaper(AdapterLinear):
 
     kind = "scalelora-paper"
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float, generator: torch.Generator):
-        super().__init__(base, rank, alpha)
-        value = 1.0 / math.sqrt(rank)
-        self._set_factors(torch.full(self.lora_A.shape, value), torch.full(self.lora_B.shape, value))
+    def initial_factors(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        value = 1.0 / math.sqrt(self.rank)
+        return torch.full(self.lora_A.shape, value), torch.full(self.lora_B.shape, value)
 
     def combine(self, weight: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
         return (lora_b @ lora_a).mul_(weight).to(weight.dtype)  # in place: one dense temporary
