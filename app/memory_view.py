@@ -3,9 +3,9 @@ with and without offloading, from perp_engine.resources.memory_model's plan. No 
 
 from __future__ import annotations
 
+from perp_engine.resources.memory_meter import GIB
 from perp_engine.resources.memory_model import MemoryPlan, offload_modes
 
-GIB = 2**30
 DEVICE_NAMES = {"cpu": "this CPU's memory", "cuda": "this GPU", "mps": "this Apple GPU"}
 
 

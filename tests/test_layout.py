@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,15 @@ def test_the_engine_never_imports_streamlit():
 ])
 def test_the_import_paths_of_users_scripts_work(module, name):
     assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_mib_and_gib_have_one_home():
+    """Byte units are written once (resources/memory_meter.py: MIB, GIB); the engine, the app and the benches
+    import them."""
+    home = ENGINE / "resources" / "memory_meter.py"
+    pattern = re.compile(r"\b2\s*\*\*\s*(20|30)\b")
+    sources = [p for folder in ("perp_engine", "app", "pages", "bench", "scripts")
+               for p in (ENGINE.parent / folder).rglob("*.py")]
+    assert home in sources
+    assert [p for p in sources if p != home and pattern.search(p.read_text())] == []
+    assert len(pattern.findall(home.read_text())) == 2

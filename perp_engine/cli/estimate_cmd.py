@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..resources.memory_meter import GIB
 from .config_flags import add_config_flags, config_from_args
-
-GIB = 2**30
 
 
 def add_parser(sub) -> None:

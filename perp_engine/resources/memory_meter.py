@@ -21,6 +21,7 @@ import threading
 import torch
 
 MIB = 2**20  # bytes in a MiB, the unit the meter reports in (and the memory model's constants are written in)
+GIB = 2**30  # bytes in a GiB, the unit estimates and fit checks are shown in
 _HWM_RESET = "/proc/self/clear_refs"
 
 

@@ -38,7 +38,7 @@ from ..model.lm_loss import CHUNK_LOGITS, chunk_positions
 from ..model.load import DTYPES
 from ..model.shape import ModelShape
 from ..repair.subsets import TrainableReport
-from .memory_meter import MIB
+from .memory_meter import GIB, MIB
 
 FLOAT32 = 4  # bytes
 # The next four are calibrated on the stage peaks of bench/memory_bench.py (its results list every stage's error).
@@ -65,7 +65,7 @@ ADAM_STATE = 2  # AdamW keeps two tensors per trained one
 # the allocator keeps of freed blocks.
 TRAIN_HEAD_COPIES = 1.0
 FIT_MARGIN = 0.9  # share of a device's memory a run plans to use (the rest: allocator caches, CUDA context, others)
-GPU_MEMORY = {"24 GB": 24 * 2**30, "80 GB": 80 * 2**30}  # the GPUs perp estimate reports on (RTX 4090, A100/H100)
+GPU_MEMORY = {"24 GB": 24 * GIB, "80 GB": 80 * GIB}  # the GPUs perp estimate reports on (RTX 4090, A100/H100)
 FIT_RECIPES = {"prune": "none", "perp": "perp", "full-ft": "full-ft"}  # what runs there, named -> its preset
 
 
@@ -429,15 +429,14 @@ class MemoryPlan:
         return self.modes[mode].fits(FIT_MARGIN * self.room[0], FIT_MARGIN * self.room[1])
 
     def to_dict(self) -> dict:
-        gib = 2**30
         return {
             "device": self.device,
-            "available_gib": {"device": round(self.room[0] / gib, 2), "host": round(self.room[1] / gib, 2)},
+            "available_gib": {"device": round(self.room[0] / GIB, 2), "host": round(self.room[1] / GIB, 2)},
             "fit_margin": FIT_MARGIN,
-            "offload": {mode: {"fits_here": self.fits_here(mode), "peak_device_gib": round(e.peak_device / gib, 3),
-                               "peak_host_gib": round(e.peak_host / gib, 3),
-                               "stages": {s.stage: {"device_gib": round(s.device_bytes / gib, 3),
-                                                    "host_gib": round(s.host_bytes / gib, 3)} for s in e.stages}}
+            "offload": {mode: {"fits_here": self.fits_here(mode), "peak_device_gib": round(e.peak_device / GIB, 3),
+                               "peak_host_gib": round(e.peak_host / GIB, 3),
+                               "stages": {s.stage: {"device_gib": round(s.device_bytes / GIB, 3),
+                                                    "host_gib": round(s.host_bytes / GIB, 3)} for s in e.stages}}
                         for mode, e in self.modes.items()},
             "auto": self.auto,
         }

@@ -39,7 +39,7 @@ from ..progress import Progress, silent
 from ..pruning.sequential import DATA_FREE_METHODS, prune_model
 from ..repair.adapters import check_adapter_fits
 from ..repair.stage import repair
-from ..resources.memory_meter import PeakMemory
+from ..resources.memory_meter import GIB, PeakMemory
 from ..resources.memory_model import estimate_memory
 from ..result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
 from .cache import ArtifactCache
@@ -137,7 +137,7 @@ def load(run: Run) -> None:
     if mode == "auto":
         estimate = estimate_memory(config, device=run.device.type)
         mode = estimate.offload
-        run.log(f"offload auto -> {mode}: predicted peak {estimate.peak_device / 2**30:.2f} GiB on {run.device.type}")
+        run.log(f"offload auto -> {mode}: predicted peak {estimate.peak_device / GIB:.2f} GiB on {run.device.type}")
     run.result.environment["offload"] = mode
     staged = "cpu" if mode in OFFLOADED else str(run.device)
     run.model, run.tokenizer = load_model(config.model, device=staged, dtype=config.dtype,

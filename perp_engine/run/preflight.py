@@ -49,6 +49,7 @@ from ..model.load import (
 )
 from ..paths import atomic_write_bytes, read_cache, resolve_home
 from ..repair.adapters import check_adapter_fits
+from ..resources.memory_meter import GIB
 
 TOKEN_ID_BYTES = 8  # windows are int64 tensors
 TRAIN_MEMORY_SHARE = 0.5  # the training windows' token ids may take at most this share of the machine's memory
@@ -169,8 +170,8 @@ class Preflight:
             need, have = windows * seqlen * TOKEN_ID_BYTES, psutil.virtual_memory().total
             if need > TRAIN_MEMORY_SHARE * have:
                 field = "train_samples" if config.train_samples else "steps"
-                raise PerpError(field, f"{windows:,} training windows of {seqlen} tokens need {need / 2**30:,.1f} GiB for "
-                                       f"their token ids alone; this machine has {have / 2**30:,.1f} GiB (lower "
+                raise PerpError(field, f"{windows:,} training windows of {seqlen} tokens need {need / GIB:,.1f} GiB for "
+                                       f"their token ids alone; this machine has {have / GIB:,.1f} GiB (lower "
                                        "steps, batch_size, grad_accum or train_samples)")
         available = self._tokens(config, config.dataset, corpus, "eval")
         if available < seqlen:
