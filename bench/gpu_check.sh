@@ -27,7 +27,7 @@ step() { echo "== $*" | tee -a "$LOG"; "$@" 2>&1 | tee -a "$LOG"; local rc=${PIP
 "$PY" -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)" | tee -a "$LOG"
 
 step "$PY" -m pytest -q -p no:cacheprovider -m "cuda" tests/
-step "$PY" -m pytest -q -p no:cacheprovider tests/evaluation/test_metrics.py tests/model/test_models.py tests/repair/test_half_precision.py tests/offload/test_offload.py
+step "$PY" -m pytest -q -p no:cacheprovider tests/evaluation/test_perplexity.py tests/resources/test_memory_meter.py tests/model/test_models.py tests/repair/test_half_precision.py tests/offload/test_offload.py
 
 for method in magnitude wanda sparsegpt; do
   for preset in none perp perp-masklora; do

@@ -70,7 +70,8 @@ def prune_case(sizes: dict, device: str, threads: int, method: str, pattern: str
     """The pipeline's prune stage for one method (timed, metered), then, if asked, the pruned perplexity (not
     timed)."""
     from perp_engine.data.sampling import eval_windows
-    from perp_engine.evaluation.perplexity import model_sparsity, perplexity
+    from perp_engine.evaluation.perplexity import perplexity
+    from perp_engine.evaluation.sparsity import model_sparsity
     from perp_engine.model.capture import capture_block_inputs
     from perp_engine.pruning.sequential import DATA_FREE_METHODS, prune_model
 

@@ -9,6 +9,3 @@ class PerpError(Exception):
         self.field = field
         self.message = message
 
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss; the last good weights were restored."""

@@ -1,4 +1,4 @@
-"""Perplexity and the weight sparsity of the decoder linears."""
+"""Perplexity (the WikiText protocol) of a model on token windows."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PerpError
-from ..model.blocks import find_decoder_blocks, find_linears, get_weight
 from ..model.lm_loss import chunk_positions
-from ..model.sparsity import zero_count
-from ..offload.placement import BlockPlacement, each_block
 
 
 def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4,
@@ -57,19 +54,3 @@ def _summed_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return sum(F.cross_entropy(scores[window, start: start + rows].float(), targets[window, start: start + rows],
                                reduction="sum")
                for window in range(ids.shape[0]) for start in range(0, targets.shape[1], rows))
-
-
-def model_sparsity(model: nn.Module, placement: BlockPlacement | None = None) -> dict:
-    """``{"overall": fraction, "layers": {full_name: fraction}}`` of zero weights in the decoder blocks' linears
-    (``placement``: the run's offloading, each block read in turn)."""
-    path, blocks = find_decoder_blocks(model)
-    layers: dict[str, float] = {}
-    zeros = total = 0
-    for index, block in each_block(blocks, placement):
-        for name, module in find_linears(block).items():
-            weight = get_weight(module)
-            layer_zeros = zero_count(weight)
-            layers[f"{path}.{index}.{name}"] = layer_zeros / weight.numel()
-            zeros += layer_zeros
-            total += weight.numel()
-    return {"overall": zeros / total if total else 0.0, "layers": layers}

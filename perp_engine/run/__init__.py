@@ -1,1 +1,8 @@
-"""GROUP"""
+"""One run from a RunConfig to a RunResult, and what surrounds it.
+
+- ``preflight``: every check of a config that needs no weights, before the run is recorded
+- ``pipeline``: ``run_pipeline(config, ...)``: load, data, dense eval, prune, pruned eval, repair, final eval
+- ``cache``: the artifact cache (dense perplexity, pruned weights, layer errors) keyed by what produced them
+- ``save`` / ``export``: the final model in Hugging Face format with its masks; export of a stored run
+- ``sweep``: a grid of configs expanded into runs
+"""

@@ -26,7 +26,8 @@ from ..data.corpora import Corpus, load_corpus
 from ..data.sampling import MEASURE_WINDOWS, calibration_samples, eval_windows, measure_windows
 from ..evaluation.divergence import mark_diverged
 from ..evaluation.layer_errors import ErrorReport, measure_errors
-from ..evaluation.perplexity import model_sparsity, perplexity
+from ..evaluation.perplexity import perplexity
+from ..evaluation.sparsity import model_sparsity
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
 from ..model.capture import BlockInputs, capture_block_inputs
 from ..model.load import load_model, resolve_device

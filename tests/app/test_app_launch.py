@@ -4,9 +4,9 @@ page says why; an N:M pattern shows its fixed sparsity; a damaged store is one l
 from __future__ import annotations
 
 import pytest
+from damaged_store import damage_a_page, seeded_store
 from fixtures_tiny import tiny_model_dir, tiny_text, tiny_text_file  # noqa: F401  (pytest fixtures)
 from test_app_pages import open_page, texts
-from test_faults import damage_a_page, seeded_store
 
 from perp_engine.store import RunStore
 

@@ -13,7 +13,8 @@ from perp_engine.cli import main
 from perp_engine.data.corpora import load_corpus
 from perp_engine.data.sampling import eval_windows
 from perp_engine.errors import PerpError
-from perp_engine.evaluation.perplexity import model_sparsity, perplexity
+from perp_engine.evaluation.perplexity import perplexity
+from perp_engine.evaluation.sparsity import model_sparsity
 from perp_engine.jobs.worker import execute_run
 from perp_engine.result import RunResult
 from perp_engine.run.export import export_run

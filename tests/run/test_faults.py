@@ -17,18 +17,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_fixtures import made_up, record
+from damaged_store import damage_a_page, seeded_store
 from fixtures_tiny import perp_home, save_tiny_model, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from perp_engine.cli import main
-from perp_engine.config import RunConfig
 from perp_engine.evaluation.divergence import DIVERGED_FACTOR, divergence
 from perp_engine.jobs.worker import execute_run
 from perp_engine.model import load as models
 from perp_engine.paths import atomic_dir
-from perp_engine.result import LayerRecord
 from perp_engine.run.pipeline import run_pipeline
 from perp_engine.store import RunStore
 
@@ -51,35 +49,6 @@ def finished_run(store: RunStore, config, **options) -> int:
 
 
 # -- a damaged store -------------------------------------------------------------------------------------------
-
-def seeded_store(path: Path, runs: int = 40) -> None:
-    """Enough runs (with layers and logs) that the runs table spans many pages."""
-    store = RunStore(path)
-    config = RunConfig(method="magnitude")
-    layers = [LayerRecord(name=f"model.layers.0.l{i}", block=0, kind="q_proj", sparsity=0.5, recon_error=0.1)
-              for i in range(8)]
-    for seed in range(runs):
-        run_id = record(store, config.replace(seed=seed), made_up(config, 10.0, 20.0 + seed, layers=layers))
-        for i in range(4):
-            store.log(run_id, f"line {i} " + "x" * 200)
-    store.close()
-
-
-def damage_a_page(path: Path, table: str = "runs") -> None:
-    """Garbage over most of one leaf page in the middle of ``table`` (SQLite's dbstat finds the page)."""
-    conn = sqlite3.connect(path)
-    try:
-        leaves = [r[0] for r in conn.execute("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY"
-                                             " pageno", (table,))]
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    except sqlite3.OperationalError:
-        pytest.skip("this SQLite has no dbstat table to find a page with")
-    finally:
-        conn.close()
-    with open(path, "r+b") as f:
-        f.seek((leaves[len(leaves) // 2] - 1) * page_size + 16)
-        f.write(os.urandom(page_size - 32))
-
 
 def test_a_damaged_store_fails_in_one_line_and_is_recovered(tmp_path, capsys, perp_home, tiny_model_dir, tiny_text_file):  # noqa: F811
     path = tmp_path / "runs.sqlite"

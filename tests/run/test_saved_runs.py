@@ -11,7 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from perp_engine.config import ADAPTERS, RunConfig
 from perp_engine.data.corpora import load_corpus
 from perp_engine.data.sampling import eval_windows
-from perp_engine.evaluation.perplexity import model_sparsity, perplexity
+from perp_engine.evaluation.perplexity import perplexity
+from perp_engine.evaluation.sparsity import model_sparsity
 from perp_engine.paths import ADAPTER_DIR, MASKS_FILE
 from perp_engine.presets import PRESETS
 from perp_engine.run.pipeline import run_pipeline

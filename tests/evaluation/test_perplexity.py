@@ -1,4 +1,4 @@
-"""perp_engine.evaluation.perplexity on tiny models of every family: perplexity, sparsity, peak memory."""
+"""perp_engine.evaluation.perplexity on tiny models of every family."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import torch
 from tiny_models import random_tokens
 
 from perp_engine.errors import PerpError
-from perp_engine.evaluation.perplexity import model_sparsity, perplexity
-from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight, set_weight
-from perp_engine.resources.memory_meter import MIB, PeakMemory
+from perp_engine.evaluation.perplexity import perplexity
 
 
 def reference_ppl(model, windows: torch.Tensor) -> float:
@@ -95,45 +93,3 @@ def test_bad_perplexity_inputs_name_the_field(windows, batch_size, field):
     with pytest.raises(PerpError) as err:
         perplexity(tiny_llama(), windows, batch_size=batch_size)
     assert err.value.field == field
-
-
-def test_model_sparsity_per_layer_and_overall(tiny_model):
-    dense = model_sparsity(tiny_model)
-    assert dense["overall"] == 0.0 and set(dense["layers"].values()) == {0.0}
-
-    path, blocks = find_decoder_blocks(tiny_model)
-    names = list(find_linears(blocks[0]))
-    target = find_linears(blocks[0])[names[0]]
-    weight = get_weight(target).clone(memory_format=torch.contiguous_format)
-    weight.view(-1)[: weight.numel() // 4] = 0  # exactly a quarter zero, in (out, in) orientation
-    set_weight(target, weight)
-    sparse = model_sparsity(tiny_model)
-
-    full_name = f"{path}.0.{names[0]}"
-    assert sparse["layers"][full_name] == pytest.approx(0.25)
-    assert tiny_model.get_submodule(full_name) is target  # names are full module paths
-    assert all(v == 0.0 for k, v in sparse["layers"].items() if k != full_name)
-    total = sum(get_weight(tiny_model.get_submodule(k)).numel() for k in sparse["layers"])
-    assert sparse["overall"] == pytest.approx((weight.numel() // 4) / total)
-    assert len(sparse["layers"]) == sum(len(find_linears(b)) for b in blocks)
-
-
-def test_cpu_peak_memory_tracks_a_large_allocation():
-    meter = PeakMemory("cpu").start()
-    before = meter.peak()
-    block = torch.ones(256 * MIB // 4)  # 256 MiB of float32, written so it is resident
-    during = meter.peak()
-    del block
-    assert during - before > 200
-    assert meter.stop() > during - 1  # the kernel refreshes its high-water mark lazily, to within pages
-    if meter.method.startswith("RSS high-water"):  # Linux: the peak restarts from the current usage
-        assert meter.start().peak() < during - 200
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_peak_memory_counts_allocated_tensors():
-    meter = PeakMemory("cuda").start()
-    block = torch.ones(2**26, device="cuda")  # 256 MiB
-    assert meter.peak() >= 256
-    del block
-    assert meter.start().peak() < 256
