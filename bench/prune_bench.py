@@ -99,7 +99,7 @@ def prune_case(sizes: dict, device: str, threads: int, method: str, pattern: str
 
 
 def throughput_case(sizes: dict, device: str, threads: int, repeats: int) -> dict:
-    """tokens/s of metrics.perplexity and of a plain transformers loss loop over the same windows, best of
+    """tokens/s of evaluation.perplexity and of a plain transformers loss loop over the same windows, best of
     ``repeats`` interleaved runs each (the shared machine's noise hits both alike)."""
     import torch
 
@@ -186,7 +186,7 @@ def _report(bases: list[dict], runs: dict[tuple, list[dict]], speed: dict) -> tu
     engine, plain = min(speed["engine_seconds"]), min(speed["plain_seconds"])
     engine_tps, plain_tps = speed["tokens"] / engine, speed["tokens"] / plain
     speed.update(engine_tokens_per_s=engine_tps, plain_tokens_per_s=plain_tps, ratio=engine_tps / plain_tps)
-    goals.append(harness.goal_line("eval throughput, metrics.perplexity vs plain transformers loop", engine_tps / plain_tps,
+    goals.append(harness.goal_line("eval throughput, evaluation.perplexity vs plain transformers loop", engine_tps / plain_tps,
                                    ">=", 1.0))
     table = harness.markdown_table(
         ["stage", "pattern", "seconds", "time vs forward", "range", "peak MiB", "extra MiB", "extra vs forward",
@@ -206,7 +206,7 @@ def _report(bases: list[dict], runs: dict[tuple, list[dict]], speed: dict) -> tu
         table,
         "",
         f"Eval throughput over {speed['windows']} windows ({speed['tokens']:,} tokens, batch {speed['batch_size']}, "
-        f"best of {len(speed['engine_seconds'])}): metrics.perplexity {engine_tps:,.0f} tokens/s "
+        f"best of {len(speed['engine_seconds'])}): evaluation.perplexity {engine_tps:,.0f} tokens/s "
         f"(ppl {speed['engine_ppl']:.3f}), plain `model(input_ids, labels=input_ids).loss` loop {plain_tps:,.0f} "
         f"tokens/s (ppl {speed['plain_ppl']:.3f}).",
         "",
