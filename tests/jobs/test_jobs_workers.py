@@ -2,10 +2,10 @@
 
 import os
 import signal
-import time
 
 import pytest
 from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
+from waiting import TIMEOUT_S, wait_until
 
 from perp_engine.jobs import LocalExecutor
 from perp_engine.store import RunStore
@@ -13,15 +13,6 @@ from perp_engine.store import RunStore
 pytestmark = pytest.mark.usefixtures("perp_home")
 
 SLOW = dict(method="magnitude", mode="retrain", train=("norms",), steps=100_000, train_samples=8)  # minutes if not stopped
-TIMEOUT_S = 180  # worker start-up imports torch and transformers; the machine may be busy
-
-
-def wait_until(predicate, what: str, timeout: float = TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def training(executor: LocalExecutor, run_id: int) -> bool:

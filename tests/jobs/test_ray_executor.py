@@ -8,12 +8,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import ray
 from fixtures_tiny import perp_home, tiny_model_dir, tiny_run_config, tiny_text_file  # noqa: F401 (fixtures)
+from waiting import TIMEOUT_S, wait_until
 
 from perp_engine.cli import main
 from perp_engine.config import RunConfig
@@ -30,20 +30,11 @@ TINY = dict(seqlen=16, calib_samples=4, eval_tokens=64, eval_batch_size=4, batch
 TINY_FLAGS = ["--seqlen", "16", "--calib-samples", "4", "--eval-tokens", "64", "--batch-size", "2", "--device", "cpu"]
 RETRAIN = dict(method="wanda", mode="retrain", train=("norms",), steps=20)
 SLOW = dict(method="magnitude", mode="retrain", train=("norms",), steps=100_000, train_samples=8)  # runs until stopped
-TIMEOUT_S = 180  # a fresh Ray worker imports torch and transformers; the machine may be busy
 PERP = [sys.executable, "-c", "import sys; from perp_engine.cli import main; sys.exit(main())"]  # `perp` in a process
 
 
 def executor(tmp_path, **options):
     return make_executor("ray", tmp_path / "runs.sqlite", **options)
-
-
-def wait_until(predicate, what: str, timeout: float = TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def training(store: RunStore, run_id: int) -> bool:
