@@ -24,15 +24,18 @@ class ScaleLoRA(AdapterLinear):
 
     kind = "scalelora"
 
+    def scale(self, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
+        """``1 + s B A``, the factor each weight is multiplied by (built in place: one dense temporary)."""
+        return (lora_b @ lora_a).mul_(self.scaling).add_(1.0)
+
     def combine(self, weight: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
-        scale = (lora_b @ lora_a).mul_(self.scaling).add_(1.0)  # in place: one dense temporary
-        return scale.mul_(weight).to(weight.dtype)
+        return self.scale(lora_a, lora_b).mul_(weight).to(weight.dtype)
 
     def grad_product(self, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return (g * weight.to(g.dtype)).mul_(self.scaling)
 
     def grad_weight(self, g: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor) -> torch.Tensor:
-        return g * (lora_b @ lora_a).mul_(self.scaling).add_(1.0)
+        return g * self.scale(lora_a, lora_b)
 
 
 class ScaleLoRAPaper(AdapterLinear):
