@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy
 import torch
 from torch import nn
 
 from ..model.sparsity import mask_change, pruned_positions, zero_count
 from .adapters.targets import base_of, block_linears
 
-_SPREAD = 1_000_003  # a prime: each zero's position is weighted by it in the pattern's fingerprint
-
 
 class MaskKeeper:
     """The pruned positions (``W == 0``) of each block linear, by full name.
 
     With ``reapply`` (whole weights train and must be re-zeroed after each step) the masks themselves are kept,
-    one bool per weight; otherwise only a fingerprint of each layer's pattern (the count of zeros and a checksum
-    of their positions), which is enough to verify the pattern and costs no memory. A layer without zeros is
+    one bool per weight; otherwise only a fingerprint of each layer's pattern (the count of zeros and a SHA-256
+    of the packed mask bits), which verifies the pattern exactly and costs no memory. A layer without zeros is
     recorded as dense. Names stay valid while adapters wrap the layers: the weight is looked up through the
     adapter. ``scope`` (one block) limits the record to the layers inside it.
     """
@@ -25,11 +26,11 @@ class MaskKeeper:
         self.model = model
         self.reapply = reapply
         self.zeros: dict[str, torch.Tensor | None] = {}
-        self.fingerprints: dict[str, tuple[int, int]] = {}
+        self.fingerprints: dict[str, tuple[int, str]] = {}
         for name, layer in block_linears(model, scope).items():
-            zeros = pruned_positions(base_of(layer).weight.detach())
-            self.fingerprints[name] = _fingerprint(zeros)
-            self.zeros[name] = zeros if reapply and self.fingerprints[name][0] else None
+            weight = base_of(layer).weight.detach()
+            self.fingerprints[name] = _fingerprint(weight)
+            self.zeros[name] = pruned_positions(weight) if reapply and self.fingerprints[name][0] else None
 
     @property
     def pruned(self) -> list[str]:
@@ -47,12 +48,12 @@ class MaskKeeper:
 
     def verify(self) -> None:
         """RuntimeError naming the first layer whose zero pattern differs from the recorded one."""
-        for name, (count, checksum) in self.fingerprints.items():
+        for name, (count, digest) in self.fingerprints.items():
             weight = self._weight(name).detach()
             if self.reapply:
                 was_zero = self.zeros[name] if self.zeros[name] is not None else torch.zeros_like(weight, dtype=torch.bool)
                 problem = mask_change(name, was_zero, weight)
-            elif _fingerprint(pruned_positions(weight)) != (count, checksum):
+            elif _fingerprint(weight) != (count, digest):
                 now = zero_count(weight)
                 problem = (f"{name}: sparsity mask changed: {count:,} zeros before, {now:,} now"
                            + (" (at other positions)" if now == count else ""))
@@ -62,14 +63,14 @@ class MaskKeeper:
                 raise RuntimeError(problem)
 
 
-def _fingerprint(zeros: torch.Tensor, chunk: int = 2**22) -> tuple[int, int]:
-    """(number of zeros, sum of their flat positions times a prime, modulo 2^61 - 1), read in chunks so the
-    positions of one chunk at most are alive: equal patterns give equal fingerprints; a changed one is caught
-    unless its checksum collides (about one chance in 2^61)."""
-    modulus = 2**61 - 1
-    count = checksum = 0
-    for offset, part in zip(range(0, zeros.numel(), chunk), zeros.reshape(-1).split(chunk)):
-        positions = torch.nonzero(part).reshape(-1) + offset
-        count += positions.numel()
-        checksum = (checksum + int(((positions * _SPREAD) % modulus).sum())) % modulus
-    return count, checksum
+def _fingerprint(weight: torch.Tensor, chunk: int = 2**22) -> tuple[int, str]:
+    """(number of zeros, SHA-256 of the zero pattern packed eight positions to a byte), read in chunks of
+    ``chunk`` weights (a multiple of 8, so chunks pack like the whole) so one chunk's mask at most is alive. Two
+    patterns get the same fingerprint only if they are equal (up to a SHA-256 collision)."""
+    digest = hashlib.sha256()
+    count = 0
+    for part in weight.reshape(-1).split(chunk):
+        zeros = pruned_positions(part)
+        count += int(zeros.sum())
+        digest.update(numpy.packbits(zeros.cpu().numpy()).tobytes())
+    return count, digest.hexdigest()

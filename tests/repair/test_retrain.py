@@ -242,3 +242,19 @@ def test_a_keeper_without_masks_still_catches_a_changed_pattern(change, message)
         change(model.get_submodule(name).weight)
     with pytest.raises(RuntimeError, match=f"{name}: sparsity mask changed.*{message}"):
         keeper.verify()
+
+
+def test_a_keeper_without_masks_sees_two_zeros_swap_places_inside_a_2_4_group():
+    """Zeros at {0, 3} of a group of four moved to {1, 2}: same count, same sum of positions (what a linear
+    checksum would see), a different 2:4 pattern."""
+    model = pruned_tiny("llama")
+    name = next(iter(MaskKeeper(model, reapply=False).fingerprints))
+    weight = model.get_submodule(name).weight
+    with torch.no_grad():
+        weight[0, :4] = torch.tensor([0.0, 0.5, -0.5, 0.0])
+    keeper = MaskKeeper(model, reapply=False)
+    keeper.verify()
+    with torch.no_grad():
+        weight[0, :4] = torch.tensor([0.5, 0.0, 0.0, -0.5])
+    with pytest.raises(RuntimeError, match=f"{name}: sparsity mask changed.*at other positions"):
+        keeper.verify()
