@@ -63,7 +63,9 @@ class _HeadLoss(torch.autograd.Function):
     def forward(ctx, hidden, labels, head, rows, *trained):
         wants_hidden = ctx.needs_input_grad[0]
         grad_hidden = torch.zeros_like(hidden) if wants_hidden else None
-        sums = [torch.zeros_like(p) for p in trained]  # the trained tensors' gradients, summed over the chunks
+        # the trained tensors' gradients, summed over the chunks in float32 whatever their dtype (in a bfloat16
+        # model hundreds of chunk gradients summed in bfloat16 would lose their low bits), rounded once in backward
+        sums = [torch.zeros_like(p, dtype=torch.float32) for p in trained]
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, labels.numel(), rows):
             with torch.enable_grad():
@@ -78,6 +80,7 @@ class _HeadLoss(torch.autograd.Function):
                 acc += grad
         ctx.save_for_backward(*([] if grad_hidden is None else [grad_hidden]), *sums)
         ctx.count = labels.numel()
+        ctx.dtypes = [p.dtype for p in trained]
         return total / ctx.count
 
     @staticmethod
@@ -85,7 +88,7 @@ class _HeadLoss(torch.autograd.Function):
         saved = list(ctx.saved_tensors)
         scale = grad_loss / ctx.count
         grad_hidden = saved.pop(0) * scale if ctx.needs_input_grad[0] else None
-        return (grad_hidden, None, None, None, *[acc * scale for acc in saved])
+        return (grad_hidden, None, None, None, *[(acc * scale).to(dtype) for acc, dtype in zip(saved, ctx.dtypes)])
 @contextmanager
 def _head_bypassed(model: nn.Module) -> Iterator[None]:
     """The model's output head replaced by the identity for the duration: its forward returns hidden states."""

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from norm_close import assert_close_in_norm
 from tiny_models import TINY_MODELS, random_tokens
 
 from perp_engine.repair.adapters import attach_adapters
@@ -74,15 +75,18 @@ def test_same_outputs_and_gradients_fewer_kept_activations(family, setup):
 
 def test_half_precision_gradients_match_plain_autograd():
     model = _model("llama", "perp", torch.bfloat16)
+    with torch.no_grad():  # B = 0 would leave the head LoRA's A without a gradient to compare
+        model.lm_head.lora_B["perp"].weight.normal_(std=0.02)
     tokens = random_tokens(2, 16, seed=3)
     logits, reference, _ = _loss_and_grads(model, tokens)
     restore = use_lean_activations(model)
     lean_logits, grads, _ = _loss_and_grads(model, tokens)
     restore()
     assert torch.equal(lean_logits, logits)
+    assert grads.keys() == reference.keys() and grads
     for name, grad in grads.items():  # the lean backward works in float32: closer to exact than bf16 autograd
         assert grad.dtype == torch.bfloat16
-        torch.testing.assert_close(grad, reference[name], rtol=5e-2, atol=5e-2, msg=name)
+        assert_close_in_norm(grad, reference[name], share=0.01, msg=name)  # measured: at most 0.5%
 
 
 def test_a_module_with_its_own_instance_forward_is_left_alone():
