@@ -22,7 +22,7 @@ HELP = {
     "calib_samples": "number of calibration windows",
     "eval_tokens": "evaluation tokens (non-overlapping windows of seqlen; remainder dropped)",
     "eval_batch_size": "windows per evaluation batch",
-    "blocksize": "SparseGPT column block size",
+    "blocksize": "SparseGPT column block size (with an N:M pattern rounded down to a multiple of M, at least M)",
     "percdamp": "SparseGPT dampening, as a fraction of mean(diag H)",
     "preset": "named recipe that sets mode/train/adapter/lr: " + "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
     "mode": f"repair after pruning: {', '.join(MODES)}",

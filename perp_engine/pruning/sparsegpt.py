@@ -13,6 +13,7 @@ from .patterns import group_keep, lowest_k_transposed, prune_count, zero_pruned_
 MAX_RELATIVE_DAMPING = 1.0
 # Columns per panel of rank-1 updates inside a block (see _propagate_within_block): small enough that a column
 # step on up to ~2,000 output rows stays under PyTorch's grain for multithreading (no thread-pool wait per column).
+# With N:M, panels and blocks hold whole groups of M (see _whole_groups).
 PANEL = 16
 
 
@@ -64,8 +65,10 @@ def prune_sparsegpt(
     Columns are processed left to right in blocks of ``blocksize``. Unstructured: the mask of a block is the
     lowest w^2 / [U]_jj^2 over all its rows and columns, with the block's share of the budget so the matrix loses
     exactly floor(numel * sparsity) weights. N:M: per row, the N lowest of every M columns, chosen when the
-    group is reached. Each pruned column's error is propagated to the rest of its block column by column, and
-    to the later blocks in one matrix product per block.
+    group is reached, on weights updated by every earlier column (blocks and panels hold whole groups, so a
+    ``blocksize`` that is not a multiple of M is rounded down to one, at least M: the result is the official
+    code's for any blocksize that is a multiple of M). Each pruned column's error is propagated to the rest of
+    its block column by column, and to the later blocks in one matrix product per block.
     Input columns never active in calibration (H_jj = 0) carry no information: their weights are zeroed, like
     the reference does, and count as pruned only where the budget selects them.
     The work is done on a transposed copy, where an input column is one contiguous row: a column step is one
@@ -84,7 +87,7 @@ def prune_sparsegpt(
         Wt[factor.dead] = 0.0
     d2 = factor.diag.square()
     if nm is not None:
-        blocksize = max(nm[1], blocksize // nm[1] * nm[1])
+        blocksize = _whole_groups(blocksize, nm[1])
     pruned = torch.zeros_like(Wt, dtype=torch.bool)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
@@ -107,11 +110,12 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
     work is a matrix product instead of memory-bound rank-1 updates.
     """
     width = W1.shape[0]
+    panel = PANEL if nm is None else _whole_groups(PANEL, nm[1])
     chosen = pruned1.to(W1.dtype)
     errors = torch.empty_like(W1)
     columns, choices, column_errors = W1.unbind(0), chosen.unbind(0), errors.unbind(0)
-    for p1 in range(0, width, PANEL):
-        p2 = min(p1 + PANEL, width)
+    for p1 in range(0, width, panel):
+        p2 = min(p1 + panel, width)
         for i in range(p1, p2):
             if nm is not None and i % nm[1] == 0:
                 group = slice(i, i + nm[1])
@@ -124,6 +128,12 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
         if p2 < width:
             W1[p2:].addmm_(scaled1[p1:p2, p2:].T, errors[p1:p2], alpha=-1.0)
     return errors
+
+
+def _whole_groups(columns: int, m: int) -> int:
+    """The widest run of whole N:M groups within ``columns`` (at least one group): a group must not straddle a
+    block or a panel, or its mask would be chosen before the updates of the columns before it arrive."""
+    return max(m, columns // m * m)
 
 
 def upper_cholesky_of_inverse(H: torch.Tensor, percdamp: float, log: Callable[[str], None]) -> torch.Tensor:

@@ -151,6 +151,19 @@ def test_equal_to_the_reference(method, pattern, sparsity, shape, make):
         _assert_same(method, got, ref_prune(w, method, sparsity, pattern, stats, blocksize=blocksize, seed=3))
 
 
+@pytest.mark.parametrize("make", [_random_case, _tie_case], ids=["random", "ties"])
+@pytest.mark.parametrize("pattern", ["1:3", "3:6", "2:8", "4:8", "2:4"])
+def test_sparsegpt_n_m_equal_to_the_reference_for_any_m(pattern, make):
+    """Groups of M that straddle the kernel's internal panels of columns (M = 3 or 6 against panels of 16) are
+    still chosen on fully updated weights: equal to the reference for blocks of one group, of several groups,
+    and of the whole matrix (the official code's blocksize is a multiple of M)."""
+    n, m = _nm(pattern)
+    w, stats = make((20, 72), seed=m)
+    for blocksize in (m, 24, 72):
+        got = prune_weight(w, "sparsegpt", n / m, pattern, stats=stats, blocksize=blocksize)
+        _assert_same("sparsegpt", got, ref_prune(w, "sparsegpt", n / m, pattern, stats, blocksize=blocksize))
+
+
 @pytest.mark.parametrize("family", sorted(TINY_MODELS))
 def test_equal_to_the_reference_on_tiny_models(family):
     """Every linear of block 0 of each tiny model, on its real calibration statistics."""

@@ -82,11 +82,17 @@ def test_lazy_block_updates_equal_one_block(pattern, sparsity):
     torch.testing.assert_close(blocked, whole, rtol=1e-4, atol=1e-4)
 
 
-def test_blocksize_not_a_multiple_of_m_keeps_groups_whole():
-    _, w, stats = _calibration(width=48)
-    new_w, mask = prune_weight(w, "sparsegpt", 0.5, "4:8", stats=stats, blocksize=13)
-    assert torch.all((~mask).reshape(24, 6, 8).sum(-1) == 4)
-    torch.testing.assert_close(new_w, prune_weight(w, "sparsegpt", 0.5, "4:8", stats=stats, blocksize=8)[0])
+@pytest.mark.parametrize("pattern", ["4:8", "3:6", "1:3"])
+def test_blocksize_not_a_multiple_of_m_keeps_groups_whole(pattern):
+    """Blocks of 45 columns become blocks of the most whole groups that fit (40, 42, 45): every group keeps
+    M - N weights, and the result is that of blocks of one group each."""
+    n, m = (int(v) for v in pattern.split(":"))
+    _, w, stats = _calibration(width=90 if m != 8 else 96)
+    new_w, mask = prune_weight(w, "sparsegpt", n / m, pattern, stats=stats, blocksize=45)
+    assert torch.all((~mask).reshape(24, -1, m).sum(-1) == n)
+    one_group, one_group_mask = prune_weight(w, "sparsegpt", n / m, pattern, stats=stats, blocksize=m)
+    assert torch.equal(mask, one_group_mask)
+    torch.testing.assert_close(new_w, one_group, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("pattern,sparsity", [("unstructured", 0.5), ("2:4", 0.5)])
