@@ -123,8 +123,17 @@ class RayExecutor(Executor):
         return [run_id for run_id in ids if self._dispatch(run_id)]
 
     def close(self) -> None:
-        """Cancel the Ray tasks of every run this driver holds and mark those runs cancelled: without a driver,
-        nothing would record them. Called at exit; ``perp sweep --executor ray`` calls it on Ctrl-C."""
+        """Record the runs whose tasks have returned (their events first), then cancel the Ray tasks of every
+        other run this driver holds and mark those runs cancelled: without a driver, nothing would record them.
+        Called at exit; ``perp sweep --executor ray`` calls it on Ctrl-C."""
+        with self._lock:
+            held = dict(self._held)
+        try:
+            ready = self._ready(held) if held else []
+        except RayError:  # Ray already shut down: its tasks ended with it
+            ready = []
+        for run_id in ready:
+            self._finish(run_id, held[run_id])
         with self._lock:
             held, self._held = self._held, {}
         for run_id, run in held.items():
@@ -223,10 +232,15 @@ class RayExecutor(Executor):
                 except Exception:  # the store may be what failed: nothing else can record the run
                     traceback.print_exc()
 
-    def _step(self, held: dict[int, _Held]) -> None:
+    def _ready(self, held: dict[int, _Held]) -> list[int]:
+        """The runs of ``held`` whose tasks have returned, after taking the board's events into the store."""
         refs = {run.ref: run_id for run_id, run in held.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         self._apply(self._take())  # after ray.wait: a finished task's events are all on the board
+        return [refs[ref] for ref in ready]
+
+    def _step(self, held: dict[int, _Held]) -> None:
+        ready = self._ready(held)
         queued = {r.id for r in self.store.list_runs(status="queued")}
         for run_id, run in held.items():
             if run.attempts == 0 and run_id not in queued and not run.foreign:
@@ -236,8 +250,8 @@ class RayExecutor(Executor):
             if run.cancel_at is not None and not run.forced and time.monotonic() - run.cancel_at > CANCEL_GRACE_S:
                 ray.cancel(run.ref, force=True)
                 run.forced = True
-        for ref in ready:
-            self._finish(refs[ref], held[refs[ref]])
+        for run_id in ready:
+            self._finish(run_id, held[run_id])
 
     def _take(self) -> list[tuple]:
         try:
