@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..errors import PerpError
 from ..progress import Progress
+from ..run.trust import check_trusted
 from ..store import RunStore
 
 
@@ -28,14 +29,16 @@ class Outcome:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
-def prepare_run(store: RunStore, run_id: int) -> RunConfig | None:
+def prepare_run(store: RunStore, run_id: int, *, trust_remote_code: bool = False) -> RunConfig | None:
     """The config to execute for run ``run_id``, or None when the run was settled here without computing:
-    its stored config is invalid (failed) or an identical finished run's result is reused (done).
+    its stored config is invalid or asks for remote code that ``trust_remote_code`` (the command line's or the
+    app session's) does not give (failed), or an identical finished run's result is reused (done).
 
     An identical finished run is reused unless the run asks to recompute or to keep its model."""
     row = store.get_run(run_id)
     try:
         config = RunConfig.from_dict(row.config)
+        check_trusted(config, trust_remote_code, f"run {run_id}'s stored config")
     except PerpError as err:
         store.fail_run(run_id, str(err))
         return None

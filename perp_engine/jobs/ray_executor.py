@@ -70,12 +70,13 @@ class RayExecutor(Executor):
     cluster, ``ray://host:port`` connects through Ray Client (a process already connected to Ray keeps its
     connection). Each run asks Ray for ``num_cpus`` CPUs, plus ``num_gpus`` GPUs when its device is ``cuda``
     or ``auto`` and the cluster has GPUs. ``retries``: how many times Ray may rerun a run whose worker or node
-    died (each attempt is logged); 0 marks it failed at once."""
+    died (each attempt is logged); 0 marks it failed at once. ``trust_remote_code``: runs whose config sets
+    trust_remote_code may execute (given on the command line; see perp_engine.run.trust), else they fail."""
 
     detached = False
 
     def __init__(self, address: str | None = None, store_path: str | os.PathLike | None = None, *,
-                 num_cpus: float = 1, num_gpus: float = 1, retries: int = 0):
+                 num_cpus: float = 1, num_gpus: float = 1, retries: int = 0, trust_remote_code: bool = False):
         for name, value, low in (("num_cpus", num_cpus, 0), ("num_gpus", num_gpus, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
                 raise PerpError(name, f"{value!r} is not allowed; use a number >= {low}")
@@ -84,6 +85,7 @@ class RayExecutor(Executor):
         self.store = RunStore(store_path)
         self.address = address
         self.num_cpus, self.num_gpus, self.retries = num_cpus, num_gpus, retries
+        self.trust_remote_code = trust_remote_code
         connect(address)
         self._task = ray.remote(run_on_node)
         self._board = None  # the EventBoard actor, created with the first task
@@ -176,7 +178,7 @@ class RayExecutor(Executor):
 
     def _dispatch(self, run_id: int) -> bool:
         """Submit a queued run's task, unless :func:`prepare_run` settles it here (reused, invalid)."""
-        config = prepare_run(self.store, run_id)
+        config = prepare_run(self.store, run_id, trust_remote_code=self.trust_remote_code)
         if config is None:
             return False
         row = self.store.get_run(run_id)
