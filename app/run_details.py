@@ -79,6 +79,6 @@ def measure_note(result: Mapping | None) -> str:
     return f"Layer errors measured on {where}, the windows used to prune and retrain (a training error after repair)."
 
 
-def export_folder(store_root: Path, row: RunRow) -> Path:
-    """Where Export writes unless told otherwise: ``exports/run-12`` beside the store."""
-    return store_root / "exports" / f"run-{row.id}"
+def export_folder(root: Path, row: RunRow) -> Path:
+    """Where Export writes unless told otherwise: ``run-12`` inside the first exports folder ``root``."""
+    return root / f"run-{row.id}"

@@ -10,6 +10,8 @@ from app.progress_view import STAGE_TITLES
 from perp_engine.errors import PerpError
 from perp_engine.resources.estimate import format_seconds
 from perp_engine.run.export import export_run
+from perp_engine.run.export_roots import EXPORT_ROOTS_ENV, export_roots
+from perp_engine.run.trust import TRUST_FLAG
 
 CONFIRM_DELETE = "confirm_delete"  # the run whose deletion waits for a confirmation
 DELETED = "deleted_run"  # the run just deleted, said once on the next page
@@ -125,12 +127,17 @@ with manage_tab:
 
     st.markdown("**Export** (as `perp export`): the model in Hugging Face format, its masks, the config and a "
                 "model card.")
-    folder = st.text_input("Export folder", str(run_details.export_folder(store.root, row)), key=f"export-dir-{row.id}")
-    force = st.checkbox("Write into a folder that is not empty (files with the same names are replaced)",
-                        key=f"export-force-{row.id}")
+    roots = export_roots()
+    folder = st.text_input("Export folder", str(run_details.export_folder(roots[0], row)), key=f"export-dir-{row.id}",
+                           help=f"A new or empty folder inside {' or '.join(str(r) for r in roots)} (more with "
+                                f"{EXPORT_ROOTS_ENV}); anywhere else: perp export.")
+    trusted = False
     if row.status == "done" and not row.artifact:
         st.caption(":material/info: This run did not keep its model, so Export recomputes it from its config and seed "
                    "(as long as the run took) and checks the perplexity matches.")
+        if row.config.get("trust_remote_code"):
+            trusted = st.checkbox(f"Run the model's own code to recompute it (trust_remote_code, as {TRUST_FLAG})",
+                                  key=f"export-trust-{row.id}")
     if st.button("Export", icon=":material/ios_share:", disabled=row.status != "done", key=f"export-{row.id}",
                  help=None if row.status == "done" else "only a finished (done) run can be exported"):
         bar = st.progress(0.0, text="Exporting…")
@@ -140,7 +147,7 @@ with manage_tab:
 
         try:
             with st.spinner("Exporting…"):
-                exported = export_run(store, row.id, folder, force=force, progress=report)
+                exported = export_run(store, row.id, folder, roots=roots, trust_remote_code=trusted, progress=report)
         except PerpError as err:
             bar.empty()
             st.error(str(err), icon=":material/warning:")

@@ -28,8 +28,9 @@ def seeded_store(path: Path, runs: int = 40) -> None:
     store.close()
 
 
-def damage_a_page(path: Path, table: str = "runs") -> None:
-    """Garbage over most of one leaf page in the middle of ``table`` (SQLite's dbstat finds the page)."""
+def damage_a_page(path: Path, table: str = "runs", last: bool = False) -> None:
+    """Garbage over most of one leaf page in the middle of ``table`` (SQLite's dbstat finds the page), or over its
+    last leaf page (``last``: the table's newest rows)."""
     conn = sqlite3.connect(path)
     try:
         leaves = [r[0] for r in conn.execute("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY"
@@ -40,5 +41,5 @@ def damage_a_page(path: Path, table: str = "runs") -> None:
     finally:
         conn.close()
     with open(path, "r+b") as f:
-        f.seek((leaves[len(leaves) // 2] - 1) * page_size + 16)
+        f.seek((leaves[-1 if last else len(leaves) // 2] - 1) * page_size + 16)
         f.write(os.urandom(page_size - 32))

@@ -36,10 +36,11 @@ def check_executor_flags(args: argparse.Namespace) -> None:
             raise PerpError("executor", f"Ray settings ({', '.join(given)}) need --executor ray")
 
 
-def executor_from_args(args: argparse.Namespace, max_parallel: int = 1) -> Executor:
-    """The executor the flags ask for (see :func:`check_executor_flags`)."""
+def executor_from_args(args: argparse.Namespace, max_parallel: int = 1, trust_remote_code: bool = False) -> Executor:
+    """The executor the flags ask for (see :func:`check_executor_flags`); ``trust_remote_code``: the command line
+    gave it, so runs whose config sets it may execute."""
     check_executor_flags(args)
     return make_executor(args.executor, args.store, max_parallel=max_parallel, address=args.ray_address,
                          num_cpus=1 if args.ray_cpus is None else args.ray_cpus,
                          num_gpus=1 if args.ray_gpus is None else args.ray_gpus,
-                         retries=args.retries or 0)
+                         retries=args.retries or 0, trust_remote_code=trust_remote_code)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..run.export import export_run
+from ..run.trust import TRUST_FLAG
 from .run_cmd import StageBars, quiet_libraries
 from .runs_cmd import add_store_flag, store_from_args
 
@@ -22,6 +23,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty DIR, replacing files of the same names")
     parser.add_argument("--quiet", action="store_true", help="no progress bars when the run is recomputed")
+    parser.add_argument(TRUST_FLAG, dest="trust_remote_code", action="store_true",
+                        help="recompute a run whose stored config sets trust_remote_code (runs the model's own "
+                             "code; refused without this flag)")
     add_store_flag(parser)
     parser.set_defaults(func=run)
 
@@ -32,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
         quiet_libraries()
     bars = StageBars(enabled=not args.quiet)
     try:
-        exported = export_run(store, args.id, args.dir, force=args.force, progress=bars,
-                              log=None if args.quiet else (lambda line: print(line, file=sys.stderr)))
+        exported = export_run(store, args.id, args.dir, force=args.force, trust_remote_code=args.trust_remote_code,
+                              progress=bars, log=None if args.quiet else (lambda line: print(line, file=sys.stderr)))
     finally:
         bars.close()
     how = "copied the model kept with the run" if exported.source == "kept" else "recomputed the run from its config"

@@ -179,14 +179,15 @@ def run_here(args: argparse.Namespace, config, bars: StageBars):
     store = RunStore(args.store)
     run_id = store.create_run(config, keep_model=args.keep_model, recompute=args.recompute)
     store.start_run(run_id, os.getpid())
-    execute_run(store, run_id, forward=bars, reraise=True)
+    # the config comes from this command line (flags, --config FILE): the remote code it allows is given explicitly
+    execute_run(store, run_id, forward=bars, reraise=True, trust_remote_code=config.trust_remote_code)
     return run_id, store
 
 
 def run_elsewhere(args: argparse.Namespace, config, bars: StageBars):
     """Submit the run to the chosen executor and follow it with the bars until it ends; Ctrl-C cancels it.
     Returns (run id, store)."""
-    executor = executor_from_args(args)
+    executor = executor_from_args(args, trust_remote_code=config.trust_remote_code)
     try:
         run_id = executor.submit(config, keep_model=args.keep_model, recompute=args.recompute)
 

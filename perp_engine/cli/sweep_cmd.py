@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 
-from ..config import RunConfig
+from ..config import RunConfig, field_values
 from ..errors import PerpError
 from ..jobs import Executor, JobStatus
 from ..run.sweep import (
@@ -84,6 +84,16 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return with_axes(spec, axes, args.name or "")
 
 
+def gives_remote_code(spec: SweepSpec | None) -> bool:
+    """Whether this command line (its flags or the sweep file it names) sets trust_remote_code: then its runs, and
+    with --resume the queued runs that set it, may execute the model's own code (see perp_engine.run.trust)."""
+    if spec is None:
+        return False
+    values = [*([spec.base["trust_remote_code"]] if "trust_remote_code" in spec.base else []),
+              *spec.grid.get("trust_remote_code", [])]
+    return any(field_values({"trust_remote_code": value})["trust_remote_code"] for value in values)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dry_run and not args.resume:
         spec = spec_from_args(args)
@@ -95,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if args.executor != "local" and args.parallel != 1:
         raise PerpError("parallel", "--parallel sets local worker processes; Ray runs as many at once as the "
                                     "cluster's resources allow (--ray-cpus, --ray-gpus per run)")
-    executor = executor_from_args(args, max_parallel=args.parallel)
+    spec = spec_from_args(args) if args.axes or args.file or not args.resume else None
+    executor = executor_from_args(args, max_parallel=args.parallel, trust_remote_code=gives_remote_code(spec))
     if args.resume:
         started = executor.ensure_workers()
         if not executor.detached:
@@ -104,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
         queued = len(executor.store.list_runs(status="queued"))
         print(f"{queued} runs queued; started {len(started)} worker(s)" + (f" (log: {executor.worker_log})" if started else ""))
         return 0
-    spec = spec_from_args(args)
     sweep_id, run_ids, skipped = queue_sweep(spec, executor, executor.store, keep_model=args.keep_models,
                                              recompute=args.recompute, skip_invalid=args.skip_invalid,
                                              max_points=args.max_points)

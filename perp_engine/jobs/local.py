@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import NAMED_DATASETS, RunConfig
 from ..errors import PerpError
 from ..resources.heap import tuned_environ
+from ..run.trust import TRUST_FLAG
 from ..store import RunStore
 from .executor import Executor, JobStatus
 
@@ -23,13 +24,17 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 class LocalExecutor(Executor):
-    """``store_path`` None means the default store; ``max_parallel`` caps the worker processes of this host."""
+    """``store_path`` None means the default store; ``max_parallel`` caps the worker processes of this host.
+    ``trust_remote_code``: the workers it starts may execute runs whose config sets trust_remote_code (given on
+    the command line; see perp_engine.run.trust); a worker started without it fails such a run."""
 
-    def __init__(self, store_path: str | os.PathLike | None = None, max_parallel: int = 1):
+    def __init__(self, store_path: str | os.PathLike | None = None, max_parallel: int = 1, *,
+                 trust_remote_code: bool = False):
         if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
             raise PerpError("max_parallel", f"{max_parallel!r} is not allowed; use an integer >= 1")
         self.store = RunStore(store_path)
         self.max_parallel = max_parallel
+        self.trust_remote_code = trust_remote_code
 
     def submit(self, config: RunConfig, *, sweep_id: int | None = None, keep_model: bool = False,
                recompute: bool = False, checked: bool = False) -> int:
@@ -77,7 +82,8 @@ class LocalExecutor(Executor):
         self.worker_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.worker_log, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "perp_engine.jobs.worker", "--store", str(self.store.path)],
+                [sys.executable, "-m", "perp_engine.jobs.worker", "--store", str(self.store.path),
+                 *([TRUST_FLAG] if self.trust_remote_code else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                 close_fds=True,
             )

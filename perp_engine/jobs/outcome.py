@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..errors import PerpError
 from ..progress import Progress
+from ..run.trust import check_trusted
 from ..store import RunStore
 
 
@@ -28,14 +29,16 @@ class Outcome:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
-def prepare_run(store: RunStore, run_id: int) -> RunConfig | None:
+def prepare_run(store: RunStore, run_id: int, *, trust_remote_code: bool = False) -> RunConfig | None:
     """The config to execute for run ``run_id``, or None when the run was settled here without computing:
-    its stored config is invalid (failed) or an identical finished run's result is reused (done).
+    its stored config is invalid or asks for remote code that ``trust_remote_code`` (the command line's or the
+    app session's) does not give (failed), or an identical finished run's result is reused (done).
 
     An identical finished run is reused unless the run asks to recompute or to keep its model."""
     row = store.get_run(run_id)
     try:
         config = RunConfig.from_dict(row.config)
+        check_trusted(config, trust_remote_code, f"run {run_id}'s stored config")
     except PerpError as err:
         store.fail_run(run_id, str(err))
         return None
@@ -52,19 +55,22 @@ def attempt(config: RunConfig, progress: Progress, log: Callable[[str], None], *
             keep_dir: Path | None) -> Outcome:
     """Run the pipeline once; never touches a store, so a process on another machine can call it.
 
-    ``keep_dir``: save the final model there (written to a ``.partial`` sibling, renamed on success, both
-    removed on failure). A PerpError or any crash of the pipeline is a failed Outcome (a crash's traceback goes
-    to ``log``); RunCancelled and KeyboardInterrupt propagate."""
+    ``keep_dir``: save the final model there (written to a ``.partial`` sibling, renamed on success, removed on
+    failure). A ``keep_dir`` that already exists was not written by this attempt: it is left as it is and the
+    attempt fails. A PerpError or any crash of the pipeline is a failed Outcome (a
+    crash's traceback goes to ``log``); RunCancelled and KeyboardInterrupt propagate."""
     from ..run.pipeline import run_pipeline  # here, not at the top: importing perp_engine.jobs must not load torch
 
+    if keep_dir is not None and os.path.lexists(keep_dir):
+        err = PerpError("keep_model", f"{keep_dir} already exists (left by an earlier run or attempt); it is left "
+                                      "as it is: move it away, or run without keeping the model")
+        return Outcome("failed", error=str(err), exception=err)
     partial = keep_dir.with_name(f"{keep_dir.name}.partial") if keep_dir else None
-    done = False
     try:
         result = run_pipeline(config, progress, cache_dir=cache_dir, output_dir=str(partial) if partial else None,
                               log=log)
         if partial:
             os.replace(partial, keep_dir)
-        done = True
         return Outcome("done", result=result.to_dict())
     except PerpError as err:
         return Outcome("failed", error=str(err), exception=err)
@@ -72,20 +78,25 @@ def attempt(config: RunConfig, progress: Progress, log: Callable[[str], None], *
         log(traceback.format_exc())
         return Outcome("failed", error=f"{type(err).__name__}: {err}", exception=err)
     finally:
-        for path in (partial, None if done else keep_dir):
-            if path is not None:
-                shutil.rmtree(path, ignore_errors=True)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def record_outcome(store: RunStore, run_id: int, outcome: Outcome, artifact: Path | None = None) -> str:
-    """Write how the run ended into the store; returns its status."""
+    """Write how the run ended into the store; returns the status the run has there. A run that had already
+    ended (cancelled or failed meanwhile, e.g. by ``perp cancel`` or its driver stopping) keeps that status: the
+    late outcome is only said in its log."""
     if outcome.status == "done":
-        store.record_result(run_id, outcome.result, artifact=artifact)
+        settled = store.record_result(run_id, outcome.result, artifact=artifact)
     elif outcome.status == "cancelled":
-        store.mark_cancelled(run_id, outcome.error)
+        settled = store.mark_cancelled(run_id, outcome.error)
     else:
-        store.fail_run(run_id, outcome.error)
-    return outcome.status
+        settled = store.fail_run(run_id, outcome.error)
+    if settled:
+        return outcome.status
+    status = store.get_run(run_id).status
+    store.log(run_id, f"the run ended {outcome.status} after it had been marked {status}; it stays {status}")
+    return status
 
 
 def _reused_result(result: dict, prior_id: int) -> dict:

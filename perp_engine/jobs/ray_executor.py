@@ -70,12 +70,13 @@ class RayExecutor(Executor):
     cluster, ``ray://host:port`` connects through Ray Client (a process already connected to Ray keeps its
     connection). Each run asks Ray for ``num_cpus`` CPUs, plus ``num_gpus`` GPUs when its device is ``cuda``
     or ``auto`` and the cluster has GPUs. ``retries``: how many times Ray may rerun a run whose worker or node
-    died (each attempt is logged); 0 marks it failed at once."""
+    died (each attempt is logged); 0 marks it failed at once. ``trust_remote_code``: runs whose config sets
+    trust_remote_code may execute (given on the command line; see perp_engine.run.trust), else they fail."""
 
     detached = False
 
     def __init__(self, address: str | None = None, store_path: str | os.PathLike | None = None, *,
-                 num_cpus: float = 1, num_gpus: float = 1, retries: int = 0):
+                 num_cpus: float = 1, num_gpus: float = 1, retries: int = 0, trust_remote_code: bool = False):
         for name, value, low in (("num_cpus", num_cpus, 0), ("num_gpus", num_gpus, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
                 raise PerpError(name, f"{value!r} is not allowed; use a number >= {low}")
@@ -84,6 +85,7 @@ class RayExecutor(Executor):
         self.store = RunStore(store_path)
         self.address = address
         self.num_cpus, self.num_gpus, self.retries = num_cpus, num_gpus, retries
+        self.trust_remote_code = trust_remote_code
         connect(address)
         self._task = ray.remote(run_on_node)
         self._board = None  # the EventBoard actor, created with the first task
@@ -123,8 +125,17 @@ class RayExecutor(Executor):
         return [run_id for run_id in ids if self._dispatch(run_id)]
 
     def close(self) -> None:
-        """Cancel the Ray tasks of every run this driver holds and mark those runs cancelled: without a driver,
-        nothing would record them. Called at exit; ``perp sweep --executor ray`` calls it on Ctrl-C."""
+        """Record the runs whose tasks have returned (their events first), then cancel the Ray tasks of every
+        other run this driver holds and mark those runs cancelled: without a driver, nothing would record them.
+        Called at exit; ``perp sweep --executor ray`` calls it on Ctrl-C."""
+        with self._lock:
+            held = dict(self._held)
+        try:
+            ready = self._ready(held) if held else []
+        except RayError:  # Ray already shut down: its tasks ended with it
+            ready = []
+        for run_id in ready:
+            self._finish(run_id, held[run_id])
         with self._lock:
             held, self._held = self._held, {}
         for run_id, run in held.items():
@@ -167,7 +178,7 @@ class RayExecutor(Executor):
 
     def _dispatch(self, run_id: int) -> bool:
         """Submit a queued run's task, unless :func:`prepare_run` settles it here (reused, invalid)."""
-        config = prepare_run(self.store, run_id)
+        config = prepare_run(self.store, run_id, trust_remote_code=self.trust_remote_code)
         if config is None:
             return False
         row = self.store.get_run(run_id)
@@ -223,10 +234,15 @@ class RayExecutor(Executor):
                 except Exception:  # the store may be what failed: nothing else can record the run
                     traceback.print_exc()
 
-    def _step(self, held: dict[int, _Held]) -> None:
+    def _ready(self, held: dict[int, _Held]) -> list[int]:
+        """The runs of ``held`` whose tasks have returned, after taking the board's events into the store."""
         refs = {run.ref: run_id for run_id, run in held.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         self._apply(self._take())  # after ray.wait: a finished task's events are all on the board
+        return [refs[ref] for ref in ready]
+
+    def _step(self, held: dict[int, _Held]) -> None:
+        ready = self._ready(held)
         queued = {r.id for r in self.store.list_runs(status="queued")}
         for run_id, run in held.items():
             if run.attempts == 0 and run_id not in queued and not run.foreign:
@@ -236,8 +252,8 @@ class RayExecutor(Executor):
             if run.cancel_at is not None and not run.forced and time.monotonic() - run.cancel_at > CANCEL_GRACE_S:
                 ray.cancel(run.ref, force=True)
                 run.forced = True
-        for ref in ready:
-            self._finish(refs[ref], held[refs[ref]])
+        for run_id in ready:
+            self._finish(run_id, held[run_id])
 
     def _take(self) -> list[tuple]:
         try:

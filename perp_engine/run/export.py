@@ -2,10 +2,13 @@
 record, and a model card with the measured numbers.
 
 The model kept with the run (submitted with ``keep_model``) is copied, and only from the store's own
-artifacts folder; otherwise the run is recomputed from its config and seed, which is deterministic on the same
-machine, and the recomputed perplexity is compared with the stored one. Everything is written to a temporary
-sibling folder first and moved into place at the end, so a failed export (a full disk: one-line PerpError)
-leaves the destination as it was; the temporary folder of an export that was killed is removed by the next.
+artifacts folder, plain files and folders only (a link in it is refused, never followed nor copied); otherwise
+the run is recomputed from its config and seed, which is deterministic on the same machine, and the recomputed
+perplexity is compared with the stored one (a stored ``trust_remote_code`` needs ``trust_remote_code=True`` from
+the caller: see perp_engine.run.trust). Everything is written to a temporary sibling folder first and moved into
+place at the end, so a failed export (a full disk: one-line PerpError) leaves the destination as it was; the
+temporary folder of an export that was killed is removed by the next. The app passes ``roots``
+(perp_engine.run.export_roots): then the destination must lie inside one of them and be new or empty.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from safetensors import SafetensorError
 
@@ -28,6 +31,8 @@ from ..errors import PerpError
 from ..paths import ADAPTER_DIR, MASKS_FILE, temp_sibling
 from ..progress import Progress, silent
 from ..store import RunRow, RunStore
+from .export_roots import under_roots
+from .trust import check_trusted
 
 REPRODUCE_RTOL = 1e-6
 RUN_FILE = "perp_run.json"
@@ -45,18 +50,29 @@ class Exported:
 
 
 def export_run(store: RunStore, run_id: int, dest: str | os.PathLike, *, force: bool = False,
-               progress: Progress = silent, log: Callable[[str], None] | None = None) -> Exported:
+               roots: Sequence[Path] | None = None, trust_remote_code: bool = False, progress: Progress = silent,
+               log: Callable[[str], None] | None = None) -> Exported:
     """Export run ``run_id`` to folder ``dest``. A non-empty ``dest`` needs ``force`` (files with the names
-    written are replaced, other files are kept)."""
+    written are replaced, other files are kept). With ``roots`` (the app's exports folders) ``dest`` must lie
+    inside one of them, links resolved, and be new or empty whatever ``force`` says: nothing is replaced.
+    ``trust_remote_code``: the command line or the app session allows the stored config's remote code when the
+    run is recomputed."""
     row = store.get_run(run_id)
     if row.status != "done":
         raise PerpError("run", f"run {row.id} is {row.status}; only a done run can be exported")
     dest = Path(dest).expanduser().absolute()
+    if roots is not None:
+        dest = under_roots(dest, roots)
     if dest.exists() and not dest.is_dir():
         raise PerpError("dir", f"{dest} is a file; give a folder to export into")
-    if dest.is_dir() and any(dest.iterdir()) and not force:
-        raise PerpError("dir", f"{dest} is not empty; pass --force to write into it (files with the same names are replaced)")
+    if dest.is_dir() and any(dest.iterdir()):
+        if roots is not None:
+            raise PerpError("dir", f"{dest} is not empty; the app exports only into a new or empty folder")
+        if not force:
+            raise PerpError("dir", f"{dest} is not empty; pass --force to write into it (files with the same names are replaced)")
     kept = kept_model(store, row)
+    if kept is None:
+        check_trusted(RunConfig.from_dict(row.config), trust_remote_code, f"run {row.id}'s stored config")
     try:
         staging = temp_sibling(dest, "export")
         try:
@@ -81,8 +97,8 @@ _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]|os error (\d+)")
 def disk_error(err: BaseException) -> int | None:
     """The errno when ``err`` is the disk refusing a write (full, over quota, read-only, no permission), else None.
 
-    A plain OSError carries it; ``shutil.copytree`` raises one shutil.Error for all its files, and safetensors
-    (``save_pretrained`` too) a SafetensorError, both with the OS's error only in their text, so it is read there."""
+    A plain OSError carries it; an error that wraps the OS's (safetensors' SafetensorError, ``save_pretrained``
+    too) has it only in its text, so it is read there."""
     if isinstance(err, OSError) and err.errno in DISK_ERRORS:
         return err.errno
     for match in _ERRNO_IN_TEXT.finditer(str(err)):
@@ -109,7 +125,7 @@ def _fill(store: RunStore, row: RunRow, kept: Path | None, folder: Path, progres
           log: Callable[[str], None]) -> Exported:
     stored_ppl = _ppl(row.final_ppl, row.pruned_ppl)
     if kept is not None:
-        shutil.copytree(kept, folder, dirs_exist_ok=True, symlinks=True)
+        _copy_plain(kept, folder, row.id)
         exported = Exported(folder, "kept", stored_ppl, 0.0)
         measured = row.result
     else:
@@ -132,6 +148,22 @@ def _fill(store: RunStore, row: RunRow, kept: Path | None, folder: Path, progres
     (folder / RUN_FILE).write_text(json.dumps(record, indent=2))
     (folder / CARD_FILE).write_text(model_card(row, measured, exported))
     return exported
+
+
+def _copy_plain(kept: Path, folder: Path, run_id: int) -> None:
+    """Copy the kept model's files and folders into ``folder``; PerpError for a link or anything else that is
+    not a plain file or folder (a kept model never holds one: the store or the folder was edited by hand)."""
+    for here, dirs, files in os.walk(kept):
+        source = Path(here)
+        target = folder / source.relative_to(kept)
+        target.mkdir(exist_ok=True)
+        for name in (*dirs, *files):
+            path = source / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                raise PerpError("run", f"run {run_id}'s kept model holds {path.relative_to(kept)}, which is not a "
+                                       "plain file or folder (a link?); refusing to copy it")
+        for name in files:
+            shutil.copyfile(source / name, target / name, follow_symlinks=False)
 
 
 def mask_sparsity(path: Path) -> float:

@@ -37,6 +37,7 @@ MAX_ID = 2**63 - 1  # SQLite's largest rowid
 T = TypeVar("T")
 REASON_CHARS = 160  # of SQLite's description of damage, in the one-line error
 MAX_NAME = 100  # characters of a run's name
+_UNFINISHED = ", ".join(f"'{s}'" for s in STATUSES if s not in FINISHED)  # the statuses a run can still leave
 MAX_TAG = 40
 
 
@@ -73,6 +74,11 @@ def default_store_path() -> Path:
     return perp_home() / "runs.sqlite"
 
 
+def artifacts_folder(store_path: Path) -> Path:
+    """The folder of the kept models of the store at ``store_path``: one subfolder per run, named by its id."""
+    return store_path.parent / "artifacts" / store_path.stem
+
+
 def config_key(config: dict) -> str:
     """A digest of a full config: runs with equal keys compute the same thing."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -104,7 +110,7 @@ class RunStore:
 
     def artifact_dir(self, run_id: int) -> Path:
         """Where a run's final model is kept when it was submitted with ``keep_model``."""
-        return self.root / "artifacts" / self.path.stem / str(run_id)
+        return artifacts_folder(self.path) / str(run_id)
 
     # -- connection -----------------------------------------------------------------------------------------
 
@@ -346,24 +352,30 @@ class RunStore:
         with self._write() as conn:
             conn.execute("INSERT INTO logs (run_id, time, line) VALUES (?, ?, ?)", (run_id, time.time(), str(line)))
 
-    def record_result(self, run_id: int, result: RunResult | dict, *, artifact: str | os.PathLike | None = None) -> None:
-        """Store a finished run: scalars, layers, blocks, curves and status ``done``, in one transaction."""
+    def record_result(self, run_id: int, result: RunResult | dict, *, artifact: str | os.PathLike | None = None) -> bool:
+        """Store a finished run: scalars, layers, blocks, curves and status ``done``, in one transaction.
+
+        Only a queued or running run takes a result, as with :meth:`fail_run`: a result that arrives after the
+        run ended (cancelled, failed, or already done) changes nothing and False is returned."""
         data = result.to_dict() if isinstance(result, RunResult) else dict(result)
         with self._write() as conn:
             _status(conn, run_id)
             config = json.loads(conn.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
             data["environment"] = {**data.get("environment", {}), "seed": config.get("seed"), "host": hostname()}
-            conn.execute(
+            cur = conn.execute(
                 "UPDATE runs SET status = 'done', finished_at = ?, fraction = 1.0, message = 'done', error = NULL,"
                 " dense_ppl = ?, pruned_ppl = ?, final_ppl = ?, sparsity = ?, trainable_params = ?, total_params = ?,"
                 " trainable_fraction = ?, peak_memory_mb = ?, timings = ?, reused = ?, environment = ?, warnings = ?,"
-                " result = ?, artifact = ?, errors_format = ?, diverged = ? WHERE id = ?",
+                " result = ?, artifact = ?, errors_format = ?, diverged = ? WHERE id = ? AND"
+                f" status IN ({_UNFINISHED})",
                 (time.time(), data.get("dense_ppl"), data.get("pruned_ppl"), data.get("final_ppl"), data.get("sparsity"),
                  data.get("trainable_params"), data.get("total_params"), data.get("trainable_fraction"),
                  data.get("peak_memory_mb"), json.dumps(data.get("timings", {})), json.dumps(data.get("reused", [])),
                  json.dumps(data["environment"]), json.dumps(data.get("warnings", [])), json.dumps(data),
                  str(artifact) if artifact else None, data.get("errors_format", 1), data.get("diverged"), run_id),
             )
+            if cur.rowcount != 1:
+                return False
             for table in ("layers", "blocks", "curves"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             _insert_records(conn, "layers", ("idx", *LAYER_COLUMNS),
@@ -372,6 +384,7 @@ class RunStore:
             conn.executemany("INSERT INTO curves (run_id, name, step, value) VALUES (?, ?, ?, ?)",
                              [(run_id, name, step, value) for name in CURVES
                               for step, value in enumerate(data.get(name, []))])
+        return True
 
     def fail_run(self, run_id: int, message: str) -> bool:
         """Mark a queued or running run failed with ``message``; False if it had already finished."""
@@ -385,7 +398,7 @@ class RunStore:
         with self._write() as conn:
             _status(conn, run_id)
             cur = conn.execute("UPDATE runs SET status = ?, error = ?, message = ?, finished_at = ? WHERE id = ? AND"
-                               " status IN ('queued', 'running')", (status, message, message, time.time(), run_id))
+                               f" status IN ({_UNFINISHED})", (status, message, message, time.time(), run_id))
             return cur.rowcount == 1
 
     # -- names, tags, deletion (the user's bookkeeping) ------------------------------------------------------

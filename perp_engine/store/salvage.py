@@ -5,7 +5,9 @@ SQLite reports damaged pages as "database disk image is malformed". Salvage read
 chunks; a chunk that touches a damaged page is read again one rowid at a time, so only the rows on damaged
 pages are lost. A run whose JSON columns do not decode is lost too; the layers, curves and logs of a lost run
 are dropped with it. The recovered file gets the current schema; the damaged one is renamed
-``<name>.damaged-<time>`` beside it (with its ``-wal`` file), never deleted.
+``<name>.damaged-<time>`` beside it (with its ``-wal`` file), never deleted. Ids are never given twice: the
+recovered store goes on after the highest id the damaged one gave (lost rows included) and after every kept-model
+folder beside it, so a new run never takes a lost run's id or its folder.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from pathlib import Path
 
 from ..errors import PerpError
 from .processes import hostname, is_alive
-from .run_store import RunStore, StoreError, is_damage
+from .run_store import RunStore, StoreError, artifacts_folder, is_damage
 
 CHUNK = 256
 # copied in this order (parents before children); the worker registry is left out: its processes are gone
 TABLES = ("sweeps", "runs", "layers", "blocks", "curves", "logs")
 JSON_COLUMNS = ("config", "timings", "reused", "environment", "warnings", "result")
 MAX_PROBLEMS = 20
+SEQUENCE_SQL = "SELECT seq FROM sqlite_sequence WHERE name = ?"  # the highest id an AUTOINCREMENT table gave
 
 
 @dataclass
@@ -72,6 +75,7 @@ def recover_store(path: str | os.PathLike) -> Recovered:
             target.execute("BEGIN")
             result = Recovered(path=path, aside=aside)
             _copy_tables(source, target, result)
+            _keep_high_water_marks(source, target, artifacts_folder(path))
             target.execute("COMMIT")
         finally:
             target.close()
@@ -160,7 +164,7 @@ def _salvage(conn: sqlite3.Connection, table: str, columns: list[str]) -> tuple[
 
 def _max_rowid(conn: sqlite3.Connection, table: str) -> int:
     """The highest rowid the table (or, failing that, sqlite_sequence) still knows."""
-    for sql, params in ((f"SELECT max(rowid) FROM {table}", ()), ("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))):
+    for sql, params in ((f"SELECT max(rowid) FROM {table}", ()), (SEQUENCE_SQL, (table,))):
         try:
             row = conn.execute(sql, params).fetchone()
         except sqlite3.DatabaseError:
@@ -168,6 +172,24 @@ def _max_rowid(conn: sqlite3.Connection, table: str) -> int:
         if row and row[0] is not None:
             return int(row[0])
     return 0
+
+
+def _keep_high_water_marks(source: sqlite3.Connection, target: sqlite3.Connection, artifacts: Path) -> None:
+    """Make each AUTOINCREMENT table of the new store go on after the highest id the damaged one ever gave (its
+    sqlite_sequence: rowids read off a damaged page can be any number), and runs also after the highest id
+    among the kept-model folders beside the store (``12``, ``12.partial``)."""
+    names = [p.name.split(".")[0] for p in artifacts.iterdir()] if artifacts.is_dir() else []
+    folders = [int(name) for name in names if name.isdigit()]
+    tables = [r[0] for r in target.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE"
+                                           " '%AUTOINCREMENT%'")]
+    for table in tables:
+        try:
+            given = source.execute(SEQUENCE_SQL, (table,)).fetchone()
+        except sqlite3.DatabaseError:  # unreadable: the ids of the rows kept and the folders are all there is
+            given = None
+        top = max([0, *(given or [0]), *(folders if table == "runs" else [])])
+        if target.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (top, table)).rowcount == 0:
+            target.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, top))
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str]:

@@ -195,9 +195,12 @@ def test_run_page_opens_from_its_address(seeded, monkeypatch):
 
 def test_run_page_renames_tags_exports_and_deletes(tmp_path, monkeypatch, tiny_model_dir, tiny_text_file):  # noqa: F811
     store_path = tmp_path / "runs.sqlite"
+    home = tmp_path / "home"
+    monkeypatch.setenv("PERP_HOME", str(home))
     ids = seed_store(store_path, tiny_model_dir, tiny_text_file)
     run_id = ids["prune-only"]
     at = open_page("run", store_path, monkeypatch, query={"run": str(run_id)})
+    assert at.text_input(key=f"export-dir-{run_id}").value == str(home / "exports" / f"run-{run_id}")
     at.text_input[0].set_value("baseline")
     at.multiselect[0].set_value(["lecture"])
     next(b for b in at.button if b.label == "Save name and tags").click().run()
@@ -205,7 +208,11 @@ def test_run_page_renames_tags_exports_and_deletes(tmp_path, monkeypatch, tiny_m
     assert (row.name, row.tags) == ("baseline", ["lecture"])
     assert at.title[0].value == f"Run #{run_id}: baseline"
 
-    dest = tmp_path / "exported"
+    outside = tmp_path / "exported"
+    at.text_input(key=f"export-dir-{run_id}").set_value(str(outside))
+    at.button(key=f"export-{run_id}").click().run()
+    assert f"{outside} is not inside an exports folder" in texts(at, "error") and not outside.exists()
+    dest = home / "exports" / f"run-{run_id}"  # the folder the page offers
     at.text_input(key=f"export-dir-{run_id}").set_value(str(dest))
     at.button(key=f"export-{run_id}").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -204,6 +204,20 @@ def test_killed_driver_leaves_no_run_running_and_resume_picks_up_the_queue(tmp_p
                                                              "during train at")
 
 
+def test_close_records_the_results_that_are_in_and_cancels_the_rest(tmp_path, monkeypatch, tiny_model_dir, tiny_text_file):
+    ex = executor(tmp_path)
+    monkeypatch.setattr(ex, "_drain_loop", lambda: None)  # no driver thread: only close takes what the tasks return
+    done = ex.submit(tiny_run_config(tiny_model_dir, tiny_text_file, method="magnitude"))
+    slow = ex.submit(tiny_run_config(tiny_model_dir, tiny_text_file, **SLOW))
+    assert ray.wait([ex._held[done].ref], timeout=TIMEOUT_S)[0], "the short run's task to return"
+    ex.close()
+    row = ex.store.get_run(done)
+    assert row.status == "done" and row.pruned_ppl > 0 and row.error is None
+    assert ex.store.logs(done)[0].startswith("started on Ray node")  # its events were taken before its result
+    row = ex.store.get_run(slow)
+    assert row.status == "cancelled" and row.error.startswith(f"cancelled: its Ray driver (pid {os.getpid()}) stopped")
+
+
 def test_a_driver_that_cannot_reach_ray_fails_its_runs(tmp_path, monkeypatch, tiny_model_dir, tiny_text_file):
     ex = executor(tmp_path)
     monkeypatch.setattr(ray_executor, "MAX_FAILED_STEPS", 3)

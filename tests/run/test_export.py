@@ -1,7 +1,10 @@
 """Export round trip: the exported folder loads with transformers and gives the stored perplexity and sparsity;
-copy of a kept model vs recomputation; refusing a non-empty folder; nothing written on failure."""
+copy of a kept model vs recomputation; refusing a non-empty folder; nothing written on failure; the app's exports
+roots; links in a kept model; a stored trust_remote_code."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +21,7 @@ from perp_engine.evaluation.sparsity import model_sparsity
 from perp_engine.jobs.worker import execute_run
 from perp_engine.result import RunResult
 from perp_engine.run.export import export_run
+from perp_engine.run.export_roots import export_roots
 from perp_engine.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("perp_home")
@@ -112,3 +116,64 @@ def test_only_done_runs_export(store, tiny_model_dir, tiny_text_file, tmp_path):
     with pytest.raises(PerpError, match="is a file"):
         export_run(store, done, tmp_path / "file")
     assert not (tmp_path / "out").exists() and (tmp_path / "file").read_text() == "x"
+
+
+def test_the_app_exports_only_into_new_folders_inside_its_roots(store, tiny_model_dir, tiny_text_file, tmp_path):
+    run_id = finished_run(store, tiny_run_config(tiny_model_dir, tiny_text_file, method="magnitude"), keep_model=True)
+    root = tmp_path / "exports"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "link").parent.mkdir()
+    (root / "link").symlink_to(outside)
+    full = root / "full"
+    full.mkdir()
+    (full / "README.md").write_text("my readme")
+    (full / "adapter").mkdir()
+    for dest in (outside / "model", root / "link" / "model", root, tmp_path / "exports-other"):
+        with pytest.raises(PerpError, match="^dir: .* is not inside an exports folder"):
+            export_run(store, run_id, dest, roots=[root])
+    with pytest.raises(PerpError, match=f"^dir: {full} is not empty; the app exports only into a new or empty folder$"):
+        export_run(store, run_id, full, force=True, roots=[root])
+    assert sorted(p.name for p in full.iterdir()) == ["README.md", "adapter"] and (full / "README.md").read_text() == "my readme"
+    assert list(outside.iterdir()) == []
+
+    exported = export_run(store, run_id, root / "runs" / "first", roots=[root])
+    assert exported.path == root / "runs" / "first" and (exported.path / "masks.safetensors").is_file()
+
+
+def test_export_roots_are_perp_home_exports_and_the_setting(monkeypatch, tmp_path, perp_home):
+    monkeypatch.setenv("PERP_EXPORT_ROOTS", f"{tmp_path / 'a'}{os.pathsep}{os.pathsep}~/b")
+    assert export_roots() == [perp_home / "exports", tmp_path / "a", Path("~/b").expanduser()]
+    monkeypatch.delenv("PERP_EXPORT_ROOTS")
+    assert export_roots() == [perp_home / "exports"]
+
+
+def test_a_link_in_a_kept_model_is_never_followed_nor_copied(store, tiny_model_dir, tiny_text_file, tmp_path):
+    run_id = finished_run(store, tiny_run_config(tiny_model_dir, tiny_text_file, method="magnitude"), keep_model=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for export")
+    (store.artifact_dir(run_id) / "notes.txt").symlink_to(secret)
+    dest = tmp_path / "out"
+    with pytest.raises(PerpError, match=f"^run: run {run_id}'s kept model holds notes.txt, which is not a plain file "
+                                        "or folder \\(a link\\?\\); refusing to copy it$"):
+        export_run(store, run_id, dest)
+    assert not dest.exists() and [p.name for p in tmp_path.iterdir() if "export" in p.name] == []
+
+
+def test_a_stored_trust_remote_code_is_recomputed_only_with_the_flag(store, tiny_model_dir, tiny_text_file, tmp_path,
+                                                                     capsys):
+    run_id = finished_run(store, tiny_run_config(tiny_model_dir, tiny_text_file, method="magnitude"))
+    config = dict(store.get_run(run_id).config, trust_remote_code=True)  # written into the store file by someone
+    store._conn().execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config), run_id))
+    refusal = (f"trust_remote_code: run {run_id}'s stored config sets trust_remote_code, which runs Python code from "
+               "the model's files; refused unless the command that runs it gives --trust-remote-code")
+    with pytest.raises(PerpError) as err:
+        export_run(store, run_id, tmp_path / "out")
+    assert str(err.value) == refusal
+    capsys.readouterr()
+    assert main(["export", str(run_id), str(tmp_path / "out"), "--quiet", "--store", str(store.path)]) == 2
+    assert capsys.readouterr().err == f"perp: error: {refusal}\n" and not (tmp_path / "out").exists()
+
+    assert main(["export", str(run_id), str(tmp_path / "out"), "--quiet", "--trust-remote-code",
+                 "--store", str(store.path)]) == 0
+    assert "recomputed the run from its config" in capsys.readouterr().out

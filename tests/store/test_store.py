@@ -112,6 +112,24 @@ def test_unknown_run_and_lifecycle_guards(store):
     assert (row.status, row.error, row.stage) == ("done", None, None)
 
 
+
+@pytest.mark.parametrize("end", ["cancelled", "failed", "done"])
+def test_a_late_result_never_overwrites_a_finished_run(store, end):
+    run_id = store.create_run(config())
+    store.start_run(run_id)
+    if end == "cancelled":
+        assert store.mark_cancelled(run_id, "cancelled by user during train at 40%")
+    elif end == "failed":
+        assert store.fail_run(run_id, "worker died")
+    else:
+        assert store.record_result(run_id, result_for(config())) is True
+    before = store.get_run(run_id)
+    assert store.record_result(run_id, result_for(config(), scale=2.0), artifact="/elsewhere") is False
+    after = store.get_run(run_id)
+    assert (after.status, after.error, after.final_ppl, after.artifact, after.finished_at) == (
+        before.status, before.error, before.final_ppl, before.artifact, before.finished_at)
+    assert len(store.layers(run_id)) == (4 if end == "done" else 0) and len(store.curve(run_id)) == (3 if end == "done" else 0)
+
 def test_cancel_queued_and_running(store):
     queued = store.create_run(config())
     assert store.request_cancel(queued) == "cancelled"
