@@ -14,7 +14,8 @@ import sys
 from ..errors import PerpError
 from ..resources.heap import reexec_tuned
 
-COMMANDS = ("run_cmd", "estimate_cmd", "sweep_cmd", "runs_cmd", "cancel_cmd", "export_cmd", "store_cmd", "reproduce_cmd")
+COMMANDS = ("run_cmd", "estimate_cmd", "sweep_cmd", "runs_cmd", "cancel_cmd", "export_cmd", "store_cmd", "reproduce_cmd",
+            "tasks_cmd")
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe
 

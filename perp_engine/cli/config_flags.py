@@ -7,7 +7,19 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..config import ADAPTERS, DEVICES, DTYPES, METHODS, MODES, NAMED_DATASETS, SUBSETS, RunConfig, field_values
+from ..config import (
+    ADAPTERS,
+    DEVICES,
+    DTYPES,
+    METHODS,
+    MODES,
+    NAMED_DATASETS,
+    SUBSETS,
+    ZERO_SHOT_MODELS,
+    ZERO_SHOT_TASKS,
+    RunConfig,
+    field_values,
+)
 from ..errors import PerpError
 from ..presets import DESCRIPTIONS
 
@@ -50,7 +62,22 @@ HELP = {
                "visits the device), disk (files, each block read in turn); auto picks the first that the memory "
                "model says fits (perp estimate shows it)",
     "trust_remote_code": "allow custom model code from the Hub (off unless asked)",
+    "zero_shot": f"comma list of zero-shot tasks scored with lm-eval (offline data): paper (all seven) or "
+                 f"{', '.join(ZERO_SHOT_TASKS)}; perp tasks lists them",
+    "zero_shot_limit": "docs per zero-shot task, a subset drawn with --seed; 'all' or 0 for every doc of the split",
+    "zero_shot_on": f"comma list of the models scored zero-shot: {', '.join(ZERO_SHOT_MODELS)} (final: after repair)",
+    "zero_shot_samples": "write each scored doc's log-likelihoods to this JSON-lines file (as lm-eval's --log_samples)",
 }
+
+
+def _limit(text: str) -> int:
+    """--zero-shot-limit: a count, or 'all' (0)."""
+    if text == "all":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"use a number of docs per task or 'all', not {text!r}") from None
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +92,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.type == "bool":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            kind = {"int": int, "float": float}.get(f.type, str)
+            kind = _limit if f.name == "zero_shot_limit" else {"int": int, "float": float}.get(f.type, str)
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=text, metavar=f.name.upper())
     parser.set_defaults(_config_fields=[f.name for f in dataclasses.fields(RunConfig)])
 

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import ZERO_SHOT_MODELS
+from ..evaluation.zero_shot_table import mean_accuracy, protocol, task_rows
 from ..store import STATUSES, RunRow, RunStore
 
 SHOW_LOG_LINES = 20
@@ -89,6 +91,7 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
                      f"{'diverged' if row.diverged else _num(row.final_ppl)}  sparsity {row.sparsity:.4f}")
         if row.trainable_params:
             lines.append(f"trainable: {row.trainable_params:,} of {row.total_params:,} ({row.trainable_fraction:.4%})")
+        lines += zero_shot_lines((row.result or {}).get("zero_shot"))
         lines.append("timings: " + "  ".join(f"{k} {v:.1f}s" for k, v in row.timings.items())
                      + f"  peak memory {_num(row.peak_memory_mb, '.0f')} MB")
         if row.reused:
@@ -115,6 +118,24 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         lines += [f"  {line}" for line in logs[-SHOW_LOG_LINES:]]
     print("\n".join(lines))
     return 0
+
+
+def zero_shot_lines(zero_shot: dict | None) -> list[str]:
+    """The zero-shot table of a run: per task its metric on the dense, pruned and final model (+- standard
+    error), then the mean over tasks."""
+    rows = task_rows(zero_shot)
+    if not rows:
+        return []
+    scored = [m for m in ZERO_SHOT_MODELS if (zero_shot or {}).get(m)]
+    lines = [f"zero-shot accuracy, {protocol(zero_shot).describe()}:  task  metric  "
+             + "  ".join(scored) + "  (+- standard error; chance in brackets)"]
+    for r in rows:
+        cells = [f"{_num(r.value.get(m), '.3f')}" + (f"+-{r.stderr[m]:.3f}" if r.stderr.get(m) is not None else "")
+                 for m in scored]
+        lines.append(f"  {r.title} ({r.split}, {r.docs} of {r.total:,})  {r.metric}  " + "  ".join(cells)
+                     + f"  [{r.chance:.2f}]")
+    lines.append("  mean  " + "  ".join(_num(mean_accuracy(zero_shot, m), ".3f") for m in scored))
+    return lines
 
 
 def to_json(value) -> str:

@@ -89,7 +89,7 @@ def zero_shot(model: nn.Module, tokenizer, tasks: tuple[str, ...], *, limit: int
             for i, task in enumerate(tasks):
                 if progress:
                     progress(i / len(tasks), f"zero-shot {TASKS[task].title}")
-                score, logged = _one_task(lm, build_task(task, manager), task, limit, seed)
+                score, logged = _one_task(lm, manager, task, limit, seed)
                 report.scores.append(score)
                 report.requests += sum(len(item["arguments"]) for item in logged)
                 if samples is not None:
@@ -116,13 +116,15 @@ def _quiet_harness() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _one_task(lm, built, task: str, limit: int, seed: int) -> tuple[TaskScore, list[dict]]:
+def _one_task(lm, manager, task: str, limit: int, seed: int) -> tuple[TaskScore, list[dict]]:
+    """Score one task on the docs ``limit`` and ``seed`` choose; the logged items' ``doc_id`` is made the doc's
+    index in the whole split."""
     from lm_eval import evaluator
 
-    docs = built["tasks"][task].eval_docs
+    docs = load_docs(task, _config(manager, task))
     chosen = doc_subset(len(docs), limit, seed)
-    out = evaluator.evaluate(lm=lm, task_dict=built, samples={task: chosen}, log_samples=True,
-                             verbosity="ERROR")
+    out = evaluator.evaluate(lm=lm, task_dict=build_task(task, manager, [docs[i] for i in chosen]),
+                             log_samples=True, verbosity="ERROR")
     numbers = out["results"][task]
     spec = TASKS[task]
     found = {m: numbers.get(f"{m},none") for m in METRICS}
@@ -132,7 +134,8 @@ def _one_task(lm, built, task: str, limit: int, seed: int) -> tuple[TaskScore, l
                       acc_stderr=errors["acc"], acc_norm=found["acc_norm"], acc_norm_stderr=errors["acc_norm"],
                       docs=len(chosen), total=len(docs), limit=limit, seed=seed, source=source_name(),
                       chance=spec.chance)
-    return score, out["samples"][task]
+    logged = [{**item, "doc_id": chosen[int(item["doc_id"])]} for item in out["samples"][task]]
+    return score, logged
 
 
 def _task_manager(tasks: tuple[str, ...]):
@@ -144,16 +147,20 @@ def _task_manager(tasks: tuple[str, ...]):
     return TaskManager(include_defaults=False, include_path=sorted({str(root / TASKS[t].harness) for t in tasks}))
 
 
-def build_task(task: str, manager):
-    """lm-eval's task ``task`` (its config registered in ``manager``, a ``TaskManager``: prompt, choices,
-    metrics) reading its scored split from :func:`load_docs` instead of downloading it; no few-shot split. As
-    ``TaskManager.load`` gives it: ``{"tasks": {task: Task}, ...}``."""
-    import datasets
+def _config(manager, task: str) -> dict:
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    config = dict(load_yaml(manager.task_index[task].yaml_path, resolve_func=True))
+    return dict(load_yaml(manager.task_index[task].yaml_path, resolve_func=True))
+
+
+def build_task(task: str, manager, docs: list[dict]):
+    """lm-eval's task ``task`` (its config registered in ``manager``, a ``TaskManager``: prompt, choices,
+    metrics) scoring ``docs`` (handed over as its split, so lm-eval's per-doc preparation runs on those alone)
+    instead of downloading its data; no few-shot split. As ``TaskManager.load`` gives it."""
+    import datasets
+
+    config = _config(manager, task)
     split = TASKS[task].split
-    docs = load_docs(task, config)
     config.pop("tag", None)
     config.update(training_split=None, validation_split=None, test_split=None, fewshot_split=None,
                   dataset_kwargs=None, custom_dataset=lambda **_: datasets.DatasetDict(

