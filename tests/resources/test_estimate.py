@@ -9,9 +9,8 @@ from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight
 from perp_engine.model.shape import ModelShape
-from perp_engine.progress import STAGES
 from perp_engine.resources import estimate
-from perp_engine.run.pipeline import run_pipeline
+from perp_engine.run.pipeline import run_pipeline, stages_for
 
 TINY = {"seqlen": 32, "calib_samples": 4, "eval_tokens": 64, "batch_size": 2, "steps": 1}
 FAMILIES = ("llama", "opt", "gpt2")
@@ -45,9 +44,28 @@ def test_counts_match_what_the_run_trains(model_dirs, tiny_text_file, family, pr
 def test_prune_only_trains_nothing_and_skips_training_stages(model_dir):
     est = estimate.estimate_run(RunConfig.create("none", model=str(model_dir), **TINY))
     assert est.trainable is None and est.trainable_params == 0
-    assert list(est.breakdown) == [s for s in STAGES if s not in ("train", "final_eval")]
+    assert list(est.breakdown) == [s for s in stages_for(est_config(model_dir)) if s not in ("train", "final_eval")]
     assert est.seconds == pytest.approx(sum(est.breakdown.values()), abs=0.2)
     assert est.device == "cpu"
+
+
+def est_config(model_dir, preset="none", **changes):
+    return RunConfig.create(preset, model=str(model_dir), **{**TINY, **changes})
+
+
+@pytest.mark.parametrize("preset, on", [("none", "dense,pruned,final"), ("perp", "dense,pruned,final"),
+                                        ("perp", "final")])
+def test_zero_shot_stages_are_predicted_for_each_scored_model(model_dir, preset, on):
+    """One stage per scored model (no final one without repair), in the pipeline's order; the time grows with
+    the docs scored, and 'all' docs costs what every doc of the split costs."""
+    config = est_config(model_dir, preset, zero_shot="rte,hellaswag", zero_shot_limit=10, zero_shot_on=on)
+    est = estimate.estimate_run(config)
+    assert list(est.breakdown) == list(stages_for(config))
+    zero_shot = [s for s in est.breakdown if s.endswith("zero_shot")]
+    assert zero_shot and all(est.breakdown[s] > 0 for s in zero_shot)
+    more = estimate.estimate_run(config.replace(zero_shot_limit=100)).breakdown
+    every = estimate.estimate_run(config.replace(zero_shot_limit=0)).breakdown
+    assert all(est.breakdown[s] < more[s] < every[s] for s in zero_shot)
 
 
 def test_model_shape_reads_the_matrix_sizes(tiny_model):
@@ -67,7 +85,7 @@ def seconds(**fields) -> dict[str, float]:
 
 def test_cost_grows_with_the_work():
     base = seconds()
-    assert list(base) == list(STAGES)
+    assert list(base) == list(stages_for(RunConfig.create("perp")))
     assert seconds(steps=60)["train"] > 1.9 * base["train"]
     assert seconds(eval_tokens=4 * RunConfig.eval_tokens)["dense_eval"] > 3.9 * base["dense_eval"]
     assert seconds(method="sparsegpt")["prune"] > base["prune"]
