@@ -87,6 +87,12 @@ def percent_axis(pad: float = 0.0) -> dict:
     return dict(range=[-pad, 1 + pad], tickformat=".0%", tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1.0])
 
 
+def log_percent_axis(low: float, high: float) -> dict:
+    """A log axis in percent with ticks at 1-2-5 steps between ``low`` and ``high``: ``0.5%``, ``1%``, ``2%``..."""
+    values = [m * 10.0 ** e for e in range(-4, 3) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
+    return dict(type="log", tickmode="array", tickvals=values, ticktext=[f"{v:g}%" for v in values])
+
+
 def block_ticks(n_blocks: int, most: int = 10) -> dict:
     """Whole-number block ticks, ``most`` of them at most."""
     return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n_blocks / most)))

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from perp_engine.store import RunRow
 
-from .axes import AFTER, BEFORE, DENSE, percent_axis, styled, value_axis
-from .runs import diverged, end_ppl, model_label, protocol, protocol_label, pruning_label, retraining_label, run_label
+from .axes import AFTER, BEFORE, DENSE, log_percent_axis, percent_axis, styled, value_axis
+from .runs import diverged, end_ppl, model_label, protocol_label, pruning_label, retraining_label, run_label
 
 PALETTE = qualitative.Plotly
 
@@ -32,17 +32,25 @@ def charted(rows: Sequence[RunRow]) -> list[RunRow]:
     return [r for r in rows if r.status == "done" and end_ppl(r) is not None and not diverged(r)]
 
 
-def group_prefix(rows: Sequence[RunRow]):
-    """A function naming a run's model and evaluation protocol, each only when the rows hold several of them
-    (``""`` when all share both)."""
-    models = len({r.config.get("model") for r in rows}) > 1
-    protocols = len({protocol(r.config) for r in rows}) > 1
+def prefixer(rows: Sequence[RunRow], *parts: Callable[[RunRow], str]):
+    """A function naming a run by each of ``parts`` (its model, its evaluation protocol...) that differs between
+    the rows, as ``"a · b · "`` (``""`` when the rows agree on every part)."""
+    varying = [part for part in parts if len({part(r) for r in rows}) > 1]
 
     def prefix(row: RunRow) -> str:
-        parts = ([model_label(row.config.get("model", ""))] if models else []) + (
-            [f"[{protocol_label(row.config)}]"] if protocols else [])
-        return "".join(f"{p} · " for p in parts)
+        return "".join(f"{part(row)} · " for part in varying)
     return prefix
+
+
+def group_prefix(rows: Sequence[RunRow]):
+    """A function naming a run's model and perplexity protocol, each only when the rows hold several of them."""
+    return prefixer(rows, lambda r: model_label(r.config.get("model", "")), lambda r: f"[{protocol_label(r.config)}]")
+
+
+def colors(names: Iterable[str]) -> dict[str, str]:
+    """The one colour rule of the charts: each series (a pruning method and recipe, a pruned model, a run) takes
+    the palette's colours in the order of its name, so the same names get the same colours on every chart."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(set(names)))}
 
 
 def _pattern_suffix(config: dict) -> str:
@@ -89,12 +97,14 @@ def ppl_vs_sparsity(rows: Sequence[RunRow]) -> go.Figure:
         fig.add_trace(go.Scatter(x=xs, y=ys, customdata=[_ids(i) for i in ids], name=name, mode="markers",
                                  marker=dict(symbol="star", size=14, color=DENSE),
                                  hovertemplate=f"{name}<br>perplexity %{{y:.2f}}<br>runs %{{customdata}}<extra></extra>"))
+    color = colors([*pruned, *retrained])
     for dash, groups in (("dot", pruned), ("solid", retrained)):
         for name, points in sorted(groups.items()):
             xs, ys, ids = _series(points)
             values += ys
             fig.add_trace(go.Scatter(
-                x=xs, y=ys, customdata=[_ids(i) for i in ids], name=name, mode="lines+markers", line=dict(dash=dash),
+                x=xs, y=ys, customdata=[_ids(i) for i in ids], name=name, mode="lines+markers",
+                line=dict(dash=dash, color=color[name]),
                 hovertemplate=f"{name}<br>sparsity %{{x:.0%}}<br>perplexity %{{y:.2f}}<br>runs %{{customdata}}<extra></extra>"))
     fig.update_xaxes(**percent_axis(pad=0.03))
     fig.update_traces(cliponaxis=False)
@@ -116,8 +126,9 @@ def ppl_vs_trainable(rows: Sequence[RunRow]) -> go.Figure:
     span = [min(xs_all) / 1.5, max(xs_all) * 1.5] if done else []
     dense: dict[str, list[float]] = defaultdict(list)
     values = []
-    for i, (name, runs) in enumerate(sorted(groups.items())):
-        color = PALETTE[i % len(PALETTE)]
+    color_of = colors(groups)
+    for name, runs in sorted(groups.items()):
+        color = color_of[name]
         runs = sorted(runs, key=lambda r: r.trainable_fraction)
         fig.add_trace(go.Scatter(
             x=[100 * r.trainable_fraction for r in runs], y=[r.final_ppl for r in runs],
@@ -139,16 +150,10 @@ def ppl_vs_trainable(rows: Sequence[RunRow]) -> go.Figure:
         fig.add_trace(go.Scatter(x=span, y=[level, level], name=name, mode="lines", line=dict(dash="dash", color=DENSE),
                                  hovertemplate=f"{name}: %{{y:.2f}}<extra></extra>"))
     if done:
-        fig.update_xaxes(**_percent_ticks(*span))
+        fig.update_xaxes(**log_percent_axis(*span))
     fig.update_yaxes(**value_axis(values))
     return styled(fig, "Perplexity vs trainable parameters", "trainable parameters (% of the model, log scale)",
                   "perplexity after retraining")
-
-
-def _percent_ticks(low: float, high: float) -> dict:
-    """A log axis in percent with ticks at 1-2-5 steps between ``low`` and ``high``: ``0.5%``, ``1%``, ``2%``..."""
-    values = [m * 10.0 ** e for e in range(-4, 3) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
-    return dict(type="log", tickmode="array", tickvals=values, ticktext=[f"{v:g}%" for v in values])
 
 
 def ppl_bars(rows: Sequence[RunRow]) -> go.Figure:

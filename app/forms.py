@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from perp_engine.config import DEFAULT_MODEL, RunConfig, parse_pattern
+from perp_engine.config import (
+    DEFAULT_MODEL,
+    ZERO_SHOT_LIMIT,
+    ZERO_SHOT_MODELS,
+    ZERO_SHOT_TASKS,
+    RunConfig,
+    parse_pattern,
+)
+from perp_engine.data.zero_shot_tasks import TASKS
 from perp_engine.errors import PerpError
 from perp_engine.presets import DESCRIPTIONS, PRESETS
 from perp_engine.resources.estimate import sweep_seconds  # noqa: F401  (the Sweep page's total, with the engine's cost model)
@@ -36,12 +44,22 @@ SIZE_HELP = {
 }
 DEFAULT_SIZE = "quick"
 
+PAPER_TASKS = "paper"  # RunConfig's name for the seven tasks of the pruning papers
+ZERO_SHOT_CHOICES = (PAPER_TASKS, *ZERO_SHOT_TASKS)
+
 DATASET_TAGS = {"wiki-embedded": "works offline", "wikitext2": "needs download", "c4": "needs download"}
 DATASET_HELP = {
     "wiki-embedded": "Wikipedia excerpt shipped with gensim: works offline",
     "wikitext2": "WikiText-2 (needs the Hugging Face datasets cache or a network)",
     "c4": "C4 validation shard (needs the Hugging Face datasets cache or a network)",
 }
+
+
+def task_choice_label(choice: str) -> str:
+    """``all seven (paper)``, or a task's title with the split it scores: ``ARC-Easy (test)``."""
+    if choice == PAPER_TASKS:
+        return "all seven (paper)"
+    return f"{TASKS[choice].title} ({TASKS[choice].split})"
 
 
 def size_caption(size: str, eval_tokens: int, calib_samples: int) -> str:
@@ -67,6 +85,13 @@ def widget_values(config: Mapping) -> dict:
         "exp_seqlen": config["seqlen"], "exp_batch": config["batch_size"], "exp_seed": config["seed"],
         "exp_device": config["device"], "exp_dtype": config["dtype"], "exp_offload": config.get("offload", "auto"),
     }
+    tasks = list(config.get("zero_shot") or [])
+    values["exp_zs_tasks"] = [PAPER_TASKS] if set(tasks) == set(ZERO_SHOT_TASKS) else tasks
+    if tasks:
+        limit = config.get("zero_shot_limit", ZERO_SHOT_LIMIT)
+        values.update(exp_zs_all=limit == 0, exp_zs_on=list(config.get("zero_shot_on", ZERO_SHOT_MODELS)))
+        if limit:
+            values["exp_zs_limit"] = limit
     if "max_grad_norm" in config:
         values["exp_max_grad_norm"] = float(config["max_grad_norm"])
     if config.get("mode", "none") != "none":
@@ -108,7 +133,9 @@ def recipe_summary(recipe: str) -> str:
 @dataclass
 class ExperimentForm:
     """The Experiment page's choices. ``mode``/``train``/``adapter``/``rank`` count only for the custom recipe;
-    ``lr`` None keeps the recipe's learning rate; ``advanced`` holds any other RunConfig fields."""
+    ``lr`` None keeps the recipe's learning rate; ``advanced`` holds any other RunConfig fields. ``zero_shot``:
+    the tasks scored (``paper`` = the seven; none = off), ``zero_shot_limit`` docs per task (0 = all),
+    ``zero_shot_on`` the models scored; the last two count only with tasks."""
 
     model: str = DEFAULT_MODEL
     dataset: str = "wiki-embedded"
@@ -124,6 +151,9 @@ class ExperimentForm:
     lr: float | None = None
     size: str = DEFAULT_SIZE
     advanced: dict = field(default_factory=dict)
+    zero_shot: Sequence[str] = ()
+    zero_shot_limit: int = ZERO_SHOT_LIMIT
+    zero_shot_on: Sequence[str] = ZERO_SHOT_MODELS
 
     def to_config(self) -> RunConfig:
         """The validated RunConfig (PerpError naming the field otherwise)."""
@@ -144,6 +174,9 @@ class ExperimentForm:
             preset = self.recipe
         if (recipe_fields(self.recipe).get("mode") or fields.get("mode")) != "none":
             fields.update(steps=self.steps, lr=self.lr)
+        if self.zero_shot:
+            fields.update(zero_shot=tuple(self.zero_shot), zero_shot_limit=self.zero_shot_limit,
+                          zero_shot_on=tuple(self.zero_shot_on))
         return RunConfig.create(preset, **fields)
 
 

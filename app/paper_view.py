@@ -1,5 +1,5 @@
 """The Paper page's plain pieces: where the shipped report is, which run set "run it here" means, how far this
-machine's runs of it are, and the claims' tables as the page shows them. No Streamlit here."""
+machine's runs of it are, and the claims' tables (and zero-shot tables) as the page shows them. No Streamlit here."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from perp_engine.errors import PerpError
-from perp_engine.reproduce import Claim, RunSet, assemble, load_report, paper_set
+from perp_engine.reproduce import RunSet, assemble, load_report, paper_set
 from perp_engine.reproduce.decisions import FAILS, HOLDS, PARTLY, UNMEASURED
-from perp_engine.reproduce.wording import fmt
+from perp_engine.reproduce.wording import Table, fmt
 from perp_engine.store import RunRow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def local_report(runset: RunSet, rows: Mapping[str, RunRow | None]) -> dict | No
     return assemble(runset, rows, command="the Paper page of the app")
 
 
-def table_frame(claim: Claim) -> pd.DataFrame:
-    """A claim's table as the report prints it (formatted cells, "–" where there is no value)."""
-    table = claim.table
+def table_frame(table: Table) -> pd.DataFrame:
+    """A claim's table (or one of its zero-shot tables) as the report prints it (formatted cells, "–" where there
+    is no value)."""
     return pd.DataFrame([[fmt(v, f) for v, f in zip(row, table.formats)] for row in table.rows], columns=table.columns)

@@ -15,6 +15,8 @@ from perp_engine.evaluation.recovery import recovered_share
 from perp_engine.presets import PRESETS
 from perp_engine.store import RunRow
 
+from .zero_shot_rows import end_accuracy, protocol_text
+
 _RECIPE_FIELDS = ("mode", "train", "adapter", "rank", "alpha")
 MAX_MODEL_LABEL = 40  # characters of a model path shown in full
 
@@ -154,14 +156,15 @@ def filter_rows(rows: Iterable[RunRow], *, statuses: Sequence[str] = (), models:
 
 
 RUN_COLUMNS = ("id", "name", "status", "model", "pruning", "retraining", "dense ppl", "pruned ppl", "final ppl",
-               "recovery", "trainable %", "trainable params", "data", "seqlen", "eval tokens", "calib windows", "steps",
-               "lr", "time (s)", "device", "sweep", "tags", "created", "message")
+               "recovery", "mean accuracy", "trainable %", "trainable params", "data", "seqlen", "eval tokens",
+               "zero-shot", "calib windows", "steps", "lr", "time (s)", "device", "sweep", "tags", "created", "message")
 INTEGER_COLUMNS = ("id", "trainable params", "seqlen", "eval tokens", "calib windows", "steps", "sweep")
 
 
 def runs_frame(rows: Iterable[RunRow]) -> pd.DataFrame:
-    """The runs table, one row per run in the order given: results, the evaluation protocol and recipe size
-    (data, seqlen, eval tokens, calibration windows, steps, lr), integer counts as integers, ``created`` as a
+    """The runs table, one row per run in the order given: results (the mean zero-shot accuracy of the model the
+    run ends with, when scored), the evaluation protocols (data, seqlen, eval tokens; the zero-shot tasks, docs
+    and source) and recipe size (calibration windows, steps, lr), integer counts as integers, ``created`` as a
     UTC time."""
     records = []
     for r in rows:
@@ -178,11 +181,13 @@ def runs_frame(rows: Iterable[RunRow]) -> pd.DataFrame:
             "pruned ppl": r.pruned_ppl,
             "final ppl": r.final_ppl,
             "recovery": recovery(r),
+            "mean accuracy": end_accuracy(r),
             "trainable %": None if r.trainable_fraction is None else 100 * r.trainable_fraction,
             "trainable params": r.trainable_params,
             "data": data_label(cfg.get("dataset", "")),
             "seqlen": cfg.get("seqlen"),
             "eval tokens": cfg.get("eval_tokens"),
+            "zero-shot": protocol_text(r),
             "calib windows": cfg.get("calib_samples"),
             "steps": cfg.get("steps") if retrains else None,
             "lr": cfg.get("lr") if retrains else None,

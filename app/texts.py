@@ -64,6 +64,18 @@ CHARTS: dict[str, str] = {
                         "retraining; dashed: the dense model. Points near the dashed line at the far left "
                         "mean that a tiny share of parameters recovered most of the damage.",
     "ppl_bars": "For each run: the dense model, the model after pruning, and after retraining, with their values.",
+    "accuracy_vs_sparsity": "Zero-shot accuracy (lm-eval, offline task data) as sparsity grows: a task's headline "
+                            "metric or the mean over each run's tasks, with standard errors as error bars. Dotted: "
+                            "the pruned models; solid: after retraining; the star: the dense model; grey dotted: "
+                            "guessing. Runs scored under different protocols (tasks, docs per task, seed, data) get "
+                            "their own lines and are never averaged together.",
+    "accuracy_vs_trainable": "The PERP picture in accuracy: each retrained run's zero-shot accuracy against the "
+                             "share of parameters it trained. Dotted in its colour: the same pruned model before "
+                             "retraining; dashed: the dense model; grey dotted: guessing. Error bars: standard errors.",
+    "accuracy_per_task": "Each task's accuracy, and the mean over the run's tasks, for the model each run ends with "
+                         "(after retraining, or pruned when it did not retrain), beside the dense model; grey ticks: "
+                         "guessing. With a limit of docs per task an error bar of several points is usual: "
+                         "differences inside it are noise.",
     "loss_curves": "Training loss per step (retraining: language-model loss; reconstruction: the block "
                    "errors, block after block). A curve that drops then flattens has converged; one that "
                    "rises means the learning rate is too high.",

@@ -40,6 +40,9 @@ RUN_COLUMN_CONFIG = {  # how the runs tables of Compare and Sweep show their col
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
     "recovery": st.column_config.ProgressColumn("recovery", min_value=0.0, max_value=1.0, format="percent",
                                                 help="share of the pruning damage undone (log-perplexity)"),
+    "mean accuracy": st.column_config.NumberColumn(
+        format="percent", help="mean zero-shot accuracy over the run's tasks, of the model it ends with; compare "
+                              "only runs of the same zero-shot protocol (next column)"),
     "trainable %": st.column_config.NumberColumn(format="%.3g%%"),
     "trainable params": st.column_config.NumberColumn(format="localized"),
     "eval tokens": st.column_config.NumberColumn(format="localized"),

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import figures, runs, state, widgets
+from app import accuracy_figures, figures, runs, state, widgets, zero_shot_rows
 from app.texts import CHARTS
 
 KEEP = "session"
@@ -62,11 +62,13 @@ with charts:
     if not drawn:
         st.info("None of these runs has finished yet: charts appear when one is done.")
         st.stop()
-    for note in runs.fairness_notes(drawn):
-        st.warning(note, icon=":material/balance:")
+    for note in [*runs.fairness_notes(drawn), zero_shot_rows.protocol_note(drawn)]:
+        if note:
+            st.warning(note, icon=":material/balance:")
 
-    sparsity_tab, perp_tab, bars_tab, loss_tab = st.tabs(
-        ["Perplexity vs sparsity", "Perplexity vs trainable parameters", "Per run", "Training loss"])
+    sparsity_tab, perp_tab, bars_tab, acc_sparsity_tab, acc_perp_tab, acc_tasks_tab, loss_tab = st.tabs(
+        ["Perplexity vs sparsity", "Perplexity vs trainable parameters", "Per run", "Accuracy vs sparsity",
+         "Accuracy vs trainable parameters", "Accuracy per task", "Training loss"])
     with sparsity_tab:
         widgets.chart(figures.ppl_vs_sparsity(drawn), "ppl_vs_sparsity")
     with perp_tab:
@@ -77,6 +79,38 @@ with charts:
             st.caption(CHARTS["ppl_vs_trainable"])
     with bars_tab:
         widgets.chart(figures.ppl_bars(drawn), "ppl_bars")
+    scored = accuracy_figures.scored_runs(drawn)
+
+    def accuracy_header(task_key: str | None) -> str | None:
+        """The notes over an accuracy chart and its task choice (``mean`` without ``task_key``); None when no run
+        here has zero-shot scores (then it says how to get them)."""
+        if not scored:
+            st.info("None of these runs was scored zero-shot: choose tasks under **Zero-shot accuracy** on Experiment "
+                    "(or `perp run --zero-shot paper`) to see accuracy beside perplexity.")
+            return None
+        if note := zero_shot_rows.unscored_note(drawn):
+            st.caption(f":material/info: {note}")
+        if task_key is None:
+            return zero_shot_rows.MEAN
+        return st.selectbox("Task", zero_shot_rows.task_choices(scored), key=task_key, persist_state=KEEP,
+                            format_func=zero_shot_rows.task_title,
+                            help="a task's headline metric (acc, or acc_norm where the papers report it), or the "
+                                 "mean over each run's tasks")
+
+    with acc_sparsity_tab:
+        if task := accuracy_header("cmp_acc_sparsity_task"):
+            widgets.chart(accuracy_figures.accuracy_vs_sparsity(scored, task), "accuracy_vs_sparsity")
+    with acc_perp_tab:
+        if task := accuracy_header("cmp_acc_trainable_task"):
+            fig = accuracy_figures.accuracy_vs_trainable(scored, task)
+            if fig.data:
+                widgets.chart(fig, "accuracy_vs_trainable")
+            else:
+                st.info("No retrained run here has a zero-shot score of its final model on this task.")
+                st.caption(CHARTS["accuracy_vs_trainable"])
+    with acc_tasks_tab:
+        if accuracy_header(None):
+            widgets.chart(accuracy_figures.accuracy_per_task(scored), "accuracy_per_task")
     with loss_tab:
         curves = {runs.run_label(r): store.curve(r.id) for r in drawn if r.final_ppl is not None}
         if any(curves.values()):

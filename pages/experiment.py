@@ -13,6 +13,8 @@ from perp_engine.config import (
     NAMED_DATASETS,
     OFFLOADS,
     SUBSETS,
+    ZERO_SHOT_LIMIT,
+    ZERO_SHOT_MODELS,
     RunConfig,
 )
 from perp_engine.errors import PerpError
@@ -96,6 +98,28 @@ with form_col:
                                  key=f"exp_lr_{recipe}", persist_state=KEEP,
                                  help="The presets' values were tuned on the embedded model.")
 
+    st.subheader("4 · Zero-shot accuracy")
+    zero_shot = st.multiselect(
+        "Tasks", forms.ZERO_SHOT_CHOICES, key="exp_zs_tasks", persist_state=KEEP, format_func=forms.task_choice_label,
+        placeholder="off: perplexity only",
+        help="Accuracy as the pruning papers report it (lm-eval's prompts and metrics, task data shipped offline). "
+             "'all seven (paper)': BoolQ, RTE, HellaSwag, WinoGrande, ARC-Easy, ARC-Challenge, OpenBookQA.")
+    zero_shot_fields = {}
+    if zero_shot:
+        limit_col, all_col = st.columns(2)
+        every = all_col.checkbox("All docs of each task", key="exp_zs_all", persist_state=KEEP,
+                                 help="Every doc of the split (HellaSwag has 10,042): tight numbers, much slower.")
+        limit = limit_col.number_input("Docs per task", 1, 100_000, ZERO_SHOT_LIMIT, key="exp_zs_limit",
+                                       persist_state=KEEP, disabled=every,
+                                       help="A subset drawn with the run's seed: the same seed scores the same docs.")
+        scored_on = st.pills("Score the models", ZERO_SHOT_MODELS, selection_mode="multi", default=ZERO_SHOT_MODELS,
+                             key="exp_zs_on", persist_state=KEEP,
+                             help="dense: before pruning (computed once per task set and cached); pruned: before "
+                                  "repair; final: after repair. Dense -> pruned -> final shows what pruning cost and "
+                                  "what the repair won back.")
+        zero_shot_fields = {"zero_shot": zero_shot, "zero_shot_limit": 0 if every else int(limit),
+                            "zero_shot_on": scored_on}
+
     with st.expander("Run size and advanced settings"):
         size = st.segmented_control("Run size", list(forms.RUN_SIZES), default=forms.DEFAULT_SIZE, required=True,
                                     key="exp_size", persist_state=KEEP, format_func=str.capitalize,
@@ -127,7 +151,7 @@ with form_col:
 
 form = forms.ExperimentForm(model=model or "", dataset=dataset or "", method=method, sparsity=sparsity, pattern=pattern,
                             recipe=recipe, steps=int(steps), lr=lr, size=size, advanced=advanced,
-                            **{k: v for k, v in custom.items() if v is not None})
+                            **{k: v for k, v in custom.items() if v is not None}, **zero_shot_fields)
 with cost_col:
     st.subheader("Before you launch")
     warnings = []

@@ -53,7 +53,12 @@ for number in (1, 2, 3) if sources else ():
                 f"**{name}: {verdict.status}.** {verdict.text}", icon=paper_view.VERDICT_ICONS[verdict.status])
     for tab, (name, _) in zip(st.tabs([name for name, _ in sources]), sources):
         with tab:
-            st.dataframe(paper_view.table_frame(claims[name][number - 1]), hide_index=True, key=f"paper-{name}-{number}")
+            claim = claims[name][number - 1]
+            st.dataframe(paper_view.table_frame(claim.table), hide_index=True, key=f"paper-{name}-{number}")
+            for i, accuracy in enumerate(claim.zero_shot):
+                st.caption(f"Zero-shot accuracy in points, ± standard error: {accuracy.note}.")
+                st.dataframe(paper_view.table_frame(accuracy.table), hide_index=True,
+                             key=f"paper-{name}-{number}-zero-shot-{i}")
             st.plotly_chart(figures[name][f"claim{number}"], key=f"paper-{name}-claim{number}",
                             config={"displaylogo": False})
 

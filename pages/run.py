@@ -5,7 +5,7 @@ import json
 
 import streamlit as st
 
-from app import run_details, runs, state, widgets
+from app import run_details, runs, state, widgets, zero_shot_rows
 from app.progress_view import STAGE_TITLES
 from perp_engine.errors import PerpError
 from perp_engine.resources.estimate import format_seconds
@@ -62,8 +62,8 @@ elif row.status == "done":
 else:
     st.error(f"This run {row.status}: {row.error}", icon=":material/error:")
 
-config_tab, timing_tab, layers_tab, log_tab, manage_tab = st.tabs(
-    ["Configuration", "Stage timings", "Layers", "Log", "Name, export, delete"])
+config_tab, timing_tab, layers_tab, accuracy_tab, log_tab, manage_tab = st.tabs(
+    ["Configuration", "Stage timings", "Layers", "Zero-shot accuracy", "Log", "Name, export, delete"])
 
 with config_tab:
     st.dataframe(run_details.config_frame(row.config), hide_index=True, height=300)
@@ -102,6 +102,17 @@ with layers_tab:
                              icon=":material/download:")
         right.download_button("Blocks (CSV)", run_details.blocks_frame(blocks).to_csv(index=False),
                               f"perp-run-{row.id}-blocks.csv", "text/csv", icon=":material/download:")
+
+with accuracy_tab:
+    accuracy = zero_shot_rows.task_frame(row)
+    if accuracy.empty:
+        st.caption("Not scored zero-shot" + (" yet" if not row.finished and row.config.get("zero_shot") else "")
+                   + ". Choose tasks under **Zero-shot accuracy** on Experiment, or `perp run --zero-shot paper`.")
+    else:
+        st.caption(f"Zero-shot accuracy through lm-eval, {zero_shot_rows.protocol_text(row)}: each task's headline "
+                   "metric on the dense, pruned and final (after repair) models, ± its standard error in points; the "
+                   "mean is over the tasks. Compare shows it against sparsity and trainable parameters.")
+        st.dataframe(accuracy, hide_index=True, key="run-zero-shot")
 
 with log_tab:
     log = "\n".join(store.logs(row.id))

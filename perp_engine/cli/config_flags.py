@@ -70,7 +70,7 @@ HELP = {
 }
 
 
-def _limit(text: str) -> int:
+def zero_shot_limit(text: str) -> int:
     """--zero-shot-limit: a count, or 'all' (0)."""
     if text == "all":
         return 0
@@ -92,7 +92,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.type == "bool":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            kind = _limit if f.name == "zero_shot_limit" else {"int": int, "float": float}.get(f.type, str)
+            kind = zero_shot_limit if f.name == "zero_shot_limit" else {"int": int, "float": float}.get(f.type, str)
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=text, metavar=f.name.upper())
     parser.set_defaults(_config_fields=[f.name for f in dataclasses.fields(RunConfig)])
 

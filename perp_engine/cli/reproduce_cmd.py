@@ -14,8 +14,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..config import ZERO_SHOT_LIMIT, ZERO_SHOT_MODELS
 from ..errors import PerpError
 from ..jobs import Executor, JobStatus
+from .config_flags import HELP, zero_shot_limit
 from .executor_flags import add_executor_flags, check_executor_flags, executor_from_args
 from .runs_cmd import add_store_flag
 
@@ -43,6 +45,14 @@ def add_parser(sub) -> None:
                              "then getting its share of the cores)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the runs, their sizes and the cost-model estimate; queue nothing")
+    parser.add_argument("--zero-shot", metavar="TASKS",
+                        help=f"{HELP['zero_shot']}; every run of the set scores them and the report gets a zero-shot "
+                             "table per claim (default: none)")
+    parser.add_argument("--zero-shot-limit", type=zero_shot_limit, metavar="N",
+                        help="docs per zero-shot task, a subset drawn with the set's seed (0); 'all' or 0 for every "
+                             f"doc of the split (default: {ZERO_SHOT_LIMIT})")
+    parser.add_argument("--zero-shot-on", metavar="MODELS",
+                        help=f"{HELP['zero_shot_on']} (default: {','.join(ZERO_SHOT_MODELS)})")
     add_store_flag(parser)
     add_executor_flags(parser, local_help="detached worker processes on this machine (--parallel)")
     parser.set_defaults(func=run)
@@ -70,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
         raise PerpError("parallel", "--parallel sets local worker processes; Ray runs as many at once as the "
                                     "cluster's resources allow (--ray-cpus, --ray-gpus per run)")
     check_executor_flags(args)
+    zero_shot = {"zero_shot": args.zero_shot, "zero_shot_limit": args.zero_shot_limit, "zero_shot_on": args.zero_shot_on}
     if args.dry_run:
-        runset = quick_set() if args.quick else paper_set()
+        runset = quick_set(zero_shot=zero_shot) if args.quick else paper_set(zero_shot=zero_shot)
         stages = breakdowns(runset)
         for planned in runset.runs:
             print(f"{planned.key:<36} claims {','.join(map(str, planned.claims)):<5} "
@@ -82,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     executor = executor_from_args(args, max_parallel=args.parallel or (QUICK_PARALLEL if args.quick else 1))
     try:
-        runset = quick_set() if args.quick else paper_set()
+        runset = quick_set(zero_shot=zero_shot) if args.quick else paper_set(zero_shot=zero_shot)
         stages = breakdowns(runset)
         queued = queue_set(runset, executor, executor.store, check=Preflight().check)
         print(f"{len(runset.runs)} runs: {len(queued.reused)} finished before (reused from the store), "
@@ -140,4 +151,10 @@ def follow(executor: Executor, run_ids: dict[str, int]) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     parts = ["perp reproduce"] + (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
+    if args.zero_shot:
+        parts += ["--zero-shot", args.zero_shot]
+        if args.zero_shot_limit is not None:
+            parts += ["--zero-shot-limit", str(args.zero_shot_limit or "all")]
+        if args.zero_shot_on:
+            parts += ["--zero-shot-on", args.zero_shot_on]
     return " ".join(parts + (["--executor", args.executor] if args.executor != "local" else []))

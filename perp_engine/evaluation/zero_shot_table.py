@@ -6,6 +6,7 @@ Plain values from ``RunResult.zero_shot`` (stored with the run), shared by the C
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..config import ZERO_SHOT_MODELS
@@ -59,6 +60,15 @@ def mean_accuracy(zero_shot: dict[str, list[dict]] | None, which: str) -> float 
     """The mean headline value over the tasks ``which`` (dense, pruned, final) was scored on; None if it was not."""
     scores = (zero_shot or {}).get(which) or []
     return sum(s["value"] for s in scores) / len(scores) if scores else None
+
+
+def mean_stderr(zero_shot: dict[str, list[dict]] | None, which: str) -> float | None:
+    """The standard error of :func:`mean_accuracy`, the tasks' samples being independent: sqrt(sum se^2) / n.
+    None when ``which`` was not scored or a task has no standard error."""
+    errors = [s["stderr"] for s in (zero_shot or {}).get(which) or []]
+    if not errors or any(e is None for e in errors):
+        return None
+    return math.sqrt(sum(e * e for e in errors)) / len(errors)
 
 
 def protocol(zero_shot: dict[str, list[dict]] | None) -> Protocol | None:

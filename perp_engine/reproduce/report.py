@@ -16,11 +16,12 @@ from pathlib import Path
 from ..errors import PerpError
 from ..presets import LR_ORIGIN, PRESETS
 from ..store import RunRow
+from .accuracy import zero_shot_tables
 from .decisions import THRESHOLDS
 from .figures import build_figures, write_figures
 from .results import RunNumbers, numbers_of
 from .runset import RunSet
-from .wording import Claim, analyse, fmt, recipe_names
+from .wording import Claim, Table, analyse, fmt, recipe_names
 
 REPORT_FORMAT = 1
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -39,6 +40,8 @@ def assemble(runset: RunSet, rows: Mapping[str, RunRow | None], *, estimate_seco
     """The report of ``runset`` from the latest store row of each of its runs (by key; None = never ran)."""
     runs = [numbers_of(p, rows.get(p.key)) for p in runset.runs]
     claims = analyse(runs, model_name(runset))
+    for claim in claims:
+        claim.zero_shot = zero_shot_tables(claim.number, runs)
     env = next((r.environment for r in rows.values() if r is not None and r.status == "done" and r.environment), {})
     return {
         "format": REPORT_FORMAT,
@@ -95,21 +98,23 @@ def load_report(path: str | Path) -> dict:
 # -- Markdown -------------------------------------------------------------------------------------------------
 
 
-def table_markdown(claim: Claim) -> str:
-    table = claim.table
+def table_markdown(table: Table) -> str:
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---" for _ in table.columns) + "|"]
     lines += ["| " + " | ".join(fmt(v, f) for v, f in zip(row, table.formats)) + " |" for row in table.rows]
     return "\n".join(lines)
 
 
 def claims_markdown(report: Mapping, figure_dir: str = "", level: str = "##") -> str:
-    """Each claim: the paper's words, the verdict, the table, the figure (PNG when there is one, else a link to
-    the HTML); figure paths start with ``figure_dir``."""
+    """Each claim: the paper's words, the verdict, the table, its zero-shot tables when its runs were scored, the
+    figure (PNG when there is one, else a link to the HTML); figure paths start with ``figure_dir``."""
     parts = []
     for claim in claims_of(report):
         figure = report.get("figures", {}).get(f"claim{claim.number}", {})
         parts += [f"{level} Claim {claim.number}: {claim.title}", "", f"> {claim.statement}", "",
-                  f"**Verdict: {claim.verdict.status}.** {claim.verdict.text}", "", table_markdown(claim), ""]
+                  f"**Verdict: {claim.verdict.status}.** {claim.verdict.text}", "", table_markdown(claim.table), ""]
+        for accuracy in claim.zero_shot:
+            parts += [f"Zero-shot accuracy in points, ± standard error ({accuracy.note}):", "",
+                      table_markdown(accuracy.table), ""]
         if figure.get("png"):
             parts += [f"![Claim {claim.number}]({figure_dir}{figure['png']})", ""]
         elif figure.get("html"):

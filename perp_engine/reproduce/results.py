@@ -42,6 +42,7 @@ class RunNumbers:
     diverged: str | None = None
     notes: list[str] = field(default_factory=list)
     device: str | None = None
+    zero_shot: dict = field(default_factory=dict)  # RunResult.zero_shot: stored scores by model (dense, pruned, final)
 
     @property
     def done(self) -> bool:
@@ -101,4 +102,5 @@ def numbers_of(planned: Planned, row: RunRow | None) -> RunNumbers:
     numbers.diverged = result.get("diverged")
     numbers.notes = list(result.get("notes", []))
     numbers.device = result.get("device")
+    numbers.zero_shot = dict(result.get("zero_shot") or {})
     return numbers

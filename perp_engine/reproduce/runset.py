@@ -16,7 +16,7 @@ so that the whole set fits 90 minutes on 2 CPU cores by :mod:`perp_engine.resour
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import DEFAULT_MODEL, RunConfig
 
@@ -62,13 +62,15 @@ class Planned:
 
 @dataclass(frozen=True)
 class RunSet:
-    """The runs of one reproduction: which model and text, which sizes, whether it is the quick one."""
+    """The runs of one reproduction: which model and text, which sizes, whether it is the quick one, and the
+    zero-shot fields every run gets (``zero_shot``, ``zero_shot_limit``, ``zero_shot_on``; empty: none scored)."""
 
     model: str
     dataset: str
     sizes: dict
     quick: bool
     runs: tuple[Planned, ...]
+    zero_shot: dict = field(default_factory=dict)
 
     @property
     def configs(self) -> list[RunConfig]:
@@ -76,18 +78,22 @@ class RunSet:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "dataset": self.dataset, "sizes": dict(self.sizes), "quick": self.quick,
-                "runs": [p.to_dict() for p in self.runs]}
+                "zero_shot": dict(self.zero_shot), "runs": [p.to_dict() for p in self.runs]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSet":
         return cls(model=data["model"], dataset=data["dataset"], sizes=dict(data["sizes"]), quick=bool(data["quick"]),
-                   runs=tuple(Planned.from_dict(p) for p in data["runs"]))
+                   runs=tuple(Planned.from_dict(p) for p in data["runs"]), zero_shot=dict(data.get("zero_shot") or {}))
 
 
 def paper_set(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, sizes: dict | None = None, *,
-              quick: bool = False, device: str = "auto") -> RunSet:
-    """The set on ``model`` and ``dataset`` with ``sizes`` (default ``FULL_SIZES``), in claim order."""
+              quick: bool = False, device: str = "auto", zero_shot: dict | None = None) -> RunSet:
+    """The set on ``model`` and ``dataset`` with ``sizes`` (default ``FULL_SIZES``), in claim order; every run
+    scores zero-shot as ``zero_shot``'s RunConfig fields say (``{"zero_shot": "paper"}``...; none by default)."""
     sizes = dict(FULL_SIZES if sizes is None else sizes)
+    zero_shot = {k: v for k, v in (zero_shot or {}).items() if v is not None}
+    if not zero_shot.get("zero_shot"):  # a limit or models without tasks score nothing: the set stays as it is
+        zero_shot = {}
     wanted: dict[tuple, set[int]] = {}
     for sparsity in CLAIM1_SPARSITIES:
         for preset in CLAIM1_RECIPES:
@@ -102,16 +108,18 @@ def paper_set(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, sizes:
     runs = tuple(
         Planned(key=run_key(*point), claims=tuple(sorted(claims)),
                 config=RunConfig.create(point[3], model=model, dataset=dataset, method=point[0], sparsity=point[1],
-                                        pattern=point[2], device=device, **sizes))
+                                        pattern=point[2], device=device, **sizes, **zero_shot))
         for point, claims in wanted.items())
-    return RunSet(model=model, dataset=dataset, sizes=sizes, quick=quick, runs=runs)
+    fields = runs[0].config.to_dict()  # the zero-shot fields as validated (task names expanded, in order)
+    return RunSet(model=model, dataset=dataset, sizes=sizes, quick=quick, runs=runs,
+                  zero_shot={k: fields[k] for k in zero_shot})
 
 
-def quick_set(home=None) -> RunSet:
+def quick_set(home=None, zero_shot: dict | None = None) -> RunSet:
     """The same set on the tiny random LLaMA and text of :mod:`perp_engine.reproduce.tiny`, built once under
     ``<PERP home>/reproduce`` (so a second quick run finds its runs in the store), with ``QUICK_SIZES``."""
     from ..paths import resolve_home
     from .tiny import ensure_tiny_setup
 
     model, text = ensure_tiny_setup(resolve_home(home) / "reproduce")
-    return paper_set(str(model), str(text), QUICK_SIZES, quick=True)
+    return paper_set(str(model), str(text), QUICK_SIZES, quick=True, zero_shot=zero_shot)

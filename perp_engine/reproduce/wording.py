@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..presets import DESCRIPTIONS
 from .decisions import (
@@ -84,8 +84,21 @@ class Table:
     """Rows of raw values (None = no value) under named columns; ``formats`` says how each column reads."""
 
     columns: list[str]
-    formats: list[str]  # text | lr | ppl | percent | share | ratio | count | mib | seconds | sparsity
+    formats: list[str]  # text | lr | ppl | percent | share | ratio | count | mib | seconds | sparsity | accuracy
     rows: list[list]
+
+
+@dataclass
+class AccuracyTable:
+    """A claim's zero-shot table under one protocol (``note`` says which: tasks, docs, seed, source, metrics,
+    splits); cells of format ``accuracy`` are ``[value, standard error]``."""
+
+    note: str
+    table: Table
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AccuracyTable":
+        return cls(note=data["note"], table=Table(**data["table"]))
 
 
 @dataclass
@@ -101,6 +114,7 @@ class Claim:
     statement: str
     table: Table
     verdict: Verdict
+    zero_shot: list[AccuracyTable] = field(default_factory=list)  # when its runs were scored zero-shot
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +122,8 @@ class Claim:
     @classmethod
     def from_dict(cls, data: dict) -> "Claim":
         return cls(number=data["number"], title=data["title"], statement=data["statement"],
-                   table=Table(**data["table"]), verdict=Verdict(**data["verdict"]))
+                   table=Table(**data["table"]), verdict=Verdict(**data["verdict"]),
+                   zero_shot=[AccuracyTable.from_dict(t) for t in data.get("zero_shot", [])])
 
 
 def analyse(runs: Iterable[RunNumbers], model: str) -> list[Claim]:
@@ -128,6 +143,9 @@ def fmt(value, kind: str) -> str:
         return value
     if kind == "ppl":
         return f"{value:,.2f}" if value < 1e5 else f"{value:.3g}"
+    if kind == "accuracy":  # [value, standard error] of a zero-shot score, in points as the papers print it
+        value, error = value
+        return "–" if value is None else f"{100 * value:.1f}" + (f" ± {100 * error:.1f}" if error is not None else "")
     if kind == "percent":  # a fraction of the model's parameters
         return f"{100 * value:.3g}%"
     if kind in ("share", "sparsity"):

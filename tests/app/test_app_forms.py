@@ -12,7 +12,7 @@ import pytest
 from app_fixtures import made_up, record
 
 from app import forms, progress_view, runs
-from perp_engine.config import RunConfig
+from perp_engine.config import ZERO_SHOT_MODELS, ZERO_SHOT_TASKS, RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.presets import PRESETS
 from perp_engine.resources.estimate import format_seconds
@@ -209,6 +209,26 @@ def test_widget_values_name_the_run_size_and_recipe():
     assert (values["exp_recipe"], values["exp_mode"], values["exp_train"], values["exp_adapter"], values["exp_rank"]) == (
         forms.CUSTOM, "reconstruct", ["norms"], "lora", 4)
     assert (values["exp_size"], values["exp_eval_tokens_quick"]) == (forms.DEFAULT_SIZE, 1000)
+
+
+def test_zero_shot_choices_reach_the_config_and_come_back():
+    assert forms.ExperimentForm().to_config().zero_shot == ()  # off by default
+    form = forms.ExperimentForm(zero_shot=["paper"], zero_shot_limit=0, zero_shot_on=["pruned", "final"])
+    config = form.to_config()
+    assert config.zero_shot == ZERO_SHOT_TASKS and config.zero_shot_limit == 0
+    assert config.zero_shot_on == ("pruned", "final")
+    values = forms.widget_values(config.to_dict())
+    assert (values["exp_zs_tasks"], values["exp_zs_all"], values["exp_zs_on"]) == (["paper"], True, ["pruned", "final"])
+    assert "exp_zs_limit" not in values  # 'all': the count field keeps what it had
+    two = forms.ExperimentForm(zero_shot=["arc_easy", "rte"], zero_shot_limit=25).to_config()
+    assert (two.zero_shot, two.zero_shot_limit, two.zero_shot_on) == (("rte", "arc_easy"), 25, ZERO_SHOT_MODELS)
+    values = forms.widget_values(two.to_dict())
+    assert (values["exp_zs_tasks"], values["exp_zs_limit"], values["exp_zs_all"]) == (["rte", "arc_easy"], 25, False)
+    assert forms.widget_values(RunConfig().to_dict())["exp_zs_tasks"] == []  # a run without tasks clears them
+    with pytest.raises(PerpError, match="zero_shot_on"):
+        forms.ExperimentForm(zero_shot=["rte"], zero_shot_on=[]).to_config()
+    assert [forms.task_choice_label(c) for c in forms.ZERO_SHOT_CHOICES[:3]] == [
+        "all seven (paper)", "BoolQ (validation)", "RTE (validation)"]
 
 
 def test_size_caption_follows_the_fields():

