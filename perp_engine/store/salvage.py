@@ -163,15 +163,17 @@ def _salvage(conn: sqlite3.Connection, table: str, columns: list[str]) -> tuple[
 
 
 def _max_rowid(conn: sqlite3.Connection, table: str) -> int:
-    """The highest rowid the table (or, failing that, sqlite_sequence) still knows."""
+    """The highest rowid the table or sqlite_sequence still knows (a damaged last page can hide the table's newest
+    rows from ``max(rowid)`` without an error; the sequence still counts them)."""
+    top = 0
     for sql, params in ((f"SELECT max(rowid) FROM {table}", ()), (SEQUENCE_SQL, (table,))):
         try:
             row = conn.execute(sql, params).fetchone()
         except sqlite3.DatabaseError:
             continue
         if row and row[0] is not None:
-            return int(row[0])
-    return 0
+            top = max(top, int(row[0]))
+    return top
 
 
 def _keep_high_water_marks(source: sqlite3.Connection, target: sqlite3.Connection, artifacts: Path) -> None:

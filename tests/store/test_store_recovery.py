@@ -21,7 +21,7 @@ def test_a_recovered_store_never_gives_an_id_twice(tmp_path, folders, next_id):
         (artifacts / name).mkdir(parents=True)
         (artifacts / name / "model.safetensors").write_text(f"kept by {name}")
     recovered = recover_store(path)
-    assert recovered.lost["runs"] > 0
+    assert recovered.kept["runs"] < 40  # rows of a page of garbage vanish (SQLite may read it without an error)
 
     store = RunStore(path)
     assert max(r.id for r in store.list_runs()) < 40  # the lost rows had the highest ids
