@@ -84,6 +84,11 @@ def label(case: dict) -> str:
     return f"{case['model']} {fields['dtype']} {what}{ckpt}{offload}{sizes}"
 
 
+def selector(case_label: str, kind: str) -> str:
+    """What ``--only`` looks in: the label and the set, e.g. ``smollm2-135m bfloat16 perp [in-sample]``."""
+    return f"{case_label} [{kind}]"
+
+
 def run_config(case: dict, device: str):
     from perp_engine.config import RunConfig
 
@@ -159,8 +164,9 @@ def report(results: list[dict]) -> tuple[str, dict]:
 
 def main() -> None:
     parser_args = harness.parse_args(__doc__.splitlines()[0], extra=[
-        ("--only", {"default": "", "help": "run only the cases whose label contains this text (the results file "
-                                          "keeps the other cases it holds)"}),
+        ("--only", {"default": "", "help": "run only the cases whose label and set ('LABEL [in-sample]', 'LABEL "
+                                          "[hold-out]') contain this text (the results file keeps the other cases "
+                                          "it holds)"}),
         ("--repredict", {"action": "store_true", "help": "recompute the predictions of the results file, run nothing"})])
     args = parser_args
     sizes = {"embedded": EMBEDDED_SIZES, "synthetic": SYNTHETIC_SIZES, "hold-out": HOLDOUT_SIZES, "long": LONG_SIZES}
@@ -171,8 +177,8 @@ def main() -> None:
         harness.write_results("memory_bench", args, saved["machine"], sizes, payload, body, keep_facts=True)
         return
     facts = harness.machine_facts(args.device, args.threads)
-    results = harness.cases_left_alone("memory_bench", args, lambda r: r["case"])
-    for case in [c for c in cases(args.quick) if args.only in label(c)]:
+    results = harness.cases_left_alone("memory_bench", args, lambda r: selector(r["case"], r["set"]))
+    for case in [c for c in cases(args.quick) if args.only in selector(label(c), c["set"])]:
         results.append(harness.stamp(measure(case, args.device, args.threads), facts))
         worst = max(results[-1]["stages"], key=lambda s: abs(s["error"]))
         print(f"{results[-1]['case']}: worst stage {worst['stage']} {100 * worst['error']:+.1f}%", flush=True)
