@@ -67,6 +67,12 @@ KEPT_HIDDEN, KEPT_WIDE = 5.0, 2.0
 # Kept besides when the block linears train (whole weights or adapters): their inputs (q/k/v's, o_proj's,
 # gate/up's, down_proj's).
 LINEAR_INPUTS_HIDDEN, LINEAR_INPUTS_WIDE = 3.0, 1.0
+# Counted, not fitted: on a CPU, attention whose probabilities drop out in training (GPT-2's attn_pdrop) runs SDPA's
+# math path, which keeps per block and token three float32 rows of heads x seqlen (the probabilities, their dropout,
+# the batched matrix the product with the values reads) and float32 batched copies of the query, key and value
+# (GPT-2 small's block, in float32 and bfloat16). Without that dropout (LLaMA, OPT, Qwen2), or on a GPU, whose
+# kernels drop out inside, attention keeps no such matrix.
+ATTENTION_MATRICES, ATTENTION_INPUTS = 3, 3
 ADAM_STATE = 2  # AdamW keeps two moments per tensor it updates, in that tensor's dtype
 # Fitted to the train-stage peaks of bench/retrain_bench.py (the embedded model: perp, perp-masklora and full-ft,
 # with and without checkpointing): retraining's working set beyond its activations, trained tensors and loss
@@ -294,7 +300,16 @@ class _Terms:
         hidden, wide = KEPT_HIDDEN, KEPT_WIDE
         if "full" in self.config.train or self.config.adapter != "none":
             hidden, wide = hidden + LINEAR_INPUTS_HIDDEN, wide + LINEAR_INPUTS_WIDE
-        return tokens * (hidden * self.shape.hidden + wide * self.shape.widest) * self.weight_bytes
+        kept = tokens * (hidden * self.shape.hidden + wide * self.shape.widest) * self.weight_bytes
+        return kept + tokens * self._attention_math
+
+    @property
+    def _attention_math(self) -> float:
+        """What attention's math path keeps per token in one block (``ATTENTION_MATRICES``), when it runs."""
+        if self.device != "cpu" or not self.shape.attention_dropout:
+            return 0.0
+        return FLOAT32 * (ATTENTION_MATRICES * self.shape.heads * self.config.seqlen
+                          + ATTENTION_INPUTS * self.shape.hidden)
 
     def _retrain_activations(self, tokens: int) -> float:
         """Activations kept for backward over ``tokens`` tokens: every block's, or with checkpointing every block's

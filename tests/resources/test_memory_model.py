@@ -4,6 +4,7 @@ the training state it counts is what the training loop holds at its optimizer st
 folder with one line, and the Experiment page's fit sentences say what the plan says."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from perp_engine.errors import PerpError
 from perp_engine.model.load import check_weights, load_model
 from perp_engine.repair.retrain import retrain
 from perp_engine.repair.subsets import select_trainable
+from perp_engine.repair.training_loop import training_mode
 from perp_engine.resources import memory_model
 from perp_engine.resources.memory_meter import MIB
 from perp_engine.resources.memory_model import (
@@ -175,6 +177,32 @@ def test_training_state_is_what_the_loop_holds_at_its_optimizer_step(dtype, tmp_
     finally:
         handle.remove()
     assert len(held) == 2 and held[0] == held[1] == predicted_state
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_attention_matrices_kept_in_training_on_a_cpu_are_counted(family, tmp_path):
+    """GPT-2's attention drops its probabilities out in training: on a CPU SDPA's math path then keeps three float32
+    batch x heads x seqlen x seqlen matrices per block (what autograd saves, counted here); LLaMA's keeps none."""
+    folder = str(save_tiny_model(tmp_path / family, family=family))
+    config = RunConfig.create("perp", model=folder, seqlen=48, batch_size=2, device="cpu")  # 48: not a width
+    shape, report = model_facts(config)
+    model, _ = load_model(folder, device="cpu")
+    saved: dict[int, torch.Tensor] = {}
+
+    def keep(t):
+        if t.dim() >= 2 and t.shape[-2:] == (config.seqlen, config.seqlen):
+            saved[t.untyped_storage().data_ptr()] = t
+        return t
+
+    with training_mode(model), torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model.get_input_embeddings().weight.requires_grad_(True)
+        model(torch.randint(0, shape.vocab, (config.batch_size, config.seqlen)))
+    matrices = sum(t.numel() * t.element_size() for t in saved.values())
+    per_matrix = config.batch_size * shape.heads * config.seqlen ** 2 * 4
+    assert matrices == (memory_model.ATTENTION_MATRICES * per_matrix * shape.n_blocks if family == "gpt2" else 0)
+    on_cpu = predict_memory(config, shape, report, "cpu", "none").stage("train").device_bytes
+    without = predict_memory(config, replace(shape, attention_dropout=0.0), report, "cpu", "none")
+    assert on_cpu - without.stage("train").device_bytes >= matrices
 
 
 def test_a_run_on_a_folder_without_weights_is_one_line_exit_2(tmp_path, capsys):
