@@ -86,8 +86,8 @@ def report(config, estimate, plan, gpus) -> str:
     for recipe, by_gpu in gpus.items():
         lines.append(f"{recipe:<10}" + "".join(f"{_fit(f):>26}" for f in by_gpu.values()))
     lines += [f"note: {n}" for n in estimate.notes]
-    lines.append("predictions: the memory model is calibrated within 25% on measured runs (bench/memory_bench.py), "
-                 "the time within ~2x")
+    lines.append("predictions: the memory model is within 25% of measured runs, those it was calibrated on and "
+                 "hold-out ones (bench/memory_bench.py), the time within ~2x")
     return "\n".join(lines)
 
 

@@ -25,6 +25,8 @@ class ModelShape:
     widest: int  # the widest linear input or output inside a block (LLaMA: the MLP's intermediate size)
     linears: tuple[tuple[int, int], ...]  # (out, in) of every block linear
     saved_itemsize: int | None = None  # bytes per weight in the checkpoint (its config's dtype), if it says
+    heads: int = 0  # attention heads per block
+    attention_dropout: float = 0.0  # dropout of the attention probabilities in training (GPT-2's attn_pdrop)
 
     @classmethod
     def of(cls, model: nn.Module) -> "ModelShape":
@@ -46,6 +48,9 @@ class ModelShape:
             widest=max(max(o, i) for o, i in linears),
             linears=linears,
             saved_itemsize=_itemsize(getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None)),
+            heads=getattr(model.config, "num_attention_heads", 0),
+            attention_dropout=float(getattr(model.config, "attention_dropout", None)
+                                    or getattr(model.config, "attn_pdrop", None) or 0.0),
         )
 
     @property

@@ -16,8 +16,12 @@ the libraries too) and, when the device is a GPU, in the CPU memory beside it:
   (``in^2`` float32 per distinct input) and their Cholesky factorisation;
 - logits: one evaluation batch's logits in the weights' dtype and one chunk of them in float32; in training the
   chunked loss (perp_engine.model.lm_loss) holds one chunk's float32 logits and their gradients at a time;
-- trained tensors: their gradients and AdamW state (float32 for adapters, the weights' dtype otherwise), for
-  full retraining every weight's;
+- trained tensors (perp_engine.repair.training_loop, perp_engine.repair.master), at the optimizer step: what
+  AdamW updates (a half-precision tensor's float32 master copy when ``master_weights``, else the tensor itself),
+  its gradient and two moments in that dtype, the tensor itself where it is not a model weight (adapters: float32;
+  the head LoRA: the head's dtype), a rollback copy of small trainables, and on a GPU AdamW's foreach step's copy
+  of every second moment; for full retraining of a bfloat16 model that is 16 bytes per weight besides the weight
+  (20 on a GPU), for every weight;
 - copies: of the output head's matrix in retraining (fitted, ``TRAIN_HEAD_COPIES``), and a tied head's own
   matrix once its LoRA is merged.
 
@@ -25,18 +29,23 @@ What training keeps for backward is counted from what a LLaMA block keeps. The o
 measured stage peaks (VmHWM, perp_engine.resources.memory_meter): the process baseline, loading's and the data
 stage's transients and inference's forward working set to bench/memory_bench.py (real runs of the embedded model
 and of a random LLaMA of SmolLM2-360M's shape), retraining's head copies to the train stages of
-bench/retrain_bench.py; bench/scale_bench.py checks the predictions on larger shapes.
+bench/retrain_bench.py; bench/scale_bench.py checks the predictions on larger shapes. memory_bench.py also runs a
+hold-out set (other families and sizes) that no constant was fitted to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from ..config import RunConfig
 from ..data.sampling import MEASURE_WINDOWS
 from ..model.lm_loss import CHUNK_LOGITS, chunk_positions
 from ..model.load import DTYPES
 from ..model.shape import ModelShape
+from ..repair.master import HALF
+from ..repair.retrain import SNAPSHOT_MAX_SHARE
 from ..repair.subsets import TrainableReport
 from .memory_meter import GIB, MIB
 
@@ -58,7 +67,13 @@ KEPT_HIDDEN, KEPT_WIDE = 5.0, 2.0
 # Kept besides when the block linears train (whole weights or adapters): their inputs (q/k/v's, o_proj's,
 # gate/up's, down_proj's).
 LINEAR_INPUTS_HIDDEN, LINEAR_INPUTS_WIDE = 3.0, 1.0
-ADAM_STATE = 2  # AdamW keeps two tensors per trained one
+# Counted, not fitted: on a CPU, attention whose probabilities drop out in training (GPT-2's attn_pdrop) runs SDPA's
+# math path, which keeps per block and token three float32 rows of heads x seqlen (the probabilities, their dropout,
+# the batched matrix the product with the values reads) and float32 batched copies of the query, key and value
+# (GPT-2 small's block, in float32 and bfloat16). Without that dropout (LLaMA, OPT, Qwen2), or on a GPU, whose
+# kernels drop out inside, attention keeps no such matrix.
+ATTENTION_MATRICES, ATTENTION_INPUTS = 3, 3
+ADAM_STATE = 2  # AdamW keeps two moments per tensor it updates, in that tensor's dtype
 # Fitted to the train-stage peaks of bench/retrain_bench.py (the embedded model: perp, perp-masklora and full-ft,
 # with and without checkpointing): retraining's working set beyond its activations, trained tensors and loss
 # chunks, in output-head matrices: the copies of the head's matrix made around the loss and the merge, and what
@@ -116,6 +131,7 @@ def predict_memory(config: RunConfig, shape: ModelShape, trainable: TrainableRep
     if config.mode != "none":
         retrains = config.mode == "retrain"  # then every block is on the device, whatever the offloading
         stages.append(m.stage("train", weights=m.all_weights if retrains else m.resident_weights,
+                              trained=m.trained() if retrains else m.trained() / max(1, shape.n_blocks),
                               work=m.retrain_transient if retrains else m.reconstruct_transient, dense=True))
         stages.append(m.stage("final_eval", weights=m.resident_weights + m.merged_head,
                               work=max(m.eval_transient, m.measure_transient), dense=True))
@@ -132,10 +148,12 @@ class _Terms:
         self.weight_bytes = DTYPES[config.dtype].itemsize  # per weight and per activation
         self.process = CPU_BASELINE if device == "cpu" else 0.0  # on a CPU the device figure is the whole process
 
-    def stage(self, name: str, *, weights: float, work: float, dense: bool = False) -> StageMemory:
-        """``dense``: the stage holds the dense reference (beside a GPU in CPU memory, unless it is on disk; on a
-        CPU device it is on disk and its one block read back is part of the work)."""
-        parts = {"process": self.process, "weights": weights, "work": work}
+    def stage(self, name: str, *, weights: float, work: float, trained: float = 0.0,
+              dense: bool = False) -> StageMemory:
+        """``trained``: the training state (:meth:`trained`); ``dense``: the stage holds the dense reference (beside
+        a GPU in CPU memory, unless it is on disk; on a CPU device it is on disk and its one block read back is
+        part of the work)."""
+        parts = {"process": self.process, "weights": weights, "trained": trained, "work": work}
         host = 0.0
         if self.device != "cpu":
             reference = self.dense_reference if dense and self.offload != "disk" else 0.0
@@ -222,17 +240,17 @@ class _Terms:
 
     @property
     def retrain_transient(self) -> float:
-        """The activations kept for backward, the loss's chunks, the head copies and the trained tensors."""
+        """The activations kept for backward, the loss's chunks and the head copies (the trained tensors' state is
+        a part of its own)."""
         return (self._retrain_activations(self.config.batch_size * self.config.seqlen) + self._loss_chunks
-                + self._head_copies + self._trained())
+                + self._head_copies)
 
     @property
     def reconstruct_transient(self) -> float:
-        """One block's calibration inputs, targets and outputs, what it keeps for backward over one batch, the
-        dense block, and one block's share of the trained tensors."""
+        """One block's calibration inputs, targets and outputs, what it keeps for backward over one batch, and the
+        dense block (one block's share of the trained tensors' state is a part of its own)."""
         backward = self._kept_per_block(self.config.batch_size * self.config.seqlen)
-        per_block_trained = self._trained() / max(1, self.shape.n_blocks)
-        return self._calibration_hidden(3) + backward + self.block_weights + per_block_trained
+        return self._calibration_hidden(3) + backward + self.block_weights
 
     # -- the terms the work is made of -----------------------------------------------------------------------------
 
@@ -282,7 +300,16 @@ class _Terms:
         hidden, wide = KEPT_HIDDEN, KEPT_WIDE
         if "full" in self.config.train or self.config.adapter != "none":
             hidden, wide = hidden + LINEAR_INPUTS_HIDDEN, wide + LINEAR_INPUTS_WIDE
-        return tokens * (hidden * self.shape.hidden + wide * self.shape.widest) * self.weight_bytes
+        kept = tokens * (hidden * self.shape.hidden + wide * self.shape.widest) * self.weight_bytes
+        return kept + tokens * self._attention_math
+
+    @property
+    def _attention_math(self) -> float:
+        """What attention's math path keeps per token in one block (``ATTENTION_MATRICES``), when it runs."""
+        if self.device != "cpu" or not self.shape.attention_dropout:
+            return 0.0
+        return FLOAT32 * (ATTENTION_MATRICES * self.shape.heads * self.config.seqlen
+                          + ATTENTION_INPUTS * self.shape.hidden)
 
     def _retrain_activations(self, tokens: int) -> float:
         """Activations kept for backward over ``tokens`` tokens: every block's, or with checkpointing every block's
@@ -301,20 +328,43 @@ class _Terms:
     def _head_copies(self) -> float:
         return TRAIN_HEAD_COPIES * self.shape.head_params * self.weight_bytes
 
-    def _trained(self) -> float:
-        """What training adds to the weights: the head's own matrix when a tied head is untied to train it;
-        each adapter tensor with its gradient and AdamW state, in float32; each trained weight's gradient and
-        AdamW state, in the weights' dtype."""
+    def trained(self) -> float:
+        """What training adds to the weights: the head's own matrix when a tied head is untied to train it, and the
+        state of every trained tensor (:meth:`_state`): adapters are float32 in any model, the head LoRA's factors
+        (peft's) take the head's dtype, the other trained tensors are the model's weights."""
         if self.trainable is None:
             return 0.0
         counts = self.trainable.by_category
-        adapters = counts.get("adapter", 0) + counts.get("head-lora", 0)
-        weights = self.trainable.trainable - adapters
+        adapters, head_lora = counts.get("adapter", 0), counts.get("head-lora", 0)
+        weights = self.trainable.trainable - adapters - head_lora
         trains_head = "head" in self.config.train or "head-lora" in self.config.train
         untied = self.shape.tied_head and self.config.untie_head and trains_head
         head_copy = self.shape.head_params * self.weight_bytes if untied else 0.0
-        return (head_copy + adapters * FLOAT32 * (2 + ADAM_STATE)
-                + weights * self.weight_bytes * (1 + ADAM_STATE))
+        dtype = DTYPES[self.config.dtype]
+        return (head_copy + self._state(adapters, torch.float32, own=True) + self._state(head_lora, dtype, own=True)
+                + self._state(weights, dtype, own=False))
+
+    def _state(self, count: int, dtype: torch.dtype, *, own: bool) -> float:
+        """Bytes of ``count`` trained parameters of ``dtype`` at the optimizer step (the loop's peak), besides the
+        model's weights: the tensors themselves when they are not model weights (``own``); what AdamW updates, a
+        float32 master copy of a half-precision tensor when ``master_weights``; its gradient and AdamW's two
+        moments, in the updated tensor's dtype (a half-precision tensor's own gradient is moved onto its master
+        copy tensor by tensor, so beside the float32 gradients only one of those lives at a time); the copy the
+        rollback keeps of small trainables; on a GPU, the square root of every second moment that AdamW's
+        foreach step holds at once (on a CPU AdamW steps tensor by tensor)."""
+        value = dtype.itemsize
+        mastered = self.config.master_weights and dtype in HALF
+        updated = FLOAT32 if mastered else value
+        per_param = ((value if own else 0) + (updated if mastered else 0) + updated * (1 + ADAM_STATE)
+                     + (value if self._rollback else 0) + (updated if self.device == "cuda" else 0))
+        return count * per_param
+
+    @property
+    def _rollback(self) -> bool:
+        """Whether the loop keeps a copy of the trainables: always in reconstruction (one block's), in retraining
+        when they are at most ``SNAPSHOT_MAX_SHARE`` of the model (perp_engine.repair.retrain)."""
+        trainable = self.trainable
+        return self.config.mode == "reconstruct" or trainable.trainable <= SNAPSHOT_MAX_SHARE * trainable.total
 
 
 def block_working_set(config: RunConfig, shape: ModelShape) -> float:
@@ -353,8 +403,6 @@ def capacity(device_type: str, index: int | None = None) -> tuple[float, float]:
 
     host = psutil.virtual_memory().available + psutil.Process().memory_info().rss
     if device_type == "cuda":
-        import torch
-
         return float(torch.cuda.mem_get_info(index)[0]), float(host)
     return float(host), float(host)
 

@@ -1,18 +1,25 @@
 """The memory model's predictions move the way the runs do (table-driven over tiny models of several families),
+the training state it counts is what the training loop holds at its optimizer step (mixed precision included),
 ``perp estimate`` sizes a model from its config alone (an 8B LLaMA with no weights), a run refuses such a
 folder with one line, and the Experiment page's fit sentences say what the plan says."""
 
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 from fixtures_tiny import save_tiny_model  # noqa: F401
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import LlamaConfig
 
 from app import memory_view
 from perp_engine.cli import main
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
-from perp_engine.model.load import check_weights
+from perp_engine.model.load import check_weights, load_model
+from perp_engine.repair.retrain import retrain
+from perp_engine.repair.subsets import select_trainable
+from perp_engine.repair.training_loop import training_mode
 from perp_engine.resources import memory_model
 from perp_engine.resources.memory_meter import MIB
 from perp_engine.resources.memory_model import (
@@ -104,6 +111,98 @@ def test_perp_estimate_prints_the_8b_fit_table_without_weights(tmp_path, capsys)
     assert main(["estimate", "--model", folder, "--preset", "perp", "--dtype", "bfloat16"]) == 0
     text = capsys.readouterr().out
     assert "24 GB" in text and "80 GB" in text and "full-ft" in text and "--offload auto picks" in text
+
+
+def test_full_retraining_of_an_8b_llama_in_bfloat16_needs_16_bytes_a_weight_and_does_not_fit_80_gb(tmp_path, capsys):
+    """The weight, its float32 master copy, float32 gradient and two float32 AdamW moments: 18 bytes per weight
+    (22 on a GPU, with AdamW's foreach step), not the 8 of counting the state in bfloat16."""
+    folder = llama_8b(tmp_path / "llama-8b")
+    assert main(["estimate", "--model", folder, "--preset", "full-ft", "--dtype", "bfloat16", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    train_gib = data["memory"]["offload"]["none"]["stages"]["train"]["device_gib"]
+    assert train_gib * GIB >= 16 * data["total_params"]
+    assert data["gpus"]["full-ft"]["80 GB"]["fits"] is False
+    assert data["gpus"]["full-ft"]["80 GB"]["need_gib"] * GIB >= 20 * data["total_params"]
+    assert data["gpus"]["perp"]["80 GB"]["fits"] is True  # the state of 0.1% of the weights
+    assert main(["estimate", "--model", folder, "--preset", "full-ft", "--dtype", "bfloat16"]) == 0
+    full_ft_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("full-ft"))
+    assert full_ft_row.count("no (needs") == 2
+
+
+@pytest.mark.parametrize("dtype, master, per_weight, on_gpu", [("bfloat16", True, 16, 20), ("float16", True, 16, 20),
+                                                               ("bfloat16", False, 6, 8), ("float32", True, 12, 16)])
+def test_training_state_per_weight_follows_master_copies(dtype, master, per_weight, on_gpu, tmp_path):
+    """Full retraining's state besides the weights, per weight, on a CPU: float32 master, gradient and two moments
+    for a half-precision model; without master copies the gradient and moments in the weights' dtype; in
+    float32 no copy. On a GPU AdamW's foreach step adds the square root of every second moment."""
+    config = RunConfig.create("full-ft", model=str(save_tiny_model(tmp_path / "tiny")), dtype=dtype,
+                              master_weights=master)
+    shape, report = model_facts(config)
+    train = predict_memory(config, shape, report, "cpu", "none").stage("train")
+    assert train.parts["trained"] == per_weight * report.trainable
+    assert predict_memory(config, shape, report, "cuda", "none").stage("train").parts["trained"] == (
+        on_gpu * report.trainable)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_training_state_is_what_the_loop_holds_at_its_optimizer_step(dtype, tmp_path):
+    """Measured on a real step of a tiny model's full retraining: the bytes of what AdamW updates (the float32
+    master copies, or the weights themselves), their gradients, its moments, and any gradient still on a model
+    weight, right after the step, equal the model's ``trained`` part."""
+    folder = str(save_tiny_model(tmp_path / "tiny"))
+    config = RunConfig.create("full-ft", model=folder, dtype=dtype, device="cpu")
+    shape, report = model_facts(config)
+    predicted_state = predict_memory(config, shape, report, "cpu", "none").stage("train").parts["trained"]
+
+    model, _ = load_model(folder, device="cpu", dtype=dtype)
+    select_trainable(model, config.train)
+    weights = {p.data_ptr() for p in model.parameters()}
+    held: list[int] = []
+
+    def at_step(optimizer, args, kwargs):
+        tensors = {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.data_ptr() not in weights:
+                    tensors[p.data_ptr()] = p
+                if p.grad is not None:
+                    tensors[p.grad.data_ptr()] = p.grad
+                tensors.update({t.data_ptr(): t for t in optimizer.state[p].values() if t.numel() == p.numel()})
+        tensors.update({p.grad.data_ptr(): p.grad for p in model.parameters() if p.grad is not None})
+        held.append(sum(t.numel() * t.element_size() for t in tensors.values()))
+
+    handle = register_optimizer_step_post_hook(at_step)
+    try:
+        retrain(model, torch.randint(0, shape.vocab, (4, 16)), steps=2, lr=1e-4, batch_size=2)
+    finally:
+        handle.remove()
+    assert len(held) == 2 and held[0] == held[1] == predicted_state
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_attention_matrices_kept_in_training_on_a_cpu_are_counted(family, tmp_path):
+    """GPT-2's attention drops its probabilities out in training: on a CPU SDPA's math path then keeps three float32
+    batch x heads x seqlen x seqlen matrices per block (what autograd saves, counted here); LLaMA's keeps none."""
+    folder = str(save_tiny_model(tmp_path / family, family=family))
+    config = RunConfig.create("perp", model=folder, seqlen=48, batch_size=2, device="cpu")  # 48: not a width
+    shape, report = model_facts(config)
+    model, _ = load_model(folder, device="cpu")
+    saved: dict[int, torch.Tensor] = {}
+
+    def keep(t):
+        if t.dim() >= 2 and t.shape[-2:] == (config.seqlen, config.seqlen):
+            saved[t.untyped_storage().data_ptr()] = t
+        return t
+
+    with training_mode(model), torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model.get_input_embeddings().weight.requires_grad_(True)
+        model(torch.randint(0, shape.vocab, (config.batch_size, config.seqlen)))
+    matrices = sum(t.numel() * t.element_size() for t in saved.values())
+    per_matrix = config.batch_size * shape.heads * config.seqlen ** 2 * 4
+    assert matrices == (memory_model.ATTENTION_MATRICES * per_matrix * shape.n_blocks if family == "gpt2" else 0)
+    on_cpu = predict_memory(config, shape, report, "cpu", "none").stage("train").device_bytes
+    without = predict_memory(config, replace(shape, attention_dropout=0.0), report, "cpu", "none")
+    assert on_cpu - without.stage("train").device_bytes >= matrices
 
 
 def test_a_run_on_a_folder_without_weights_is_one_line_exit_2(tmp_path, capsys):
