@@ -238,3 +238,21 @@ def test_the_fit_sentences_say_what_the_plan_says():
     assert "No offload mode fits" in hopeless
     line = memory_view.mode_line(tight)
     assert "none 10.00 GiB (too big)" in line and "disk 3.00 GiB (fits)" in line and "auto picks disk" in line
+
+
+@pytest.mark.parametrize("preset", ["none", "perp"])
+def test_each_zero_shot_stage_is_predicted_with_its_batch_of_logits(preset, tmp_path):
+    """One stage per scored model, in the pipeline's order; its logits (and their log-softmax) over a batch of the
+    longest requests of the tasks asked for, so HellaSwag's long endings cost more than WinoGrande's sentences."""
+    from perp_engine.evaluation.zero_shot import CPU_BATCH
+    from perp_engine.run.pipeline import stages_for
+
+    model = str(save_tiny_model(tmp_path / "llama"))
+    config = RunConfig.create(preset, model=model, seqlen=32, batch_size=2, zero_shot="winogrande")
+    plan = predicted(config, device="cpu")
+    assert [s.stage for s in plan.stages] == list(stages_for(config))
+    longer = predicted(config.replace(zero_shot=("winogrande", "hellaswag")), device="cpu")
+    for stage in (s.stage for s in plan.stages if s.stage.endswith("zero_shot")):
+        grew = longer.stage(stage).device_bytes - plan.stage(stage).device_bytes
+        vocab = 128  # the tiny model's
+        assert grew >= 2 * CPU_BATCH * vocab * 4 * 100  # two float32 logits tensors, 100+ more tokens per request
