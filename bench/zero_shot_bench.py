@@ -76,13 +76,13 @@ def score_stock(limit: int, threads: int) -> dict:
     from lm_eval.api.registry import get_model
 
     from perp_engine.data.zero_shot_tasks import TASKS, doc_subset, load_docs
-    from perp_engine.evaluation.zero_shot import build_task, quiet_harness, task_manager
+    from perp_engine.evaluation.zero_shot import CPU_BATCH, build_task, quiet_harness, task_manager
     from perp_engine.model.load import embedded_folder
 
     torch.set_num_threads(threads)
     with quiet_harness():
         lm = get_model("hf").create_from_arg_string(
-            f"pretrained={embedded_folder('smollm2-135m')},dtype=float32,device=cpu,batch_size=16")
+            f"pretrained={embedded_folder('smollm2-135m')},dtype=float32,device=cpu,batch_size={CPU_BATCH}")
         start = time.perf_counter()  # the same work zero_shot() times: read the docs, build the tasks, score
         manager = task_manager(tuple(TASKS))
         requests = 0
