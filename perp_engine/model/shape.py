@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .blocks import find_decoder_blocks, find_linears, get_weight
+from .load import context_limit
 from .parameters import count_parameters
 
 
@@ -27,6 +28,7 @@ class ModelShape:
     saved_itemsize: int | None = None  # bytes per weight in the checkpoint (its config's dtype), if it says
     heads: int = 0  # attention heads per block
     attention_dropout: float = 0.0  # dropout of the attention probabilities in training (GPT-2's attn_pdrop)
+    context: int | None = None  # the longest input the model takes (its position table), if it has one
 
     @classmethod
     def of(cls, model: nn.Module) -> "ModelShape":
@@ -51,6 +53,7 @@ class ModelShape:
             heads=getattr(model.config, "num_attention_heads", 0),
             attention_dropout=float(getattr(model.config, "attention_dropout", None)
                                     or getattr(model.config, "attn_pdrop", None) or 0.0),
+            context=context_limit(model.config),
         )
 
     @property

@@ -41,6 +41,8 @@ import torch
 
 from ..config import RunConfig
 from ..data.sampling import MEASURE_WINDOWS
+from ..data.zero_shot_tasks import TASKS
+from ..evaluation.zero_shot import batch_size_for
 from ..model.lm_loss import CHUNK_LOGITS, chunk_positions
 from ..model.load import DTYPES
 from ..model.shape import ModelShape
@@ -135,6 +137,13 @@ def predict_memory(config: RunConfig, shape: ModelShape, trainable: TrainableRep
                               work=m.retrain_transient if retrains else m.reconstruct_transient, dense=True))
         stages.append(m.stage("final_eval", weights=m.resident_weights + m.merged_head,
                               work=max(m.eval_transient, m.measure_transient), dense=True))
+    if config.zero_shot:  # after the perplexity of each model it scores, with what that stage holds
+        for after, which in (("dense_eval", "dense"), ("pruned_eval", "pruned"), ("final_eval", "final")):
+            at = next((i for i, s in enumerate(stages) if s.stage == after), None)
+            if at is not None and which in config.zero_shot_on:
+                weights = m.resident_weights + (m.merged_head if which == "final" else 0)
+                stages.insert(at + 1, m.stage(f"{which}_zero_shot", weights=weights, work=m.zero_shot_transient,
+                                              dense=which != "dense"))
     return MemoryEstimate(device=device, offload=offload, stages=tuple(stages))
 
 
@@ -221,6 +230,15 @@ class _Terms:
         """Perplexity: one batch's logits and one block's forward over the batch."""
         tokens = self.config.eval_batch_size * self.config.seqlen
         return self._eval_logits(tokens) + self._block_forward(tokens)
+
+    @property
+    def zero_shot_transient(self) -> float:
+        """Zero-shot scoring (lm-eval's loop): one batch of the longest requests of the tasks asked for (cut to the
+        model's context), its logits and their log-softmax over the vocabulary in the weights' dtype, and one
+        block's forward over it."""
+        longest = max(TASKS[t].longest for t in self.config.zero_shot)
+        tokens = batch_size_for(self.device) * min(longest, self.shape.context or longest)
+        return 2 * tokens * self.shape.vocab * self.weight_bytes + self._block_forward(tokens)
 
     @property
     def measure_transient(self) -> float:
