@@ -69,11 +69,11 @@ def report(config, estimate, plan, gpus) -> str:
     modes = offload_modes(plan.device)
     lines.append(f"peak memory per stage, GiB on {plan.device}" + (" (+ CPU memory beside it)" if plan.device != "cpu" else "")
                  + (" (offload cpu is none on a CPU device)" if plan.device == "cpu" else ""))
-    lines.append(f"{'stage':<12}" + "".join(f"{'offload ' + m:>18}" for m in modes))
+    lines.append(f"{'stage':<17}" + "".join(f"{'offload ' + m:>18}" for m in modes))
     for i, stage in enumerate(plan.modes["none"].stages):
         cells = [plan.modes[m].stages[i] for m in modes]
-        lines.append(f"{stage.stage:<12}" + "".join(f"{_gib(s.device_bytes, s.host_bytes, plan.device):>18}" for s in cells))
-    lines.append(f"{'peak':<12}" + "".join(f"{_gib(plan.modes[m].peak_device, plan.modes[m].peak_host, plan.device):>18}"
+        lines.append(f"{stage.stage:<17}" + "".join(f"{_gib(s.device_bytes, s.host_bytes, plan.device):>18}" for s in cells))
+    lines.append(f"{'peak':<17}" + "".join(f"{_gib(plan.modes[m].peak_device, plan.modes[m].peak_host, plan.device):>18}"
                                             for m in modes))
     device_room, host_room = plan.room
     room = f"{device_room / GIB:.1f} GiB" + (f" (+ {host_room / GIB:.1f} GiB CPU memory)" if plan.device != "cpu" else "")

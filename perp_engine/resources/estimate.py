@@ -30,11 +30,13 @@ an effective throughput per device, plus a fixed cost for loading. Stages and th
   one forward each at ``ZERO_SHOT_SEQLEN``, plus ``ZERO_SHOT_TASK_S`` per task (lm-eval builds the task's
   requests, the docs are read).
 
-Calibration: stage timings of the embedded model (SmolLM2-135M, float32, torch 2.13) on a 2-core x86 CPU,
-five runs (perp with magnitude, perp-masklora with Wanda, full-ft, prune-only SparseGPT; 1-2k evaluation
-tokens, 8-16 calibration sequences, 3-4 steps): evaluation, pruning and training came out within ~1.5x of
-the measured CPU time / 2 threads; SparseGPT's column loop fixed ``SPARSEGPT_S_PER_COLUMN``. The machine was shared with other jobs,
-so take the constants as +-2x. CPU rates scale with the number of torch threads. The GPU rates are
+Calibration: the CPU rate comes from the benches of the embedded model (SmolLM2-135M, float32, torch 2.13) on
+the 2-core Intel Xeon host of 2026-12-06 (quiet, 2 threads): perplexity 909 tokens/s (prune_bench: 252 GFLOP/s
+in this model's count), zero-shot 736 tokens/s over the seven tasks (zero_shot_bench: ~214), perp retraining
+2.83 s per step of 4 x 256 tokens (retrain_bench: ~202), full retraining 7.02 s per step (~122: its optimizer
+step over every weight is memory-bound, so it comes out ~1.6x faster than it is). The earlier constant (45
+GFLOP/s, five shared-machine runs on an AMD EPYC host) predicted these 4.5-5x too slow on this host: hosts differ,
+so take the CPU constants as +-2x. SparseGPT's column loop: ``SPARSEGPT_S_PER_COLUMN``. CPU rates scale with the number of torch threads. The GPU rates are
 conservative guesses for a laptop-class GPU, not measurements. The estimate is meant to tell a 30-second
 run from a 30-minute one.
 """
@@ -58,14 +60,17 @@ from ..pruning.sequential import DATA_FREE_METHODS
 from ..repair.adapters import attach_adapters
 from ..repair.subsets import TrainableReport, select_trainable
 
-THROUGHPUT = {"cpu": 45e9, "cuda": 8e12, "mps": 1.5e12}  # effective FLOP/s of a transformer pass, float32
+THROUGHPUT = {"cpu": 200e9, "cuda": 8e12, "mps": 1.5e12}  # effective FLOP/s of a transformer pass, float32
 CPU_THREADS_CALIBRATED = 2
 START_S = 6.0
 LOAD_S = 3.0
 LOAD_S_PER_PARAM = 2e-8
 GGUF_CONVERT_S = 30.0
 DATA_S = 2.0
-SPARSEGPT_S_PER_COLUMN = 6e-4  # SparseGPT's per-column loop (small ops, barely parallel), per input column per layer
+# SparseGPT's per-column loop (small ops, barely parallel), per input column per layer: prune_bench on the same host,
+# SparseGPT's stage 25.0 s for the embedded model's 149,760 input columns (32 x 256 calibration tokens), ~12 s of it
+# beyond the calibration passes and Hessians (6e-4 before, from the AMD host: 5x slower than measured here)
+SPARSEGPT_S_PER_COLUMN = 1e-4
 ZERO_SHOT_SEQLEN = 128  # a typical zero-shot request's length in tokens (the seven tasks read 43-313 tokens per doc)
 ZERO_SHOT_TASK_S = 1.0
 
