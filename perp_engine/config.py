@@ -24,6 +24,7 @@ OFFLOADS = ("auto", "none", "cpu", "disk")  # where the blocks' weights wait bet
 ZERO_SHOT_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
 ZERO_SHOT_MODELS = ("dense", "pruned", "final")  # which of a run's models are scored
 ZERO_SHOT_LIMIT = 100  # docs per task by default (a seeded subset); 0 = every doc of the split
+ALL_DOCS = "all"  # what a command line, a config file or a sweep may say for zero_shot_limit 0
 DEFAULT_MODEL = "smollm2-135m"
 SEED_MAX = 2**32 - 1  # the widest seed every generator used (torch, numpy, Python's random) accepts
 INT_MAX = 2**63 - 1
@@ -216,6 +217,16 @@ class RunConfig:
             raise PerpError("zero_shot_samples", "needs tasks to score; give zero_shot (e.g. 'paper')")
 
 
+def zero_shot_limit_value(text: str) -> int:
+    """A docs-per-task limit from text: a count, or ``all`` (0). PerpError naming zero_shot_limit otherwise."""
+    if text == ALL_DOCS:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise PerpError("zero_shot_limit", f"use a number of docs per task or '{ALL_DOCS}', not {text!r}") from None
+
+
 def zero_shot_tasks(names) -> tuple[str, ...]:
     """Task names (a comma-separated string or a sequence; ``paper`` = all of :data:`ZERO_SHOT_TASKS`), each once,
     in that order. PerpError("zero_shot", ...) for an unknown name."""
@@ -280,6 +291,8 @@ def _coerce(f: dataclasses.Field, value):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise PerpError(f.name, f"expected a list of strings or a comma-separated string, got {value!r}")
         return tuple(value)
+    if f.name == "zero_shot_limit" and value == ALL_DOCS:
+        return 0
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind == "float" and not isinstance(value, float):

@@ -19,6 +19,7 @@ from ..config import (
     ZERO_SHOT_TASKS,
     RunConfig,
     field_values,
+    zero_shot_limit_value,
 )
 from ..errors import PerpError
 from ..presets import DESCRIPTIONS
@@ -72,12 +73,10 @@ HELP = {
 
 def zero_shot_limit(text: str) -> int:
     """--zero-shot-limit: a count, or 'all' (0)."""
-    if text == "all":
-        return 0
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"use a number of docs per task or 'all', not {text!r}") from None
+        return zero_shot_limit_value(text)
+    except PerpError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

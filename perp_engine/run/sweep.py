@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import RunConfig, field_values
+from ..config import RunConfig, field_values, zero_shot_limit_value
 from ..errors import PerpError
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -153,6 +153,8 @@ def parse_values(name: str, texts: list[str]) -> list:
 
 
 def _parse(name: str, kind: str, text: str):
+    if name == "zero_shot_limit":
+        return zero_shot_limit_value(text)
     if kind.startswith("tuple"):
         return tuple(t for t in text.split("+") if t)
     if kind == "bool":

