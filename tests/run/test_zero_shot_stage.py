@@ -47,3 +47,11 @@ def test_a_run_without_repair_scores_dense_and_pruned_and_reuses_them_from_the_c
     assert second.zero_shot == first.zero_shot
     only_dense = run_pipeline(config.replace(zero_shot_on=("dense",), sparsity=0.3), cache_dir=str(tmp_path))
     assert list(only_dense.zero_shot) == ["dense"] and "zero_shot_dense" in only_dense.reused
+
+
+def test_blocks_offloaded_to_disk_give_the_same_scores(tiny_model_dir, tiny_text_file, perp_home):  # noqa: F811
+    """lm-eval's loop drives the model through the placement's hooks: each block read from its file in turn."""
+    config = _config(tiny_model_dir, tiny_text_file, zero_shot_on="dense,pruned")
+    kept = run_pipeline(config.replace(offload="none"))
+    on_disk = run_pipeline(config.replace(offload="disk"))
+    assert on_disk.environment["offload"] == "disk" and on_disk.zero_shot == kept.zero_shot
