@@ -100,11 +100,12 @@ def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0], rounds=3, extra=[
         ("--limit", {"type": int, "default": None, "help": "docs per task (default: the config's default limit)"})])
     from perp_engine.config import ZERO_SHOT_LIMIT
+    from perp_engine.data.zero_shot_tasks import TASKS, scored_docs
 
     limit = args.limit or (5 if args.quick else ZERO_SHOT_LIMIT)
     facts = harness.machine_facts(args.device, args.threads)
     per_doc = harness.run_isolated(tokens_per_doc)
-    tokens = sum(per_doc[task] * min(limit, _total(task)) for task in per_doc)
+    tokens = sum(per_doc[task] * scored_docs(TASKS[task].docs, limit) for task in per_doc)
     rounds = []
     for r in range(args.rounds):
         ours = harness.run_isolated(score_ours, limit, args.threads)
@@ -140,12 +141,6 @@ def main() -> None:
     ])
     harness.write_results("zero_shot_bench", args, facts, {"limit": limit, "threads": args.threads},
                           {"rounds": rounds, "tokens_per_doc": per_doc, "goals": goals, "public": PUBLIC}, body)
-
-
-def _total(task: str) -> int:
-    from perp_engine.data.zero_shot_tasks import load_docs
-
-    return len(load_docs(task))
 
 
 if __name__ == "__main__":

@@ -140,6 +140,13 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     @property
+    def zero_shot_models(self) -> tuple[str, ...]:
+        """The models a run scores zero-shot, in pipeline order: none without tasks, ``final`` only with a repair."""
+        if not self.zero_shot:
+            return ()
+        return tuple(m for m in ZERO_SHOT_MODELS if m in self.zero_shot_on and (m != "final" or self.mode != "none"))
+
+    @property
     def nm(self) -> tuple[int, int] | None:
         return parse_pattern(self.pattern)
 

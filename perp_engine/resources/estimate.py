@@ -51,7 +51,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data.sampling import MEASURE_WINDOWS
-from ..data.zero_shot_tasks import TASKS
+from ..data.zero_shot_tasks import TASKS, scored_docs
 from ..model.blocks import find_decoder_blocks
 from ..model.load import EMBEDDED_MODELS, load_skeleton, resolve_device
 from ..model.shape import ModelShape
@@ -154,15 +154,14 @@ def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport 
     if config.mode != "none":
         seconds["train"] = train_flops(config, shape, report) / rate
         seconds["final_eval"] = measure + eval_tokens * forward / rate
-    scored = set(config.zero_shot_on) - (set() if config.mode != "none" else {"final"})
-    for which in scored if config.zero_shot else ():
+    for which in config.zero_shot_models:
         seconds[f"{which}_zero_shot"] = zero_shot_seconds(config, shape, rate)
     return {stage: round(seconds[stage], 1) for stage in STAGES if stage in seconds}
 
 
 def zero_shot_seconds(config: RunConfig, shape: ModelShape, rate: float) -> float:
     """One model's zero-shot scoring on the config's tasks and limit."""
-    tokens = sum(TASKS[t].tokens_per_doc * (min(config.zero_shot_limit, TASKS[t].docs) or TASKS[t].docs)
+    tokens = sum(TASKS[t].tokens_per_doc * scored_docs(TASKS[t].docs, config.zero_shot_limit)
                  for t in config.zero_shot)
     return tokens * shape.forward_flops(ZERO_SHOT_SEQLEN) / rate + ZERO_SHOT_TASK_S * len(config.zero_shot)
 

@@ -125,11 +125,20 @@ def predict_memory(config: RunConfig, shape: ModelShape, trainable: TrainableRep
     """The peak of each stage ``config`` runs through, with ``offload`` (not ``auto``) on ``device`` (cpu/cuda)."""
     m = _Terms(config, shape, trainable, device, offload)
     data = DATA_TRANSIENT if device == "cpu" else 0  # beside a GPU the corpus is in CPU memory, not counted
+    scored = config.zero_shot_models  # each scored after its perplexity, holding what that stage holds
+
+    def zero_shot(which: str) -> list[StageMemory]:
+        weights = m.resident_weights + (m.merged_head if which == "final" else 0)
+        return [m.stage(f"{which}_zero_shot", weights=weights, work=m.zero_shot_transient,
+                        dense=which != "dense")] if which in scored else []
+
     stages = [m.stage("load", weights=m.loading_weights, work=m.load_transient),
               m.stage("data", weights=m.resident_weights, work=data),
               m.stage("dense_eval", weights=m.resident_weights, work=m.eval_transient),
+              *zero_shot("dense"),
               m.stage("prune", weights=m.resident_weights, work=m.prune_transient, dense=True),
-              m.stage("pruned_eval", weights=m.resident_weights, work=m.eval_transient, dense=True)]
+              m.stage("pruned_eval", weights=m.resident_weights, work=m.eval_transient, dense=True),
+              *zero_shot("pruned")]
     if config.mode != "none":
         retrains = config.mode == "retrain"  # then every block is on the device, whatever the offloading
         stages.append(m.stage("train", weights=m.all_weights if retrains else m.resident_weights,
@@ -137,13 +146,7 @@ def predict_memory(config: RunConfig, shape: ModelShape, trainable: TrainableRep
                               work=m.retrain_transient if retrains else m.reconstruct_transient, dense=True))
         stages.append(m.stage("final_eval", weights=m.resident_weights + m.merged_head,
                               work=max(m.eval_transient, m.measure_transient), dense=True))
-    if config.zero_shot:  # after the perplexity of each model it scores, with what that stage holds
-        for after, which in (("dense_eval", "dense"), ("pruned_eval", "pruned"), ("final_eval", "final")):
-            at = next((i for i, s in enumerate(stages) if s.stage == after), None)
-            if at is not None and which in config.zero_shot_on:
-                weights = m.resident_weights + (m.merged_head if which == "final" else 0)
-                stages.insert(at + 1, m.stage(f"{which}_zero_shot", weights=weights, work=m.zero_shot_transient,
-                                              dense=which != "dense"))
+        stages += zero_shot("final")
     return MemoryEstimate(device=device, offload=offload, stages=tuple(stages))
 
 

@@ -259,7 +259,7 @@ def score_zero_shot(run: Run, which: str, key: dict | None) -> None:
         else:
             todo.append(task)
     if todo:
-        samples = _samples_file(run, which)
+        samples = _samples_file(run)
         try:
             report = zero_shot(run.model, run.tokenizer, tuple(todo), limit=config.zero_shot_limit, seed=config.seed,
                                samples=samples, label=which, progress=run.report(f"{which}_zero_shot"))
@@ -277,7 +277,7 @@ def score_zero_shot(run: Run, which: str, key: dict | None) -> None:
                                                  for s in run.result.zero_shot[which]))
 
 
-def _samples_file(run: Run, which: str):
+def _samples_file(run: Run):
     """The per-item log-likelihood file, opened for this model's lines: created by the run's first scored model,
     appended to by the next ones."""
     path = run.config.zero_shot_samples
@@ -289,9 +289,8 @@ def _samples_file(run: Run, which: str):
 
 
 def _scores(which: str) -> Callable[[RunConfig], bool]:
-    """Whether a config scores its ``which`` model zero-shot (final only when it repairs)."""
-    return lambda config: bool(config.zero_shot) and which in config.zero_shot_on and (
-        which != "final" or _repairs(config))
+    """Whether a config scores its ``which`` model zero-shot."""
+    return lambda config: which in config.zero_shot_models
 
 
 def _task_count(run: Run) -> str:
