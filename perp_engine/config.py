@@ -84,6 +84,7 @@ class RunConfig:
     grad_checkpointing: bool = False
     master_weights: bool = True
     train_samples: int = 0
+    eval_every: int = 0
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
@@ -209,6 +210,8 @@ class RunConfig:
             raise PerpError("weight_decay", f"{self.weight_decay!r} is not allowed; use a number >= 0")
         if not 0 <= float(self.max_grad_norm) < float("inf"):
             raise PerpError("max_grad_norm", f"{self.max_grad_norm!r} is not allowed; use a number >= 0 (0 turns clipping off), e.g. 1.0")
+        _positive("eval_every", self.eval_every, minimum=0,
+                  why="optimizer steps between learning-curve points; 0 = no curve")
         if not isinstance(self.train_samples, int) or self.train_samples < 0:
             raise PerpError("train_samples", f"{self.train_samples!r} is not allowed; use 0 (steps x batch size) or a positive count")
         if not (self.device in DEVICES or re.match(r"^cuda:\d+$", str(self.device))):

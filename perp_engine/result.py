@@ -34,6 +34,8 @@ class BlockRecord:
     drift_before: float | None = None  # accumulated block-output error (each model on its own activations)
     drift_after: float | None = None
     train_seconds: float | None = None  # reconstruct mode: seconds of this block's training steps
+    # reconstruct mode with eval_every: the block's held-out relative error by step, [{"step", "seconds", "error"}]
+    curve: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +56,11 @@ class RunResult:
     trainable_by_category: dict[str, int] = field(default_factory=dict)
     trained_tensors: list[str] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
+    # retrain mode with eval_every: held-out perplexity (the evaluation windows) by step, [{"step", "seconds", "ppl"}],
+    # seconds = training seconds before the point; curve_seconds: what every curve point of the run cost
+    curve: list[dict] = field(default_factory=list)
+    curve_seconds: float = 0.0
+    final_sparsity: float | None = None  # counted from the final model's weights after the merge (every pruned linear)
     device: str = "cpu"
     environment: dict = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)  # stages taken from the artifact cache, e.g. dense_ppl

@@ -56,6 +56,9 @@ HELP = {
     "master_weights": "with a bfloat16/float16 model, train float32 master copies of the trained tensors "
                       "(--no-master-weights: update them in the model's dtype)",
     "train_samples": "training windows (0 = steps x batch size x grad accum)",
+    "eval_every": "learning curve: every K optimizer steps (and before the first, after the last) measure the held-out "
+                  "perplexity (retrain: the evaluation windows) or each block's held-out error (reconstruct: the "
+                  "measurement windows); never on training windows; each point costs one such evaluation (0 = off)",
     "seed": "random seed (calibration windows, random pruning, adapter init, batch order)",
     "device": f"{', '.join(DEVICES)} or cuda:N (auto = GPU when present, else CPU)",
     "dtype": f"model dtype: {', '.join(DTYPES)}",

@@ -7,6 +7,10 @@ the model has it, as in retraining), through the one training loop (:mod:`perp_e
 the same schedule, clipping, master copies and non-finite guard with rollback as retraining. Adapters are merged
 into the block before moving on, and the block's outputs become the next block's inputs. Memory is bounded by one
 block plus its calibration activations, not the whole model.
+
+With ``held_out`` inputs (block 0's inputs of windows neither pruning nor reconstruction use) each block also
+gets a learning curve: its relative error against the dense block on those windows, every ``eval_every`` steps;
+the held-out inputs travel through the reconstructed blocks as the calibration inputs do.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ..offload.placement import BlockPlacement, each_block
 from .adapters import attach_adapters, merge_adapters
 from .mask_keeper import MaskKeeper
 from .subsets import select_trainable
-from .training_loop import Optimisation, TrainOutcome, backward_if_finite, train, training_mode
+from .training_loop import CurvePoint, Optimisation, Probe, TrainOutcome, backward_if_finite, train, training_mode
 
 
 @dataclass
@@ -36,7 +40,8 @@ class BlockLoss:
     before: float
     after: float
     trainable: int
-    seconds: float  # training steps of this block (what a block-step costs; targets, attach and merge apart)
+    seconds: float  # training steps of this block (what a block-step costs; targets, attach, merge, curve apart)
+    curve: list[CurvePoint] = field(default_factory=list)  # held-out error by step (with held_out inputs)
 
 
 @dataclass
@@ -49,6 +54,7 @@ class ReconstructOutcome:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    probe_seconds: float = 0.0  # what the learning curves cost
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,11 @@ class BlockRecipe:
 
 
 def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, recipe: BlockRecipe, *, seed: int = 0,
-                progress: Callable[[float, str], None] | None = None,
-                placement: BlockPlacement | None = None) -> ReconstructOutcome:
+                progress: Callable[[float, str], None] | None = None, placement: BlockPlacement | None = None,
+                held_out: BlockInputs | None = None, eval_every: int = 0) -> ReconstructOutcome:
     """Reconstruct every block in place; ``inputs`` are block 0's calibration inputs of ``model``;
-    ``placement``: the run's offloading (one block on the device at a time)."""
+    ``placement``: the run's offloading (one block on the device at a time); ``held_out``: block 0's inputs of
+    the windows each block's learning curve is measured on, every ``eval_every`` steps (0: no curves)."""
     start = time.perf_counter()
     _, blocks = find_decoder_blocks(model)
     outcome = ReconstructOutcome()
@@ -76,10 +83,15 @@ def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, re
     device = inputs.hidden[0].device
     for i, block in each_block(blocks, placement, writes=True):
         keeper = MaskKeeper(model, scope=block, reapply="full" in recipe.subsets)
-        targets = run_block(dense.block(i, device), inputs)
+        dense_block = dense.block(i, device)
+        targets = run_block(dense_block, inputs)
         before = chunked_relative_error(targets, run_block(block, inputs))
         trainable = _prepare_block(model, block, recipe, seed + i, outcome, first=i == 0)
-        trained = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None)
+        held_targets = run_block(dense_block, held_out) if held_out is not None and eval_every else None
+        probe = Probe(eval_every, lambda: _held_out_error(block, held_out, held_targets)) if held_targets else None
+        trained = _train_block(block, inputs, targets, recipe, generator, keeper if "full" in recipe.subsets else None,
+                               probe)
+        outcome.probe_seconds += trained.probe_seconds
         if trained.stopped:
             outcome.warnings.append(f"block {i}: {trained.stopped}")
         outcome.losses.extend(trained.losses)
@@ -87,8 +99,10 @@ def reconstruct(model: nn.Module, dense: DenseReference, inputs: BlockInputs, re
         keeper.verify()
         outputs = run_block(block, inputs)
         outcome.blocks.append(BlockLoss(block=i, before=before, after=chunked_relative_error(targets, outputs),
-                                        trainable=trainable, seconds=trained.seconds))
+                                        trainable=trainable, seconds=trained.seconds, curve=trained.curve))
         inputs = inputs.with_hidden(outputs)
+        if held_out is not None:
+            held_out = held_out.with_hidden(run_block(block, held_out))
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)}: error {before:.4g} -> {outcome.blocks[-1].after:.4g}")
     outcome.seconds = time.perf_counter() - start
@@ -120,8 +134,18 @@ def _merge_block(model: nn.Module, block: nn.Module, recipe: BlockRecipe, outcom
     model.requires_grad_(False)
 
 
+def _held_out_error(block: nn.Module, held_out: BlockInputs, targets: list[torch.Tensor]) -> float:
+    """The block's relative error against the dense block on the held-out inputs, in eval mode (no dropout)."""
+    was_training = block.training
+    block.eval()
+    try:
+        return chunked_relative_error(targets, run_block(block, held_out))
+    finally:
+        block.train(was_training)
+
+
 def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.Tensor], recipe: BlockRecipe,
-                 generator: torch.Generator, keeper: MaskKeeper | None) -> TrainOutcome:
+                 generator: torch.Generator, keeper: MaskKeeper | None, probe: Probe | None) -> TrainOutcome:
     """The block's trainable parameters through the training loop, one calibration chunk per step (in a seeded
     order), loss = the relative error of the block's output against the dense block's; ``keeper`` re-zeroes the
     block's pruned weights after each step (needed only when whole weights train)."""
@@ -135,4 +159,4 @@ def _train_block(block: nn.Module, inputs: BlockInputs, targets: Sequence[torch.
         return backward_if_finite(relative_error(targets[j], block_forward(block, inputs.hidden[j], inputs.kwargs[j])))
 
     with training_mode(block), torch.enable_grad():
-        return train(params, step_loss, recipe.how, rollback=True, keeper=keeper)
+        return train(params, step_loss, recipe.how, rollback=True, keeper=keeper, probe=probe)

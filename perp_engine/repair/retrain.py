@@ -15,7 +15,7 @@ from ..errors import PerpError
 from ..model.lm_loss import CausalLMLoss
 from ..model.parameters import count_parameters
 from .mask_keeper import MaskKeeper
-from .training_loop import Optimisation, TrainOutcome, backward_if_finite, check_whole, train, training_mode
+from .training_loop import Optimisation, Probe, TrainOutcome, backward_if_finite, check_whole, train, training_mode
 
 # A rollback copy of the trainable weights is kept (refreshed before every step) only when they are at most this
 # share of the model: PERP's subsets and adapters (0.5-3.4% of the embedded model) yes, full retraining no (a
@@ -26,12 +26,14 @@ SNAPSHOT_MAX_SHARE = 0.10
 def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, batch_size: int = 4, grad_accum: int = 1,
             warmup_ratio: float = 0.1, weight_decay: float = 0.0, max_grad_norm: float = 1.0,
             grad_checkpointing: bool = False, master_weights: bool = True, seed: int = 0,
-            keeper: MaskKeeper | None = None, progress: Callable[[int, int, float], None] | None = None) -> TrainOutcome:
+            keeper: MaskKeeper | None = None, progress: Callable[[int, int, float], None] | None = None,
+            probe: Probe | None = None) -> TrainOutcome:
     """Train the parameters that require grad on ``samples`` (N, seqlen) token windows, labels = inputs.
 
     Each of ``steps`` optimizer steps averages ``grad_accum`` micro-batches of ``batch_size`` windows, drawn
     from a seeded permutation of the samples that is renewed each time it runs out. The loop's guard rolls the
     weights back after a non-finite loss when the trainables are small (``SNAPSHOT_MAX_SHARE`` of the model).
+    ``probe``: the learning curve (it draws no random numbers, so the trained weights do not depend on it).
     """
     if not isinstance(samples, torch.Tensor) or samples.dim() != 2 or samples.dtype != torch.long or len(samples) == 0:
         raise PerpError("train_samples", "need a non-empty LongTensor of token windows shaped (N, seqlen)")
@@ -49,7 +51,7 @@ def retrain(model: nn.Module, samples: torch.Tensor, *, steps: int, lr: float, b
             batches = _batches(samples, batch_size, seed)
             loss_of = CausalLMLoss(model)
             return train(params, lambda: _accumulate(loss_of, batches, grad_accum, device), how, rollback=rollback,
-                         keeper=keeper, progress=progress)
+                         keeper=keeper, progress=progress, probe=probe)
     finally:
         if restore_checkpointing is not None:
             restore_checkpointing()

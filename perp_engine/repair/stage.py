@@ -1,7 +1,8 @@
 """The repair stage after pruning: retrain (LM loss, whole model) or reconstruct (block by block).
 
-Fills the trainable-parameter counts, the loss curve, warnings and notes of the RunResult; adapters are merged
-back and the pruning masks are verified unchanged (the ``lora`` adapter stays unmerged and says so).
+Fills the trainable-parameter counts, the loss record, the learning curves (``eval_every``), warnings and notes of
+the RunResult; adapters are merged back and the pruning masks are verified unchanged (the ``lora`` adapter stays
+unmerged and says so).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 from ..config import RunConfig
 from ..data.corpora import Corpus
 from ..data.sampling import train_samples
+from ..errors import PerpError
+from ..evaluation.perplexity import perplexity
 from ..model.capture import capture_block_inputs
 from ..model.parameters import count_parameters
 from ..offload.dense_reference import DenseReference
@@ -24,22 +27,31 @@ from .mask_keeper import MaskKeeper
 from .reconstruct import BlockRecipe, reconstruct
 from .retrain import retrain
 from .subsets import select_trainable
-from .training_loop import Optimisation
+from .training_loop import Optimisation, Probe
 
 
 def repair(model, tokenizer, config: RunConfig, calib_corpus: Corpus, calib: torch.Tensor, dense: DenseReference,
            result: RunResult, progress: Callable[[float, str], None], log: Callable[[str], None],
-           placement: BlockPlacement | None = None) -> None:
+           placement: BlockPlacement | None = None, *, eval_windows: torch.Tensor | None = None,
+           measure_windows: torch.Tensor | None = None) -> None:
     """Retrain (every block on the device for the duration, whatever the offloading) or reconstruct (one
-    block on the device at a time)."""
+    block on the device at a time). With ``config.eval_every`` the learning curve is measured on held-out windows:
+    the perplexity on ``eval_windows`` (retrain), each block's error on ``measure_windows`` (reconstruct)."""
     if config.mode == "retrain":
         with placement.all_resident(writes=True) if placement else nullcontext():
-            _retrain(model, tokenizer, config, calib_corpus, result, progress, log)
+            _retrain(model, tokenizer, config, calib_corpus, result, progress, log, eval_windows)
     else:
-        _reconstruct(model, config, calib, dense, result, progress, log, placement)
+        _reconstruct(model, config, calib, dense, result, progress, log, placement, measure_windows)
 
 
-def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: RunResult, progress, log) -> None:
+def _curve_missing(config: RunConfig, windows: torch.Tensor | None) -> None:
+    if config.eval_every and windows is None:
+        raise PerpError("eval_every", "a learning curve needs held-out windows to measure on; none were given")
+
+
+def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: RunResult, progress, log,
+             eval_windows: torch.Tensor | None) -> None:
+    _curve_missing(config, eval_windows)
     keeper = MaskKeeper(model, reapply="full" in config.train)
     if config.adapter != "none":
         attach_adapters(model, config.adapter, rank=config.rank, alpha=config.alpha,
@@ -57,8 +69,14 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
         grad_checkpointing=config.grad_checkpointing, master_weights=config.master_weights, seed=config.seed,
         keeper=keeper if "full" in config.train else None,
         progress=lambda step, steps, loss: progress(step / steps, f"step {step}/{steps} loss {loss:.4f}"),
+        probe=Probe(config.eval_every, lambda: perplexity(model, eval_windows, config.eval_batch_size))
+        if config.eval_every else None,
     )
     result.train_loss = list(outcome.losses)
+    result.curve = [{"step": p.step, "seconds": p.seconds, "ppl": p.value} for p in outcome.curve]
+    result.curve_seconds = round(outcome.probe_seconds, 3)
+    if outcome.curve:
+        log(f"learning curve: {len(outcome.curve)} held-out perplexities, {outcome.probe_seconds:.1f} s")
     if outcome.stopped:
         result.warnings.append(outcome.stopped)
         log(outcome.stopped)
@@ -70,14 +88,17 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
 
 
 def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result: RunResult, progress, log,
-                 placement: BlockPlacement | None) -> None:
+                 placement: BlockPlacement | None, measure_windows: torch.Tensor | None) -> None:
+    _curve_missing(config, measure_windows)
     inputs = capture_block_inputs(model, calib, config.batch_size)
+    held_out = capture_block_inputs(model, measure_windows, config.batch_size) if config.eval_every else None
     how = Optimisation(steps=config.steps, lr=config.lr, warmup_ratio=config.warmup_ratio,
                        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
                        master_weights=config.master_weights)
     recipe = BlockRecipe(subsets=config.train, adapter=config.adapter, rank=config.rank, alpha=config.alpha,
                          target_modules=config.target_modules, how=how)
-    outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress, placement=placement)
+    outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress, placement=placement,
+                          held_out=held_out, eval_every=config.eval_every)
     total = count_parameters(model)
     if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params
         total += outcome.by_category.get("adapter", 0)
@@ -87,6 +108,8 @@ def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result:
         rec.train_loss_before = loss.before
         rec.train_loss_after = loss.after
         rec.train_seconds = round(loss.seconds, 4)
+        rec.curve = [{"step": p.step, "seconds": p.seconds, "error": p.value} for p in loss.curve]
+    result.curve_seconds = round(outcome.probe_seconds, 3)
     for line in outcome.warnings + outcome.notes:
         log(line)
 

@@ -4,7 +4,9 @@ Each caller supplies what differs: the trainable tensors and a ``step_loss`` fun
 backward passes of one optimizer step and returns its loss. The loop owns the rest: AdamW, the learning-rate
 schedule (linear with warm-up, or constant), float32 master copies of half-precision tensors
 (:mod:`perp_engine.repair.master`), gradient-norm clipping, the pruning masks re-applied after each step, the guard
-against non-finite losses and gradients with a real rollback, the loss record and progress.
+against non-finite losses and gradients with a real rollback, the loss record, progress, and the learning curve: a
+held-out measurement (:class:`Probe`) taken before the first step, every ``every`` steps and after the last, timed
+apart from the training it interrupts.
 
 A plain loop rather than ``transformers.Trainer``: the mask must be re-applied right after each optimizer step,
 the loss and gradient checked before each step, and progress reported per step, without the Trainer's output
@@ -17,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -67,11 +69,38 @@ class Optimisation:
         return get_linear_schedule_with_warmup(optimizer, round(self.warmup_ratio * self.steps), self.steps)
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A held-out measurement during training (the caller's ``measure()``: a perplexity, a block's error, on
+    windows the training never sees), taken at step 0, after every ``every``-th step and after the last step."""
+
+    every: int
+    measure: Callable[[], float]
+
+    def __post_init__(self):
+        check_whole("eval_every", self.every)
+
+    def due(self, step: int, steps: int) -> bool:
+        return step == 0 or step % self.every == 0 or step == steps
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of a learning curve: after ``step`` optimizer steps and ``seconds`` of training (the
+    measurements before it not counted), the probe measured ``value``."""
+
+    step: int
+    seconds: float
+    value: float
+
+
 @dataclass
 class TrainOutcome:
     losses: list[float]  # the loss of each step that was applied, in order
     stopped: str | None  # why training ended early, None when all steps ran
-    seconds: float
+    seconds: float  # training only: the probe's measurements are in probe_seconds
+    curve: list[CurvePoint] = field(default_factory=list)
+    probe_seconds: float = 0.0  # what the learning curve cost
 
 
 def check_whole(field: str, value) -> None:
@@ -81,7 +110,8 @@ def check_whole(field: str, value) -> None:
 
 
 def train(params: list[nn.Parameter], step_loss: Callable[[], float], how: Optimisation, *, rollback: bool,
-          keeper: MaskKeeper | None = None, progress: Callable[[int, int, float], None] | None = None) -> TrainOutcome:
+          keeper: MaskKeeper | None = None, progress: Callable[[int, int, float], None] | None = None,
+          probe: Probe | None = None) -> TrainOutcome:
     """Run ``how.steps`` optimizer steps on ``params``; ``step_loss()`` runs one step's forward and backward passes
     and returns its loss (when the loss is not finite it returns it without a backward pass).
 
@@ -90,7 +120,8 @@ def train(params: list[nn.Parameter], step_loss: Callable[[], float], how: Optim
     weights: with ``rollback`` the weights step k-1 was evaluated with come back from a copy refreshed before every
     step; without it (a copy would cost as much memory as the trainables: full retraining) they stay as they are
     and the caller's end check judges them. ``keeper`` re-zeroes the pruned weights after each step (needed when
-    whole weights train). ``progress(step, steps, loss)`` after each applied step.
+    whole weights train). ``progress(step, steps, loss)`` after each applied step. ``probe``: the learning curve,
+    with the weights as the step left them (masks re-applied); after a stop, the curve ends where training did.
     """
     if not params:
         raise PerpError("train", "no parameter requires grad; select subsets or attach an adapter before retraining")
@@ -100,8 +131,10 @@ def train(params: list[nn.Parameter], step_loss: Callable[[], float], how: Optim
     good = [p.detach().clone() for p in params] if rollback else None
     losses: list[float] = []
     stopped = None
+    curve = _Curve(probe, how.steps)
     start = time.perf_counter()
     try:
+        curve.take(0)
         for step in range(1, how.steps + 1):
             loss = step_loss()
             if not math.isfinite(loss):
@@ -130,11 +163,31 @@ def train(params: list[nn.Parameter], step_loss: Callable[[], float], how: Optim
             losses.append(loss)
             if progress is not None:
                 progress(step, how.steps, loss)
+            curve.take(step)
     finally:
         optimizer.zero_grad(set_to_none=True)
         for param in params:
             param.grad = None
-    return TrainOutcome(losses=losses, stopped=stopped, seconds=time.perf_counter() - start)
+    return TrainOutcome(losses=losses, stopped=stopped, seconds=time.perf_counter() - start - curve.seconds,
+                        curve=curve.points, probe_seconds=curve.seconds)
+
+
+class _Curve:
+    """The probe's points as training goes, each with the training seconds so far (its own time kept apart)."""
+
+    def __init__(self, probe: Probe | None, steps: int):
+        self.probe, self.steps = probe, steps
+        self.points: list[CurvePoint] = []
+        self.seconds = 0.0
+        self.start = time.perf_counter()
+
+    def take(self, step: int) -> None:
+        if self.probe is None or not self.probe.due(step, self.steps):
+            return
+        began = time.perf_counter()
+        value = float(self.probe.measure())
+        self.points.append(CurvePoint(step=step, seconds=round(began - self.start - self.seconds, 4), value=value))
+        self.seconds += time.perf_counter() - began
 
 
 def backward_if_finite(loss: torch.Tensor, divisor: int = 1) -> float:

@@ -25,6 +25,9 @@ an effective throughput per device, plus a fixed cost for loading. Stages and th
   + the adapters' per-step cost of forming their dense update (``6 r`` FLOPs per adapted weight).
 - train, mode reconstruct: per block, three passes of the calibration set (dense target, before, after) and
   ``steps`` forward + backward passes over one chunk of ``batch_size`` sequences.
+- train, learning curve (``eval_every``): one point at step 0, every ``eval_every`` steps and after the last
+  (:func:`curve_points`); retraining's point is a perplexity of the evaluation tokens, reconstruction's a pass of
+  the measurement windows through the block (and one more per block for the dense target and the next inputs).
 - dense_zero_shot, pruned_zero_shot, final_zero_shot (each model the config scores): per task, the docs scored
   times the tokens the model reads per doc (``ZeroShotTask.tokens_per_doc``, measured over each whole split),
   one forward each at ``ZERO_SHOT_SEQLEN``, plus ``ZERO_SHOT_TASK_S`` per task (lm-eval builds the task's
@@ -152,7 +155,7 @@ def stage_seconds(config: RunConfig, shape: ModelShape, report: TrainableReport 
         "pruned_eval": eval_tokens * forward / rate,
     }
     if config.mode != "none":
-        seconds["train"] = train_flops(config, shape, report) / rate
+        seconds["train"] = (train_flops(config, shape, report) + curve_flops(config, shape)) / rate
         seconds["final_eval"] = measure + eval_tokens * forward / rate
     for which in config.zero_shot_models:
         seconds[f"{which}_zero_shot"] = zero_shot_seconds(config, shape, rate)
@@ -191,6 +194,24 @@ def train_flops(config: RunConfig, shape: ModelShape, report: TrainableReport | 
     tokens = config.steps * config.batch_size * config.grad_accum * config.seqlen
     per_token = shape.forward_flops(config.seqlen) * (2 + share + checkpointing)
     return tokens * per_token + config.steps * config.grad_accum * 6 * config.rank * adapted
+
+
+def curve_points(steps: int, every: int) -> int:
+    """How many points a learning curve of ``steps`` with a point every ``every`` steps has (0 without one): step 0,
+    each multiple of ``every``, and the last step."""
+    return 0 if not every else 1 + steps // every + (steps % every != 0)
+
+
+def curve_flops(config: RunConfig, shape: ModelShape) -> float:
+    """What the learning curve costs (nothing without ``eval_every``)."""
+    points = curve_points(config.steps, config.eval_every)
+    if not points:
+        return 0.0
+    if config.mode == "reconstruct":
+        tokens = MEASURE_WINDOWS * config.seqlen
+        return (points + 2) * tokens * shape.forward_flops(config.seqlen, with_head=False)
+    eval_tokens = (config.eval_tokens // config.seqlen) * config.seqlen
+    return points * eval_tokens * shape.forward_flops(config.seqlen)
 
 
 def sweep_seconds(configs: Sequence[RunConfig], breakdowns: Sequence[Mapping[str, float] | None]) -> float:

@@ -218,7 +218,7 @@ def train(run: Run) -> None:
     if run.output_dir:  # the last good weights, until the repair proves good (divergence.py)
         _save(run)
     repair(run.model, run.tokenizer, run.config, run.calib_corpus, run.calib, run.dense, run.result,
-           run.report("train"), run.log, run.placement)
+           run.report("train"), run.log, run.placement, eval_windows=run.windows, measure_windows=run.measure)
 
 
 def final_eval(run: Run) -> None:
@@ -235,7 +235,7 @@ def final_eval(run: Run) -> None:
         rec.loss_after, rec.drift_after = local, drift
     run.log(f"final perplexity {result.final_ppl:.3f}")
     mark_diverged(result, run.log)
-    sparsity_after = model_sparsity(run.model, run.placement)["overall"]
+    result.final_sparsity = sparsity_after = model_sparsity(run.model, run.placement)["overall"]
     if not math.isclose(sparsity_after, result.sparsity, abs_tol=1e-9):
         raise RuntimeError(f"sparsity changed during repair: {result.sparsity:.6f} -> {sparsity_after:.6f}")
 

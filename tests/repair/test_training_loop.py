@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from perp_engine.errors import PerpError
-from perp_engine.repair.training_loop import Optimisation, backward_if_finite, train
+from perp_engine.repair.training_loop import Optimisation, Probe, backward_if_finite, train
 
 
 def toy(poison_at: int | None = None):
@@ -117,3 +117,44 @@ def test_nothing_to_train_is_refused():
     with pytest.raises(PerpError) as err:
         train([], lambda: 0.0, Optimisation(steps=1, lr=1e-3), rollback=True)
     assert err.value.field == "train"
+
+
+def held_out_error(layer: nn.Linear):
+    """A probe's measurement: the layer's error on windows the toy never trains on."""
+    torch.manual_seed(1)
+    x, target = torch.randn(8, 4), torch.randn(8, 3)
+    return lambda: float((layer(x) - target).pow(2).mean().detach())
+
+
+@pytest.mark.parametrize("steps, every, taken", [(10, 3, [0, 3, 6, 9, 10]), (6, 2, [0, 2, 4, 6]), (4, 9, [0, 4])])
+def test_the_probe_measures_at_step_0_every_k_steps_and_after_the_last(steps, every, taken):
+    layer, step_loss, _ = toy()
+    outcome = train(list(layer.parameters()), step_loss, Optimisation(steps=steps, lr=5e-2, warmup_ratio=0.0),
+                    rollback=True, probe=Probe(every, held_out_error(layer)))
+    assert [p.step for p in outcome.curve] == taken
+    assert outcome.curve[-1].value == pytest.approx(held_out_error(layer)())  # the weights training ended with
+    seconds = [p.seconds for p in outcome.curve]
+    assert seconds[0] < 0.01 and seconds == sorted(seconds)
+    assert outcome.probe_seconds > 0
+
+
+def test_the_probe_does_not_change_what_is_trained():
+    plain, step_loss, _ = toy()
+    train(list(plain.parameters()), step_loss, Optimisation(steps=8, lr=5e-2), rollback=True)
+    probed, step_loss, _ = toy()
+    train(list(probed.parameters()), step_loss, Optimisation(steps=8, lr=5e-2), rollback=True,
+          probe=Probe(2, held_out_error(probed)))
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), probed.parameters()))
+
+
+def test_the_curve_stops_where_training_stopped():
+    layer, step_loss, _ = toy(poison_at=5)
+    outcome = train(list(layer.parameters()), step_loss, Optimisation(steps=10, lr=5e-2), rollback=True,
+                    probe=Probe(2, held_out_error(layer)))
+    assert outcome.stopped.startswith("loss became nan at step 5")
+    assert [p.step for p in outcome.curve] == [0, 2, 4]
+
+
+def test_a_probe_needs_a_whole_number_of_steps():
+    with pytest.raises(PerpError, match="eval_every"):
+        Probe(0, lambda: 0.0)
