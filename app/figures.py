@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from perp_engine.evaluation.learning_curves import relative_block_curve
 from perp_engine.store import RunRow
 
 from .axes import AFTER, BEFORE, DENSE, log_percent_axis, percent_axis, styled, value_axis
@@ -199,3 +200,49 @@ def loss_curves(curves: Mapping[str, Sequence[float]], window: int = 1) -> go.Fi
                                  hovertemplate=f"{name}<br>step %{{x}}<br>loss %{{y:.4f}}<extra></extra>"))
     suffix = f" (mean of {window} steps)" if window > 1 else ""
     return styled(fig, "Training loss" + suffix, "step", "loss")
+
+
+def learning_curves(curves: Mapping[str, Sequence[Mapping]], x: str = "step") -> go.Figure:
+    """Held-out perplexity measured during retraining (``RunResult.curve``), one line per run label, against the
+    optimizer step or the training seconds (``x``: "step" or "seconds"; the measurements' own time left out)."""
+    fig = go.Figure()
+    palette = colors(curves)
+    for name, points in curves.items():
+        if not points:
+            continue
+        fig.add_trace(go.Scatter(x=[p[x] for p in points], y=[p["ppl"] for p in points], name=name,
+                                 mode="lines+markers", line=dict(color=palette[name]),
+                                 hovertemplate=f"{name}<br>{x} %{{x:.4g}}<br>perplexity %{{y:.2f}}<extra></extra>"))
+    fig.update_yaxes(type="log")
+    title = "optimizer step" if x == "step" else "training seconds (curve points excluded)"
+    return styled(fig, "Held-out perplexity during retraining", title, "perplexity (log scale)")
+
+
+def block_learning_curves(curves: Mapping[str, Sequence[Sequence[Mapping]]]) -> go.Figure:
+    """Reconstruction's curves, one line per run label: the mean over blocks of each block's held-out error
+    relative to its error before training, against the step of each block's training."""
+    fig = go.Figure()
+    palette = colors(curves)
+    for name, blocks in curves.items():
+        steps, means = relative_block_curve(blocks)
+        if steps:
+            fig.add_trace(go.Scatter(x=steps, y=means, name=name, mode="lines+markers", line=dict(color=palette[name]),
+                                     hovertemplate=f"{name}<br>step %{{x}}<br>error / before %{{y:.3f}}<extra></extra>"))
+    fig.add_hline(y=1.0, line_dash="dash", line_color=DENSE)
+    return styled(fig, "Held-out block error during reconstruction", "optimizer step within each block",
+                  "block error / before training (mean over blocks)")
+
+
+def block_curves_of_run(blocks: Sequence[Mapping]) -> go.Figure:
+    """One reconstruction's curves, one line per block (darker deeper): each block's held-out error by step."""
+    fig = go.Figure()
+    drawn = [b for b in blocks if b.get("curve")]
+    for i, block in enumerate(drawn):
+        shade = 0.25 + 0.75 * i / max(len(drawn) - 1, 1)
+        fig.add_trace(go.Scatter(x=[p["step"] for p in block["curve"]], y=[p["error"] for p in block["curve"]],
+                                 name=f"block {block['block']}", mode="lines",
+                                 line=dict(color=f"rgba(37, 99, 235, {shade:.2f})"),
+                                 hovertemplate=f"block {block['block']}<br>step %{{x}}<br>error %{{y:.4g}}<extra></extra>"))
+    fig.update_yaxes(type="log")
+    return styled(fig, "Each block's held-out error while it trains", "optimizer step within the block",
+                  "relative error against the dense block (log scale)")

@@ -95,7 +95,8 @@ def widget_values(config: Mapping) -> dict:
     if "max_grad_norm" in config:
         values["exp_max_grad_norm"] = float(config["max_grad_norm"])
     if config.get("mode", "none") != "none":
-        values.update({"exp_steps": config["steps"], f"exp_lr_{recipe}": float(config["lr"])})
+        values.update({"exp_steps": config["steps"], f"exp_lr_{recipe}": float(config["lr"]),
+                       "exp_eval_every": config.get("eval_every", 0)})
     if recipe == CUSTOM:
         values.update(exp_mode=config["mode"], exp_train=list(config["train"]), exp_adapter=config["adapter"],
                       exp_rank=config["rank"])
@@ -133,9 +134,10 @@ def recipe_summary(recipe: str) -> str:
 @dataclass
 class ExperimentForm:
     """The Experiment page's choices. ``mode``/``train``/``adapter``/``rank`` count only for the custom recipe;
-    ``lr`` None keeps the recipe's learning rate; ``advanced`` holds any other RunConfig fields. ``zero_shot``:
-    the tasks scored (``paper`` = the seven; none = off), ``zero_shot_limit`` docs per task (0 = all),
-    ``zero_shot_on`` the models scored; the last two count only with tasks."""
+    ``lr`` None keeps the recipe's learning rate; ``eval_every`` > 0 records a learning curve; ``advanced`` holds
+    any other RunConfig fields. ``zero_shot``: the tasks scored (``paper`` = the seven; none = off),
+    ``zero_shot_limit`` docs per task (0 = all), ``zero_shot_on`` the models scored; the last two count only with
+    tasks."""
 
     model: str = DEFAULT_MODEL
     dataset: str = "wiki-embedded"
@@ -149,6 +151,7 @@ class ExperimentForm:
     rank: int = RunConfig.rank
     steps: int = RunConfig.steps
     lr: float | None = None
+    eval_every: int = RunConfig.eval_every
     size: str = DEFAULT_SIZE
     advanced: dict = field(default_factory=dict)
     zero_shot: Sequence[str] = ()
@@ -173,7 +176,7 @@ class ExperimentForm:
         else:
             preset = self.recipe
         if (recipe_fields(self.recipe).get("mode") or fields.get("mode")) != "none":
-            fields.update(steps=self.steps, lr=self.lr)
+            fields.update(steps=self.steps, lr=self.lr, eval_every=self.eval_every)
         if self.zero_shot:
             fields.update(zero_shot=tuple(self.zero_shot), zero_shot_limit=self.zero_shot_limit,
                           zero_shot_on=tuple(self.zero_shot_on))

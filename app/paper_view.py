@@ -12,16 +12,16 @@ import pandas as pd
 
 from perp_engine.errors import PerpError
 from perp_engine.reproduce import RunSet, assemble, load_report, paper_set
-from perp_engine.reproduce.decisions import FAILS, HOLDS, PARTLY, UNMEASURED
+from perp_engine.reproduce.decisions import FAILS, HOLDS, PARTLY, UNDECIDED, UNMEASURED
 from perp_engine.reproduce.wording import Table, fmt
 from perp_engine.store import RunRow
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "paper" / "report.json"  # what `perp reproduce --out docs/paper` writes
 SHIPPED_ENV = "PERP_PAPER_REPORT"  # another report.json to show as the shipped one
-VERDICT_STYLE = {HOLDS: "success", PARTLY: "warning", FAILS: "error", UNMEASURED: "info"}
+VERDICT_STYLE = {HOLDS: "success", PARTLY: "warning", FAILS: "error", UNDECIDED: "info", UNMEASURED: "info"}
 VERDICT_ICONS = {HOLDS: ":material/check_circle:", PARTLY: ":material/rule:", FAILS: ":material/cancel:",
-                 UNMEASURED: ":material/help:"}
+                 UNDECIDED: ":material/hourglass_empty:", UNMEASURED: ":material/help:"}
 
 
 def shipped_path() -> Path:

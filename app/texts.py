@@ -76,6 +76,15 @@ CHARTS: dict[str, str] = {
                          "(after retraining, or pruned when it did not retrain), beside the dense model; grey ticks: "
                          "guessing. With a limit of docs per task an error bar of several points is usual: "
                          "differences inside it are noise.",
+    "learning_curves": "Held-out perplexity measured every few optimizer steps while the model retrains, on the "
+                       "evaluation windows no step trains on; the last point is the run's final perplexity. Against "
+                       "seconds, the time the measurements took is left out. A curve still falling at its end has "
+                       "not converged: a longer run would end lower.",
+    "block_learning_curves": "Reconstruction trains block after block; each block's held-out error (on the "
+                             "measurement windows) is taken every few steps of its training. Drawn relative to the "
+                             "block's error before it trained, averaged over the blocks: 1 is no better than pruned.",
+    "block_curves": "Each block's held-out error against the dense block while that block trains (darker: deeper "
+                    "blocks). Errors grow with depth; a flat line is a block training no longer improves.",
     "loss_curves": "Training loss per step (retraining: language-model loss; reconstruction: the block "
                    "errors, block after block). A curve that drops then flattens has converged; one that "
                    "rises means the learning rate is too high.",

@@ -66,9 +66,10 @@ with charts:
         if note:
             st.warning(note, icon=":material/balance:")
 
-    sparsity_tab, perp_tab, bars_tab, acc_sparsity_tab, acc_perp_tab, acc_tasks_tab, loss_tab = st.tabs(
-        ["Perplexity vs sparsity", "Perplexity vs trainable parameters", "Per run", "Accuracy vs sparsity",
-         "Accuracy vs trainable parameters", "Accuracy per task", "Training loss"])
+    (sparsity_tab, perp_tab, bars_tab, acc_sparsity_tab, acc_perp_tab, acc_tasks_tab, curve_tab,
+     loss_tab) = st.tabs(["Perplexity vs sparsity", "Perplexity vs trainable parameters", "Per run",
+                          "Accuracy vs sparsity", "Accuracy vs trainable parameters", "Accuracy per task",
+                          "Learning curves", "Training loss"])
     with sparsity_tab:
         widgets.chart(figures.ppl_vs_sparsity(drawn), "ppl_vs_sparsity")
     with perp_tab:
@@ -111,6 +112,19 @@ with charts:
     with acc_tasks_tab:
         if accuracy_header(None):
             widgets.chart(accuracy_figures.accuracy_per_task(scored), "accuracy_per_task")
+    with curve_tab:
+        retrained = {runs.run_label(r): r.result.get("curve") for r in drawn if r.result and r.result.get("curve")}
+        rebuilt = {runs.run_label(r): [b.get("curve") or [] for b in r.result.get("blocks", [])]
+                   for r in drawn if r.result and any(b.get("curve") for b in r.result.get("blocks", []))}
+        if retrained:
+            against = st.segmented_control("Against", ["step", "seconds"], default="step", key="cmp_curve_x",
+                                           persist_state=KEEP) or "step"
+            widgets.chart(figures.learning_curves(retrained, against), "learning_curves")
+        if rebuilt:
+            widgets.chart(figures.block_learning_curves(rebuilt), "block_learning_curves")
+        if not retrained and not rebuilt:
+            st.info("No learning curve among these runs: a run records one with **Learning curve every** on "
+                    "Experiment, or `perp run --eval-every K`.")
     with loss_tab:
         curves = {runs.run_label(r): store.curve(r.id) for r in drawn if r.final_ppl is not None}
         if any(curves.values()):

@@ -88,15 +88,20 @@ with form_col:
                                     disabled=mode == "none"),
         }
     retrains = (custom.get("mode") if recipe == forms.CUSTOM else forms.recipe_fields(recipe)["mode"]) != "none"
-    steps, lr = RunConfig.steps, None
+    steps, lr, eval_every = RunConfig.steps, None, RunConfig.eval_every
     if retrains:
-        steps_col, lr_col = st.columns(2)
+        steps_col, lr_col, curve_col = st.columns(3)
         steps = steps_col.number_input("Training steps", 1, 100_000, RunConfig.steps, key="exp_steps",
                                        persist_state=KEEP, help="Each step sees batch size x sequence length tokens.")
         preset_lr = forms.recipe_fields(recipe).get("lr", RunConfig.lr)
         lr = lr_col.number_input("Learning rate", 1e-6, 0.5, preset_lr, format="%.1e", step=1e-4,
                                  key=f"exp_lr_{recipe}", persist_state=KEEP,
                                  help="The presets' values were tuned on the embedded model.")
+        eval_every = curve_col.number_input(
+            "Learning curve every", 0, 100_000, RunConfig.eval_every, key="exp_eval_every", persist_state=KEEP,
+            help="0: off. K: every K steps (and before the first, after the last) measure the held-out perplexity "
+                 "(reconstruction: each block's held-out error), never on training windows. Each point costs one "
+                 "evaluation; Compare and the Run page draw the curve.")
 
     st.subheader("4 · Zero-shot accuracy")
     zero_shot = st.multiselect(
@@ -150,7 +155,8 @@ with form_col:
         size_note.caption(forms.size_caption(size, int(advanced["eval_tokens"]), int(advanced["calib_samples"])))
 
 form = forms.ExperimentForm(model=model or "", dataset=dataset or "", method=method, sparsity=sparsity, pattern=pattern,
-                            recipe=recipe, steps=int(steps), lr=lr, size=size, advanced=advanced,
+                            recipe=recipe, steps=int(steps), lr=lr, eval_every=int(eval_every), size=size,
+                            advanced=advanced,
                             **{k: v for k, v in custom.items() if v is not None}, **zero_shot_fields)
 with cost_col:
     st.subheader("Before you launch")

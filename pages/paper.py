@@ -9,7 +9,7 @@ from app import paper_view, state, widgets
 from perp_engine.errors import PerpError
 from perp_engine.reproduce import claims_of, latest_rows, queue_set, run_numbers
 from perp_engine.reproduce.figures import build_figures
-from perp_engine.reproduce.report import sizes_line
+from perp_engine.reproduce.report import load_line, rates_lines, sizes_line
 from perp_engine.resources.estimate import format_seconds, sweep_seconds
 from perp_engine.run.preflight import Preflight
 
@@ -34,7 +34,8 @@ here = paper_view.local_report(runset, rows)
 sources = [(name, r) for name, r in (("Shipped results", report), ("This machine", here)) if r]
 
 if report:
-    st.caption(f"Shipped: made by `{report['command']}` on {report['created']}. {sizes_line(report)}")
+    st.caption(f"Shipped: made by `{report['command']}` on {report['created']}. {sizes_line(report)} "
+               f"{report['compute_seconds'] / 60:.0f} min of compute. {load_line(report)}")
 else:
     st.info(why, icon=":material/info:")
 figures = {name: build_figures(run_numbers(r)) for name, r in sources}
@@ -51,6 +52,8 @@ for number in (1, 2, 3) if sources else ():
         with column:
             getattr(st, paper_view.VERDICT_STYLE[verdict.status])(
                 f"**{name}: {verdict.status}.** {verdict.text}", icon=paper_view.VERDICT_ICONS[verdict.status])
+            if verdict.rule:
+                st.caption(f"Rule: {verdict.rule}")
     for tab, (name, _) in zip(st.tabs([name for name, _ in sources]), sources):
         with tab:
             claim = claims[name][number - 1]
@@ -61,13 +64,14 @@ for number in (1, 2, 3) if sources else ():
                              key=f"paper-{name}-{number}-zero-shot-{i}")
             st.plotly_chart(figures[name][f"claim{number}"], key=f"paper-{name}-claim{number}",
                             config={"displaylogo": False})
+            st.plotly_chart(figures[name][f"curves{number}"], key=f"paper-{name}-curves{number}",
+                            config={"displaylogo": False})
 
 if sources:
     with st.expander("How the verdicts are computed, and where the learning rates come from"):
         shown = sources[0][1]
         st.markdown("\n".join(f"- `{name}` = {t['value']:g}: {t['meaning']}" for name, t in shown["thresholds"].items()))
-        st.markdown("Every recipe trains the same number of steps at its preset's learning rate:\n\n" + "\n".join(
-            f"- `{preset}` {rate['lr']:g}: {rate['origin']}" for preset, rate in shown["learning_rates"].items()))
+        st.markdown("\n".join(rates_lines(shown)))
 
 st.divider()
 st.subheader("Run it on this machine")

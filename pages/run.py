@@ -5,7 +5,7 @@ import json
 
 import streamlit as st
 
-from app import run_details, runs, state, widgets, zero_shot_rows
+from app import figures, run_details, runs, state, widgets, zero_shot_rows
 from app.progress_view import STAGE_TITLES
 from perp_engine.errors import PerpError
 from perp_engine.resources.estimate import format_seconds
@@ -62,8 +62,8 @@ elif row.status == "done":
 else:
     st.error(f"This run {row.status}: {row.error}", icon=":material/error:")
 
-config_tab, timing_tab, layers_tab, accuracy_tab, log_tab, manage_tab = st.tabs(
-    ["Configuration", "Stage timings", "Layers", "Zero-shot accuracy", "Log", "Name, export, delete"])
+config_tab, timing_tab, curve_tab, layers_tab, accuracy_tab, log_tab, manage_tab = st.tabs(
+    ["Configuration", "Stage timings", "Learning curve", "Layers", "Zero-shot accuracy", "Log", "Name, export, delete"])
 
 with config_tab:
     st.dataframe(run_details.config_frame(row.config), hide_index=True, height=300)
@@ -88,6 +88,19 @@ with timing_tab:
              f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
              f"on {row.environment.get('device')}" if row.environment.get("device") else None]
     st.caption(" · ".join(e for e in extra if e))
+
+with curve_tab:
+    result = row.result or {}
+    if result.get("curve"):
+        against = st.segmented_control("Against", ["step", "seconds"], default="step", key="run_curve_x") or "step"
+        widgets.chart(figures.learning_curves({runs.run_label(row): result["curve"]}, against), "learning_curves")
+        st.caption(f"{len(result['curve'])} points, {result.get('curve_seconds', 0.0):.1f} s of measuring.")
+    elif any(b.get("curve") for b in result.get("blocks", [])):
+        widgets.chart(figures.block_curves_of_run(result["blocks"]), "block_curves")
+        st.caption(f"{result.get('curve_seconds', 0.0):.1f} s of measuring.")
+    else:
+        st.caption("No learning curve: a run records one with **Learning curve every** on Experiment, or "
+                   "`perp run --eval-every K`.")
 
 with layers_tab:
     layers, blocks = store.layers(row.id), store.blocks(row.id)

@@ -92,6 +92,7 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         if row.trainable_params:
             lines.append(f"trainable: {row.trainable_params:,} of {row.total_params:,} ({row.trainable_fraction:.4%})")
         lines += zero_shot_lines((row.result or {}).get("zero_shot"))
+        lines += curve_lines(row.result or {})
         lines.append("timings: " + "  ".join(f"{k} {v:.1f}s" for k, v in row.timings.items())
                      + f"  peak memory {_num(row.peak_memory_mb, '.0f')} MB")
         if row.reused:
@@ -118,6 +119,20 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         lines += [f"  {line}" for line in logs[-SHOW_LOG_LINES:]]
     print("\n".join(lines))
     return 0
+
+
+def curve_lines(result: dict) -> list[str]:
+    """The learning curve of a run (``--eval-every``): held-out perplexity by step, or each block's first and last
+    held-out error; nothing when it has none."""
+    seconds = f"{result.get('curve_seconds', 0.0):.1f} s of measuring"
+    if result.get("curve"):
+        return [f"learning curve ({seconds}): step ppl  " + "  ".join(
+            f"{p['step']}: {_num(p['ppl'], '.2f')}" for p in result["curve"])]
+    blocks = [b for b in result.get("blocks", []) if b.get("curve")]
+    if not blocks:
+        return []
+    return [f"block learning curves ({seconds}), held-out error at step 0 -> last step: " + "  ".join(
+        f"{b['block']}: {_num(b['curve'][0]['error'], '.3g')}->{_num(b['curve'][-1]['error'], '.3g')}" for b in blocks)]
 
 
 def zero_shot_lines(zero_shot: dict | None) -> list[str]:

@@ -12,13 +12,13 @@ report = write_report(assemble(runset, latest_rows(executor.store, runset)), "do
 ``perp reproduce`` (perp_engine/cli/reproduce_cmd.py) does exactly this; the app's Paper page shows the report.
 """
 
-from .decisions import FAILS, HOLDS, PARTLY, UNMEASURED, VERDICTS
+from .decisions import FAILS, HOLDS, PARTLY, UNDECIDED, UNMEASURED, VERDICTS
 from .queue import Queued, breakdowns, latest_rows, queue_set, set_seconds
 from .report import assemble, claims_of, load_report, markdown, readme_section, run_numbers, write_report
 from .runset import FULL_SIZES, QUICK_SIZES, Planned, RunSet, paper_set, quick_set
 from .wording import Claim, analyse
 
-__all__ = ["FAILS", "FULL_SIZES", "HOLDS", "PARTLY", "Planned", "QUICK_SIZES", "Queued", "RunSet", "UNMEASURED",
+__all__ = ["FAILS", "FULL_SIZES", "HOLDS", "PARTLY", "Planned", "QUICK_SIZES", "Queued", "RunSet", "UNDECIDED", "UNMEASURED",
            "VERDICTS", "Claim", "analyse", "assemble", "breakdowns", "claims_of", "latest_rows", "load_report",
            "markdown", "paper_set", "queue_set", "quick_set", "readme_section", "run_numbers", "set_seconds",
            "write_report"]

@@ -10,23 +10,28 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..evaluation.learning_curves import relative_block_curve
 from .decisions import usable
 from .results import RunNumbers
 from .runset import (
     CLAIM1_RECIPES,
     CLAIM1_SPARSITIES,
+    CLAIM2_ADAPTERS,
     CLAIM2_RECIPES,
     CLAIM2_SPARSITIES,
+    CLAIM3_ADAPTERS,
     CLAIM3_PRUNINGS,
     CLAIM3_RECIPES,
     CLAIM3_SPARSITY,
     MEMORY_REFERENCE,
     run_key,
+    swept_keys,
 )
 from .wording import NAMES
 
 # pixels of each figure, by name (its file stem); the overview is the README's figure
-SIZE = {"overview": (1500, 640), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480)}
+SIZE = {"overview": (1500, 640), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480),
+        "curves1": (1300, 460), "curves2": (1300, 460), "curves3": (1200, 460)}
 COLORS = {"none": "#9ca3af", "norms-only": "#f59e0b", "perp": "#2563eb", "full-ft": "#111827",
           "perp-masklora": "#16a34a", "perp-scalelora": "#9333ea", "perp-scalelora-paper": "#c084fc",
           "perp-lora": "#ef4444", "recon-norms": "#f59e0b", "recon-masklora": "#16a34a", "recon-scalelora": "#9333ea"}
@@ -39,7 +44,8 @@ HTML_PLOTLYJS = "cdn"  # an HTML figure loads plotly.js from its CDN; the PNGs a
 def build_figures(runs: Mapping[str, RunNumbers]) -> dict:
     """Every figure of the report, by name (its file stem; see SIZE)."""
     return {"overview": overview(runs), "claim1": claim1_figure(runs), "claim2": claim2_figure(runs),
-            "claim3": claim3_figure(runs)}
+            "claim3": claim3_figure(runs), "curves1": claim1_curves(runs), "curves2": claim2_curves(runs),
+            "curves3": claim3_curves(runs)}
 
 
 def _ppl(run: RunNumbers | None) -> float | None:
@@ -199,6 +205,101 @@ def overview(runs: Mapping[str, RunNumbers]):
     fig.update_yaxes(title_text="perplexity (log scale, lower is better)", row=1, col=1)
     fig.update_layout(title="PERP's three claims, reproduced", barmode="group", height=SIZE["overview"][1],
                       **{**LAYOUT, "legend": dict(title=None, orientation="h", yanchor="top", y=-0.28, x=0)})
+    return fig
+
+
+# -- learning curves ------------------------------------------------------------------------------------------
+
+
+def _curve_trace(run: RunNumbers, x: str, preset: str, legend: bool, name: str, dash: str = "solid"):
+    """One run's held-out perplexity curve against ``x`` ("step" or "seconds" of training)."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(x=[p[x] for p in run.curve], y=[p["ppl"] for p in run.curve], name=name, legendgroup=name,
+                      showlegend=legend, mode="lines+markers", line=dict(color=COLORS[preset], dash=dash),
+                      customdata=[run.key] * len(run.curve),
+                      hovertemplate="%{customdata}<br>" + x + " %{x:.4g}<br>perplexity %{y:.2f}<extra></extra>")
+
+
+def _swept_runs(runs: Mapping[str, RunNumbers], preset: str, sparsity: float) -> list[tuple[RunNumbers, str]]:
+    """``preset``'s runs at magnitude ``sparsity`` that have a curve, with their legend names (the rate of a swept
+    one; its preset rate named too when it was swept)."""
+    keys = swept_keys(preset, sparsity)
+    found = []
+    for key in keys:
+        run = runs.get(key)
+        if run is not None and run.done and run.curve:
+            found.append((run, NAMES[preset] + (f" lr {run.lr:g}" if len(keys) > 1 else "")))
+    return found
+
+
+def _curve_panels(fig, runs: Mapping[str, RunNumbers], presets, sparsity: float, x: str, legend: bool, **where) -> None:
+    for preset in presets:
+        for i, (run, name) in enumerate(_swept_runs(runs, preset, sparsity)):
+            fig.add_trace(_curve_trace(run, x, preset, legend, name, dash="solid" if i == 0 else ("dot", "dash")[i % 2]),
+                          **where)
+
+
+def claim1_curves(runs: Mapping[str, RunNumbers]):
+    """Held-out perplexity during retraining, against the step, at each sparsity of claim 1 (every rate of a sweep)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(CLAIM1_SPARSITIES), horizontal_spacing=0.08,
+                        subplot_titles=[f"magnitude {s:.0%}" for s in CLAIM1_SPARSITIES])
+    for col, sparsity in enumerate(CLAIM1_SPARSITIES, start=1):
+        _curve_panels(fig, runs, CLAIM1_RECIPES[1:], sparsity, "step", col == 1, row=1, col=col)
+        _hline(fig, _dense(runs), legend=col == 1, row=1, col=col)
+        fig.update_yaxes(type="log", row=1, col=col)
+        fig.update_xaxes(title_text="optimizer step", row=1, col=col)
+    fig.update_yaxes(title_text="held-out perplexity (log scale)", row=1, col=1)
+    fig.update_layout(title="Claim 1: learning curves (held-out perplexity, measured every few steps)",
+                      height=SIZE["curves1"][1], **LAYOUT)
+    return fig
+
+
+def claim2_curves(runs: Mapping[str, RunNumbers]):
+    """Held-out perplexity at claim 2's highest sparsity against the step (left) and the training seconds (right)."""
+    from plotly.subplots import make_subplots
+
+    sparsity = CLAIM2_SPARSITIES[-1]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=(f"magnitude {sparsity:.0%}: against steps", "against training seconds"))
+    presets = ("perp", *CLAIM2_ADAPTERS, "perp-lora", "full-ft")
+    for col, x in ((1, "step"), (2, "seconds")):
+        _curve_panels(fig, runs, presets, sparsity, x, col == 1, row=1, col=col)
+        _hline(fig, _dense(runs), legend=col == 1, row=1, col=col)
+        fig.update_yaxes(type="log", row=1, col=col)
+        fig.update_xaxes(title_text="optimizer step" if x == "step" else "training seconds (curve points excluded)",
+                         row=1, col=col)
+    fig.update_yaxes(title_text="held-out perplexity (log scale)", row=1, col=1)
+    fig.update_layout(title="Claim 2: learning curves of the adapters against perp and full retraining",
+                      height=SIZE["curves2"][1], **LAYOUT)
+    return fig
+
+
+def claim3_curves(runs: Mapping[str, RunNumbers]):
+    """Each reconstruction's block curves: the mean over blocks of the held-out block error relative to the block's
+    error before its training, against the step of that block's training."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for method, pattern in CLAIM3_PRUNINGS:
+        for preset in CLAIM3_ADAPTERS:
+            key = run_key(method, CLAIM3_SPARSITY, pattern, preset)
+            run = runs.get(key)
+            if run is None or not run.done:
+                continue
+            steps, means = relative_block_curve(run.block_curves)
+            fig.add_trace(go.Scatter(x=steps, y=means, name=f"{_pruning_label(method, pattern)} {NAMES[preset]}",
+                                     mode="lines+markers", line=dict(color=COLORS[preset],
+                                                                     dash="solid" if method == "wanda" else "dot"),
+                                     marker=dict(symbol="circle" if pattern == "unstructured" else "square"),
+                                     hovertemplate=key + "<br>step %{x}<br>error / error before %{y:.3f}<extra></extra>"))
+    fig.add_hline(y=1.0, line_dash="dash", line_color=DENSE_COLOR)
+    fig.update_xaxes(title_text="optimizer step within each block")
+    fig.update_yaxes(title_text="held-out block error / before training (mean over blocks)")
+    fig.update_layout(title="Claim 3: block-wise learning curves (held-out windows)", height=SIZE["curves3"][1],
+                      **LAYOUT)
     return fig
 
 

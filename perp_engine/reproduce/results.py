@@ -29,13 +29,17 @@ class RunNumbers:
     dense_ppl: float | None = None
     pruned_ppl: float | None = None
     final_ppl: float | None = None  # after repair; None for prune-only runs and diverged repairs
-    measured_sparsity: float | None = None  # of the pruned linears, after the merge (the pipeline verifies it)
+    pruned_sparsity: float | None = None  # zeros of the pruned linears after pruning
+    final_sparsity: float | None = None  # the same counted from the final weights, after the merge (None: prune-only)
     trainable_params: int | None = None
     trainable_fraction: float | None = None
     total_params: int | None = None
     adapter_params: int = 0  # parameters of the adapters on the pruned linears (a plain LoRA keeps them unmerged)
-    train_seconds: float | None = None
-    seconds_per_step: float | None = None  # retrain: per optimizer step; reconstruct: per block and step
+    train_seconds: float | None = None  # the train stage without its learning curve
+    seconds_per_step: float | None = None  # retrain: per optimizer step; reconstruct: per block and step (curve apart)
+    curve: list[dict] = field(default_factory=list)  # retrain: held-out perplexity by step ({"step", "seconds", "ppl"})
+    block_curves: list[list[dict]] = field(default_factory=list)  # reconstruct: each block's held-out error by step
+    curve_seconds: float = 0.0  # what the curves cost (not in seconds_per_step)
     train_peak_mb: float | None = None  # peak memory of the train stage: the repair's memory
     peak_mb: float | None = None
     duration: float | None = None  # wall seconds of the run, start to finish
@@ -90,13 +94,16 @@ def numbers_of(planned: Planned, row: RunRow | None) -> RunNumbers:
     units = config.steps * (len(result.get("blocks", [])) if config.mode == "reconstruct" else 1)
     numbers.dense_ppl, numbers.pruned_ppl, numbers.final_ppl = (result.get("dense_ppl"), result.get("pruned_ppl"),
                                                                 result.get("final_ppl"))
-    numbers.measured_sparsity = result.get("sparsity")
+    numbers.pruned_sparsity, numbers.final_sparsity = result.get("sparsity"), result.get("final_sparsity")
     numbers.trainable_params = result.get("trainable_params")
     numbers.trainable_fraction = result.get("trainable_fraction")
     numbers.total_params = result.get("total_params")
     numbers.adapter_params = int(result.get("trainable_by_category", {}).get("adapter", 0))
-    numbers.train_seconds = train
-    numbers.seconds_per_step = train / units if train is not None and units else None
+    numbers.curve_seconds = float(result.get("curve_seconds") or 0.0)
+    numbers.curve = list(result.get("curve") or [])
+    numbers.block_curves = [list(b.get("curve") or []) for b in result.get("blocks", [])] if config.mode == "reconstruct" else []
+    numbers.train_seconds = None if train is None else train - numbers.curve_seconds
+    numbers.seconds_per_step = numbers.train_seconds / units if train is not None and units else None
     numbers.train_peak_mb = memory.get("train")
     numbers.peak_mb = result.get("peak_memory_mb")
     numbers.diverged = result.get("diverged")

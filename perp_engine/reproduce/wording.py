@@ -1,10 +1,11 @@
 """The three claims as the report and the Paper page show them: each claim's words, its table of every run it
-uses, and its verdict: a status with a sentence that quotes the numbers behind it.
+uses, and its verdict: a status with a sentence that quotes the numbers behind it, and the rule that decided it.
 
-A verdict is ``holds``, ``holds in part``, ``does not hold`` (on this model, at these sizes) or ``not measured``
-(a run it needs failed or is missing). Which one, and every rule behind it, is decided in
-:mod:`perp_engine.reproduce.decisions`; this module picks each claim's runs out of the set, asks those rules, and
-writes down what they decided and the numbers they decided it on.
+A verdict is ``holds``, ``holds in part``, ``does not hold`` (on this model, at these sizes), ``undecided at this
+budget`` (the claim's premise did not hold at this budget: full retraining had not converged, there was no gap to
+close, pruning did no damage) or ``not measured`` (a run it needs failed or is missing). Which one, and every rule
+behind it, is decided in :mod:`perp_engine.reproduce.decisions`; this module picks each claim's runs out of the set,
+asks those rules, and writes down what they decided and the numbers they decided it on.
 """
 
 from __future__ import annotations
@@ -19,30 +20,33 @@ from .decisions import (
     COST_MEMORY,
     COST_TIME,
     FAILS,
+    GAP_MARGIN,
     HOLDS,
     MATCH_SHARE,
     MEMORY_EFFICIENT,
     PARTLY,
+    RULES,
     SIGNIFICANT,
+    UNDECIDED,
     UNMEASURED,
-    claim1_measured,
+    best_run,
     claim1_status,
-    claim2_measured,
     claim2_status,
-    claim3_measured,
     claim3_status,
     closes_gap,
+    converged,
     costs_a_fraction,
+    damaged,
+    gap,
     gap_closed,
-    gap_left,
     highest,
+    kept_sparsity,
+    last_change,
     matches_full,
     memory_efficient,
-    merged_sparsities,
     ratio,
     share_of_full,
     significant_gain,
-    sparsity_kept,
     stays_unmerged,
     usable,
 )
@@ -59,6 +63,7 @@ from .runset import (
     CLAIM3_SPARSITY,
     MEMORY_REFERENCE,
     run_key,
+    swept_keys,
 )
 
 NAMES = {"none": "no repair", "norms-only": "norms only", "perp": "perp", "full-ft": "full retraining",
@@ -105,6 +110,7 @@ class AccuracyTable:
 class Verdict:
     status: str  # one of VERDICTS
     text: str
+    rule: str = ""  # how the status was decided (decisions.RULES), printed under the verdict
 
 
 @dataclass
@@ -175,65 +181,91 @@ def _missing(runs: Mapping[str, RunNumbers], keys: Iterable[str]) -> list[str]:
     return [k for k in keys if k not in runs or not runs[k].done]
 
 
-def _unmeasured(runs: Mapping[str, RunNumbers], keys: list[str]) -> Verdict:
+def _unmeasured(runs: Mapping[str, RunNumbers], keys: list[str], number: int) -> Verdict:
     missing = _missing(runs, keys)
     why = "; ".join(f"{k}: {runs[k].status}" + (f" ({runs[k].error})" if runs[k].error else "") if k in runs
                     else f"{k}: missing" for k in missing[:4])
     more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
-    return Verdict(UNMEASURED, f"Not measured: runs it needs did not finish ({why}{more}).")
+    return Verdict(UNMEASURED, f"Not measured: runs it needs did not finish ({why}{more}).", RULES[number])
 
 
 def _opening(status: str, model: str) -> str:
-    return {HOLDS: f"Holds on {model}", PARTLY: f"Holds in part on {model}",
-            FAILS: f"Does not hold on {model}"}[status]
+    return {HOLDS: f"Holds on {model}", PARTLY: f"Holds in part on {model}", FAILS: f"Does not hold on {model}",
+            UNDECIDED: f"Undecided at this budget on {model}"}[status]
+
+
+def _curve_end(run: RunNumbers | None) -> str:
+    """``"ppl 120.3 -> 118.9 over its last 20 steps"``: the last two points of a run's learning curve."""
+    if run is None or len(run.curve) < 2:
+        return "no learning curve"
+    a, b = run.curve[-2], run.curve[-1]
+    return f"{fmt(a['ppl'], 'ppl')} -> {fmt(b['ppl'], 'ppl')} over its last {b['step'] - a['step']} steps"
 
 
 # -- claim 1 --------------------------------------------------------------------------------------------------
 
 
+def baseline(runs: Mapping[str, RunNumbers], sparsity: float) -> RunNumbers | None:
+    """Full retraining at magnitude ``sparsity``: the best usable run of its learning-rate sweep (the preset's rate
+    alone where none is swept), else the preset-rate run as it is (failed or missing: None)."""
+    keys = swept_keys("full-ft", sparsity)
+    return best_run(runs.get(k) for k in keys) or runs.get(keys[0])
+
+
 def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     title, statement = CLAIMS[1]
     keys = {(s, p): run_key("magnitude", s, "unstructured", p) for s in CLAIM1_SPARSITIES for p in CLAIM1_RECIPES}
+    full = {s: baseline(runs, s) for s in CLAIM1_SPARSITIES}
     rows = []
-    for (sparsity, preset), key in keys.items():
-        run = runs.get(key)
-        full = runs.get(keys[(sparsity, "full-ft")])
-        if run is None:
-            continue
-        share = share_of_full(run, full) if preset not in ("none", "full-ft") and usable(full) and usable(run) else None
-        trained = run.mode != "none"
-        rows.append([f"{sparsity:.0%}", NAMES[preset], run.lr, run.trainable_params if trained else None,
-                     run.trainable_fraction if trained else None,
-                     run.end_ppl if run.done else run.status, run.recovered, share, run.seconds_per_step,
-                     run.train_peak_mb])
+    for sparsity in CLAIM1_SPARSITIES:
+        for preset in CLAIM1_RECIPES:
+            for key in swept_keys(preset, sparsity) if preset == "full-ft" else [keys[(sparsity, preset)]]:
+                run = runs.get(key)
+                if run is None:
+                    continue
+                reference = full[sparsity]
+                share = (share_of_full(run, reference) if preset not in ("none", "full-ft") and usable(reference)
+                         and usable(run) else None)
+                trained = run.mode != "none"
+                rows.append([f"{sparsity:.0%}", NAMES[preset] + (" (baseline)" if run is reference else ""), run.lr,
+                             run.trainable_params if trained else None, run.trainable_fraction if trained else None,
+                             run.end_ppl if run.done else run.status, run.recovered, share,
+                             last_change(run) if trained else None, run.seconds_per_step, run.train_peak_mb])
     table = Table(["sparsity", "recipe", "lr", "trainable", "trainable %", "perplexity", "recovered",
-                   "of full retraining's recovery", "s / step", "train peak MiB"],
-                  ["text", "text", "lr", "count", "percent", "ppl", "share", "share", "seconds", "mib"], rows)
-    comparable = [s for s in CLAIM1_SPARSITIES
-                  if claim1_measured(runs.get(keys[(s, "perp")]), runs.get(keys[(s, "full-ft")]))]
-    if not comparable:
-        return Claim(1, title, statement, table, _unmeasured(runs, list(keys.values())))
-    full = {s: runs[keys[(s, "full-ft")]] for s in comparable}
-    perp = {s: runs[keys[(s, "perp")]] for s in comparable}
-    norms = {s: runs.get(keys[(s, "norms-only")]) for s in comparable}
-    matched = [s for s in comparable if matches_full(perp[s], full[s])]
-    memory = highest(ratio(perp[s].train_peak_mb, full[s].train_peak_mb) for s in comparable)
-    time = highest(ratio(perp[s].seconds_per_step, full[s].seconds_per_step) for s in comparable)
+                   "of full retraining's recovery", "last curve change", "s / step", "train peak MiB"],
+                  ["text", "text", "lr", "count", "percent", "ppl", "share", "share", "share", "seconds", "mib"], rows)
+    perp = {s: runs.get(keys[(s, "perp")]) for s in CLAIM1_SPARSITIES}
+    measured = [s for s in CLAIM1_SPARSITIES if usable(full[s]) and perp[s] is not None and perp[s].done]
+    if not measured:
+        return Claim(1, title, statement, table, _unmeasured(runs, list(keys.values()), 1))
+    decided = [s for s in measured if converged(full[s])]
+    matched = [s for s in decided if matches_full(perp[s], full[s])]
+    memory = highest(ratio(perp[s].train_peak_mb, full[s].train_peak_mb) for s in decided)
+    time = highest(ratio(perp[s].seconds_per_step, full[s].seconds_per_step) for s in decided)
     cheap = costs_a_fraction(memory, time)
-    status = claim1_status(comparable, matched, cheap)
-    fraction = next((r.trainable_fraction for r in perp.values() if r.trainable_fraction), None)
+    status = claim1_status(CLAIM1_SPARSITIES, decided, matched, cheap)
+    norms = {s: runs.get(keys[(s, "norms-only")]) for s in measured}
+    fraction = next((r.trainable_fraction for r in perp.values() if r and r.trainable_fraction), None)
     norms_fraction = next((r.trainable_fraction for r in norms.values() if r and r.trainable_fraction), None)
-    text = (f"{_opening(status, model)}: `perp` ({fmt(fraction, 'percent')} of the parameters) recovers "
-            f"{_shares([share_of_full(perp[s], full[s]) for s in comparable])} of what full retraining recovers at "
-            f"{_sparsities(comparable)} sparsity; it matches full retraining (at least {MATCH_SHARE:.0%} of its recovery, "
-            f"or a perplexity no higher) at {_sparsities(matched) if matched else 'no sparsity'}"
-            f"{'' if len(comparable) == len(CLAIM1_SPARSITIES) else ' (the other sparsities were not measured)'}. "
-            f"Its train-stage peak memory is {fmt(memory, 'ratio')} and its time per step {fmt(time, 'ratio')} full "
-            f"retraining's (a fraction: at most {COST_MEMORY:g}x and {COST_TIME:g}x"
-            f"{'' if cheap else ', not met'}). Norms only ({fmt(norms_fraction, 'percent')}) recovers "
-            f"{_shares([share_of_full(norms[s], full[s]) if norms[s] and norms[s].done else None for s in comparable])}"
-            f" of full retraining's recovery." + _diverged([*perp.values(), *(n for n in norms.values() if n)]))
-    return Claim(1, title, statement, table, Verdict(status, text))
+    undecided = [s for s in measured if s not in decided]
+    premise = (f"Full retraining converged at {_sparsities(decided) if decided else 'no sparsity'}"
+               + (f"; not at {_sparsities(undecided)} ("
+                  + "; ".join(f"{s:.0%}: {_curve_end(full[s])}" for s in undecided) + ")" if undecided else "") + ". ")
+    text = (f"{_opening(status, model)}. " + premise
+            + f"`perp` ({fmt(fraction, 'percent')} of the parameters) recovers "
+            f"{_shares([share_of_full(perp[s], full[s]) for s in measured])} of what full retraining recovers at "
+            f"{_sparsities(measured)} sparsity (perplexity {' / '.join(fmt(_ppl(perp[s]), 'ppl') for s in measured)} "
+            f"against {' / '.join(fmt(full[s].end_ppl, 'ppl') for s in measured)}); it matches full retraining (at "
+            f"least {MATCH_SHARE:.0%} of its recovery, or a perplexity no higher) at "
+            f"{_sparsities(matched) if matched else 'no decided sparsity'}"
+            f"{'' if len(measured) == len(CLAIM1_SPARSITIES) else ' (the other sparsities were not measured)'}. "
+            + (f"Its train-stage peak memory is {fmt(memory, 'ratio')} and its time per step {fmt(time, 'ratio')} "
+               f"full retraining's (a fraction: at most {COST_MEMORY:g}x and {COST_TIME:g}x: "
+               f"{'met' if cheap else 'not met'}). " if decided else "")
+            + f"Norms only ({fmt(norms_fraction, 'percent')}) recovers "
+            f"{_shares([share_of_full(norms[s], full[s]) if norms[s] and norms[s].done else None for s in measured])}"
+            f" of full retraining's recovery." + _diverged([*(r for r in perp.values() if r), *(n for n in norms.values() if n)]))
+    return Claim(1, title, statement, table, Verdict(status, text, RULES[1]))
 
 
 def _diverged(runs: Iterable[RunNumbers]) -> str:
@@ -248,42 +280,50 @@ def _diverged(runs: Iterable[RunNumbers]) -> str:
 def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     title, statement = CLAIMS[2]
     keys = {(s, p): run_key("magnitude", s, "unstructured", p) for s in CLAIM2_SPARSITIES for p in CLAIM2_RECIPES}
+    full = {s: baseline(runs, s) for s in CLAIM2_SPARSITIES}
+    perp = {s: runs.get(keys[(s, "perp")]) for s in CLAIM2_SPARSITIES}
     rows = []
-    for (sparsity, preset), key in keys.items():
-        run, perp, full = runs.get(key), runs.get(keys[(sparsity, "perp")]), runs.get(keys[(sparsity, "full-ft")])
-        if run is None:
-            continue
-        closed = gap_closed(run, perp, full) if perp and full and preset not in ("perp", "full-ft") else None
-        after = "kept unmerged" if run.unmerged else run.measured_sparsity
-        rows.append([f"{sparsity:.0%}", NAMES[preset], run.trainable_fraction, run.adapter_params if run.unmerged else None,
-                     run.end_ppl if run.done else run.status, run.recovered, closed, after, run.seconds_per_step,
-                     run.train_peak_mb])
-    table = Table(["sparsity", "recipe", "trainable %", "extra params kept unmerged", "perplexity", "recovered",
-                   "of perp's gap to full retraining closed", "sparsity after merge", "s / step", "train peak MiB"],
-                  ["text", "text", "percent", "count", "ppl", "share", "share", "sparsity", "seconds", "mib"], rows)
-    comparable = [s for s in CLAIM2_SPARSITIES
-                  if claim2_measured(runs.get(keys[(s, "perp")]), runs.get(keys[(s, "full-ft")]))]
-    if not comparable:
-        return Claim(2, title, statement, table, _unmeasured(runs, list(keys.values())))
-    perp = {s: runs[keys[(s, "perp")]] for s in comparable}
-    full = {s: runs[keys[(s, "full-ft")]] for s in comparable}
-    closes = {p: [s for s in comparable if runs.get(keys[(s, p)]) and closes_gap(runs[keys[(s, p)]], perp[s], full[s])]
-              for p in CLAIM2_ADAPTERS}
-    status = claim2_status(comparable, closes)
-    no_gap = [s for s in comparable if gap_left(perp[s], full[s]) is None]
+    for sparsity in CLAIM2_SPARSITIES:
+        for preset in CLAIM2_RECIPES:
+            for key in swept_keys(preset, sparsity) if preset == "full-ft" else [keys[(sparsity, preset)]]:
+                run = runs.get(key)
+                if run is None:
+                    continue
+                closed = (gap_closed(run, perp[sparsity], full[sparsity])
+                          if preset not in ("perp", "full-ft") and perp[sparsity] and full[sparsity] else None)
+                after = "kept unmerged" if run.unmerged else run.final_sparsity
+                rows.append([f"{sparsity:.0%}", NAMES[preset] + (" (baseline)" if run is full[sparsity] else ""),
+                             run.lr, run.trainable_fraction, run.adapter_params if run.unmerged else None,
+                             run.end_ppl if run.done else run.status, run.recovered, closed, run.pruned_sparsity,
+                             after, run.seconds_per_step, run.train_peak_mb])
+    table = Table(["sparsity", "recipe", "lr", "trainable %", "extra params kept unmerged", "perplexity", "recovered",
+                   "of perp's gap to full retraining closed", "sparsity pruned", "sparsity of the final weights",
+                   "s / step", "train peak MiB"],
+                  ["text", "text", "lr", "percent", "count", "ppl", "share", "share", "sparsity", "sparsity", "seconds",
+                   "mib"], rows)
+    measured = [s for s in CLAIM2_SPARSITIES if usable(perp[s]) and usable(full[s])]
+    if not measured:
+        return Claim(2, title, statement, table, _unmeasured(runs, list(keys.values()), 2))
+    decided = [s for s in measured if gap(perp[s], full[s]) is not None]
+    closes = {p: [s for s in decided if closes_gap(runs.get(keys[(s, p)]), perp[s], full[s])] for p in CLAIM2_ADAPTERS}
+    status = claim2_status(CLAIM2_SPARSITIES, decided, closes)
+    no_gap = [s for s in measured if s not in decided]
     adapters = "; ".join(
-        f"{NAMES[p]} ends at {' / '.join(fmt(_ppl(runs.get(keys[(s, p)])), 'ppl') for s in comparable)} (closing "
-        f"{_shares([gap_closed(runs[keys[(s, p)]], perp[s], full[s]) if runs.get(keys[(s, p)]) else None for s in comparable])}"
-        f" of the gap; closes it at {_sparsities(closes[p]) if closes[p] else 'no sparsity'})" for p in CLAIM2_ADAPTERS)
-    sparse = [runs[keys[(s, p)]] for s in comparable for p in CLAIM2_ADAPTERS if runs.get(keys[(s, p)]) and runs[keys[(s, p)]].done]
-    text = (f"{_opening(status, model)}: at {_sparsities(comparable)} sparsity perp ends at "
-            f"{' / '.join(fmt(perp[s].end_ppl, 'ppl') for s in comparable)} against full retraining's "
-            f"{' / '.join(fmt(full[s].end_ppl, 'ppl') for s in comparable)}"
-            + (f" (no gap left at {_sparsities(no_gap)}: perp ends within 1% of full retraining or below it)" if no_gap else "")
-            + f". {adapters}. Closing the gap: at least {CLOSE_SHARE:.0%} of it, or a perplexity no higher than full "
-            f"retraining's. " + _kept(sparse) + _lora([runs.get(keys[(s, "perp-lora")]) for s in comparable])
-            + _diverged(sparse))
-    return Claim(2, title, statement, table, Verdict(status, text))
+        f"{NAMES[p]} ends at {' / '.join(fmt(_ppl(runs.get(keys[(s, p)])), 'ppl') for s in measured)}"
+        + (f" (closing {_shares([gap_closed(runs.get(keys[(s, p)]), perp[s], full[s]) for s in decided])} of the gap;"
+           f" closes it at {_sparsities(closes[p]) if closes[p] else 'no sparsity'})" if decided else "")
+        for p in CLAIM2_ADAPTERS)
+    sparse = [runs[keys[(s, p)]] for s in measured for p in CLAIM2_ADAPTERS if runs.get(keys[(s, p)]) and runs[keys[(s, p)]].done]
+    text = " ".join(part for part in (
+        f"{_opening(status, model)}: at {_sparsities(measured)} sparsity perp ends at "
+        f"{' / '.join(fmt(perp[s].end_ppl, 'ppl') for s in measured)} against full retraining's "
+        f"{' / '.join(fmt(full[s].end_ppl, 'ppl') for s in measured)}"
+        + (f" (no gap to close at {_sparsities(no_gap)}: full retraining is not at least {GAP_MARGIN:g} below perp "
+           "in log-perplexity, so no adapter can be judged there)" if no_gap else "") + f". {adapters}.",
+        f"Closing the gap: ending below perp with at least {CLOSE_SHARE:.0%} of it closed, or a perplexity no higher "
+        "than full retraining's.",
+        _kept(sparse), _lora([runs.get(keys[(s, "perp-lora")]) for s in measured]), _diverged(sparse).strip()) if part)
+    return Claim(2, title, statement, table, Verdict(status, text, RULES[2]))
 
 
 def _ppl(run: RunNumbers | None) -> float | None:
@@ -291,15 +331,18 @@ def _ppl(run: RunNumbers | None) -> float | None:
 
 
 def _kept(runs: list[RunNumbers]) -> str:
-    """The sentence on whether every merged model has the sparsity of its pruned model (measured after the merge)."""
-    by_sparsity = merged_sparsities(runs)
-    if not by_sparsity:
-        return ""
-    listed = ", ".join(f"{' and '.join(fmt(v, 'sparsity') for v in sorted(values))} at {s:.0%}"
-                       for s, values in sorted(by_sparsity.items()))
-    return (f"Every merged model kept the sparsity of its pruned model ({listed}, measured after the merge; the "
-            "pipeline also checks each pruned layer's zeros)." if sparsity_kept(by_sparsity) else
-            f"The merged models' sparsities differ within one sparsity level ({listed}).")
+    """The sentence on whether each merged model's final weights have its pruned model's zeros."""
+    counted = [r for r in runs if kept_sparsity(r) is not None]
+    if not counted:
+        return "The sparsity of the final weights was not recorded." if runs else ""
+    changed = [r for r in counted if not kept_sparsity(r)]
+    listed = ", ".join(f"{NAMES[r.preset]} {fmt(r.final_sparsity, 'sparsity')} (pruned {fmt(r.pruned_sparsity, 'sparsity')})"
+                       for r in counted)
+    unrecorded = [r.key for r in runs if kept_sparsity(r) is None]
+    return (f"Zeros counted in the final weights after the merge: {listed}: "
+            + ("every merged model kept its pruned model's sparsity." if not changed else
+               f"changed for {', '.join(r.key for r in changed)}.")
+            + (f" Not recorded for {', '.join(unrecorded)}." if unrecorded else ""))
 
 
 def _lora(runs: list[RunNumbers | None]) -> str:
@@ -308,8 +351,8 @@ def _lora(runs: list[RunNumbers | None]) -> str:
     extra, total = runs[0].adapter_params, runs[0].total_params
     ends = " / ".join(fmt(r.end_ppl, "ppl") for r in runs)
     if not stays_unmerged(runs):
-        return f" Plain LoRA ends at {ends} and was merged, which this check does not expect."
-    return (f" Plain LoRA ends at {ends} but stays unmerged: {extra:,} extra parameters "
+        return f"Plain LoRA ends at {ends} and was merged, which this check does not expect."
+    return (f"Plain LoRA ends at {ends} but stays unmerged: {extra:,} extra parameters "
             f"({fmt(extra / total if total else None, 'percent')} of the model) computed beside the sparse layers, "
             "since merging would fill every zero.")
 
@@ -328,8 +371,8 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
             if run is None:
                 continue
             rows.append([_pruning_name(method, pattern), NAMES[preset],
-                         run.trainable_fraction if run.mode != "none" else None, run.end_ppl if run.done else run.status, run.recovered,
-                         run.train_seconds, run.train_peak_mb, ratio(run.train_peak_mb, ref_mb)])
+                         run.trainable_fraction if run.mode != "none" else None, run.end_ppl if run.done else run.status,
+                         run.recovered, run.train_seconds, run.train_peak_mb, ratio(run.train_peak_mb, ref_mb)])
     if reference is not None:
         rows.append(["magnitude 50%", "full retraining (memory reference)", reference.trainable_fraction,
                      reference.end_ppl if reference.done else reference.status, reference.recovered,
@@ -343,29 +386,35 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
         """The reconstructions with an adapter after pruning ``mp`` that finished."""
         return [runs[run_key(mp[0], CLAIM3_SPARSITY, mp[1], a)] for a in CLAIM3_ADAPTERS if _done(runs, mp, a)]
 
-    comparable = [mp for mp in CLAIM3_PRUNINGS if claim3_measured(pruned[mp], finished(mp))]
-    if not comparable or ref_mb is None:
+    measured = [mp for mp in CLAIM3_PRUNINGS if usable(pruned[mp]) and finished(mp)]
+    if not measured:
         keys = [run_key(m, CLAIM3_SPARSITY, p, r) for m, p in CLAIM3_PRUNINGS for r in CLAIM3_RECIPES]
-        return Claim(3, title, statement, table, _unmeasured(runs, [*keys, run_key(*MEMORY_REFERENCE)]))
-    significant = [mp for mp in comparable if significant_gain(highest(r.recovered for r in finished(mp)))]
-    adapters = [run for mp in comparable for run in finished(mp)]
+        return Claim(3, title, statement, table, _unmeasured(runs, keys, 3))
+    decided = [mp for mp in measured if damaged(pruned[mp])]
+    significant = [mp for mp in decided if significant_gain(highest(r.recovered for r in finished(mp)))]
+    adapters = [run for mp in measured for run in finished(mp)]
     peak = highest(r.train_peak_mb for r in adapters)
     efficient = memory_efficient(peak, ref_mb)
-    status = claim3_status(significant, efficient)
-    names = ", ".join(_pruning_name(m, p) for m, p in comparable)
+    status = claim3_status(CLAIM3_PRUNINGS, decided, significant, efficient)
+    names = ", ".join(_pruning_name(m, p) for m, p in measured)
+    undamaged = [_pruning_name(*mp) for mp in measured if mp not in decided]
 
     def shares(preset: str) -> str:
         return _shares([runs[run_key(m, CLAIM3_SPARSITY, p, preset)].recovered if _done(runs, (m, p), preset) else None
-                        for m, p in comparable])
+                        for m, p in measured])
 
+    memory = (f"With an adapter its train-stage peak memory is at most {fmt(peak, 'mib')} MiB, "
+              f"{fmt(ratio(peak, ref_mb), 'ratio')} full retraining's {fmt(ref_mb, 'mib')} MiB (memory-efficient: at most "
+              f"{MEMORY_EFFICIENT:g}x: {'met' if efficient else 'not met'})." if efficient is not None else
+              f"Its memory against full retraining's was not measured ({run_key(*MEMORY_REFERENCE)}: "
+              f"{reference.status if reference else 'missing'}), so the claim cannot hold in full.")
     text = (f"{_opening(status, model)}: block-wise reconstruction with MaskLoRA recovers {shares('recon-masklora')} "
-            f"of the pruning damage of {names} (ScaleLoRA {shares('recon-scalelora')}, norms only "
-            f"{shares('recon-norms')}); significant (at least {SIGNIFICANT:.0%} with one of the adapters) for "
-            f"{', '.join(_pruning_name(*mp) for mp in significant) or 'none of them'}. With an adapter its train-stage "
-            f"peak memory is at most {fmt(peak, 'mib')} MiB, {fmt(ratio(peak, ref_mb), 'ratio')} full retraining's "
-            f"{fmt(ref_mb, 'mib')} MiB (memory-efficient: at most {MEMORY_EFFICIENT:g}x: "
-            f"{'met' if efficient else 'not met'})." + _diverged(adapters))
-    return Claim(3, title, statement, table, Verdict(status, text))
+            f"of the pruning damage of {names} (ScaleLoRA {shares('recon-scalelora')}); significant (at least "
+            f"{SIGNIFICANT:.0%} with one of the adapters) for "
+            f"{', '.join(_pruning_name(*mp) for mp in significant) or 'none of them'}"
+            + (f" (no damage to recover after {', '.join(undamaged)})" if undamaged else "") + f". {memory}"
+            + _diverged(adapters))
+    return Claim(3, title, statement, table, Verdict(status, text, RULES[3]))
 
 
 def _done(runs: Mapping[str, RunNumbers], pruning: tuple[str, str], preset: str) -> bool:

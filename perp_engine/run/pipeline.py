@@ -10,6 +10,7 @@ seeding torch's generators.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import shutil
 import tempfile
@@ -364,6 +365,7 @@ def run_pipeline(
         shutil.rmtree(run.scratch, ignore_errors=True)
     run.result.peak_memory_mb = max(run.result.stage_memory_mb.values())
     run.result.environment["memory_meter"] = meter.method
+    run.result.environment["load_average"] = [round(v, 2) for v in os.getloadavg()]  # 1, 5, 15 min, at the run's end
     return run.result
 
 

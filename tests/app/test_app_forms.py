@@ -44,6 +44,11 @@ def test_custom_mode_none_drops_training_fields():
     assert (config.mode, config.train, config.adapter) == ("none", (), "none")
 
 
+def test_a_learning_curve_is_asked_for_only_when_the_recipe_trains():
+    assert forms.ExperimentForm(recipe="perp", eval_every=5).to_config().eval_every == 5
+    assert forms.ExperimentForm(recipe="none", eval_every=5).to_config().eval_every == 0
+
+
 def test_advanced_values_win_over_the_run_size():
     config = forms.ExperimentForm(size="quick", advanced={"eval_tokens": 1024, "calib_samples": 4}).to_config()
     assert (config.eval_tokens, config.calib_samples) == (1024, 4)
@@ -57,7 +62,8 @@ def test_nm_pattern_fixes_the_sparsity(pattern, expected):
 
 @pytest.mark.parametrize("change, field", [({"model": "  "}, "model"), ({"advanced": {"seqlen": 2}}, "seqlen"),
                                            ({"recipe": forms.CUSTOM, "train": []}, "train"),
-                                           ({"dataset": "/no/such/file.txt"}, "dataset")])
+                                           ({"dataset": "/no/such/file.txt"}, "dataset"),
+                                           ({"eval_every": -1}, "eval_every")])
 def test_bad_values_name_their_field(change, field):
     with pytest.raises(PerpError) as err:
         forms.ExperimentForm(**change).to_config()

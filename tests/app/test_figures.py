@@ -128,6 +128,35 @@ def test_loss_curves_overlay_and_smooth():
     assert list(smoothed.y) == [4.0, 3.0, 2.5, 2.0]
 
 
+CURVE = [{"step": 0, "seconds": 0.0, "ppl": 900.0}, {"step": 5, "seconds": 2.5, "ppl": 300.0},
+         {"step": 7, "seconds": 3.6, "ppl": 280.0}]
+
+
+@pytest.mark.parametrize("x, xs", [("step", [0, 5, 7]), ("seconds", [0.0, 2.5, 3.6])])
+def test_learning_curves_plot_held_out_perplexity_against_steps_or_seconds(x, xs):
+    fig = figures.learning_curves({"#1 perp": CURVE, "#2 none": []}, x)
+    traces = by_name(fig)
+    assert set(traces) == {"#1 perp"} and fig.layout.yaxis.type == "log"
+    assert list(traces["#1 perp"].x) == xs and list(traces["#1 perp"].y) == [900.0, 300.0, 280.0]
+
+
+def block(index: int, errors: list[float]) -> dict:
+    return {"block": index, "curve": [{"step": 2 * i, "seconds": float(i), "error": e} for i, e in enumerate(errors)]}
+
+
+def test_block_learning_curves_average_each_block_relative_to_its_start():
+    fig = figures.block_learning_curves({"#3 recon": [block(0, [0.01, 0.005, 0.004])["curve"],
+                                                      block(1, [1.0, 0.9, 0.2])["curve"]]})
+    trace = by_name(fig)["#3 recon"]
+    assert list(trace.x) == [0, 2, 4]
+    assert list(trace.y) == pytest.approx([1.0, (0.5 + 0.9) / 2, (0.4 + 0.2) / 2])
+
+
+def test_a_run_s_block_curves_are_one_line_per_block():
+    fig = figures.block_curves_of_run([block(0, [0.01, 0.005]), {"block": 1, "curve": []}, block(2, [2.0, 1.5])])
+    assert set(by_name(fig)) == {"block 0", "block 2"} and list(by_name(fig)["block 2"].y) == [2.0, 1.5]
+
+
 def test_each_protocol_gets_its_own_lines_and_dense_reference(store):
     runs = [add(store, "none", 25.0, 60.0, seqlen=256, eval_tokens=4096),
             add(store, "none", 28.0, 70.0, seqlen=128, eval_tokens=2048),
