@@ -94,7 +94,9 @@ with curve_tab:
     if result.get("curve"):
         against = st.segmented_control("Against", ["step", "seconds"], default="step", key="run_curve_x") or "step"
         widgets.chart(figures.learning_curves({runs.run_label(row): result["curve"]}, against), "learning_curves")
-        st.caption(f"{len(result['curve'])} points, {result.get('curve_seconds', 0.0):.1f} s of measuring.")
+        points, cost = len(result["curve"]), result.get("curve_seconds", 0.0)
+        st.caption(f"{points} points, {cost:.1f} s of measuring ({cost / points:.2f} s per point, one perplexity of "
+                   f"the {result.get('eval_tokens', 0):,} evaluation tokens each), not counted in the seconds axis.")
     elif any(b.get("curve") for b in result.get("blocks", [])):
         widgets.chart(figures.block_curves_of_run(result["blocks"]), "block_curves")
         st.caption(f"{result.get('curve_seconds', 0.0):.1f} s of measuring.")

@@ -46,13 +46,14 @@ def add_parser(sub) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the runs, their sizes and the cost-model estimate; queue nothing")
     parser.add_argument("--zero-shot", metavar="TASKS",
-                        help=f"{HELP['zero_shot']}; every run of the set scores them and the report gets a zero-shot "
-                             "table per claim (default: none)")
+                        help=f"{HELP['zero_shot']}, or none; the runs of claims 1 and 2 score them and the report gets "
+                             "a zero-shot table per claim (default: paper, 50 docs per task, as the shipped set; none "
+                             "with --quick)")
     parser.add_argument("--zero-shot-limit", type=zero_shot_limit, metavar="N",
-                        help="docs per zero-shot task, a subset drawn with the set's seed (0); 'all' or 0 for every "
-                             f"doc of the split (default: {ZERO_SHOT_LIMIT})")
+                        help="with --zero-shot: docs per zero-shot task, a subset drawn with the set's seed (0); 'all' "
+                             f"or 0 for every doc of the split (default: {ZERO_SHOT_LIMIT})")
     parser.add_argument("--zero-shot-on", metavar="MODELS",
-                        help=f"{HELP['zero_shot_on']} (default: {','.join(ZERO_SHOT_MODELS)})")
+                        help=f"with --zero-shot: {HELP['zero_shot_on']} (default: {','.join(ZERO_SHOT_MODELS)})")
     add_store_flag(parser)
     add_executor_flags(parser, local_help="detached worker processes on this machine (--parallel)")
     parser.set_defaults(func=run)
@@ -80,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
         raise PerpError("parallel", "--parallel sets local worker processes; Ray runs as many at once as the "
                                     "cluster's resources allow (--ray-cpus, --ray-gpus per run)")
     check_executor_flags(args)
-    zero_shot = {"zero_shot": args.zero_shot, "zero_shot_limit": args.zero_shot_limit, "zero_shot_on": args.zero_shot_on}
+    zero_shot = None if args.zero_shot is None else {} if args.zero_shot == "none" else {
+        "zero_shot": args.zero_shot, "zero_shot_limit": args.zero_shot_limit, "zero_shot_on": args.zero_shot_on}
+    if zero_shot is None and (args.zero_shot_limit is not None or args.zero_shot_on):
+        raise PerpError("zero_shot", "--zero-shot-limit and --zero-shot-on need --zero-shot TASKS")
     if args.dry_run:
         runset = quick_set(zero_shot=zero_shot) if args.quick else paper_set(zero_shot=zero_shot)
         stages = breakdowns(runset)
@@ -151,7 +155,7 @@ def follow(executor: Executor, run_ids: dict[str, int]) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     parts = ["perp reproduce"] + (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
-    if args.zero_shot:
+    if args.zero_shot is not None:
         parts += ["--zero-shot", args.zero_shot]
         if args.zero_shot_limit is not None:
             parts += ["--zero-shot-limit", str(args.zero_shot_limit or "all")]

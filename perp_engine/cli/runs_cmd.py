@@ -126,6 +126,7 @@ def curve_lines(result: dict) -> list[str]:
     held-out error; nothing when it has none."""
     seconds = f"{result.get('curve_seconds', 0.0):.1f} s of measuring"
     if result.get("curve"):
+        seconds += f", {result.get('curve_seconds', 0.0) / len(result['curve']):.2f} s per point"
         return [f"learning curve ({seconds}): step ppl  " + "  ".join(
             f"{p['step']}: {_num(p['ppl'], '.2f')}" for p in result["curve"])]
     blocks = [b for b in result.get("blocks", []) if b.get("curve")]

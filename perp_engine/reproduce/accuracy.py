@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from ..evaluation.zero_shot_table import Protocol, mean_accuracy, mean_stderr, protocol, task_rows
 from .results import RunNumbers
-from .wording import NAMES, AccuracyTable, Table
+from .wording import NAMES, AccuracyTable, Table, recipe_label
 
 DENSE_ROW = ("dense", "–")
 UNREPAIRED = "none"  # the preset of the set's prune-only runs
@@ -46,7 +46,7 @@ def _table(protocol_: Protocol, runs: list[RunNumbers]) -> AccuracyTable:
             rows.append([pruning, NAMES[UNREPAIRED], *_cells(run.zero_shot, "pruned", protocol_.tasks)])
         which = "pruned" if run.mode == "none" else "final"
         if run.zero_shot.get(which):
-            rows.append([pruning, NAMES.get(run.preset, run.preset), *_cells(run.zero_shot, which, protocol_.tasks)])
+            rows.append([pruning, recipe_label(run), *_cells(run.zero_shot, which, protocol_.tasks)])
     note = (f"{protocol_.describe()}; headline metric and split per task: "
             + ", ".join(f"{t.title} {t.metric} ({t.split}, {t.docs:,} of {t.total:,})" for t in rows_of_tasks))
     titles = [t.title for t in rows_of_tasks]

@@ -46,6 +46,9 @@ MEMORY_REFERENCE = ("magnitude", 0.5, "unstructured", "full-ft")  # claim 3's fu
 # gap and of claim 1's hardest point, around its preset rate 2e-4 (the best of three at 30 steps, bench/lr_bench.py).
 LR_SWEEP = {("full-ft", 0.7): (1e-4, 5e-4)}
 ZERO_SHOT_CLAIMS = (1, 2)
+# What the deciding set scores zero-shot unless told otherwise: the seven tasks, 50 docs each (standard errors near
+# 7 points: a table that tells a destroyed model from a working one, not two close recipes apart).
+FULL_ZERO_SHOT = {"zero_shot": "paper", "zero_shot_limit": 50}
 
 
 def run_key(method: str, sparsity: float, pattern: str, preset: str, lr: float | None = None) -> str:
@@ -107,9 +110,11 @@ def paper_set(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, sizes:
               quick: bool = False, device: str = "auto", zero_shot: dict | None = None) -> RunSet:
     """The set on ``model`` and ``dataset`` with ``sizes`` (default ``FULL_SIZES``), in claim order; the runs of
     ``ZERO_SHOT_CLAIMS`` score zero-shot as ``zero_shot``'s RunConfig fields say (``{"zero_shot": "paper"}``...;
-    none by default)."""
+    None: ``FULL_ZERO_SHOT``, or nothing for a ``quick`` set; ``{}``: nothing)."""
     sizes = dict(FULL_SIZES if sizes is None else sizes)
-    zero_shot = {k: v for k, v in (zero_shot or {}).items() if v is not None}
+    if zero_shot is None:
+        zero_shot = {} if quick else FULL_ZERO_SHOT
+    zero_shot = {k: v for k, v in zero_shot.items() if v is not None}
     if not zero_shot.get("zero_shot"):  # a limit or models without tasks score nothing: the set stays as it is
         zero_shot = {}
     wanted: dict[tuple, set[int]] = {}

@@ -194,6 +194,13 @@ def _opening(status: str, model: str) -> str:
             UNDECIDED: f"Undecided at this budget on {model}"}[status]
 
 
+def recipe_label(run: RunNumbers) -> str:
+    """The recipe's name in tables, with its learning rate where the set sweeps that recipe's rate there."""
+    name = NAMES.get(run.preset, run.preset)
+    swept = run.method == "magnitude" and run.pattern == "unstructured" and len(swept_keys(run.preset, run.sparsity)) > 1
+    return f"{name} lr {run.lr:g}" if swept else name
+
+
 def _curve_end(run: RunNumbers | None) -> str:
     """``"ppl 120.3 -> 118.9 over its last 20 steps"``: the last two points of a run's learning curve."""
     if run is None or len(run.curve) < 2:
@@ -227,7 +234,7 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                 share = (share_of_full(run, reference) if preset not in ("none", "full-ft") and usable(reference)
                          and usable(run) else None)
                 trained = run.mode != "none"
-                rows.append([f"{sparsity:.0%}", NAMES[preset] + (" (baseline)" if run is reference else ""), run.lr,
+                rows.append([f"{sparsity:.0%}", recipe_label(run) + (" (baseline)" if run is reference else ""), run.lr,
                              run.trainable_params if trained else None, run.trainable_fraction if trained else None,
                              run.end_ppl if run.done else run.status, run.recovered, share,
                              last_change(run) if trained else None, run.seconds_per_step, run.train_peak_mb])
@@ -248,10 +255,10 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     fraction = next((r.trainable_fraction for r in perp.values() if r and r.trainable_fraction), None)
     norms_fraction = next((r.trainable_fraction for r in norms.values() if r and r.trainable_fraction), None)
     undecided = [s for s in measured if s not in decided]
-    premise = (f"Full retraining converged at {_sparsities(decided) if decided else 'no sparsity'}"
+    premise = (f"full retraining converged at {_sparsities(decided) if decided else 'no sparsity'}"
                + (f"; not at {_sparsities(undecided)} ("
                   + "; ".join(f"{s:.0%}: {_curve_end(full[s])}" for s in undecided) + ")" if undecided else "") + ". ")
-    text = (f"{_opening(status, model)}. " + premise
+    text = (f"{_opening(status, model)}: " + premise
             + f"`perp` ({fmt(fraction, 'percent')} of the parameters) recovers "
             f"{_shares([share_of_full(perp[s], full[s]) for s in measured])} of what full retraining recovers at "
             f"{_sparsities(measured)} sparsity (perplexity {' / '.join(fmt(_ppl(perp[s]), 'ppl') for s in measured)} "
@@ -261,7 +268,8 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
             f"{'' if len(measured) == len(CLAIM1_SPARSITIES) else ' (the other sparsities were not measured)'}. "
             + (f"Its train-stage peak memory is {fmt(memory, 'ratio')} and its time per step {fmt(time, 'ratio')} "
                f"full retraining's (a fraction: at most {COST_MEMORY:g}x and {COST_TIME:g}x: "
-               f"{'met' if cheap else 'not met'}). " if decided else "")
+               f"{'met' if cheap else 'not met' if memory is not None and time is not None else 'not measured'}). "
+               if decided else "")
             + f"Norms only ({fmt(norms_fraction, 'percent')}) recovers "
             f"{_shares([share_of_full(norms[s], full[s]) if norms[s] and norms[s].done else None for s in measured])}"
             f" of full retraining's recovery." + _diverged([*(r for r in perp.values() if r), *(n for n in norms.values() if n)]))
@@ -292,7 +300,7 @@ def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                 closed = (gap_closed(run, perp[sparsity], full[sparsity])
                           if preset not in ("perp", "full-ft") and perp[sparsity] and full[sparsity] else None)
                 after = "kept unmerged" if run.unmerged else run.final_sparsity
-                rows.append([f"{sparsity:.0%}", NAMES[preset] + (" (baseline)" if run is full[sparsity] else ""),
+                rows.append([f"{sparsity:.0%}", recipe_label(run) + (" (baseline)" if run is full[sparsity] else ""),
                              run.lr, run.trainable_fraction, run.adapter_params if run.unmerged else None,
                              run.end_ppl if run.done else run.status, run.recovered, closed, run.pruned_sparsity,
                              after, run.seconds_per_step, run.train_peak_mb])
@@ -305,11 +313,18 @@ def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     if not measured:
         return Claim(2, title, statement, table, _unmeasured(runs, list(keys.values()), 2))
     decided = [s for s in measured if gap(perp[s], full[s]) is not None]
+    counted = [runs.get(keys[(s, p)]) for s in decided for p in CLAIM2_ADAPTERS
+               if usable(runs.get(keys[(s, p)])) and kept_sparsity(runs.get(keys[(s, p)])) is not None]
+    if decided and not counted:  # a gap, but no adapter finished with its final zeros counted: nothing to judge
+        return Claim(2, title, statement, table, Verdict(
+            UNMEASURED, "Not measured: there is a gap to close, but no adapter run finished with the sparsity of its "
+                        "final weights recorded (" + _finished([runs.get(keys[(s, p)]) for s in decided
+                                                                 for p in CLAIM2_ADAPTERS]) + ").", RULES[2]))
     closes = {p: [s for s in decided if closes_gap(runs.get(keys[(s, p)]), perp[s], full[s])] for p in CLAIM2_ADAPTERS}
     status = claim2_status(CLAIM2_SPARSITIES, decided, closes)
     no_gap = [s for s in measured if s not in decided]
     adapters = "; ".join(
-        f"{NAMES[p]} ends at {' / '.join(fmt(_ppl(runs.get(keys[(s, p)])), 'ppl') for s in measured)}"
+        f"{NAMES[p]} ends at {' / '.join(_end(runs.get(keys[(s, p)])) for s in measured)}"
         + (f" (closing {_shares([gap_closed(runs.get(keys[(s, p)]), perp[s], full[s]) for s in decided])} of the gap;"
            f" closes it at {_sparsities(closes[p]) if closes[p] else 'no sparsity'})" if decided else "")
         for p in CLAIM2_ADAPTERS)
@@ -321,13 +336,28 @@ def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
         + (f" (no gap to close at {_sparsities(no_gap)}: full retraining is not at least {GAP_MARGIN:g} below perp "
            "in log-perplexity, so no adapter can be judged there)" if no_gap else "") + f". {adapters}.",
         f"Closing the gap: ending below perp with at least {CLOSE_SHARE:.0%} of it closed, or a perplexity no higher "
-        "than full retraining's.",
+        "than full retraining's, with the pruned model's zeros counted in the final weights.",
         _kept(sparse), _lora([runs.get(keys[(s, "perp-lora")]) for s in measured]), _diverged(sparse).strip()) if part)
     return Claim(2, title, statement, table, Verdict(status, text, RULES[2]))
 
 
 def _ppl(run: RunNumbers | None) -> float | None:
     return run.end_ppl if run is not None and run.done else None
+
+
+def _end(run: RunNumbers | None) -> str:
+    """A run's final perplexity as a verdict quotes it, or why it has none (failed, diverged, missing)."""
+    if run is None:
+        return "– (missing)"
+    if run.diverged:
+        return "– (diverged)"
+    return fmt(run.end_ppl, "ppl") if usable(run) else f"– ({run.status})"
+
+
+def _finished(runs: list[RunNumbers | None]) -> str:
+    """``a: done, sparsity not recorded; b: failed`` for the runs a verdict could not use."""
+    return "; ".join(f"{r.key}: " + ("sparsity of the final weights not recorded" if r.done else r.status)
+                     for r in runs if r is not None)
 
 
 def _kept(runs: list[RunNumbers]) -> str:
@@ -406,8 +436,8 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     memory = (f"With an adapter its train-stage peak memory is at most {fmt(peak, 'mib')} MiB, "
               f"{fmt(ratio(peak, ref_mb), 'ratio')} full retraining's {fmt(ref_mb, 'mib')} MiB (memory-efficient: at most "
               f"{MEMORY_EFFICIENT:g}x: {'met' if efficient else 'not met'})." if efficient is not None else
-              f"Its memory against full retraining's was not measured ({run_key(*MEMORY_REFERENCE)}: "
-              f"{reference.status if reference else 'missing'}), so the claim cannot hold in full.")
+              f"Its memory against full retraining's was not measured ({_missing_memory(reference, adapters)}), so the "
+              "claim cannot hold in full.")
     text = (f"{_opening(status, model)}: block-wise reconstruction with MaskLoRA recovers {shares('recon-masklora')} "
             f"of the pruning damage of {names} (ScaleLoRA {shares('recon-scalelora')}); significant (at least "
             f"{SIGNIFICANT:.0%} with one of the adapters) for "
@@ -415,6 +445,15 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
             + (f" (no damage to recover after {', '.join(undamaged)})" if undamaged else "") + f". {memory}"
             + _diverged(adapters))
     return Claim(3, title, statement, table, Verdict(status, text, RULES[3]))
+
+
+def _missing_memory(reference: RunNumbers | None, adapters: list[RunNumbers]) -> str:
+    """Which train-stage peak claim 3's memory comparison lacks: full retraining's, or the reconstructions'."""
+    if reference is None or not reference.done:
+        return f"{run_key(*MEMORY_REFERENCE)}: {reference.status if reference else 'missing'}"
+    if reference.train_peak_mb is None:
+        return f"{reference.key} recorded no train-stage peak"
+    return "no reconstruction recorded a train-stage peak"
 
 
 def _done(runs: Mapping[str, RunNumbers], pruning: tuple[str, str], preset: str) -> bool:

@@ -44,11 +44,12 @@ def test_the_shipped_report_shows_each_claim_with_its_verdict_table_and_figure(q
     for claim in report["claims"]:
         assert f"**Shipped results: {claim['verdict']['status']}.** {claim['verdict']['text']}" in shown
         assert f"Claim {claim['number']}: {claim['title']}" in [h.value for h in at.subheader]
-    assert len(at.dataframe) == 3 and len(at.get("plotly_chart")) == 4  # the overview and one per claim
+        assert f"Rule: {claim['verdict']['rule']}" in [c.value for c in at.caption]
+    assert len(at.dataframe) == 3 and len(at.get("plotly_chart")) == 7  # the overview; per claim, numbers and curves
     first = at.dataframe[0].value
-    assert list(first.columns)[:2] == ["sparsity", "recipe"] and len(first) == 16
+    assert list(first.columns)[:2] == ["sparsity", "recipe"] and len(first) == 10
     assert not any(text.startswith("**This machine") for text in shown)  # nothing ran on this store
-    assert [b.label for b in at.button] == ["Run the 40 runs here"]
+    assert [b.label for b in at.button] == ["Run the 26 runs here"]
 
 
 def test_this_machines_results_appear_beside_the_shipped_ones(quick_run, monkeypatch):  # noqa: F811
@@ -57,8 +58,8 @@ def test_this_machines_results_appear_beside_the_shipped_ones(quick_run, monkeyp
     report = load_report(quick_run.out / "report.json")
     for claim in report["claims"]:  # the same runs: the same verdicts
         assert f"**This machine: {claim['verdict']['status']}.** {claim['verdict']['text']}" in shown
-    assert len(at.dataframe) == 6 and len(at.get("plotly_chart")) == 7
-    assert any("All 40 runs are done on this machine" in text for text in shown)
+    assert len(at.dataframe) == 6 and len(at.get("plotly_chart")) == 13
+    assert any("All 26 runs are done on this machine" in text for text in shown)
     assert not at.button
 
 
@@ -70,9 +71,9 @@ def test_the_button_queues_the_shipped_set(quick_run, tmp_path, monkeypatch, no_
     rows = RunStore(store_path).list_runs()
     expected = [r["config"] for r in load_report(quick_run.out / "report.json")["set"]["runs"]]
     assert sorted(r.config["sparsity"] for r in rows) == sorted(c["sparsity"] for c in expected)
-    assert {r.status for r in rows} == {"queued"} and len(rows) == 40
+    assert {r.status for r in rows} == {"queued"} and len(rows) == 26
     assert {(r.config["model"], r.config["preset"]) for r in rows} == {(c["model"], c["preset"]) for c in expected}
-    assert at.get("progress")[0].proto.text.startswith("0 of 40 runs done here (40 queued)")
+    assert at.get("progress")[0].proto.text.startswith("0 of 26 runs done here (26 queued)")
     assert [b.label for b in at.button] == ["Cancel the rest"]
 
 
@@ -80,6 +81,6 @@ def test_without_a_shipped_report_the_page_offers_the_full_set(tmp_path, monkeyp
     at = open_paper(monkeypatch, tmp_path / "runs.sqlite", tmp_path / "missing.json")
     assert any(text.startswith("No shipped results yet") for text in alerts(at))
     assert not at.dataframe and not at.get("plotly_chart")
-    assert [b.label for b in at.button] == ["Run the 40 runs here"]
-    assert re.search(r"\*\*40 runs\*\* to go, about \*\*[\d.]+ (s|min|h)\*\* on (cpu|cuda|mps) by the cost model",
+    assert [b.label for b in at.button] == ["Run the 26 runs here"]
+    assert re.search(r"\*\*26 runs\*\* to go, about \*\*[\d.]+ (s|min|h)\*\* on (cpu|cuda|mps) by the cost model",
                      "\n".join(str(m.value) for m in at.markdown))

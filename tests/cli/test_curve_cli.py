@@ -11,7 +11,7 @@ TINY = ["--seqlen", "16", "--calib-samples", "4", "--eval-tokens", "64", "--devi
         "--method", "magnitude"]
 
 
-@pytest.mark.parametrize("preset, shown", [("perp", r"learning curve \(\d+\.\d s of measuring\): step ppl  0: [\d.,]+"
+@pytest.mark.parametrize("preset, shown", [("perp", r"learning curve \(\d+\.\d s of measuring, \d+\.\d\d s per point\): step ppl  0: [\d.,]+"
                                                     r"  2: [\d.,]+  4: [\d.,]+  5: [\d.,]+"),
                                            ("recon-norms", r"block learning curves \(\d+\.\d s of measuring\), "
                                                            r"held-out error at step 0 -> last step: 0: ")])

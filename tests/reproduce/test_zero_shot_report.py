@@ -17,6 +17,7 @@ from perp_engine.errors import PerpError
 from perp_engine.reproduce import RunSet, paper_set
 from perp_engine.reproduce.accuracy import zero_shot_tables
 from perp_engine.reproduce.report import claims_markdown
+from perp_engine.reproduce.runset import ZERO_SHOT_CLAIMS
 from perp_engine.reproduce.wording import Claim, analyse, fmt
 
 DENSE = {"rte": 0.6, "arc_easy": 0.7}
@@ -45,16 +46,21 @@ def test_each_claim_gets_a_papers_table_of_its_runs():
     assert table.rows[0][:2] == ["dense", "–"] and table.rows[0][2] == [0.6, 0.05]
     assert table.rows[0][4] == pytest.approx([0.65, math.sqrt(2 * 0.05 ** 2) / 2])
     labels = [tuple(row[:2]) for row in table.rows]
-    assert [recipe for pruning, recipe in labels if pruning == "magnitude 60%"] == [
-        "no repair", "perp", "full retraining", "MaskLoRA", "ScaleLoRA", "the paper's ScaleLoRA", "plain LoRA"]
-    assert labels.count(("magnitude 70%", "no repair")) == 1 and len(labels) == 1 + 2 * 7  # dense; 2 x (none + 6)
+    assert [recipe for pruning, recipe in labels if pruning == "magnitude 70%"][:8] == [
+        "no repair", "perp", "full retraining lr 0.0002", "MaskLoRA", "ScaleLoRA", "the paper's ScaleLoRA", "plain LoRA",
+        "full retraining lr 0.0001"]
+    assert labels.count(("magnitude 70%", "no repair")) == 1 and len(labels) == 1 + 1 + 8  # dense; none + 8 runs
+    assert {pruning for pruning, _ in labels[1:]} == {"magnitude 70%"}  # claim 2 is at 70% only
     perp = table.rows[2]
     assert perp[2][0] == pytest.approx(0.55) and perp[4][0] == pytest.approx(0.6)
-    full = next(row for row in table.rows if row[:2] == ["magnitude 60%", "full retraining"])
+    full = next(row for row in table.rows if row[:2] == ["magnitude 70%", "full retraining lr 0.0002"])
     assert full[4][0] == pytest.approx(0.61)
     assert "2 task(s), 100 docs per task (seed 0)" in tables[0].note and "ARC-Easy acc (test, 100 of 2,376)" in tables[0].note
     one = zero_shot_tables(1, runs.values())[0].table  # claim 1 has its own prune-only runs: no extra row
-    assert [tuple(r[:2]) for r in one.rows].count(("magnitude 30%", "no repair")) == 1
+    assert [tuple(r[:2]) for r in one.rows].count(("magnitude 50%", "no repair")) == 1
+    assert [tuple(r[:2]) for r in one.rows][:5] == [
+        ("dense", "–"), ("magnitude 50%", "no repair"), ("magnitude 50%", "norms only"), ("magnitude 50%", "perp"),
+        ("magnitude 50%", "full retraining")]
 
 
 def test_two_protocols_make_two_tables_and_unscored_runs_none():
@@ -62,13 +68,15 @@ def test_two_protocols_make_two_tables_and_unscored_runs_none():
     for key in (mag(0.7, "perp"), mag(0.7, "full-ft")):
         runs[key].zero_shot = zero_shot(DENSE, DENSE, DENSE, limit=0)  # every doc: another protocol
     tables = zero_shot_tables(2, runs.values())
-    assert len(tables) == 2 and "all docs" in tables[1].note
-    assert [row[:2] for row in tables[1].table.rows] == [
-        ["dense", "–"], ["magnitude 70%", "no repair"], ["magnitude 70%", "perp"], ["magnitude 70%", "full retraining"]]
-    assert all(row[:2] != ["magnitude 70%", "perp"] for row in tables[0].table.rows)  # never in both
+    assert len(tables) == 2 and "all docs" in tables[0].note and "100 docs per task" in tables[1].note  # perp first
+    assert [row[:2] for row in tables[0].table.rows] == [
+        ["dense", "–"], ["magnitude 70%", "no repair"], ["magnitude 70%", "perp"],
+        ["magnitude 70%", "full retraining lr 0.0002"]]
+    assert all(row[:2] != ["magnitude 70%", "perp"] for row in tables[1].table.rows)  # never in both
     assert zero_shot_tables(2, scenario().values()) == []  # no scores: no table
-    runs[mag(0.6, "perp")].status = "failed"
-    assert all(row[:2] != ["magnitude 60%", "perp"] for row in zero_shot_tables(2, runs.values())[0].table.rows)
+    runs[mag(0.7, "perp-masklora")].status = "failed"
+    assert all(row[:2] != ["magnitude 70%", "MaskLoRA"] for table in zero_shot_tables(2, runs.values())
+               for row in table.table.rows)
 
 
 def test_the_tables_survive_report_json_and_print_in_the_markdown():
@@ -89,11 +97,13 @@ def test_the_tables_survive_report_json_and_print_in_the_markdown():
 
 def test_the_set_takes_the_zero_shot_fields():
     runset = paper_set(zero_shot={"zero_shot": "paper", "zero_shot_limit": 20, "zero_shot_on": None})
-    assert {p.config.zero_shot for p in runset.runs} == {ZERO_SHOT_TASKS}
-    assert {p.config.zero_shot_limit for p in runset.runs} == {20}
+    scored_runs = [p for p in runset.runs if set(p.claims) & set(ZERO_SHOT_CLAIMS)]
+    assert len(scored_runs) == 14 and {p.config.zero_shot for p in scored_runs} == {ZERO_SHOT_TASKS}
+    assert {p.config.zero_shot_limit for p in scored_runs} == {20}
+    assert {p.config.zero_shot for p in runset.runs if p not in scored_runs} == {()}  # claim 3's own runs
     assert runset.zero_shot == {"zero_shot": list(ZERO_SHOT_TASKS), "zero_shot_limit": 20}
     assert RunSet.from_dict(json.loads(json.dumps(runset.to_dict()))) == runset
-    plain = paper_set()
+    plain = paper_set(zero_shot={})  # no zero-shot fields
     assert paper_set(zero_shot={"zero_shot": None, "zero_shot_limit": 5}) == plain  # no tasks: the set as it was
     old = plain.to_dict()
     del old["zero_shot"]  # a report.json written before zero-shot
