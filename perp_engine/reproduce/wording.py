@@ -169,6 +169,12 @@ def fmt(value, kind: str) -> str:
     return str(value)
 
 
+def _times(value: float | None) -> str:
+    """A ratio a verdict compares with a threshold, to three decimals (0.501x is not within 0.5x; 0.50x would hide
+    it)."""
+    return "–" if value is None else f"{value:.3f}x"
+
+
 def _shares(values: list[float | None]) -> str:
     return " / ".join(fmt(v, "share") for v in values)
 
@@ -266,7 +272,7 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
             f"least {MATCH_SHARE:.0%} of its recovery, or a perplexity no higher) at "
             f"{_sparsities(matched) if matched else 'no decided sparsity'}"
             f"{'' if len(measured) == len(CLAIM1_SPARSITIES) else ' (the other sparsities were not measured)'}. "
-            + (f"Its train-stage peak memory is {fmt(memory, 'ratio')} and its time per step {fmt(time, 'ratio')} "
+            + (f"Its train-stage peak memory is {_times(memory)} and its time per step {_times(time)} "
                f"full retraining's (a fraction: at most {COST_MEMORY:g}x and {COST_TIME:g}x: "
                f"{'met' if cheap else 'not met' if memory is not None and time is not None else 'not measured'}). "
                if decided else "")
@@ -434,7 +440,7 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                         for m, p in measured])
 
     memory = (f"With an adapter its train-stage peak memory is at most {fmt(peak, 'mib')} MiB, "
-              f"{fmt(ratio(peak, ref_mb), 'ratio')} full retraining's {fmt(ref_mb, 'mib')} MiB (memory-efficient: at most "
+              f"{_times(ratio(peak, ref_mb))} full retraining's {fmt(ref_mb, 'mib')} MiB (memory-efficient: at most "
               f"{MEMORY_EFFICIENT:g}x: {'met' if efficient else 'not met'})." if efficient is not None else
               f"Its memory against full retraining's was not measured ({_missing_memory(reference, adapters)}), so the "
               "claim cannot hold in full.")

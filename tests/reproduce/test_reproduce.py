@@ -184,23 +184,23 @@ def shipped(**changed: float) -> dict[str, dict]:
 CLAIM1 = [
     ("every sparsity, converged, cheaper", {}, HOLDS,
      ["Holds on TinyLM: full retraining converged at 50/70%.", "recovers 90% / 90% of what full retraining recovers",
-      "(perplexity 24.28 / 38.11 against 22.97 / 31.70)", "or a perplexity no higher) at 50/70%.", "0.40x", "0.70x",
+      "(perplexity 24.28 / 38.11 against 22.97 / 31.70)", "or a perplexity no higher) at 50/70%.", "0.400x", "0.700x",
       "at most 0.5x and 0.75x: met)"]),
     ("a tenth of full retraining's recovery", recovering({(s, "perp"): 0.08 for s in PRUNED}), FAILS,
      ["recovers 10% / 10%", "at no decided sparsity"]),
     ("only at 50%", recovering({(0.7, "perp"): 0.2}), PARTLY, ["90% / 25%", "no higher) at 50%."]),
     ("as good, more than half the memory", {mag(s, "perp"): {"train_peak_mb": 600.0} for s in PRUNED}, PARTLY,
-     ["memory is 0.60x", "at most 0.5x and 0.75x: not met)", "no higher) at 50/70%."]),
+     ["memory is 0.600x", "at most 0.5x and 0.75x: not met)", "no higher) at 50/70%."]),
     ("more than half the memory at one sparsity", {mag(0.7, "perp"): {"train_peak_mb": 550.0}}, PARTLY,
-     ["memory is 0.55x", "not met)"]),  # the highest ratio of the two sparsities
+     ["memory is 0.550x", "not met)"]),  # the highest ratio of the two sparsities
     ("exactly half the memory", {mag(s, "perp"): {"train_peak_mb": 500.0} for s in PRUNED}, HOLDS,
-     ["memory is 0.50x", ": met)"]),
+     ["memory is 0.500x", ": met)"]),
     ("as good, slower", {mag(s, "perp"): {"seconds_per_step": 0.8} for s in PRUNED}, PARTLY,
-     ["time per step 0.80x", "not met)"]),
+     ["time per step 0.800x", "not met)"]),
     ("memory not measured", {mag(s, "perp"): {"train_peak_mb": None} for s in PRUNED}, PARTLY, ["memory is – and"]),
     ("full retraining still falling at 70%", falling(0.05, mag(0.7, "full-ft")), PARTLY,
      ["Holds in part on TinyLM: full retraining converged at 50%; not at 70% (70%: 33.32 -> 31.70 over its last 20 "
-      "steps).", "recovers 90% / 90%", "no higher) at 50%.", "memory is 0.40x"]),
+      "steps).", "recovers 90% / 90%", "no higher) at 50%.", "memory is 0.400x"]),
     ("full retraining converged nowhere", falling(0.05, mag(0.5, "full-ft"), mag(0.7, "full-ft")), UNDECIDED,
      ["Undecided at this budget on TinyLM: full retraining converged at no sparsity; not at 50/70% (50%: 24.15 -> "
       "22.97 over its last 20 steps; 70%: 33.32 -> 31.70 over its last 20 steps).", "at no decided sparsity.",
@@ -271,10 +271,10 @@ PRUNINGS = [("wanda", "unstructured"), ("wanda", "2:4"), ("sparsegpt", "unstruct
 
 CLAIM3 = [
     ("significant and memory-efficient", {}, HOLDS,
-     ["MaskLoRA recovers 40% / 40% / 40% / 40%", "(ScaleLoRA 30% / 30% / 30% / 30%)", "310 MiB, 0.31x",
+     ["MaskLoRA recovers 40% / 40% / 40% / 40%", "(ScaleLoRA 30% / 30% / 30% / 30%)", "310 MiB, 0.310x",
       "at most 0.5x: met)"]),
     ("too much memory", {run_key("wanda", 0.5, "2:4", "recon-scalelora"): {"train_peak_mb": 700.0}}, PARTLY,
-     ["700 MiB, 0.70x", "at most 0.5x: not met)"]),
+     ["700 MiB, 0.700x", "at most 0.5x: not met)"]),
     ("no significant gain", recon(0.1), FAILS, ["for none of them."]),
     ("only after Wanda 50%", {**recon(0.1), **recon(0.3, prunings=[("wanda", "unstructured")])}, PARTLY,
      ["for Wanda 50%."]),
@@ -374,13 +374,13 @@ WORD_FOR_WORD = [  # (judge, fields, runs left out of the set, the verdict's who
      "Holds on TinyLM: full retraining converged at 50/70%. `perp` (1% of the parameters) recovers 90% / 90% of what "
      "full retraining recovers at 50/70% sparsity (perplexity 24.28 / 38.11 against 22.97 / 31.70); it matches full "
      "retraining (at least 80% of its recovery, or a perplexity no higher) at 50/70%. Its train-stage peak memory is "
-     "0.40x and its time per step 0.70x full retraining's (a fraction: at most 0.5x and 0.75x: met). Norms only (1%) "
+     "0.400x and its time per step 0.700x full retraining's (a fraction: at most 0.5x and 0.75x: met). Norms only (1%) "
      "recovers 60% / 60% of full retraining's recovery."),
     (claim1, falling(0.05, mag(0.7, "full-ft")), (),
      "Holds in part on TinyLM: full retraining converged at 50%; not at 70% (70%: 33.32 -> 31.70 over its last 20 "
      "steps). `perp` (1% of the parameters) recovers 90% / 90% of what full retraining recovers at 50/70% sparsity "
      "(perplexity 24.28 / 38.11 against 22.97 / 31.70); it matches full retraining (at least 80% of its recovery, or "
-     "a perplexity no higher) at 50%. Its train-stage peak memory is 0.40x and its time per step 0.70x full "
+     "a perplexity no higher) at 50%. Its train-stage peak memory is 0.400x and its time per step 0.700x full "
      "retraining's (a fraction: at most 0.5x and 0.75x: met). Norms only (1%) recovers 60% / 60% of full "
      "retraining's recovery."),
     (claim1, failed(*FULL_ALL), (mag(0.5, "none"),),
@@ -409,7 +409,7 @@ WORD_FOR_WORD = [  # (judge, fields, runs left out of the set, the verdict's who
      "Holds on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the pruning damage "
      "of Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4 (ScaleLoRA 30% / 30% / 30% / 30%); significant (at least "
      "25% with one of the adapters) for Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4. With an adapter its "
-     "train-stage peak memory is at most 310 MiB, 0.31x full retraining's 1,000 MiB (memory-efficient: at most 0.5x: "
+     "train-stage peak memory is at most 310 MiB, 0.310x full retraining's 1,000 MiB (memory-efficient: at most 0.5x: "
      "met)."),
     (claim3, {}, (mag(0.5, "full-ft"),),
      "Holds in part on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the pruning "
