@@ -11,7 +11,7 @@ asks those rules, and writes down what they decided and the numbers they decided
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 from ..presets import DESCRIPTIONS
@@ -225,25 +225,30 @@ def baseline(runs: Mapping[str, RunNumbers], sparsity: float) -> RunNumbers | No
     return best_run(runs.get(k) for k in keys) or runs.get(keys[0])
 
 
+def _table_runs(runs: Mapping[str, RunNumbers], sparsities, presets) -> Iterator[tuple[float, str, RunNumbers]]:
+    """``(sparsity, preset, run)`` of a claim's table, in set order: each preset's run at magnitude pruning, every
+    rate of a swept one; runs the set has no row for are skipped."""
+    for sparsity in sparsities:
+        for preset in presets:
+            for key in swept_keys(preset, sparsity):
+                if key in runs:
+                    yield sparsity, preset, runs[key]
+
+
 def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     title, statement = CLAIMS[1]
     keys = {(s, p): run_key("magnitude", s, "unstructured", p) for s in CLAIM1_SPARSITIES for p in CLAIM1_RECIPES}
     full = {s: baseline(runs, s) for s in CLAIM1_SPARSITIES}
     rows = []
-    for sparsity in CLAIM1_SPARSITIES:
-        for preset in CLAIM1_RECIPES:
-            for key in swept_keys(preset, sparsity) if preset == "full-ft" else [keys[(sparsity, preset)]]:
-                run = runs.get(key)
-                if run is None:
-                    continue
-                reference = full[sparsity]
-                share = (share_of_full(run, reference) if preset not in ("none", "full-ft") and usable(reference)
-                         and usable(run) else None)
-                trained = run.mode != "none"
-                rows.append([f"{sparsity:.0%}", recipe_label(run) + (" (baseline)" if run is reference else ""), run.lr,
-                             run.trainable_params if trained else None, run.trainable_fraction if trained else None,
-                             run.end_ppl if run.done else run.status, run.recovered, share,
-                             last_change(run) if trained else None, run.seconds_per_step, run.train_peak_mb])
+    for sparsity, preset, run in _table_runs(runs, CLAIM1_SPARSITIES, CLAIM1_RECIPES):
+        reference = full[sparsity]
+        share = (share_of_full(run, reference) if preset not in ("none", "full-ft") and usable(reference)
+                 and usable(run) else None)
+        trained = run.mode != "none"
+        rows.append([f"{sparsity:.0%}", recipe_label(run) + (" (baseline)" if run is reference else ""), run.lr,
+                     run.trainable_params if trained else None, run.trainable_fraction if trained else None,
+                     run.end_ppl if run.done else run.status, run.recovered, share,
+                     last_change(run) if trained else None, run.seconds_per_step, run.train_peak_mb])
     table = Table(["sparsity", "recipe", "lr", "trainable", "trainable %", "perplexity", "recovered",
                    "of full retraining's recovery", "last curve change", "s / step", "train peak MiB"],
                   ["text", "text", "lr", "count", "percent", "ppl", "share", "share", "share", "seconds", "mib"], rows)
@@ -297,19 +302,14 @@ def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
     full = {s: baseline(runs, s) for s in CLAIM2_SPARSITIES}
     perp = {s: runs.get(keys[(s, "perp")]) for s in CLAIM2_SPARSITIES}
     rows = []
-    for sparsity in CLAIM2_SPARSITIES:
-        for preset in CLAIM2_RECIPES:
-            for key in swept_keys(preset, sparsity) if preset == "full-ft" else [keys[(sparsity, preset)]]:
-                run = runs.get(key)
-                if run is None:
-                    continue
-                closed = (gap_closed(run, perp[sparsity], full[sparsity])
-                          if preset not in ("perp", "full-ft") and perp[sparsity] and full[sparsity] else None)
-                after = "kept unmerged" if run.unmerged else run.final_sparsity
-                rows.append([f"{sparsity:.0%}", recipe_label(run) + (" (baseline)" if run is full[sparsity] else ""),
-                             run.lr, run.trainable_fraction, run.adapter_params if run.unmerged else None,
-                             run.end_ppl if run.done else run.status, run.recovered, closed, run.pruned_sparsity,
-                             after, run.seconds_per_step, run.train_peak_mb])
+    for sparsity, preset, run in _table_runs(runs, CLAIM2_SPARSITIES, CLAIM2_RECIPES):
+        closed = (gap_closed(run, perp[sparsity], full[sparsity])
+                  if preset not in ("perp", "full-ft") and perp[sparsity] and full[sparsity] else None)
+        after = "kept unmerged" if run.unmerged else run.final_sparsity
+        rows.append([f"{sparsity:.0%}", recipe_label(run) + (" (baseline)" if run is full[sparsity] else ""),
+                     run.lr, run.trainable_fraction, run.adapter_params if run.unmerged else None,
+                     run.end_ppl if run.done else run.status, run.recovered, closed, run.pruned_sparsity,
+                     after, run.seconds_per_step, run.train_peak_mb])
     table = Table(["sparsity", "recipe", "lr", "trainable %", "extra params kept unmerged", "perplexity", "recovered",
                    "of perp's gap to full retraining closed", "sparsity pruned", "sparsity of the final weights",
                    "s / step", "train peak MiB"],
