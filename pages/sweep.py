@@ -51,6 +51,10 @@ with st.container(border=True):
         "eval_tokens": c8.number_input("Evaluation tokens", 64, 10_000_000, forms.RUN_SIZES[size]["eval_tokens"],
                                        step=1024, key=f"sw_eval_tokens_{size}", persist_state=KEEP),
     }
+    run_size["eval_every"] = st.number_input(
+        "Learning curve every", 0, 100_000, RunConfig.eval_every, key="sw_eval_every", persist_state=KEEP,
+        help="0: off. K: each run that trains measures its held-out perplexity (reconstruction: each block's held-out "
+             "error) every K steps; Compare draws the curves. Each point costs one evaluation.")
     st.caption(forms.size_caption(size, int(run_size["eval_tokens"]), int(run_size["calib_samples"])))
     seeds = list(range(int(n_seeds)))
     axes_name = forms.sweep_name(methods, sparsities, recipes, seeds, pattern) if methods and recipes else ""

@@ -463,6 +463,7 @@ def test_sweep_uses_the_run_size_fields_and_names_itself(tmp_path, monkeypatch, 
     at.number_input(key="sw_seqlen").set_value(64)
     at.number_input(key="sw_calib_quick").set_value(4)
     at.number_input(key="sw_eval_tokens_quick").set_value(1024)
+    at.number_input(key="sw_eval_every").set_value(2)
     at.number_input(key="sw_steps").set_value(5).run()
     assert at.text_input(key="sw_name").proto.placeholder.startswith("magnitude 50% x {none, perp}")
     next(b for b in at.button if b.label == "Launch sweep").click().run()
@@ -470,7 +471,8 @@ def test_sweep_uses_the_run_size_fields_and_names_itself(tmp_path, monkeypatch, 
     (sweep,) = store.list_sweeps()
     assert sweep["name"] == "magnitude 50% x {none, perp}"
     configs = [r.config for r in store.sweep_runs(sweep["id"])]
-    assert {(c["seqlen"], c["calib_samples"], c["eval_tokens"], c["steps"]) for c in configs} == {(64, 4, 1024, 5)}
+    assert {(c["seqlen"], c["calib_samples"], c["eval_tokens"], c["steps"], c["eval_every"]) for c in configs} == {
+        (64, 4, 1024, 5, 2)}
 
 
 def test_text_choices_fit_their_box(tmp_path, monkeypatch):
