@@ -131,6 +131,12 @@ def fairness_notes(rows: Sequence[RunRow], tolerance: float = 0.005) -> list[str
     return notes
 
 
+def block_curves(row: RunRow) -> list[list[dict]]:
+    """A reconstruction's learning curves, one per block (``BlockRecord.curve``); empty when it recorded none."""
+    curves = [b.get("curve") or [] for b in (row.result or {}).get("blocks", [])]
+    return curves if any(curves) else []
+
+
 def end_ppl(row: RunRow) -> float | None:
     """The perplexity the run ends with: after retraining, or after pruning when nothing was retrained."""
     return row.final_ppl if row.final_ppl is not None else row.pruned_ppl

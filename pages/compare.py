@@ -114,8 +114,7 @@ with charts:
             widgets.chart(accuracy_figures.accuracy_per_task(scored), "accuracy_per_task")
     with curve_tab:
         retrained = {runs.run_label(r): r.result.get("curve") for r in drawn if r.result and r.result.get("curve")}
-        rebuilt = {runs.run_label(r): [b.get("curve") or [] for b in r.result.get("blocks", [])]
-                   for r in drawn if r.result and any(b.get("curve") for b in r.result.get("blocks", []))}
+        rebuilt = {runs.run_label(r): curves for r in drawn if (curves := runs.block_curves(r))}
         if retrained:
             against = st.segmented_control("Against", ["step", "seconds"], default="step", key="cmp_curve_x",
                                            persist_state=KEEP) or "step"

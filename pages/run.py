@@ -97,7 +97,7 @@ with curve_tab:
         points, cost = len(result["curve"]), result.get("curve_seconds", 0.0)
         st.caption(f"{points} points, {cost:.1f} s of measuring ({cost / points:.2f} s per point, one perplexity of "
                    f"the {result.get('eval_tokens', 0):,} evaluation tokens each), not counted in the seconds axis.")
-    elif any(b.get("curve") for b in result.get("blocks", [])):
+    elif runs.block_curves(row):
         widgets.chart(figures.block_curves_of_run(result["blocks"]), "block_curves")
         st.caption(f"{result.get('curve_seconds', 0.0):.1f} s of measuring.")
     else:

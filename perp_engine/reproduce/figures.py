@@ -27,7 +27,7 @@ from .runset import (
     run_key,
     swept_keys,
 )
-from .wording import NAMES
+from .wording import NAMES, recipe_label
 
 # pixels of each figure, by name (its file stem); the overview is the README's figure
 SIZE = {"overview": (1500, 640), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480),
@@ -221,23 +221,14 @@ def _curve_trace(run: RunNumbers, x: str, preset: str, legend: bool, name: str, 
                       hovertemplate="%{customdata}<br>" + x + " %{x:.4g}<br>perplexity %{y:.2f}<extra></extra>")
 
 
-def _swept_runs(runs: Mapping[str, RunNumbers], preset: str, sparsity: float) -> list[tuple[RunNumbers, str]]:
-    """``preset``'s runs at magnitude ``sparsity`` that have a curve, with their legend names (the rate of a swept
-    one; its preset rate named too when it was swept)."""
-    keys = swept_keys(preset, sparsity)
-    found = []
-    for key in keys:
-        run = runs.get(key)
-        if run is not None and run.done and run.curve:
-            found.append((run, NAMES[preset] + (f" lr {run.lr:g}" if len(keys) > 1 else "")))
-    return found
-
-
 def _curve_panels(fig, runs: Mapping[str, RunNumbers], presets, sparsity: float, x: str, legend: bool, **where) -> None:
+    """Each preset's runs at magnitude ``sparsity`` that have a curve (every rate of a swept one, named by
+    :func:`recipe_label`; the preset's rate solid, the others dotted and dashed)."""
     for preset in presets:
-        for i, (run, name) in enumerate(_swept_runs(runs, preset, sparsity)):
-            fig.add_trace(_curve_trace(run, x, preset, legend, name, dash="solid" if i == 0 else ("dot", "dash")[i % 2]),
-                          **where)
+        drawn = [run for key in swept_keys(preset, sparsity) if (run := runs.get(key)) and run.done and run.curve]
+        for i, run in enumerate(drawn):
+            fig.add_trace(_curve_trace(run, x, preset, legend, recipe_label(run),
+                                       dash="solid" if i == 0 else ("dot", "dash")[i % 2]), **where)
 
 
 def claim1_curves(runs: Mapping[str, RunNumbers]):

@@ -136,6 +136,16 @@ def test_recovery_on_the_log_scale(store):
     assert runs.recovery(prune_only) is None and runs.end_ppl(prune_only) == 40.0
 
 
+def test_block_curves_of_a_run_only_when_a_block_recorded_one(store):
+    config = RunConfig.create("recon-masklora", eval_every=2)
+    result = made_up(config, 10.0, 40.0, 20.0, 0.01)
+    assert runs.block_curves(store.get_run(record(store, config, result))) == []
+    point = {"step": 0, "seconds": 0.0, "error": 0.3}
+    result.blocks[1].curve = [point]
+    curves = runs.block_curves(store.get_run(record(store, config, result)))
+    assert len(curves) == len(result.blocks) and curves[1] == [point] and curves[0] == []
+
+
 def test_runs_frame_and_filters(store, tmp_path):
     done = store.get_run(record(store, RunConfig.create("perp", method="magnitude", seqlen=128, eval_tokens=2048),
                                 made_up(RunConfig.create("perp"), 10.0, 40.0, 20.0, 0.004)))
