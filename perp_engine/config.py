@@ -11,7 +11,12 @@ from dataclasses import dataclass, fields
 from .errors import PerpError
 from .presets import DEFAULT_ALPHA, DEFAULT_RANK, PRESETS, preset_fields
 
-METHODS = ("magnitude", "wanda", "sparsegpt", "random")
+METHODS = ("magnitude", "wanda", "sparsegpt", "ria", "random")
+ALLOCATIONS = ("uniform", "owl")  # how the target sparsity is shared among the blocks (perp_engine.pruning.owl)
+REFINES = ("none", "dsnot")
+DSNOT_SKIP_LAYERS = ("no_skip", "mlp", "self_attn")  # which linears DSnoT leaves alone (the official code's names)
+DSNOT_SAME_SIGN = {"auto": None, "on": True, "off": False}  # auto: as the official code (off unstructured, on N:M)
+RIA_PERMUTATIONS = ("none", "reallocation", "lsa")  # RIA's channel permutation for N:M (perp_engine.pruning.ria)  # what reworks each pruned layer's mask afterwards (perp_engine.pruning.dsnot)
 MODES = ("none", "retrain", "reconstruct")
 SUBSETS = ("biases", "norms", "head", "head-lora", "embeddings", "full")
 ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora", "scalelora-paper")
@@ -66,6 +71,17 @@ class RunConfig:
     eval_batch_size: int = 4
     blocksize: int = 128
     percdamp: float = 0.01
+    allocation: str = "uniform"
+    owl_m: float = 5.0  # OWL's outlier threshold M and spread lambda: the README's LLaMA recipes (luuyin/OWL)
+    owl_lambda: float = 0.08
+    ria_power: float = 0.5
+    ria_permute: str = "none"
+    refine: str = "none"
+    dsnot_skip_layer: str = "mlp"  # DSnoT's knobs, with the official code's names and defaults (zyxxmu/DSnoT main.py)
+    dsnot_max_cycles: int = 50
+    dsnot_update_threshold: float = 0.1
+    dsnot_pow_of_var_regrowing: float = 1.0
+    dsnot_same_sign: str = "auto"
     preset: str | None = None
     mode: str = "none"
     train: tuple[str, ...] = ()
@@ -180,6 +196,7 @@ class RunConfig:
         _positive("blocksize", self.blocksize)
         if not 0 < float(self.percdamp) <= 1:
             raise PerpError("percdamp", f"{self.percdamp!r} is not allowed; use a number in (0, 1], e.g. 0.01")
+        self._validate_pruning_modes(nm)
         if self.preset is not None and self.preset not in PRESETS:
             raise PerpError("preset", f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
         _choice("mode", self.mode, MODES)
@@ -225,6 +242,55 @@ class RunConfig:
             raise PerpError("zero_shot_on", f"is empty; name the models to score: {', '.join(ZERO_SHOT_MODELS)}")
         if self.zero_shot_samples is not None and not self.zero_shot:
             raise PerpError("zero_shot_samples", "needs tasks to score; give zero_shot (e.g. 'paper')")
+
+    def _validate_pruning_modes(self, nm) -> None:
+        """The allocation, the RIA knobs and the refinement: each in range, and combined only where defined."""
+        _choice("allocation", self.allocation, ALLOCATIONS)
+        _choice("refine", self.refine, REFINES)
+        if self.allocation == "owl":
+            if nm is not None:
+                raise PerpError("allocation", f"'owl' gives every block its own sparsity, which the {self.pattern} "
+                                              "pattern fixes at N/M; use allocation 'uniform' with an N:M pattern")
+            if not float(self.owl_m) > 0:
+                raise PerpError("owl_m", f"{self.owl_m!r} is not allowed; use a number > 0 (outliers score above M "
+                                         "times their block's mean), e.g. 5")
+            widest = min(float(self.sparsity), 1.0 - float(self.sparsity)) / 2
+            if not 0 <= float(self.owl_lambda) <= widest:
+                raise PerpError("owl_lambda", f"{self.owl_lambda!r} with sparsity {self.sparsity} is not allowed: "
+                                              f"block sparsities spread up to 2 x lambda around the target and must "
+                                              f"stay in [0, 1); use a number in [0, {widest:.4g}], e.g. 0.08")
+        if not float(self.ria_power) >= 0:
+            raise PerpError("ria_power", f"{self.ria_power!r} is not allowed; use a number >= 0 (the power of the "
+                                         "activation norm in RIA's score), e.g. 0.5")
+        _choice("ria_permute", self.ria_permute, RIA_PERMUTATIONS)
+        _choice("dsnot_skip_layer", self.dsnot_skip_layer, DSNOT_SKIP_LAYERS)
+        _choice("dsnot_same_sign", self.dsnot_same_sign, tuple(DSNOT_SAME_SIGN))
+        _positive("dsnot_max_cycles", self.dsnot_max_cycles, minimum=0, why="grow/prune swaps per row; 0 = none")
+        for name in ("dsnot_update_threshold", "dsnot_pow_of_var_regrowing"):
+            if not float(getattr(self, name)) >= 0:
+                raise PerpError(name, f"{getattr(self, name)!r} is not allowed; use a number >= 0")
+        if self.ria_permute != "none" and (self.method != "ria" or nm is None):
+            raise PerpError("ria_permute", f"'{self.ria_permute}' is RIA's channel permutation for N:M patterns; use "
+                                           "it with method 'ria' and a pattern such as 2:4, or 'none'")
+
+    @property
+    def dsnot_options(self) -> dict:
+        """DSnoT's knobs, the ``dsnot_*`` fields, as keyword arguments of :func:`perp_engine.pruning.dsnot.refine_dsnot`."""
+        return {"skip_layer": self.dsnot_skip_layer, "max_cycles": self.dsnot_max_cycles,
+                "update_threshold": self.dsnot_update_threshold,
+                "pow_of_var_regrowing": self.dsnot_pow_of_var_regrowing,
+                "same_sign": DSNOT_SAME_SIGN[self.dsnot_same_sign]}
+
+    @property
+    def prune_settings(self) -> dict:
+        """The fields that decide the pruned weights (with the model, its dtype and device): the key of the pruned
+        model in the artifact cache, and what a sweep's estimate counts as one pruning."""
+        return {name: getattr(self, name) for name in PRUNE_FIELDS}
+
+
+PRUNE_FIELDS = ("method", "sparsity", "pattern", "seed", "calib_samples", "seqlen", "blocksize", "percdamp",
+                "allocation", "owl_m", "owl_lambda", "ria_power", "ria_permute", "refine", "dsnot_skip_layer",
+                "dsnot_max_cycles", "dsnot_update_threshold", "dsnot_pow_of_var_regrowing", "dsnot_same_sign")
 
 
 def zero_shot_limit_value(text: str) -> int:

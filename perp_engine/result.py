@@ -45,6 +45,8 @@ class RunResult:
     pruned_ppl: float | None = None
     final_ppl: float | None = None
     sparsity: float = 0.0  # overall, over the pruned linears
+    block_sparsity: list[float] = field(default_factory=list)  # each block's target, from the allocation (uniform: all equal)
+    outlier_share: list[float] = field(default_factory=list)  # OWL: each dense block's share of outlier scores, in %
     layers: list[LayerRecord] = field(default_factory=list)
     blocks: list[BlockRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)

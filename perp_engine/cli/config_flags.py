@@ -9,11 +9,16 @@ from pathlib import Path
 
 from ..config import (
     ADAPTERS,
+    ALLOCATIONS,
     DEVICES,
+    DSNOT_SAME_SIGN,
+    DSNOT_SKIP_LAYERS,
     DTYPES,
     METHODS,
     MODES,
     NAMED_DATASETS,
+    REFINES,
+    RIA_PERMUTATIONS,
     SUBSETS,
     ZERO_SHOT_MODELS,
     ZERO_SHOT_TASKS,
@@ -37,6 +42,24 @@ HELP = {
     "eval_batch_size": "windows per evaluation batch",
     "blocksize": "SparseGPT column block size (with an N:M pattern rounded down to a multiple of M, at least M)",
     "percdamp": "SparseGPT dampening, as a fraction of mean(diag H)",
+    "allocation": f"how the sparsity is shared among the blocks: {', '.join(ALLOCATIONS)} (owl: blocks with more "
+                  "outlier weights are pruned less, averaging to --sparsity; unstructured only; Yin et al. 2024)",
+    "owl_m": "OWL's M: a weight is an outlier when its Wanda score exceeds M times its block's mean score",
+    "owl_lambda": "OWL's lambda: block sparsities spread up to 2 x lambda around --sparsity",
+    "ria_power": "RIA's power of the input activation norm in the score (Zhang et al. 2024)",
+    "ria_permute": f"RIA's channel permutation for N:M: {', '.join(RIA_PERMUTATIONS)} (reallocation: regroup the "
+                   "input channels so that each group of M keeps more important weights; lsa: then refine the "
+                   "grouping by linear sum assignment; method ria with an N:M pattern)",
+    "refine": f"mask refinement after pruning each layer: {', '.join(REFINES)} (dsnot: training-free grow/prune "
+              "swaps that lower the layer's reconstruction error; Zhang et al. 2024)",
+    "dsnot_skip_layer": f"linears DSnoT leaves as pruned: {', '.join(DSNOT_SKIP_LAYERS)} (mlp, the official default: "
+                        "only the attention linears are refined)",
+    "dsnot_max_cycles": "DSnoT's grow/prune swaps per output row, at most (0 = no change)",
+    "dsnot_update_threshold": "DSnoT stops a row once its expected output error (summed over a sequence's tokens, "
+                              "averaged over sequences) is below this",
+    "dsnot_pow_of_var_regrowing": "DSnoT divides a pruned weight's regrowth gain by its input's variance to this power",
+    "dsnot_same_sign": f"DSnoT skips a swap that flips the sign of the row's error: {', '.join(DSNOT_SAME_SIGN)} "
+                       "(auto: as the official code, off for unstructured, on for N:M)",
     "preset": "named recipe that sets mode/train/adapter/lr: " + "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
     "mode": f"repair after pruning: {', '.join(MODES)}",
     "train": f"comma list of parameter subsets to train: {', '.join(SUBSETS)}",

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
-from ..config import METHODS, parse_pattern
+from ..config import METHODS, RIA_PERMUTATIONS, parse_pattern
 from ..errors import PerpError
 from .magnitude import prune_magnitude
 from .random_mask import prune_random
+from .ria import prune_ria
 from .sparsegpt import inverse_factor, prune_sparsegpt
 from .stats import LayerStats
 from .wanda import prune_wanda
 
-NEEDS_STATS = ("wanda", "sparsegpt")
+NEEDS_STATS = ("wanda", "sparsegpt", "ria")
 
 
 def prune_weight(
@@ -27,18 +29,26 @@ def prune_weight(
     percdamp: float = 0.01,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    ria_power: float = 0.5,
+    ria_permute: str = "none",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune an (out, in) weight; returns (new weight in w's dtype and device, bool mask with True = kept).
 
     ``w`` is never modified; the new weight is exactly zero where the mask is False. Work is done in float32.
     Counts are exact: magnitude and random lose floor(numel * sparsity) per matrix, wanda floor(in * sparsity)
-    per output row, sparsegpt floor(numel * sparsity) per matrix; with an N:M pattern every group of M
-    consecutive inputs of a row loses exactly N. ``stats`` (the layer's inputs) is required by wanda and
-    sparsegpt (with its Hessian). ``log`` receives one-line notes (damping retries, dead input columns).
+    per output row, sparsegpt and ria floor(numel * sparsity) per matrix; with an N:M pattern every group of M
+    consecutive inputs of a row loses exactly N (with a ``ria_permute``, M inputs of RIA's channel permutation). ``stats`` (the layer's inputs) is required by wanda and
+    sparsegpt (with its Hessian) and ria; ``ria_power`` is the power of the activation norm in RIA's score. ``log`` receives one-line notes (damping retries, dead input columns).
     SparseGPT's factored inverse Hessian is memoised on ``stats`` per ``percdamp`` and device, so linears that
     share their LayerStats factor it once.
     """
     nm = _validate(w, method, sparsity, pattern, stats, blocksize, percdamp, seed, log)
+    if method == "ria" and not (isinstance(ria_power, (int, float)) and math.isfinite(ria_power) and ria_power >= 0):
+        raise PerpError("ria_power", f"{ria_power!r} is not allowed; use a finite number >= 0, e.g. 0.5")
+    if ria_permute not in RIA_PERMUTATIONS:
+        raise PerpError("ria_permute", f"{ria_permute!r} is not allowed; use one of {', '.join(RIA_PERMUTATIONS)}")
+    if ria_permute != "none" and (method != "ria" or nm is None):
+        raise PerpError("ria_permute", "is RIA's channel permutation for N:M; use it with method 'ria' and e.g. '2:4'")
     if sparsity == 0:
         return w.detach().clone(), torch.ones_like(w, dtype=torch.bool)
     if method == "sparsegpt":
@@ -50,6 +60,8 @@ def prune_weight(
         new_w, mask = prune_magnitude(w32, sparsity, nm)
     elif method == "random":
         new_w, mask = prune_random(w32, sparsity, nm, seed)
+    elif method == "ria":
+        new_w, mask = prune_ria(w32, stats.sq_mean.to(w32.device), sparsity, nm, power=ria_power, permute=ria_permute)
     else:
         new_w, mask = prune_wanda(w32, stats.sq_mean.to(w32.device), sparsity, nm)
     return new_w.to(w.dtype), mask

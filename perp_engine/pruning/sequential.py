@@ -9,16 +9,18 @@ random pruning need no data and skip the forward passes entirely.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from ..config import parse_pattern
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight, in_features, linear_kind, set_weight
 from ..model.capture import BlockInputs, block_forward, run_block
 from ..offload.placement import BlockPlacement, each_block
 from ..result import LayerRecord
 from . import LayerStats, prune_weight
+from .dsnot import refine_dsnot
 
 DATA_FREE_METHODS = ("magnitude", "random")
 
@@ -36,28 +38,43 @@ def prune_model(
     progress: Callable[[float, str], None] | None = None,
     log: Callable[[str], None] | None = None,
     placement: BlockPlacement | None = None,
+    block_sparsity: Sequence[float] | None = None,
+    ria_power: float = 0.5,
+    ria_permute: str = "none",
+    refine: str = "none",
+    dsnot: Mapping[str, object] | None = None,
 ) -> list[LayerRecord]:
     """Prune every linear of every decoder block in place; returns one LayerRecord per linear (sparsity set).
 
     ``inputs`` are block 0's calibration inputs (:func:`perp_engine.model.capture.capture_block_inputs`); they may be
     None for the data-free methods. ``placement``: the run's offloading (each block visits the device in turn).
+    ``block_sparsity``: each block's own sparsity (an allocation such as :func:`perp_engine.pruning.owl.owl_allocation`)
+    instead of ``sparsity`` everywhere. ``refine="dsnot"`` reworks every pruned linear's mask with DSnoT
+    (:func:`perp_engine.pruning.dsnot.refine_dsnot`, keyword arguments ``dsnot``) before the block's outputs are
+    recomputed.
     """
     path, blocks = find_decoder_blocks(model)
-    needs_data = method not in DATA_FREE_METHODS
+    needs_data = needs_calibration(method, refine=refine)
     if needs_data and inputs is None:
         raise ValueError(f"{method} needs calibration inputs")
+    if block_sparsity is not None and len(block_sparsity) != len(blocks):
+        raise ValueError(f"{len(block_sparsity)} block sparsities for {len(blocks)} blocks")
     records: list[LayerRecord] = []
     index = 0
     for i, block in each_block(blocks, placement, writes=True):
         linears = find_linears(block)
-        stats = _collect_stats(block, linears, inputs, hessian=method == "sparsegpt") if needs_data else {}
+        stats = collect_stats(block, linears, inputs, hessian=method == "sparsegpt") if needs_data else {}
+        target = sparsity if block_sparsity is None else block_sparsity[i]
         for name, module in linears.items():
             w = get_weight(module)
+            note = (lambda msg, n=name, b=i: log(f"block {b} {n}: {msg}")) if log else None
             new_w, mask = prune_weight(
-                w, method, sparsity=sparsity, pattern=pattern, stats=stats.get(name), blocksize=blocksize,
-                percdamp=percdamp, seed=seed * 100_003 + index,
-                log=(lambda msg, n=name, b=i: log(f"block {b} {n}: {msg}")) if log else None,
+                w, method, sparsity=target, pattern=pattern, stats=stats.get(name), blocksize=blocksize,
+                percdamp=percdamp, seed=seed * 100_003 + index, log=note, ria_power=ria_power, ria_permute=ria_permute,
             )
+            if refine == "dsnot":
+                new_w, mask = refine_dsnot(w, new_w, mask, stats[name], nm=parse_pattern(pattern), name=name,
+                                           method=method, **(dsnot or {}))
             set_weight(module, new_w)
             records.append(LayerRecord(
                 name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
@@ -72,11 +89,17 @@ def prune_model(
     return records
 
 
+def needs_calibration(method: str, allocation: str = "uniform", refine: str = "none") -> bool:
+    """Whether pruning with these settings reads calibration inputs: every data-aware method, OWL's allocation
+    (Wanda's scores of the dense blocks) and DSnoT's refinement (the inputs' statistics)."""
+    return method not in DATA_FREE_METHODS or allocation != "uniform" or refine != "none"
+
+
 class _StopBlock(Exception):
     """Raised in the statistics pass at the input of the block's last linear: the rest of the block is not needed."""
 
 
-def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs, hessian: bool) -> dict[str, LayerStats]:
+def collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs, hessian: bool) -> dict[str, LayerStats]:
     """Run the block on the calibration inputs and accumulate one LayerStats per distinct linear input.
 
     The block's output is not needed here (it is recomputed with the pruned weights), so once the first chunk
@@ -89,6 +112,7 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
     last = next(reversed(linears))
     calls: list[str] = []  # linears called in the current chunk, in order
     stop_after: list[str] = []  # a whole chunk's calls, once one ended with the last registered linear
+    sequences = [0]  # calibration sequences in the current chunk
 
     def make_hook(name: str, module: nn.Module):
         def hook(_module, args):
@@ -101,8 +125,8 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
                     owner[name] = name
                     seen[id(x)] = (x, name)
                     stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device)
-            if owner[name] == name:
-                stats[name].add_batch(x.detach())
+            if owner[name] == name:  # OPT's MLP reads the chunk flattened to tokens: say how many sequences it holds
+                stats[name].add_batch(x.detach(), sequences=sequences[0])
             calls.append(name)
             if stop_after and calls == stop_after:
                 raise _StopBlock
@@ -113,6 +137,7 @@ def _collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Bloc
     try:
         with torch.no_grad():
             for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
+                sequences[0] = hidden.shape[0]
                 try:
                     block_forward(block, hidden, kwargs)
                 except _StopBlock:

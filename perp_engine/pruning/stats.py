@@ -1,7 +1,8 @@
-"""LayerStats: running statistics of one linear layer's inputs (what Wanda and SparseGPT need)."""
+"""LayerStats: running statistics of one linear layer's inputs (what Wanda, SparseGPT and DSnoT need)."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -18,9 +19,16 @@ class LayerStats:
     (2/n) sum_t x_t x_t^T, SparseGPT's Hessian of the layer-wise squared error. Both are running means over
     tokens, so the result does not depend on how the inputs were split into batches or on their order.
     ``hessian=False`` skips H (in_features^2 floats) when only Wanda's statistics are needed.
+
     ``device=None`` keeps the statistics on the device of the first batch.
     :meth:`derived` memoises what is computed from the statistics (SparseGPT's factored inverse Hessian), so the
     linears that read the same inputs (q/k/v, gate/up) share it; adding a batch or assigning H drops it.
+
+    For DSnoT, ``mean[j]`` is mean_t x_tj and ``seq_var[j]`` the mean over tokens of (x_tj - m_sj)^2, with m_sj the
+    mean of x_j over the token's own sequence: the token-weighted mean of the variance within each sequence, not
+    the variance over all tokens. ``sequences`` counts the sequences seen. A sequence never straddles two batches:
+    :meth:`add_batch` reads its leading dimensions (before the token axis) as sequences, or is told how many
+    sequences a flattened batch holds. All three therefore do not depend on the batch split or order either.
 
     H is symmetric, so a batch only adds the tiles of x^T x on and below the diagonal (tiles of HESSIAN_TILE
     inputs: 36 of 64 for a 1536-wide input, about 2/3 of the multiply-adds); the upper tiles are mirrored in when
@@ -36,7 +44,10 @@ class LayerStats:
         self.device = torch.device(device) if device is not None else None
         where = self.device or torch.device("cpu")
         self.nsamples = 0
+        self.sequences = 0
         self.sq_mean = torch.zeros(in_features, dtype=torch.float32, device=where)
+        self.mean = torch.zeros(in_features, dtype=torch.float32, device=where)
+        self.seq_var = torch.zeros(in_features, dtype=torch.float32, device=where)
         self._derived: dict = {}
         self.H = torch.zeros(in_features, in_features, dtype=torch.float32, device=where) if hessian else None
 
@@ -60,22 +71,36 @@ class LayerStats:
         return self._derived[key]
 
     @torch.no_grad()
-    def add_batch(self, x: torch.Tensor) -> None:
-        """Add the inputs ``x`` of shape (..., in_features); every leading index is one token."""
+    def add_batch(self, x: torch.Tensor, sequences: int | None = None) -> None:
+        """Add the inputs ``x`` of shape (..., in_features); every leading index is one token.
+
+        ``sequences``: how many sequences ``x`` holds, as equal runs of consecutive tokens (a (batch, seqlen)
+        activation flattened to (batch * seqlen, in), as OPT's MLP reads it, holds ``batch``). By default the
+        dimensions before the next-to-last are the sequences: (batch, seqlen, in) holds batch, (seqlen, in) one.
+        """
         if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[-1] != self.in_features:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise PerpError("x", f"layer inputs of shape {shape} do not fit; expected (..., {self.in_features})")
+        if sequences is None:
+            sequences = math.prod(x.shape[:-2])
         x = x.detach().reshape(-1, self.in_features)
         tokens = x.shape[0]
         if tokens == 0:
             return
+        if isinstance(sequences, bool) or not isinstance(sequences, int) or sequences < 1 or tokens % sequences:
+            raise PerpError("sequences", f"{sequences!r} is not allowed; use a positive divisor of the {tokens} tokens")
         if self.device is None and self.nsamples == 0 and self.sq_mean.device != x.device:
-            self.sq_mean = self.sq_mean.to(x.device)
+            self.sq_mean, self.mean, self.seq_var = (t.to(x.device) for t in (self.sq_mean, self.mean, self.seq_var))
             self.H = self._H.to(x.device) if self._H is not None else None
         x = x.to(device=self.sq_mean.device, dtype=torch.float32)
         total = self.nsamples + tokens
         old_share = self.nsamples / total
         self.sq_mean.mul_(old_share).add_(x.square().sum(0), alpha=1.0 / total)
+        self.mean.mul_(old_share).add_(x.sum(0), alpha=1.0 / total)
+        runs = x.reshape(sequences, -1, self.in_features)
+        deviation = (runs - runs.mean(dim=1, keepdim=True)).square_().sum(dim=(0, 1))
+        self.seq_var.mul_(old_share).add_(deviation, alpha=1.0 / total)
+        self.sequences += sequences
         if self._H is not None:
             self._H.mul_(old_share)
             _add_lower_tiles(self._H, x, 2.0 / total)

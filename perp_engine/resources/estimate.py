@@ -59,7 +59,7 @@ from ..model.blocks import find_decoder_blocks
 from ..model.load import EMBEDDED_MODELS, load_skeleton, resolve_device
 from ..model.shape import ModelShape
 from ..progress import STAGES
-from ..pruning.sequential import DATA_FREE_METHODS
+from ..pruning.sequential import needs_calibration
 from ..repair.adapters import attach_adapters
 from ..repair.subsets import TrainableReport, select_trainable
 
@@ -74,6 +74,8 @@ DATA_S = 2.0
 # SparseGPT's stage 25.0 s for the embedded model's 149,760 input columns (32 x 256 calibration tokens), ~12 s of it
 # beyond the calibration passes and Hessians (6e-4 before, from the AMD host: 5x slower than measured here)
 SPARSEGPT_S_PER_COLUMN = 1e-4
+DSNOT_FLOPS = 300  # a DSnoT cycle's element-wise passes, as matmul-equivalent FLOPs per weight at THROUGHPUT's rate
+# (50 cycles on a 4096 x 4096 linear took about 1.4 s on 2 CPU cores)
 ZERO_SHOT_SEQLEN = 128  # a typical zero-shot request's length in tokens (the seven tasks read 43-313 tokens per doc)
 ZERO_SHOT_TASK_S = 1.0
 
@@ -171,13 +173,17 @@ def zero_shot_seconds(config: RunConfig, shape: ModelShape, rate: float) -> floa
 
 def prune_flops(config: RunConfig, shape: ModelShape) -> float:
     """Calibration passes through the blocks (none for data-free methods), plus SparseGPT's Hessians and
-    weight updates."""
-    if config.method in DATA_FREE_METHODS:
+    weight updates; OWL's allocation adds its pass over the dense blocks (statistics, then outputs); DSnoT its swap
+    cycles, counted on every linear (an upper bound when it skips the MLP, its default)."""
+    if not needs_calibration(config.method, config.allocation, config.refine):
         return 0.0
     tokens = config.calib_samples * config.seqlen
-    flops = 3 * tokens * shape.forward_flops(config.seqlen, with_head=False)
+    passes = 3 + (2 if config.allocation == "owl" else 0)
+    flops = passes * tokens * shape.forward_flops(config.seqlen, with_head=False)
     if config.method == "sparsegpt":
         flops += sum(2 * tokens * i * i + 2 * o * i * i + i ** 3 for o, i in shape.linears)
+    if config.refine == "dsnot":
+        flops += DSNOT_FLOPS * config.dsnot_max_cycles * sum(o * i for o, i in shape.linears)
     return flops
 
 
@@ -229,8 +235,7 @@ def sweep_seconds(configs: Sequence[RunConfig], breakdowns: Sequence[Mapping[str
     total = 0.0
     for config, breakdown in zip(configs, breakdowns):
         dense = (config.model, config.dtype, config.device, config.dataset, config.seqlen, config.eval_tokens)
-        pruned = (*dense, config.calib_dataset, config.method, config.sparsity, config.pattern, config.seed,
-                  config.calib_samples, config.blocksize, config.percdamp)
+        pruned = (*dense, config.calib_dataset, *config.prune_settings.values())
         scored = (config.zero_shot, config.zero_shot_limit)
         reused = (({"dense_eval"} if dense in seen else set()) | ({"prune", "pruned_eval"} if pruned in seen else set())
                   | ({"dense_zero_shot"} if (dense, scored) in seen else set())

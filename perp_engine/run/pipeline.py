@@ -41,7 +41,7 @@ from ..offload.dense_reference import DenseReference
 from ..offload.placement import OFFLOADED, BlockPlacement
 from ..paths import resolve_home
 from ..progress import Progress, silent
-from ..pruning.sequential import DATA_FREE_METHODS, prune_model
+from ..pruning.configured import prune_as_configured
 from ..repair.adapters import check_adapter_fits
 from ..repair.stage import repair
 from ..resources.memory_meter import GIB, PeakMemory
@@ -53,6 +53,7 @@ from .save import save_model
 
 # Versions of what the artifact cache holds; bump one when its computation changes so old entries are not reused.
 WINDOWS_FORMAT = 2  # 2: calibration windows avoid the held-out measurement windows
+BLOCK_SPARSITY, OUTLIER_SHARE = "allocation.block_sparsity", "allocation.outlier_share"  # beside the cached weights
 
 
 @dataclass
@@ -104,9 +105,7 @@ class Run:
     @property
     def prune_key(self) -> dict:
         c = self.config
-        return {**self.model_key, "calib": c.calib_dataset or c.dataset, "method": c.method, "sparsity": c.sparsity,
-                "pattern": c.pattern, "seed": c.seed, "calib_samples": c.calib_samples, "seqlen": c.seqlen,
-                "blocksize": c.blocksize, "percdamp": c.percdamp, "windows": WINDOWS_FORMAT}
+        return {**self.model_key, "calib": c.calib_dataset or c.dataset, **c.prune_settings, "windows": WINDOWS_FORMAT}
 
     @property
     def errors_key(self) -> dict:
@@ -406,13 +405,17 @@ def _prune_or_reuse(run: Run, progress) -> list[LayerRecord]:
     if cached is not None:
         run.result.reused.append("pruned_model")
         run.log("pruned weights reused from the cache")
+        run.result.block_sparsity = cached.pop(BLOCK_SPARSITY).tolist()
+        run.result.outlier_share = cached.pop(OUTLIER_SHARE).tolist()
         return _load_pruned(run, cached)
-    inputs = None if config.method in DATA_FREE_METHODS else capture_block_inputs(model, run.calib, config.batch_size)
-    records = prune_model(model, inputs, method=config.method, sparsity=config.sparsity, pattern=config.pattern,
-                          blocksize=config.blocksize, percdamp=config.percdamp, seed=config.seed,
-                          progress=progress, log=run.log, placement=run.placement)
+    pruned = prune_as_configured(model, run.calib, config, progress=progress, log=run.log, placement=run.placement)
+    run.result.block_sparsity, run.result.outlier_share = pruned.block_sparsity, pruned.outlier_share
+    records = pruned.layers
     if cache:
-        cache.put_tensors("pruned", run.prune_key, {r.name: model.get_submodule(r.name).weight for r in records})
+        cache.put_tensors("pruned", run.prune_key, {
+            **{r.name: model.get_submodule(r.name).weight for r in records},
+            BLOCK_SPARSITY: torch.tensor(run.result.block_sparsity, dtype=torch.float64),
+            OUTLIER_SHARE: torch.tensor(run.result.outlier_share, dtype=torch.float64)})
     return records
 
 

@@ -26,7 +26,7 @@ from ..errors import PerpError
 from ..result import RunResult
 from .processes import hostname, is_alive, start_time
 from .rows import RunRow, row_from_sql
-from .schema import APPLICATION_ID, FINISHED, SCHEMA_VERSION, STATUSES, migrate, schema_version
+from .schema import APPLICATION_ID, CONFIG_KEY_SQL, FINISHED, SCHEMA_VERSION, STATUSES, migrate, schema_version
 
 CURVES = ("train_loss",)  # RunResult list fields stored per step in the curves table
 # LayerRecord / BlockRecord fields with their own column; fields added to those records later go to ``extra``.
@@ -80,8 +80,12 @@ def artifacts_folder(store_path: Path) -> Path:
 
 
 def config_key(config: dict) -> str:
-    """A digest of a full config: runs with equal keys compute the same thing."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    """A digest of a config's fields that differ from RunConfig's defaults: runs with equal keys compute the same
+    thing, and a field added later with its default (the behaviour before it existed) leaves the keys of the runs
+    stored before as they were."""
+    defaults = RunConfig().to_dict()
+    changed = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
+    return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()
 
 
 class RunStore:
@@ -127,6 +131,7 @@ class RunStore:
             raise StoreError(f"{self.path} is a folder; give the path of a store file such as {self.path / 'runs.sqlite'}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.create_function(CONFIG_KEY_SQL, 1, lambda text: config_key(json.loads(text)), deterministic=True)
         try:
             self._check_identity(conn)
             conn.row_factory = sqlite3.Row

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 APPLICATION_ID = 0x50455250  # "PERP"
+CONFIG_KEY_SQL = "perp_config_key"  # SQL function (registered on every store connection): a config's key
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
@@ -137,6 +138,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE runs ADD COLUMN stage_started_at REAL",
         "ALTER TABLE runs ADD COLUMN stage_seconds TEXT NOT NULL DEFAULT '{}'",
+    ),
+    # 6: config keys digest only the fields that differ from their defaults (run_store.config_key), so that new
+    # fields keep the keys of older runs; the store's connection provides the SQL function.
+    (
+        f"UPDATE runs SET config_key = {CONFIG_KEY_SQL}(config)",
     ),
 )
 

@@ -18,7 +18,7 @@ def test_help_documents_every_config_field(capsys):
     for f in dataclasses.fields(RunConfig):
         assert "--" + f.name.replace("_", "-") in text
     assert text.count("(default:") >= len(dataclasses.fields(RunConfig))
-    assert "magnitude, wanda, sparsegpt, random" in text and "perp-masklora" in text
+    assert "magnitude, wanda, sparsegpt, ria, random" in text and "perp-masklora" in text
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weig
 from perp_engine.model.capture import capture_block_inputs
 from perp_engine.pruning import LayerStats, prune_weight
 from perp_engine.pruning.patterns import lowest_k_mask, lowest_k_transposed, nm_mask, prune_count
-from perp_engine.pruning.sequential import _collect_stats
+from perp_engine.pruning.sequential import collect_stats
 from perp_engine.pruning.sparsegpt import upper_cholesky_of_inverse
 
 METHODS = ["magnitude", "wanda", "sparsegpt", "random"]
@@ -171,7 +171,7 @@ def test_equal_to_the_reference_on_tiny_models(family):
     inputs = capture_block_inputs(model, random_tokens(4, 16), batch_size=2)
     block = find_decoder_blocks(model)[1][0]
     linears = find_linears(block)
-    stats = _collect_stats(block, linears, inputs, hessian=True)
+    stats = collect_stats(block, linears, inputs, hessian=True)
     for name, module in linears.items():
         w = get_weight(module)
         for method in METHODS:

@@ -82,7 +82,7 @@ def test_statistics_pass_stops_at_the_last_linear_and_collects_the_same(family):
     """After the first chunk the statistics pass stops at the last linear's input (its product and what follows
     are skipped); every LayerStats equals one built from full forwards over the same chunks."""
     from perp_engine.pruning import LayerStats
-    from perp_engine.pruning.sequential import _collect_stats
+    from perp_engine.pruning.sequential import collect_stats
 
     model = TINY_MODELS[family]()
     inputs = capture_block_inputs(model, random_tokens(6, 16), batch_size=2)
@@ -91,7 +91,7 @@ def test_statistics_pass_stops_at_the_last_linear_and_collects_the_same(family):
     last = linears[list(linears)[-1]]
     products = []
     handle = last.register_forward_hook(lambda *_: products.append(1))
-    stats = _collect_stats(block, linears, inputs, hessian=True)
+    stats = collect_stats(block, linears, inputs, hessian=True)
     handle.remove()
     assert len(inputs) == 3 and len(products) == 1
     seen = {name: [] for name in linears}

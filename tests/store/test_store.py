@@ -1,5 +1,6 @@
 """RunStore: round trip, transactions, migrations, bad files, crash recovery, cancellation, sweeps, worker registry."""
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -12,6 +13,7 @@ from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
 from perp_engine.store import SCHEMA_VERSION, RunStore, StoreError, default_store_path, run_store
+from perp_engine.store.run_store import config_key
 from perp_engine.store.schema import MIGRATIONS, migrate
 
 
@@ -243,6 +245,22 @@ def test_migration_from_schema_2_adds_names_tags_and_stage_times(tmp_path):
     assert store.set_tags(1, ["demo", " demo", "", "wanda"]) == ["demo", "wanda"]
     old = store.get_run(1)
     assert (old.name, old.tags) == ("baseline", ["demo", "wanda"])
+
+
+def test_migration_to_schema_6_rekeys_runs_so_new_default_fields_still_find_them(tmp_path):
+    path = tmp_path / "v5.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, target=5) == 5
+    old = {k: v for k, v in config().to_dict().items() if k not in ("allocation", "owl_m", "refine")}  # before them
+    full_digest = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()  # the key as it was
+    conn.execute("INSERT INTO runs (status, config, config_key, model, method, created_at, final_ppl)"
+                 " VALUES ('done', ?, ?, 'tiny', 'wanda', 1.0, 21.0)", (json.dumps(old), full_digest))
+    conn.close()
+
+    store = RunStore(path)
+    assert store.latest_with_config(config()).id == 1
+    assert store.latest_with_config(config().replace(allocation="owl")) is None
+    assert config_key(config().to_dict()) == config_key(old) != config_key(config().replace(refine="dsnot").to_dict())
 
 
 def test_concurrent_first_open_migrates_once(tmp_path):

@@ -1,0 +1,220 @@
+"""Run the official DSnoT code (zyxxmu/DSnoT) on tiny random models and freeze the masks it gives.
+
+    python scripts/reference_dsnot.py --official /work/.mirror/zyxxmu+DSnoT/repo [--out tests/pruning/references]
+
+``--official`` is a git snapshot of the official repository (a bare git folder or a checkout). Its ``lib/`` and
+``main.py`` are exported to a temporary folder; ``lib.prune.prune_DSnoT`` (LLaMA) and ``lib.prune_opt.prune_DSnoT_opt``
+(OPT) are imported from there and run whole, block by block, as ``main.py`` runs them. Nothing of it is copied into
+this project. The arguments are ``main.py``'s defaults, read from its ``add_argument`` calls, with each case's
+own values on top. Only what keeps the code from running on a CPU with transformers 5 is patched, from outside:
+- ``get_loaders`` (C4 from the Hub) returns our calibration ids, one sequence per batch as C4's loader does;
+- ``model.hf_device_map`` (set by accelerate's device_map loading) is an empty map, ``model.seqlen`` our length;
+- ``torch.cuda.empty_cache`` does nothing;
+- a LLaMA decoder layer called the official way (hidden states, attention mask, position ids) gets the rotary
+  ``position_embeddings`` that transformers 5 computes once per model and passes to every layer.
+The models run in float32 (the official code loads float16 on a GPU; its statistics are float32 either way).
+
+Cases: Wanda and magnitude starts at 50% and 60% unstructured, and 2:4 and 4:8 for LLaMA, with the default knobs
+and with others. Not frozen, because the official code does not run them: OPT with N:M (its N:M loop reads
+``args.update_threshold_for_sum``, which main.py does not define, and ``name.split(".")[1]`` fails on ``fc1``),
+and the "sparsegpt" start (its wrapper never accumulates the Hessian, so the score is zero everywhere and it
+prunes the first columns of every row). The N:M cases run 5 cycles: on layers 32 inputs wide, more cycles walk
+the official pointers past the candidates of the needed sign (see perp_engine/pruning/dsnot.py), which changes
+rows' counts of pruned weights; this script refuses any case whose official masks do not keep every row's count
+(every N:M group's).
+
+Per family (2 blocks, hidden 32, weights rounded to float16 with distinct magnitudes within every row, so no
+decision rests on a tie-break) it writes ``dsnot_<family>.safetensors``: the dense weights, the calibration ids
+(uint8), and per case the official masks of every linear (packed bits, row-major, True = pruned). The metadata
+names the repository, its commit, the function and every argument it was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import copy
+import importlib
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
+SEQLEN, SAMPLES, VOCAB = 16, 128, 128
+CASES = [  # (initial_method, sparsity_type, sparsity_ratio, arguments that differ from main.py's defaults)
+    ("wanda", "unstructured", 0.5, {}),
+    ("wanda", "unstructured", 0.5, {"skip_layer": "no_skip"}),
+    ("wanda", "unstructured", 0.6, {"skip_layer": "no_skip"}),
+    ("magnitude", "unstructured", 0.5, {"skip_layer": "no_skip"}),
+    ("magnitude", "unstructured", 0.6, {}),
+    ("wanda", "unstructured", 0.6, {"skip_layer": "no_skip", "without_same_sign": False, "pow_of_var_regrowing": 2.0,
+                                    "update_threshold": 0.05}),
+    ("wanda", "unstructured", 0.5, {"skip_layer": "self_attn", "pow_of_var_regrowing": 0.0, "max_cycle_time": 3}),
+    ("wanda", "2:4", 0.5, {"skip_layer": "no_skip", "max_cycle_time": 5}),
+    ("magnitude", "2:4", 0.5, {"max_cycle_time": 5}),
+    ("wanda", "4:8", 0.5, {"skip_layer": "no_skip", "max_cycle_time": 5, "update_threshold": 0.05}),
+]
+FUNCTIONS = {"llama": ("lib.prune", "prune_DSnoT"), "opt": ("lib.prune_opt", "prune_DSnoT_opt")}
+
+
+def tiny(family: str, seed: int = 0):
+    torch.manual_seed(seed)
+    if family == "llama":
+        cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                          tie_word_embeddings=True)
+        model = LlamaForCausalLM(cfg)
+    else:
+        cfg = OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+                        max_position_embeddings=64, word_embed_proj_dim=32)
+        model = OPTForCausalLM(cfg)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.copy_(distinct_magnitudes(module.weight))
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model.eval()
+
+
+def distinct_magnitudes(w: torch.Tensor) -> torch.Tensor:
+    """``w`` rounded to float16, with magnitudes that tie in a row moved up by float16 steps until none do.
+
+    Positive float16 bit patterns are ordered like their values, so the sorted patterns of a row are made strictly
+    increasing (x_k = max(x_k, x_(k-1) + 1)) and put back with their signs.
+    """
+    bits = w.abs().half().view(torch.int16).to(torch.int32)
+    ordered, order = bits.sort(dim=1, stable=True)
+    steps = torch.arange(w.shape[1], dtype=torch.int32)
+    ordered = (ordered - steps).cummax(dim=1).values + steps
+    bits = torch.empty_like(bits).scatter_(1, order, ordered)
+    return bits.to(torch.int16).view(torch.float16).float() * w.sign()
+
+
+def export_official(snapshot: Path, into: Path) -> str:
+    """Export the official ``lib`` and ``main.py`` from ``snapshot`` into ``into``; returns the commit."""
+    commit = subprocess.run(["git", "-C", str(snapshot), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(snapshot), "archive", "HEAD", "lib", "main.py"], capture_output=True,
+                             check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return commit
+
+
+def main_defaults(main_py: Path) -> dict:
+    """The default of every ``parser.add_argument`` in the official main.py (False for store_true flags)."""
+    defaults = {}
+    for node in ast.walk(ast.parse(main_py.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            keywords = {k.arg: k.value for k in node.keywords}
+            flag = node.args[0].value.lstrip("-")
+            if "default" in keywords:
+                defaults[flag] = ast.literal_eval(keywords["default"])
+            elif "action" in keywords and ast.literal_eval(keywords["action"]) == "store_true":
+                defaults[flag] = False
+            else:
+                defaults[flag] = None
+    return defaults
+
+
+def with_rotary(model) -> None:
+    """transformers 5 passes each LLaMA layer the rotary embeddings; the official code calls layers without them."""
+    rotary = model.model.rotary_emb
+
+    def hook(_module, args, kwargs):
+        if kwargs.get("position_embeddings") is None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            positions = kwargs.get("position_ids")
+            if positions is None:
+                positions = torch.arange(hidden.shape[1]).unsqueeze(0)
+            kwargs["position_embeddings"] = rotary(hidden, positions)
+        return args, kwargs
+
+    for layer in model.model.layers:
+        layer.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def run_official(module, function: str, family: str, dense, ids: torch.Tensor, arguments: dict) -> dict:
+    """The official function on a copy of ``dense``; returns its pruned masks by linear name (True = pruned)."""
+    model = copy.deepcopy(dense)
+    model.seqlen = SEQLEN
+    model.hf_device_map = {}
+    if family == "llama":
+        with_rotary(model)
+    module.get_loaders = lambda *a, **k: ([(row.unsqueeze(0), None) for row in ids], None)
+    prune_n, prune_m = (0, 0) if arguments["sparsity_type"] == "unstructured" else \
+        map(int, arguments["sparsity_type"].split(":"))
+    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        getattr(module, function)(types.SimpleNamespace(**arguments), model, None, torch.device("cpu"),
+                                  prune_n=prune_n, prune_m=prune_m)
+    return {name: m.weight == 0 for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and name != "lm_head"}
+
+
+def check_counts(masks: dict, arguments: dict) -> None:
+    """Every row (every N:M group) of every official mask prunes what the initial mask did, or refuse the case."""
+    for name, pruned in masks.items():
+        if arguments["sparsity_type"] == "unstructured":
+            groups, expected = pruned, int(pruned.shape[1] * arguments["sparsity_ratio"])
+        else:
+            n, m = map(int, arguments["sparsity_type"].split(":"))
+            groups, expected = pruned.reshape(-1, m), n
+        if not bool((groups.sum(dim=1) == expected).all()):
+            raise SystemExit(f"{name}: the official masks changed some rows' counts; this case leaves the regime "
+                             f"where the official code is defined ({arguments})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--official", type=Path, required=True, help="git snapshot of zyxxmu/DSnoT")
+    parser.add_argument("--out", type=Path, default=Path("tests/pruning/references"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.cuda.empty_cache = lambda: None  # the official code's CUDA housekeeping: nothing to do on a CPU
+    with tempfile.TemporaryDirectory() as tmp:
+        commit = export_official(args.official, Path(tmp))
+        defaults = main_defaults(Path(tmp) / "main.py")
+        sys.path.insert(0, tmp)
+        for family, (module_name, function) in FUNCTIONS.items():
+            module = importlib.import_module(module_name)
+            dense = tiny(family)
+            assert all(bool(m.weight.all()) for n, m in dense.named_modules()  # a zero weight reads as pruned
+                       if isinstance(m, torch.nn.Linear) and n != "lm_head")
+            ids = torch.randint(0, VOCAB, (SAMPLES, SEQLEN), generator=torch.Generator().manual_seed(1))
+            tensors = {f"weight.{k}": v.half().contiguous() for k, v in dense.state_dict().items()
+                       if k != "lm_head.weight" or not dense.config.tie_word_embeddings}
+            tensors["ids"] = ids.to(torch.uint8)
+            cases = []
+            for initial, sparsity_type, ratio, own in CASES:
+                if family == "opt" and sparsity_type != "unstructured":
+                    continue
+                arguments = {**defaults, "model": f"{family}-tiny", "model_type": family, "nsamples": SAMPLES,
+                             "prune_method": "DSnoT", "initial_method": initial, "sparsity_type": sparsity_type,
+                             "sparsity_ratio": ratio, **own}
+                masks = run_official(module, function, family, dense, ids, arguments)
+                check_counts(masks, arguments)
+                for name, pruned in masks.items():
+                    bits = np.packbits(pruned.numpy().reshape(-1))
+                    tensors[f"case{len(cases)}.pruned.{name}"] = torch.from_numpy(bits)
+                cases.append(arguments)
+            meta = {"repository": "zyxxmu/DSnoT", "commit": commit, "file": f"{module_name.replace('.', '/')}.py",
+                    "function": function, "family": family, "config": json.dumps(dense.config.to_diff_dict()),
+                    "cases": json.dumps(cases), "samples": str(SAMPLES), "seqlen": str(SEQLEN),
+                    "generated_by": "scripts/reference_dsnot.py"}
+            path = args.out / f"dsnot_{family}.safetensors"
+            save_file(tensors, str(path), metadata=meta)
+            print(f"{path}: {path.stat().st_size // 1024} KiB, {len(cases)} cases")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
