@@ -41,6 +41,11 @@ def bert_dir(tmp_path):
         (["--mode", "retrain", "--train", "norms", "--steps", "0"], "steps"),
         (["--adapter", "masklora", "--mode", "retrain", "--rank", "0"], "rank"),
         (["--config", "{bad_json}"], "config"),
+        (["--allocation", "owl", "--pattern", "2:4", "--sparsity", "0.5"], "allocation"),
+        (["--allocation", "owl", "--owl-lambda", "0.4"], "owl_lambda"),
+        (["--method", "ria", "--ria-power", "-1"], "ria_power"),
+        (["--method", "ria", "--ria-permute", "lsa"], "ria_permute"),
+        (["--refine", "dsnot", "--dsnot-max-cycles", "-3"], "dsnot_max_cycles"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, field, capsys, tmp_path, bert_dir, tiny_text_file, monkeypatch):
