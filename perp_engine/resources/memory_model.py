@@ -52,6 +52,8 @@ from ..repair.subsets import TrainableReport
 from .memory_meter import GIB, MIB
 
 FLOAT32 = 4  # bytes
+DSNOT_MATRICES = 14  # DSnoT's work on a linear, in float32 matrices of its size, counted from perp_engine/pruning/dsnot.py
+# (dense and current weights, their products with the input sums, the regrowth and pruning scores, three int64 orders)
 # The next four are calibrated on the stage peaks of bench/memory_bench.py (its results list every stage's error).
 CPU_BASELINE = 420 * MIB  # a worker process with torch, transformers, peft and a tokenizer imported
 LOAD_OVERHEAD = 0.15  # from_pretrained's transient copies on a CPU, as a share of the weights
@@ -306,15 +308,17 @@ class _Terms:
         """The pruning method's float32 work on one block: SparseGPT's Hessian of each distinct input, three
         widest-by-widest matrices for the Cholesky factorisation of the largest one, and three matrices of the
         largest linear's size (its float32 copy and what the method computes from it); Wanda's three matrices of
-        the largest linear's size; none for magnitude or random pruning."""
+        the largest linear's size; none for magnitude or random pruning. RIA works as Wanda. DSnoT adds
+        DSNOT_MATRICES float32 matrices of the largest linear's size."""
         largest = max(o * i for o, i in self.shape.linears)
+        refine = DSNOT_MATRICES * FLOAT32 * largest if self.config.refine == "dsnot" else 0
         if self.config.method == "sparsegpt":
             inputs = sorted({i for _, i in self.shape.first_block_linears})
             return (sum(FLOAT32 * i * i for i in inputs) + 3 * FLOAT32 * self.shape.widest ** 2
-                    + 3 * FLOAT32 * largest)
-        if self.config.method == "wanda":
-            return 3 * FLOAT32 * largest
-        return 0
+                    + 3 * FLOAT32 * largest + refine)
+        if self.config.method in ("wanda", "ria"):
+            return 3 * FLOAT32 * largest + refine
+        return refine
 
     def _kept_per_block(self, tokens: int) -> float:
         """Activations one block keeps for backward over ``tokens`` tokens."""
