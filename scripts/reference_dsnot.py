@@ -6,7 +6,8 @@
 ``main.py`` are exported to a temporary folder; ``lib.prune.prune_DSnoT`` (LLaMA) and ``lib.prune_opt.prune_DSnoT_opt``
 (OPT) are imported from there and run whole, block by block, as ``main.py`` runs them. Nothing of it is copied into
 this project. The arguments are ``main.py``'s defaults, read from its ``add_argument`` calls, with each case's
-own values on top. Only what keeps the code from running on a CPU with transformers 5 is patched, from outside:
+own values on top. Only what keeps the code from running on a CPU with transformers 5 is patched, from outside (the
+export, the tiny models and all but the CUDA patch are ``official_code.py``'s, shared with the other scripts):
 - ``get_loaders`` (C4 from the Hub) returns our calibration ids, one sequence per batch as C4's loader does;
 - ``model.hf_device_map`` (set by accelerate's device_map loading) is an empty map, ``model.seqlen`` our length;
 - ``torch.cuda.empty_cache`` does nothing;
@@ -31,23 +32,17 @@ names the repository, its commit, the function and every argument it was given.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import copy
 import importlib
 import io
 import json
-import subprocess
-import sys
-import tempfile
 import types
 from pathlib import Path
 
-import numpy as np
+import official_code
 import torch
-from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
 SEQLEN, SAMPLES, VOCAB = 16, 128, 128
 CASES = [  # (initial_method, sparsity_type, sparsity_ratio, arguments that differ from main.py's defaults)
@@ -68,22 +63,13 @@ FUNCTIONS = {"llama": ("lib.prune", "prune_DSnoT"), "opt": ("lib.prune_opt", "pr
 
 def tiny(family: str, seed: int = 0):
     torch.manual_seed(seed)
-    if family == "llama":
-        cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                          tie_word_embeddings=True)
-        model = LlamaForCausalLM(cfg)
-    else:
-        cfg = OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
-                        max_position_embeddings=64, word_embed_proj_dim=32)
-        model = OPTForCausalLM(cfg)
+    model = official_code.tiny_model(family, official_code.tiny_config(family, layers=2, vocab=VOCAB, max_positions=64))
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.weight.copy_(distinct_magnitudes(module.weight))
-        for p in model.parameters():
-            p.copy_(p.half().float())
-    return model.eval()
+    official_code.round_to_half(model)
+    return model
 
 
 def distinct_magnitudes(w: torch.Tensor) -> torch.Tensor:
@@ -98,16 +84,6 @@ def distinct_magnitudes(w: torch.Tensor) -> torch.Tensor:
     ordered = (ordered - steps).cummax(dim=1).values + steps
     bits = torch.empty_like(bits).scatter_(1, order, ordered)
     return bits.to(torch.int16).view(torch.float16).float() * w.sign()
-
-
-def export_official(snapshot: Path, into: Path) -> str:
-    """Export the official ``lib`` and ``main.py`` from ``snapshot`` into ``into``; returns the commit."""
-    commit = subprocess.run(["git", "-C", str(snapshot), "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    archive = subprocess.run(["git", "-C", str(snapshot), "archive", "HEAD", "lib", "main.py"], capture_output=True,
-                             check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return commit
 
 
 def main_defaults(main_py: Path) -> dict:
@@ -126,38 +102,15 @@ def main_defaults(main_py: Path) -> dict:
     return defaults
 
 
-def with_rotary(model) -> None:
-    """transformers 5 passes each LLaMA layer the rotary embeddings; the official code calls layers without them."""
-    rotary = model.model.rotary_emb
-
-    def hook(_module, args, kwargs):
-        if kwargs.get("position_embeddings") is None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            positions = kwargs.get("position_ids")
-            if positions is None:
-                positions = torch.arange(hidden.shape[1]).unsqueeze(0)
-            kwargs["position_embeddings"] = rotary(hidden, positions)
-        return args, kwargs
-
-    for layer in model.model.layers:
-        layer.register_forward_pre_hook(hook, with_kwargs=True)
-
-
 def run_official(module, function: str, family: str, dense, ids: torch.Tensor, arguments: dict) -> dict:
     """The official function on a copy of ``dense``; returns its pruned masks by linear name (True = pruned)."""
-    model = copy.deepcopy(dense)
-    model.seqlen = SEQLEN
-    model.hf_device_map = {}
-    if family == "llama":
-        with_rotary(model)
-    module.get_loaders = lambda *a, **k: ([(row.unsqueeze(0), None) for row in ids], None)
+    model = official_code.ready(copy.deepcopy(dense), family, SEQLEN, module, ids)
     prune_n, prune_m = (0, 0) if arguments["sparsity_type"] == "unstructured" else \
         map(int, arguments["sparsity_type"].split(":"))
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         getattr(module, function)(types.SimpleNamespace(**arguments), model, None, torch.device("cpu"),
                                   prune_n=prune_n, prune_m=prune_m)
-    return {name: m.weight == 0 for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and name != "lm_head"}
+    return official_code.pruned_linears(model)
 
 
 def check_counts(masks: dict, arguments: dict) -> None:
@@ -174,24 +127,17 @@ def check_counts(masks: dict, arguments: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", type=Path, required=True, help="git snapshot of zyxxmu/DSnoT")
-    parser.add_argument("--out", type=Path, default=Path("tests/pruning/references"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = official_code.command_line(__doc__, "zyxxmu/DSnoT")
     torch.cuda.empty_cache = lambda: None  # the official code's CUDA housekeeping: nothing to do on a CPU
-    with tempfile.TemporaryDirectory() as tmp:
-        commit = export_official(args.official, Path(tmp))
-        defaults = main_defaults(Path(tmp) / "main.py")
-        sys.path.insert(0, tmp)
+    with official_code.exported(args.official, ["lib", "main.py"]) as (folder, commit):
+        defaults = main_defaults(folder / "main.py")
         for family, (module_name, function) in FUNCTIONS.items():
             module = importlib.import_module(module_name)
             dense = tiny(family)
-            assert all(bool(m.weight.all()) for n, m in dense.named_modules()  # a zero weight reads as pruned
-                       if isinstance(m, torch.nn.Linear) and n != "lm_head")
+            zeros = official_code.pruned_linears(dense).values()
+            assert not any(bool(zero.any()) for zero in zeros)  # a zero weight would read as pruned
             ids = torch.randint(0, VOCAB, (SAMPLES, SEQLEN), generator=torch.Generator().manual_seed(1))
-            tensors = {f"weight.{k}": v.half().contiguous() for k, v in dense.state_dict().items()
-                       if k != "lm_head.weight" or not dense.config.tie_word_embeddings}
+            tensors = {f"weight.{k}": v for k, v in official_code.half_state(dense).items()}
             tensors["ids"] = ids.to(torch.uint8)
             cases = []
             for initial, sparsity_type, ratio, own in CASES:
@@ -202,17 +148,12 @@ def main() -> int:
                              "sparsity_ratio": ratio, **own}
                 masks = run_official(module, function, family, dense, ids, arguments)
                 check_counts(masks, arguments)
-                for name, pruned in masks.items():
-                    bits = np.packbits(pruned.numpy().reshape(-1))
-                    tensors[f"case{len(cases)}.pruned.{name}"] = torch.from_numpy(bits)
+                tensors.update(official_code.packed_masks(masks, f"case{len(cases)}.pruned."))
                 cases.append(arguments)
             meta = {"repository": "zyxxmu/DSnoT", "commit": commit, "file": f"{module_name.replace('.', '/')}.py",
                     "function": function, "family": family, "config": json.dumps(dense.config.to_diff_dict()),
-                    "cases": json.dumps(cases), "samples": str(SAMPLES), "seqlen": str(SEQLEN),
-                    "generated_by": "scripts/reference_dsnot.py"}
-            path = args.out / f"dsnot_{family}.safetensors"
-            save_file(tensors, str(path), metadata=meta)
-            print(f"{path}: {path.stat().st_size // 1024} KiB, {len(cases)} cases")
+                    "samples": str(SAMPLES), "seqlen": str(SEQLEN), "generated_by": "scripts/reference_dsnot.py"}
+            official_code.save_reference(args.out / f"dsnot_{family}.safetensors", tensors, meta, cases)
     return 0
 
 

@@ -4,7 +4,8 @@
 
 ``--official`` is a git snapshot of the official repository (as the repository tools fetch it; a bare git folder
 or a checkout). Its ``lib/`` is exported to a temporary folder and imported from there; nothing of it is copied
-into this project. Only what keeps it from running on a CPU with transformers 5 is patched, from outside:
+into this project. Only what keeps it from running on a CPU with transformers 5 is patched, from outside (the
+export, the tiny models and all but the CUDA patches are ``official_code.py``'s, shared with the other scripts):
 - ``get_loaders`` (C4 from the Hub) returns our calibration ids;
 - ``model.hf_device_map`` (set by accelerate's device_map loading) is an empty map, ``model.seqlen`` our length;
 - its CUDA calls (``.cuda()``, ``torch.cuda.synchronize``, ``empty_cache``) do nothing;
@@ -20,22 +21,16 @@ names the repository, its commit, the functions and their arguments.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import importlib
 import io
 import json
-import subprocess
-import sys
-import tempfile
 import types
-from pathlib import Path
 
 import numpy as np
+import official_code
 import torch
-from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
 SEQLEN, SAMPLES, VOCAB = 16, 8, 128
 CASES = [  # (official function, sparsity, Lamda, Hyper_m); Lamda / Hyper_m as the official README's recipes
@@ -50,54 +45,14 @@ WITH_MASKS = "prune_wanda_outlier"
 
 def tiny(family: str, seed: int = 0):
     torch.manual_seed(seed)
-    if family == "llama":
-        cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                          tie_word_embeddings=True)
-        model = LlamaForCausalLM(cfg)
-    else:
-        cfg = OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=4, num_attention_heads=4,
-                        max_position_embeddings=64, word_embed_proj_dim=32)
-        model = OPTForCausalLM(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())
-    return model.eval()
-
-
-def export_official(snapshot: Path, into: Path) -> tuple[Path, str]:
-    """The official ``lib`` package exported from ``snapshot`` into ``into``; returns its folder and the commit."""
-    commit = subprocess.run(["git", "-C", str(snapshot), "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    archive = subprocess.run(["git", "-C", str(snapshot), "archive", "HEAD", "lib"], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "lib", commit
-
-
-def with_rotary(model) -> None:
-    """transformers 5 passes each LLaMA layer the rotary embeddings; the official code calls layers without them."""
-    rotary = model.model.rotary_emb
-
-    def hook(_module, args, kwargs):
-        if kwargs.get("position_embeddings") is None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            positions = kwargs.get("position_ids")
-            if positions is None:
-                positions = torch.arange(hidden.shape[1]).unsqueeze(0)
-            kwargs["position_embeddings"] = rotary(hidden, positions)
-        return args, kwargs
-
-    for layer in model.model.layers:
-        layer.register_forward_pre_hook(hook, with_kwargs=True)
+    model = official_code.tiny_model(family, official_code.tiny_config(family, layers=4, vocab=VOCAB, max_positions=64))
+    official_code.round_to_half(model)
+    return model
 
 
 def run_official(prune_all, family: str, model, ids: torch.Tensor, case) -> dict:
     function, sparsity, lamda, hyper_m = case
-    model = copy.deepcopy(model)
-    model.seqlen = SEQLEN
-    model.hf_device_map = {}
-    if family == "llama":
-        with_rotary(model)
+    model = official_code.ready(copy.deepcopy(model), family, SEQLEN, prune_all, ids)
     shares: list[float] = []
     original = prune_all.check_outlier_mean
 
@@ -106,7 +61,6 @@ def run_official(prune_all, family: str, model, ids: torch.Tensor, case) -> dict
         return shares[-1]
 
     prune_all.check_outlier_mean = recording
-    prune_all.get_loaders = lambda *a, **k: ([(row.unsqueeze(0), None) for row in ids], None)
     args = types.SimpleNamespace(model=f"{family}-tiny", nsamples=len(ids), seed=0, sparsity_ratio=sparsity,
                                  Lamda=lamda, Hyper_m=hyper_m, use_variant=False)
     printed = io.StringIO()
@@ -125,23 +79,16 @@ def run_official(prune_all, family: str, model, ids: torch.Tensor, case) -> dict
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", type=Path, required=True, help="git snapshot of luuyin/OWL")
-    parser.add_argument("--out", type=Path, default=Path("tests/pruning/references"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = official_code.command_line(__doc__, "luuyin/OWL")
     torch.cuda.empty_cache = lambda: None  # the official code's CUDA housekeeping: nothing to do on a CPU
     torch.cuda.synchronize = lambda *a: None
     torch.Tensor.cuda = lambda self, *a, **k: self  # prune_mag_outlier sorts on the GPU
-    with tempfile.TemporaryDirectory() as tmp:
-        lib, commit = export_official(args.official, Path(tmp))
-        sys.path.insert(0, tmp)
+    with official_code.exported(args.official, ["lib"]) as (_, commit):
         prune_all = importlib.import_module("lib.prune_all")
         for family in ("llama", "opt"):
             dense = tiny(family)
             ids = torch.randint(0, VOCAB, (SAMPLES, SEQLEN), generator=torch.Generator().manual_seed(1))
-            tensors = {f"weight.{k}": v.half().contiguous() for k, v in dense.state_dict().items()
-                       if k != "lm_head.weight" or not dense.config.tie_word_embeddings}
+            tensors = {f"weight.{k}": v for k, v in official_code.half_state(dense).items()}
             tensors["ids"] = ids
             cases = []
             for index, case in enumerate(CASES):
@@ -149,18 +96,13 @@ def main() -> int:
                 tensors[f"case{index}.shares"] = torch.tensor(got["shares"], dtype=torch.float64)
                 tensors[f"case{index}.density"] = torch.from_numpy(got["density"])
                 if case[0] == WITH_MASKS:
-                    for name, module in got["model"].named_modules():
-                        if isinstance(module, torch.nn.Linear) and name != "lm_head":
-                            bits = np.packbits((module.weight == 0).numpy().reshape(-1))
-                            tensors[f"case{index}.pruned.{name}"] = torch.from_numpy(bits)
+                    pruned = official_code.pruned_linears(got["model"])
+                    tensors.update(official_code.packed_masks(pruned, f"case{index}.pruned."))
                 cases.append(dict(zip(("function", "sparsity", "Lamda", "Hyper_m"), case)))
             meta = {"repository": "luuyin/OWL", "commit": commit, "file": "lib/prune_all.py",
                     "config": json.dumps(dense.config.to_diff_dict()), "family": family,
-                    "cases": json.dumps(cases), "samples": str(SAMPLES), "seqlen": str(SEQLEN),
-                    "generated_by": "scripts/reference_owl.py"}
-            path = args.out / f"owl_{family}.safetensors"
-            save_file(tensors, str(path), metadata=meta)
-            print(f"{path}: {path.stat().st_size // 1024} KiB, {len(cases)} cases")
+                    "samples": str(SAMPLES), "seqlen": str(SEQLEN), "generated_by": "scripts/reference_owl.py"}
+            official_code.save_reference(args.out / f"owl_{family}.safetensors", tensors, meta, cases)
     return 0
 
 

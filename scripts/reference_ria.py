@@ -7,13 +7,14 @@
 ``--official`` is a git directory of the official repository (a bare mirror or a checkout). Its lib/ at HEAD is
 exported to a temporary folder and ``lib.prune.prune_ria`` runs there, on CPU, for every case below on a tiny
 LLaMA and a tiny OPT (the two families the official code knows), with main.py's defaults for every other
-argument. What keeps it from running on CPU with this transformers, and how it is patched:
+argument. What keeps it from running on CPU with this transformers, and how it is patched (the export, the tiny
+models and the patches made from outside are ``official_code.py``'s, shared with the other reference scripts):
 
 - lib/prune.py moves tensors to CUDA (``.cuda()`` on the score for the unstructured threshold, ``permutation_device
   = "cuda:7"`` for the LSA): the exported copy drops ``.cuda()`` and uses "cpu" (text edits, counted).
 - ``get_loaders`` (C4 from the Hub) is replaced by the frozen calibration ids, one sequence per batch as the
-  official loader gives; ``model.hf_device_map`` (set by device_map="auto") is an empty dict; ``model.seqlen``
-  is set as main.py does.
+  official loader gives (no targets: the official code reads only the inputs); ``model.hf_device_map`` (set by
+  device_map="auto") is an empty dict; ``model.seqlen`` is set as main.py does.
 - transformers >= 4.48 LLaMA decoder layers need ``position_embeddings``, which the official code (written for
   4.36) does not pass: a forward pre-hook on each LLaMA layer computes them from the ``position_ids`` it passes.
 
@@ -32,26 +33,15 @@ import contextlib
 import importlib
 import io
 import json
-import subprocess
-import sys
-import tarfile
-import tempfile
-from pathlib import Path
 
-import numpy as np
+import official_code
 import torch
 import transformers
-from safetensors.torch import save_file
 
 REPO = "biomedical-cybernetics/Relative-importance-and-activation-pruning"
-OUT = Path(__file__).resolve().parents[1] / "tests" / "pruning" / "references"
 NSAMPLES, SEQLEN, VOCAB = 8, 32, 64
-CONFIGS = {
-    "llama": dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=SEQLEN, tie_word_embeddings=True),
-    "opt": dict(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
-                max_position_embeddings=SEQLEN, word_embed_proj_dim=32),
-}
+CONFIGS = {family: official_code.tiny_config(family, layers=2, vocab=VOCAB, max_positions=SEQLEN)
+           for family in ("llama", "opt")}
 # every argument prune_ria reads: main.py's defaults, but 8 calibration sequences of 32 tokens (not 128 of 2048)
 DEFAULTS = dict(seed=0, calib_dataset="c4", nsamples=NSAMPLES, seqlen=SEQLEN, prune_method="ria", a=0.5,
                 reconstruction=False, reallocation=False, lsa=False, importance_score="sum", gptq=False,
@@ -72,52 +62,19 @@ EDITS = [  # (file, text, replacement, occurrences)
 ]
 
 
-def export_official(git_dir: Path, dest: Path) -> str:
-    """Export lib/ at HEAD into ``dest``, apply EDITS, return the commit."""
-    git = ["git", f"--git-dir={git_dir}"]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    archive = subprocess.run([*git, "archive", commit, "lib"], check=True, capture_output=True).stdout
-    tarfile.open(fileobj=io.BytesIO(archive)).extractall(dest, filter="data")
-    for name, old, new, count in EDITS:
-        path = dest / name
-        text = path.read_text()
-        if text.count(old) != count:
-            raise SystemExit(f"{name}: expected {count} x {old!r}, found {text.count(old)}; another version?")
-        path.write_text(text.replace(old, new))
-    return commit
-
-
 def build_model(family: str, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
-    if family == "llama":
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**CONFIGS[family]))
-    else:
-        model = transformers.OPTForCausalLM(transformers.OPTConfig(**CONFIGS[family]))
+    model = official_code.tiny_model(family, CONFIGS[family])
     if state is not None:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    return model.eval()
-
-
-def _give_position_embeddings(model) -> None:
-    """The shim for transformers >= 4.48: LLaMA layers get the rotary embeddings of the position_ids passed."""
-    def hook(_layer, args, kwargs):
-        if kwargs.get("position_embeddings") is None:
-            kwargs["position_embeddings"] = model.model.rotary_emb(args[0], kwargs["position_ids"])
-        return args, kwargs
-
-    for layer in model.model.layers:
-        layer.register_forward_pre_hook(hook, with_kwargs=True)
+    return model
 
 
 def official_masks(prune, family: str, state: dict, ids: torch.Tensor, sparsity: float, pattern: str, changed: dict):
     """Run the official prune_ria on the dense model; returns every linear's mask by "<block>.<name>"."""
-    model = build_model(family, state)
-    model.seqlen, model.hf_device_map = SEQLEN, {}
-    if family == "llama":
-        _give_position_embeddings(model)
+    model = official_code.ready(build_model(family, state), family, SEQLEN, prune, ids)
     args = argparse.Namespace(**{**DEFAULTS, **changed}, model=f"tiny-{family}", sparsity_ratio=sparsity,
                               sparsity_type=pattern)
     prune_n, prune_m = (0, 0) if pattern == "unstructured" else map(int, pattern.split(":"))
-    prune.get_loaders = lambda *_a, **_k: ([(ids[i : i + 1], ids[i : i + 1]) for i in range(len(ids))], None)
     with contextlib.redirect_stdout(io.StringIO()):  # its progress: a line per linear
         prune.prune_ria(args, model, None, torch.device("cpu"), prune_n=prune_n, prune_m=prune_m)
     layers = model.model.layers if family == "llama" else model.model.decoder.layers
@@ -126,37 +83,28 @@ def official_masks(prune, family: str, state: dict, ids: torch.Tensor, sparsity:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", type=Path, required=True, help="git directory of the official repository")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of the references (default: %(default)s)")
-    cli = parser.parse_args()
-    git_dir = cli.official / ".git" if (cli.official / ".git").is_dir() else cli.official
-    cli.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        commit = export_official(git_dir, Path(tmp))
-        sys.path.insert(0, tmp)
+    cli = official_code.command_line(__doc__, REPO)
+    with official_code.exported(cli.official, ["lib"], EDITS) as (_, commit):
         prune = importlib.import_module("lib.prune")
         for seed, family in enumerate(CONFIGS):
             torch.manual_seed(seed)
-            state = {k: v.half() for k, v in build_model(family).state_dict().items() if k != "lm_head.weight"}
+            state = official_code.half_state(build_model(family))
             if not all(v.ne(0).all() for k, v in state.items() if ".layers." in k and v.ndim == 2):
                 raise SystemExit(f"{family}: a dense linear weight is zero in float16; pick another seed")
             ids = torch.randint(0, VOCAB, (NSAMPLES, SEQLEN), generator=torch.Generator().manual_seed(seed))
-            tensors = {f"weight/{k}": v.contiguous() for k, v in state.items()}
+            tensors = {f"weight/{k}": v for k, v in state.items()}
             tensors["ids"] = ids
             for case, (sparsity, pattern, changed) in CASES.items():
                 masks = official_masks(prune, family, state, ids, sparsity, pattern, changed)
-                flat = torch.cat([mask.reshape(-1) for mask in masks.values()]).numpy()
-                tensors[f"mask/{case}"] = torch.from_numpy(np.packbits(flat))
+                flat = torch.cat([mask.reshape(-1) for mask in masks.values()])
+                tensors[f"mask/{case}"] = official_code.pack_bits(flat)
             metadata = {
                 "repo": REPO, "commit": commit, "function": "lib.prune.prune_ria(args, model, tokenizer=None, "
-                "device=cpu, prune_n, prune_m)", "args": json.dumps(DEFAULTS), "cases": json.dumps(CASES),
+                "device=cpu, prune_n, prune_m)", "args": json.dumps(DEFAULTS),
                 "linears": json.dumps(list(masks)), "family": family, "config": json.dumps(CONFIGS[family]),
                 "patches": json.dumps(EDITS), "torch": torch.__version__, "transformers": transformers.__version__,
             }
-            path = cli.out / f"ria_{family}.safetensors"
-            save_file(tensors, path, metadata=metadata)
-            print(f"{path}: {path.stat().st_size} bytes, {len(CASES)} cases")
+            official_code.save_reference(cli.out / f"ria_{family}.safetensors", tensors, metadata, CASES)
 
 
 if __name__ == "__main__":

@@ -11,37 +11,19 @@ mask must be equal.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM
+from official_references import assert_pruned_as_official, load_reference
 
 from perp_engine.errors import PerpError
-from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight
 from perp_engine.model.capture import capture_block_inputs
 from perp_engine.pruning import LayerStats, magnitude, prune_weight
 from perp_engine.pruning.dsnot import refine_dsnot
 from perp_engine.pruning.patterns import select_mask
 from perp_engine.pruning.sequential import prune_model
 
-REFERENCES = Path(__file__).parent / "references"
 FAMILIES = ["llama", "opt"]
-
-
-def load_reference(family: str):
-    with safe_open(REFERENCES / f"dsnot_{family}.safetensors", "pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    config = json.loads(meta["config"])
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
-    weights = {k.removeprefix("weight."): v.float() for k, v in tensors.items() if k.startswith("weight.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}
-    model.tie_weights()
-    return model.eval(), tensors, json.loads(meta["cases"])
 
 
 def our_knobs(case: dict) -> dict:
@@ -54,8 +36,8 @@ def our_knobs(case: dict) -> dict:
 
 def cases():
     for family in FAMILIES:
-        _, _, listed = load_reference(family)
-        for index, case in enumerate(listed):
+        _, _, meta = load_reference(f"dsnot_{family}")
+        for index, case in enumerate(json.loads(meta["cases"])):
             name = f"{family}-{case['initial_method']}-{case['sparsity_type']}-{case['sparsity_ratio']}-case{index}"
             yield pytest.param(family, index, case, id=name)
 
@@ -66,17 +48,11 @@ def test_masks_equal_the_official_code(family, index, case, monkeypatch):
     With the official start (patched in here), every mask is equal."""
     if case["initial_method"] == "magnitude":
         monkeypatch.setattr(magnitude, "select_mask", lambda score, sparsity, nm, per_row: select_mask(score, sparsity, nm, True))
-    model, ref, _ = load_reference(family)
+    model, ref, _ = load_reference(f"dsnot_{family}")
     inputs = capture_block_inputs(model, ref["ids"].long(), batch_size=8)
     prune_model(model, inputs, method=case["initial_method"], sparsity=case["sparsity_ratio"],
                 pattern=case["sparsity_type"], refine="dsnot", dsnot=our_knobs(case))
-    path, blocks = find_decoder_blocks(model)
-    for i, block in enumerate(blocks):
-        for name, module in find_linears(block).items():
-            w = get_weight(module)
-            bits = ref[f"case{index}.pruned.{path}.{i}.{name}"].numpy()
-            pruned = np.unpackbits(bits)[: w.numel()].reshape(w.shape).astype(bool)
-            assert torch.equal(w == 0, torch.from_numpy(pruned)), f"{path}.{i}.{name}"
+    assert_pruned_as_official(model, ref, f"case{index}")
 
 
 # ---- single layers ----------------------------------------------------------------------------------------------

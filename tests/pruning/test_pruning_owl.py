@@ -9,46 +9,29 @@ official masks. Here the same weights and calibration ids go through our pipelin
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM
+from official_references import assert_pruned_as_official, load_reference
 
-from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight
 from perp_engine.model.capture import capture_block_inputs
 from perp_engine.pruning.owl import block_sparsities, outlier_share, owl_allocation
 from perp_engine.pruning.sequential import prune_model
 
-REFERENCES = Path(__file__).parent / "references"
 FAMILIES = ["llama", "opt"]
-
-
-def load_reference(family: str):
-    with safe_open(REFERENCES / f"owl_{family}.safetensors", "pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    config = json.loads(meta["config"])
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
-    weights = {k.removeprefix("weight."): v.float() for k, v in tensors.items() if k.startswith("weight.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}
-    model.tie_weights()
-    return model.eval(), tensors, json.loads(meta["cases"])
 
 
 def cases():
     for family in FAMILIES:
-        _, _, listed = load_reference(family)
-        for index, case in enumerate(listed):
+        _, _, meta = load_reference(f"owl_{family}")
+        for index, case in enumerate(json.loads(meta["cases"])):
             yield pytest.param(family, index, case, id=f"{family}-{case['function']}-{case['sparsity']}")
 
 
 @pytest.mark.parametrize("family, index, case", list(cases()))
 def test_allocation_and_masks_equal_the_official_code(family, index, case):
-    model, ref, _ = load_reference(family)
+    model, ref, _ = load_reference(f"owl_{family}")
     inputs = capture_block_inputs(model, ref["ids"], batch_size=4)
     allocation = owl_allocation(model, inputs, sparsity=case["sparsity"], m=case["Hyper_m"], lam=case["Lamda"])
     assert allocation.outlier_share == pytest.approx(ref[f"case{index}.shares"].tolist(), abs=1e-12)
@@ -58,13 +41,7 @@ def test_allocation_and_masks_equal_the_official_code(family, index, case):
     if case["function"] != "prune_wanda_outlier":
         return
     prune_model(model, inputs, method="wanda", sparsity=case["sparsity"], block_sparsity=allocation.sparsity)
-    path, blocks = find_decoder_blocks(model)
-    for i, block in enumerate(blocks):
-        for name, module in find_linears(block).items():
-            w = get_weight(module)
-            bits = ref[f"case{index}.pruned.{path}.{i}.{name}"].numpy()
-            pruned = np.unpackbits(bits)[: w.numel()].reshape(w.shape).astype(bool)
-            assert torch.equal(w == 0, torch.from_numpy(pruned)), f"{path}.{i}.{name}"
+    assert_pruned_as_official(model, ref, f"case{index}")
 
 
 def test_blocks_with_more_outliers_are_pruned_less_and_the_mean_is_the_target():

@@ -5,25 +5,19 @@ scripts/reference_ria.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import transformers
-from safetensors import safe_open
+from official_references import block_linears, load_reference, unpack
 
 from perp_engine.config import RIA_PERMUTATIONS as PERMUTATIONS
-from perp_engine.model.blocks import find_decoder_blocks, find_linears
 from perp_engine.model.capture import capture_block_inputs
 from perp_engine.pruning import patterns
 from perp_engine.pruning.patterns import prune_count
 from perp_engine.pruning.ria import _channel_order, prune_ria, ria_score
 from perp_engine.pruning.sequential import prune_model
 
-REFERENCES = Path(__file__).parent / "references"
-FAMILIES = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
-            "opt": (transformers.OPTConfig, transformers.OPTForCausalLM)}
+FAMILIES = ["llama", "opt"]
 # reference case -> (the official arguments it was run with, our prune_model arguments)
 CASES = {
     "unstructured-0.5": ([0.5, "unstructured", {}], dict(sparsity=0.5, pattern="unstructured")),
@@ -168,24 +162,13 @@ def test_one_weight_fewer_than_the_official_threshold(family, case):
 
 
 def _reference(family: str, case: str):
-    """The official masks by linear ("<block>.<name>"), the dense model and the calibration ids of one case."""
-    with safe_open(REFERENCES / f"ria_{family}.safetensors", "pt") as f:
-        meta = f.metadata()
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    """The official masks by linear ("<block>.<name>"; True = kept), the dense model and the calibration ids of one
+    case."""
+    model, tensors, meta = load_reference(f"ria_{family}")
     assert json.loads(meta["cases"])[case] == CASES[case][0]
-    config_class, model_class = FAMILIES[family]
-    model = model_class(config_class(**json.loads(meta["config"]))).eval()
-    weights = {k.removeprefix("weight/"): v.float() for k, v in tensors.items() if k.startswith("weight/")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    assert missing == ["lm_head.weight"] and not unexpected  # tied to the embedding
-    shapes = {name: linear.weight.shape for name, linear in _linears(model).items()}
-    bits = np.unpackbits(tensors[f"mask/{case}"].numpy()).astype(bool)
-    official, start = {}, 0
-    for name in json.loads(meta["linears"]):
-        size = shapes[name].numel()
-        official[name] = torch.from_numpy(bits[start : start + size]).reshape(shapes[name])
-        start += size
-    assert start <= bits.size < start + 8
+    shapes = {name: linear.weight.shape for name, linear in block_linears(model).items()}
+    names = json.loads(meta["linears"])
+    official = dict(zip(names, unpack(tensors[f"mask/{case}"], [shapes[name] for name in names])))
     return official, model, tensors["ids"]
 
 
@@ -194,14 +177,9 @@ def _prune(model, ids, case: str) -> None:
     prune_model(model, inputs, method="ria", **CASES[case][1])
 
 
-def _linears(model) -> dict[str, torch.nn.Module]:
-    _, blocks = find_decoder_blocks(model)
-    return {f"{i}.{name}": linear for i, block in enumerate(blocks) for name, linear in find_linears(block).items()}
-
-
 def _masks(model) -> dict[str, torch.Tensor]:
     """Kept = nonzero: none of the reference's dense linear weights is zero."""
-    return {name: linear.weight.detach() != 0 for name, linear in _linears(model).items()}
+    return {name: linear.weight.detach() != 0 for name, linear in block_linears(model).items()}
 
 
 def _random(shape, seed):
