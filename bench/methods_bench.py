@@ -8,7 +8,10 @@ perplexity on the evaluation windows (untimed) and, with ``--zero-shot-limit``, 
 the seven tasks at that many docs each (untimed). Time is a ratio to one dense calibration forward measured in
 its own process at the start of the run (``--rounds`` of each; medians).
 
-    .venv/bin/python bench/methods_bench.py [--only TEXT] [--rounds 1] [--zero-shot-limit 0] [--quick]
+    .venv/bin/python bench/methods_bench.py [--only TEXT] [--rounds 1] [--zero-shot-limit 0] [--quick] [--redraw]
+
+Besides the tables (``bench/results/methods_bench-<device>.md``) it draws the pruned perplexities
+(``methods_bench-<device>.png``); ``--redraw`` rewrites both from the results file without measuring.
 """
 
 from __future__ import annotations
@@ -75,7 +78,16 @@ def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0], rounds=1, extra=[
         ("--only", {"default": None, "help": "measure only the cases whose label contains this text; keep the rest"}),
         ("--zero-shot-limit", {"type": int, "default": 0, "help": "docs per zero-shot task (0: no zero-shot)"}),
+        ("--redraw", {"action": "store_true", "help": "rewrite the tables and the chart from the results file"}),
     ])
+    if args.redraw:
+        saved = harness.read_results("methods_bench", args)
+        body = report(saved["cases"], saved["calibration_forward"]["seconds"], saved["calibration_forward"]["runs"],
+                      saved["sizes"])
+        harness.write_results("methods_bench", args, saved["machine"], saved["sizes"],
+                              {k: saved[k] for k in ("calibration_forward", "cases")}, body, keep_facts=True)
+        chart(saved["cases"], harness.results_stem("methods_bench", args).with_suffix(".png"))
+        return
     sizes = ({"calib_samples": 4, "seqlen": 64, "eval_tokens": 512} if args.quick
              else {"calib_samples": 32, "seqlen": 256, "eval_tokens": 16384})
     sizes["rounds"] = args.rounds
@@ -101,6 +113,44 @@ def main() -> None:
     body = report(every, base, bases, sizes)
     harness.write_results("methods_bench", args, facts, sizes,
                           {"calibration_forward": {"seconds": base, "runs": bases}, "cases": every}, body)
+    chart(every, harness.results_stem("methods_bench", args).with_suffix(".png"))
+
+
+VARIANTS = {("uniform", "none"): "uniform", ("owl", "none"): "OWL", ("uniform", "dsnot"): "DSnoT",
+            ("owl", "dsnot"): "OWL + DSnoT"}
+
+
+def chart(every: list[dict], path) -> None:
+    """Pruned perplexity (log scale) per score, one panel per sparsity target, one bar per allocation x refinement."""
+    import plotly.colors
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    targets = [t for t in TARGETS if any((c["pattern"], c["sparsity"]) == t for c in every)]
+    titles = [f"{s:.0%} unstructured" if p == "unstructured" else f"{p} ({s:.0%})" for p, s in targets]
+    fig = make_subplots(rows=1, cols=len(targets), subplot_titles=titles, shared_yaxes=True, horizontal_spacing=0.03)
+    colours = dict(zip(VARIANTS.values(), plotly.colors.qualitative.D3))
+    for col, target in enumerate(targets, start=1):
+        here = [c for c in every if (c["pattern"], c["sparsity"]) == target]
+        for (allocation, refine), name in VARIANTS.items():
+            bars = [c for c in here if (c["allocation"], c["refine"]) == (allocation, refine)]
+            if not bars:
+                continue
+            scores = [c["method"] + (" + perm." if c["ria_permute"] != "none" else "") for c in bars]
+            fig.add_trace(go.Bar(x=scores, y=[c["pruned_ppl"] for c in bars], name=name, legendgroup=name,
+                                 marker_color=colours[name], showlegend=col == 1,
+                                 hovertemplate="%{x}, " + name + ": %{y:.2f}<extra></extra>"), row=1, col=col)
+    fig.update_yaxes(type="log", title_text="pruned perplexity (log scale)", row=1, col=1)
+    fig.update_layout(title="Pruned perplexity of SmolLM2-135M by score, allocation and refinement (lower is better)",
+                      barmode="group", template="plotly_white", legend={"orientation": "h", "y": -0.15})
+    import kaleido
+
+    from perp_engine.reproduce.figures import find_browser
+
+    # offline, as the paper's figures: kaleido with the local Chromium and no MathJax download
+    kaleido.write_fig_from_object_sync([{"fig": fig.to_dict(), "path": path,
+                                         "opts": {"format": "png", "width": 1400, "height": 520}}],
+                                       kopts={"path": find_browser(), "mathjax": False})
 
 
 def report(every: list[dict], base: float, bases: list[dict], sizes: dict) -> str:
