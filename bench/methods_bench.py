@@ -6,7 +6,8 @@ case runs in a fresh process on the embedded model: the pipeline's prune stage
 (:func:`perp_engine.pruning.configured.prune_as_configured`), timed and memory-metered, then the pruned
 perplexity on the evaluation windows (untimed) and, with ``--zero-shot-limit``, the mean zero-shot accuracy over
 the seven tasks at that many docs each (untimed). Time is a ratio to one dense calibration forward measured in
-its own process at the start of the run (``--rounds`` of each; medians).
+its own process just before the cases of the same sparsity target (``--rounds`` of each; medians), so a change
+of the host's speed during the run moves both alike.
 
     .venv/bin/python bench/methods_bench.py [--only TEXT] [--rounds 1] [--zero-shot-limit 0] [--quick] [--redraw]
 
@@ -82,8 +83,7 @@ def main() -> None:
     ])
     if args.redraw:
         saved = harness.read_results("methods_bench", args)
-        body = report(saved["cases"], saved["calibration_forward"]["seconds"], saved["calibration_forward"]["runs"],
-                      saved["sizes"])
+        body = report(saved["cases"], saved["calibration_forward"]["runs"], saved["sizes"])
         harness.write_results("methods_bench", args, saved["machine"], saved["sizes"],
                               {k: saved[k] for k in ("calibration_forward", "cases")}, body, keep_facts=True)
         chart(saved["cases"], harness.results_stem("methods_bench", args).with_suffix(".png"))
@@ -93,16 +93,19 @@ def main() -> None:
     sizes["rounds"] = args.rounds
     common = (sizes, args.device, args.threads)
     facts = harness.machine_facts(args.device, args.threads)
-    bases = [harness.run_isolated(calib_forward_case, *common) for _ in range(args.rounds)]
-    base = statistics.median(b["seconds"] for b in bases)
-    print(f"calibration forward {base:.2f} s (median of {len(bases)})", flush=True)
-    measured = []
+    measured, bases, target = [], [], None
     for case in cases():
         if args.only and args.only not in label(case):
             continue
+        if (case["pattern"], case["sparsity"]) != target:  # a new group: its own unit
+            target = (case["pattern"], case["sparsity"])
+            group = [harness.run_isolated(calib_forward_case, *common) for _ in range(args.rounds)]
+            bases += group
+            base = statistics.median(b["seconds"] for b in group)
+            print(f"calibration forward {base:.2f} s (median of {len(group)})", flush=True)
         runs = [harness.run_isolated(method_case, *common, case, args.zero_shot_limit) for _ in range(args.rounds)]
         run = {**runs[0], "seconds": statistics.median(r["seconds"] for r in runs),
-               "peak_mb": statistics.median(r["peak_mb"] for r in runs), "rounds": len(runs)}
+               "peak_mb": statistics.median(r["peak_mb"] for r in runs), "rounds": len(runs), "forward_seconds": base}
         run["time_ratio"] = run["seconds"] / base
         measured.append(harness.stamp(run, facts))
         print(f"  {label(run)}: ppl {run['pruned_ppl']:.2f}, {run['time_ratio']:.2f}x, peak {run['peak_mb']:.0f} MiB, "
@@ -110,9 +113,9 @@ def main() -> None:
     kept = harness.cases_left_alone("methods_bench", args, label)
     order = [label(c) for c in cases()]
     every = sorted(kept + measured, key=lambda c: order.index(label(c)))
-    body = report(every, base, bases, sizes)
-    harness.write_results("methods_bench", args, facts, sizes,
-                          {"calibration_forward": {"seconds": base, "runs": bases}, "cases": every}, body)
+    body = report(every, bases, sizes)
+    harness.write_results("methods_bench", args, facts, sizes, {"calibration_forward": {"runs": bases}, "cases": every},
+                          body)
     chart(every, harness.results_stem("methods_bench", args).with_suffix(".png"))
 
 
@@ -153,15 +156,17 @@ def chart(every: list[dict], path) -> None:
                                        kopts={"path": find_browser(), "mathjax": False})
 
 
-def report(every: list[dict], base: float, bases: list[dict], sizes: dict) -> str:
+def report(every: list[dict], bases: list[dict], sizes: dict) -> str:
     """The markdown: one table per sparsity target, rows by score, columns by allocation and refinement."""
     has_zero_shot = any("zero_shot_mean" in c for c in every)
     lines = [
         f"Pruned perplexity on wiki-embedded ({sizes['eval_tokens']:,} tokens in windows of {sizes['seqlen']}), "
-        f"{sizes['calib_samples']} calibration windows of {sizes['seqlen']} tokens; "
-        f"time of the prune stage as a ratio to one dense calibration forward ({base:.2f} s); peak memory of the "
-        f"stage. Each case in its own process, {bases[0].get('memory_method', 'rss')} memory; one measurement per "
-        f"case unless the rounds say otherwise (the host's speed moves up to 20%). Lower perplexity is better.",
+        f"{sizes['calib_samples']} calibration windows of {sizes['seqlen']} tokens; time of the prune stage as a "
+        f"ratio to one dense calibration forward measured just before the cases of its sparsity target (from "
+        f"{min(b['seconds'] for b in bases):.2f} to {max(b['seconds'] for b in bases):.2f} s); peak memory of the "
+        f"stage. Each case and each forward in its own process, {bases[0].get('memory_method', 'rss')} memory; one "
+        f"measurement per case unless the rounds say otherwise (the host's speed moves up to 20%). Lower perplexity "
+        f"is better.",
     ]
     loads = [c["load_average"][0] for c in every if c.get("load_average")]
     if loads:
