@@ -20,7 +20,7 @@ from perp_engine.store import RunRow
 
 from .axes import DENSE, log_percent_axis, percent_axis, styled
 from .figures import charted, colors, prefixer
-from .runs import model_label, pruning_label, retraining_label, run_label
+from .runs import method_label, model_label, pruning_label, retraining_label, run_label
 from .zero_shot_rows import MEAN, accuracy, chance, end_model, protocol_text, scored, task_title, tasks_of
 
 CHANCE = "#9ca3af"
@@ -80,7 +80,7 @@ def accuracy_vs_sparsity(rows: Sequence[RunRow], task: str = MEAN) -> go.Figure:
     for r in done:
         cfg = r.config
         pattern = cfg.get("pattern", "unstructured")
-        method = f"{prefix(r)}{cfg.get('method')}{'' if pattern == 'unstructured' else f' {pattern}'}"
+        method = f"{prefix(r)}{method_label(cfg)}{'' if pattern == 'unstructured' else f' {pattern}'}"
         x = float(cfg.get("sparsity", 0.0))
         for which, groups, name, at in (("pruned", pruned, f"{method} · no retraining", x),
                                         ("final", retrained, f"{method} · {retraining_label(cfg)}", x),

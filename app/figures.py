@@ -19,7 +19,16 @@ from perp_engine.evaluation.learning_curves import relative_block_curve
 from perp_engine.store import RunRow
 
 from .axes import AFTER, BEFORE, DENSE, log_percent_axis, percent_axis, styled, value_axis
-from .runs import diverged, end_ppl, model_label, protocol_label, pruning_label, retraining_label, run_label
+from .runs import (
+    diverged,
+    end_ppl,
+    method_label,
+    model_label,
+    protocol_label,
+    pruning_label,
+    retraining_label,
+    run_label,
+)
 
 PALETTE = qualitative.Plotly
 
@@ -83,7 +92,7 @@ def ppl_vs_sparsity(rows: Sequence[RunRow]) -> go.Figure:
     dense: dict[str, list] = defaultdict(list)
     for r in done:
         cfg = r.config
-        method = f"{prefix(r)}{cfg.get('method')}{_pattern_suffix(cfg)}"
+        method = f"{prefix(r)}{method_label(cfg)}{_pattern_suffix(cfg)}"
         x = float(cfg.get("sparsity", 0.0))
         pruned[f"{method} · no retraining"].append((x, r.pruned_ppl, r.id))
         if r.final_ppl is not None:

@@ -6,9 +6,12 @@ No Streamlit here: the pages read their widgets into plain values and call these
 
 from __future__ import annotations
 
+import dataclasses
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import perp_engine.config as config_module
 from perp_engine.config import (
     DEFAULT_MODEL,
     ZERO_SHOT_LIMIT,
@@ -30,6 +33,31 @@ RECIPES = (*PRESETS, CUSTOM)
 DEFAULT_RECIPE = "perp-masklora"
 PATTERNS = ("unstructured", "2:4", "4:8")
 DEFAULT_METHOD = "wanda"
+
+# What each choice does, in a few words (the pickers' help on Experiment and Sweep; About says more).
+METHOD_HELP = {
+    "magnitude": "drop the smallest weights",
+    "wanda": "weight x activation size, the same share in every output row",
+    "sparsegpt": "prune and update the remaining weights (slowest, best)",
+    "ria": "a weight's size relative to its row and column, x activation size (RIA, 2024)",
+    "random": "a baseline",
+}
+ALLOCATION_HELP = {
+    "uniform": "every block at the target sparsity",
+    "owl": "blocks with more outlier weights are pruned less, the mean stays at the target (OWL, 2024; "
+           "unstructured only)",
+}
+REFINE_HELP = {
+    "none": "keep the method's mask",
+    "dsnot": "then swap pruned and kept weights row by row to bring each row's output back toward the dense one, "
+             "without training (DSnoT, 2024; attention layers by default)",
+}
+RIA_PERMUTE_HELP = {
+    "none": "N of every M consecutive inputs",
+    "reallocation": "first regroup the inputs so every group of M holds a fair share of the important ones",
+    "lsa": "the regrouping, improved by M rounds of linear sum assignment (slower)",
+}
+NM_ALLOCATION = "An N:M pattern prunes every block to N/M, so the allocation is uniform (OWL needs unstructured)."
 
 # How much text a run reads; perplexities of runs of different sizes are not directly comparable.
 RUN_SIZES: dict[str, dict] = {
@@ -53,6 +81,43 @@ DATASET_HELP = {
     "wikitext2": "WikiText-2 (needs the Hugging Face datasets cache or a network)",
     "c4": "C4 validation shard (needs the Hugging Face datasets cache or a network)",
 }
+
+
+def help_text(helps: Mapping[str, str]) -> str:
+    """One picker's help: ``wanda: ... · ria: ...``."""
+    return " · ".join(f"{choice}: {what}" for choice, what in helps.items())
+
+
+def allows_allocation(pattern: str) -> bool:
+    """Whether a pattern leaves the blocks' sparsities free (unstructured); N:M fixes each at N/M."""
+    return parse_pattern(pattern) is None
+
+
+def ria_permutes(method: str, pattern: str) -> bool:
+    """Whether RIA's channel permutation applies: method ria with an N:M pattern."""
+    return method == "ria" and parse_pattern(pattern) is not None
+
+
+def dsnot_fields() -> list[dataclasses.Field]:
+    """RunConfig's DSnoT knobs (the ``dsnot_*`` fields), in their order: Experiment offers each as an advanced input."""
+    return [f for f in dataclasses.fields(RunConfig) if f.name.startswith("dsnot_")]
+
+
+def knob_kind(f: dataclasses.Field) -> str:
+    """Which input shows a config field: ``toggle`` (bool), ``int``, ``float``, ``choice`` (text with allowed
+    values, :func:`knob_choices`) or ``text``."""
+    kind = {"bool": "toggle", "int": "int", "float": "float"}.get(str(f.type))
+    return kind or ("choice" if knob_choices(f) else "text")
+
+
+def knob_choices(f: dataclasses.Field) -> tuple[str, ...] | None:
+    """A text field's allowed values: perp_engine.config's constant named after the field (``DSNOT_SKIP_LAYERS``
+    for ``dsnot_skip_layer``, ``DSNOT_SAME_SIGN`` for ``dsnot_same_sign``), or None."""
+    for name in (f"{f.name.upper()}S", f.name.upper()):
+        values = getattr(config_module, name, None)
+        if isinstance(values, (tuple, dict)):
+            return tuple(values)
+    return None
 
 
 def task_choice_label(choice: str) -> str:
@@ -94,6 +159,11 @@ def widget_values(config: Mapping) -> dict:
             values["exp_zs_limit"] = limit
     if "max_grad_norm" in config:
         values["exp_max_grad_norm"] = float(config["max_grad_norm"])
+    values.update(exp_allocation=config.get("allocation", "uniform"), exp_refine=config.get("refine", "none"),
+                  exp_ria_permute=config.get("ria_permute", "none"))
+    values.update({f"exp_{name}": float(config[name]) for name in ("owl_m", "owl_lambda", "ria_power")
+                   if name in config})
+    values.update({f"exp_{f.name}": config[f.name] for f in dsnot_fields() if f.name in config})
     if config.get("mode", "none") != "none":
         values.update({"exp_steps": config["steps"], f"exp_lr_{recipe}": float(config["lr"]),
                        "exp_eval_every": config.get("eval_every", 0)})
@@ -104,12 +174,17 @@ def widget_values(config: Mapping) -> dict:
 
 
 def sweep_name(methods: Sequence[str], sparsities: Sequence[float], recipes: Sequence[str], seeds: Sequence[int] = (0,),
-               pattern: str = "unstructured") -> str:
-    """A sweep named by what varies, in braces: ``magnitude 50% x {none, perp}``."""
+               pattern: str = "unstructured", allocations: Sequence[str] = ("uniform",),
+               refines: Sequence[str] = ("none",)) -> str:
+    """A sweep named by what varies, in braces: ``magnitude 50% x {none, perp}``; an allocation or refinement
+    other than the default, or several, joins the methods: ``wanda + {uniform, owl} + dsnot 50% x perp``."""
     def axis(values: Sequence[str]) -> str:
         return values[0] if len(values) == 1 else "{" + ", ".join(values) + "}"
     amounts = [pattern] if parse_pattern(pattern) else [f"{s:.0%}" for s in sorted(set(map(float, sparsities)))]
-    name = f"{axis(list(methods))} {axis(amounts)} x {axis(list(recipes))}"
+    pruning = " + ".join([axis(list(methods)), *(axis(list(values)) for values, default in
+                                                 ((allocations, "uniform"), (refines, "none"))
+                                                 if list(values) != [default] and values)])
+    name = f"{pruning} {axis(amounts)} x {axis(list(recipes))}"
     return name + (f" x seeds {axis([str(s) for s in seeds])}" if len(seeds) > 1 else "")
 
 
@@ -133,17 +208,24 @@ def recipe_summary(recipe: str) -> str:
 
 @dataclass
 class ExperimentForm:
-    """The Experiment page's choices. ``mode``/``train``/``adapter``/``rank`` count only for the custom recipe;
-    ``lr`` None keeps the recipe's learning rate; ``eval_every`` > 0 records a learning curve; ``advanced`` holds
-    any other RunConfig fields. ``zero_shot``: the tasks scored (``paper`` = the seven; none = off),
-    ``zero_shot_limit`` docs per task (0 = all), ``zero_shot_on`` the models scored; the last two count only with
-    tasks."""
+    """The Experiment page's choices. ``owl_m``/``owl_lambda`` count only with allocation ``owl``,
+    ``ria_power``/``ria_permute`` only with method ``ria``; ``mode``/``train``/``adapter``/``rank`` only for the
+    custom recipe; ``lr`` None keeps the recipe's learning rate; ``eval_every`` > 0 records a learning curve;
+    ``advanced`` holds any other RunConfig fields (DSnoT's ``dsnot_*`` among them). ``zero_shot``: the tasks
+    scored (``paper`` = the seven; none = off), ``zero_shot_limit`` docs per task (0 = all), ``zero_shot_on`` the
+    models scored; the last two count only with tasks."""
 
     model: str = DEFAULT_MODEL
     dataset: str = "wiki-embedded"
     method: str = DEFAULT_METHOD
     sparsity: float = 0.5
     pattern: str = "unstructured"
+    allocation: str = RunConfig.allocation
+    owl_m: float = RunConfig.owl_m
+    owl_lambda: float = RunConfig.owl_lambda
+    refine: str = RunConfig.refine
+    ria_power: float = RunConfig.ria_power
+    ria_permute: str = RunConfig.ria_permute
     recipe: str = DEFAULT_RECIPE
     mode: str = "retrain"
     train: Sequence[str] = ("norms",)
@@ -166,9 +248,15 @@ class ExperimentForm:
             "method": self.method,
             "pattern": self.pattern,
             "sparsity": pattern_sparsity(self.pattern, self.sparsity),
+            "allocation": self.allocation,
+            "refine": self.refine,
             **RUN_SIZES[self.size],
             **self.advanced,
         }
+        if self.allocation == "owl":
+            fields.update(owl_m=float(self.owl_m), owl_lambda=float(self.owl_lambda))
+        if self.method == "ria":
+            fields.update(ria_power=float(self.ria_power), ria_permute=self.ria_permute)
         if self.recipe == CUSTOM:
             preset = None
             fields.update(mode=self.mode, train=tuple(self.train) if self.mode != "none" else (),
@@ -184,19 +272,45 @@ class ExperimentForm:
 
 
 def sweep_spec(*, name: str, fixed: dict, methods: Sequence[str], sparsities: Sequence[float], recipes: Sequence[str],
-               seeds: Sequence[int] = (0,), pattern: str = "unstructured") -> SweepSpec:
-    """The Sweep page's grid: methods x sparsities x recipes (presets) x seeds on top of the ``fixed`` fields.
+               seeds: Sequence[int] = (0,), pattern: str = "unstructured", allocations: Sequence[str] = ("uniform",),
+               refines: Sequence[str] = ("none",)) -> SweepSpec:
+    """The Sweep page's grid: methods x allocations x refinements x sparsities x recipes (presets) x seeds on top
+    of the ``fixed`` fields.
 
     An N:M ``pattern`` fixes the sparsity (the sparsity choices are then ignored). Axes with one value are
     shared fields; PerpError when no axis has two values or one has none. Without a ``name`` the sweep is named
-    by what varies (sweep_name)."""
-    if not name and methods and recipes:
-        name = sweep_name(methods, sparsities, recipes, list(seeds), pattern)
-    axes = {"method": list(methods), "preset": list(recipes), "seed": list(seeds),
+    by what varies (sweep_name). Points the configuration refuses (OWL with N:M) stay in the grid:
+    :func:`sweep_configs` sets them aside and says why."""
+    if not name and methods and recipes and allocations and refines:
+        name = sweep_name(methods, sparsities, recipes, list(seeds), pattern, allocations, refines)
+    axes = {"method": list(methods), "allocation": list(allocations), "refine": list(refines), "preset": list(recipes),
+            "seed": list(seeds),
             "sparsity": [pattern_sparsity(pattern, 0.5)] if parse_pattern(pattern) else sorted(set(map(float, sparsities)))}
     for key, values in axes.items():
         if not values:
             raise PerpError(key, "choose at least one value")
     if all(len(values) == 1 for values in axes.values()):
-        raise PerpError("grid", "choose two or more values for at least one axis (methods, sparsities, recipes or seeds)")
+        raise PerpError("grid", "choose two or more values for at least one axis (methods, allocations, refinements, "
+                                "sparsities, recipes or seeds)")
     return with_axes(None, {**{k: [v] for k, v in fixed.items()}, "pattern": [pattern], **axes}, name=name)
+
+
+def sweep_configs(spec: SweepSpec) -> tuple[list[RunConfig], list[str]]:
+    """The grid's valid RunConfigs, in grid order, and one line per reason the others are skipped (how many,
+    which values they share, the configuration's own words). PerpError("grid", reason) when no point is valid."""
+    configs, skipped = [], defaultdict(list)
+    for point in spec.points():
+        values = {**spec.base, **point}
+        try:
+            configs.append(RunConfig.create(values.pop("preset", None), **values))
+        except PerpError as err:
+            skipped[str(err)].append(point)
+    if not configs:
+        raise PerpError("grid", f"no combination of these choices can run: {next(iter(skipped))}")
+    return configs, [_skipped_line(reason, points, spec.size) for reason, points in skipped.items()]
+
+
+def _skipped_line(reason: str, points: Sequence[dict], size: int) -> str:
+    """``2 of 8 runs skipped (allocation owl, sparsity 0.1): reason``: the values all those points share."""
+    shared = [f"{k} {v}" for k, v in points[0].items() if all(p[k] == v for p in points)]
+    return f"{len(points)} of {size} runs skipped" + (f" ({', '.join(shared)})" if shared else "") + f": {reason}"

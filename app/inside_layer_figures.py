@@ -15,13 +15,17 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from perp_engine.inspect_layer import INSPECT_METHODS, AdapterOutcome, ErrorCurves, LayerInspection
+from perp_engine.inspect_layer import DSNOT, INSPECT_METHODS, AdapterOutcome, ErrorCurves, LayerInspection
 from perp_engine.model.sparsity import kept_positions
 
 CROP = 64
 KEPT, PRUNED = "#0072B2", "#E69F00"
-METHOD_COLORS = {"magnitude": "#D55E00", "wanda": "#009E73", "sparsegpt": "#CC79A7"}
-LABELS = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT", "lora": "LoRA", "masklora": "MaskLoRA"}
+METHOD_COLORS = {"magnitude": "#D55E00", "wanda": "#009E73", "sparsegpt": "#CC79A7", "ria": "#56B4E9",
+                 DSNOT: "#000000"}  # Okabe-Ito, apart from KEPT and PRUNED
+LABELS = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT", "ria": "RIA", DSNOT: "Wanda + DSnoT",
+          "lora": "LoRA", "masklora": "MaskLoRA"}
+NUMBER_WORDS = {5: "five"}  # "all five keep"
+SPLIT = "#9ca3af"  # weights some methods keep and others prune
 LAYOUT = dict(template="plotly_white", font=dict(size=15), margin=dict(l=10, r=10, t=80, b=10))
 SCORES = "Viridis"
 COLOUR_QUANTILE = 0.99
@@ -61,13 +65,14 @@ def _where(crop: Crop) -> str:
     return f"rows {crop.row}–{crop.row + crop.rows - 1}, columns {crop.col}–{crop.col + crop.cols - 1}"
 
 
-def _matrix_axes(fig: go.Figure, panels: int) -> go.Figure:
-    """Matrix orientation (row 0 on top), square cells, axis titles on every panel."""
+def _matrix_axes(fig: go.Figure, panels: int, title_size: int = 15) -> go.Figure:
+    """Matrix orientation (row 0 on top), square cells, axis titles on every panel; panel titles in
+    ``title_size``."""
     for i in range(1, panels + 1):
         fig.update_yaxes(autorange="reversed", scaleanchor="x" if i == 1 else f"x{i}", constrain="domain",
                          title_text="output row" if i == 1 else None, row=1, col=i)
         fig.update_xaxes(constrain="domain", title_text="input column", row=1, col=i)
-    fig.update_annotations(font_size=15)
+    fig.update_annotations(font_size=title_size)
     return fig
 
 
@@ -82,34 +87,43 @@ def _colour_top(values: torch.Tensor) -> float:
     return float(values.float().flatten().quantile(COLOUR_QUANTILE)) or float(values.max()) or 1.0
 
 
+SCORE_PANELS = (  # (title, hover name, colour bar title): what each ranking method looks at
+    ("|W|: what magnitude ranks", "|W|", "|W|"),
+    ("|W| · ‖x‖: what Wanda ranks", "Wanda score |W| · ‖x‖", "Wanda"),
+    ("relative |W| · ‖x‖^a: what RIA ranks", "RIA score (|W|/column sum + |W|/row sum) · ‖x‖^a", "RIA"),
+)
+
+
 def score_heatmaps(ins: LayerInspection, crop: Crop) -> go.Figure:
-    """|W| and Wanda's score |W|·‖x‖ on the crop, each with its own colour bar (viridis) capped at the crop's
-    99th percentile; hover gives the exact values."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16,
-                        subplot_titles=["|W|: what magnitude ranks", "|W| · ‖x‖: what Wanda ranks"])
+    """|W|, Wanda's score |W|·‖x‖ and RIA's score on the crop, each with its own colour bar (viridis) capped at the
+    crop's 99th percentile; hover gives the exact values (and Wanda's factors)."""
+    n, gap = len(SCORE_PANELS), 0.14  # room for each colour bar between the panels
+    fig = make_subplots(rows=1, cols=n, horizontal_spacing=gap, subplot_titles=[title for title, _, _ in SCORE_PANELS])
     weight = crop.values(ins.weight.abs())
     norms = crop.take(ins.input_norm.unsqueeze(0).expand_as(ins.weight)).tolist()
-    fig.add_trace(go.Heatmap(
-        z=weight, x=crop.x, y=crop.y, name="|W|", coloraxis="coloraxis",
-        hovertemplate="|W|<br>row %{y}, column %{x}<br>%{z:.4f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Heatmap(
-        z=crop.values(ins.wanda_score), x=crop.x, y=crop.y, name="Wanda score", coloraxis="coloraxis2",
-        customdata=[[[w, n] for w, n in zip(wr, nr)] for wr, nr in zip(weight, norms)],
-        hovertemplate="Wanda score |W| · ‖x‖<br>row %{y}, column %{x}<br>%{z:.4f} = "
-                      "%{customdata[0]:.4f} × %{customdata[1]:.3f}<extra></extra>"), row=1, col=2)
-    fig.update_layout(title=f"Weight size and Wanda score ({_where(crop)}; colours capped at the 99th percentile)",
-                      height=460, **LAYOUT,
-                      coloraxis=dict(colorscale=SCORES, cmin=0, cmax=_colour_top(crop.take(ins.weight.abs())),
-                                     colorbar=dict(title="|W|", x=0.42, len=0.8)),
-                      coloraxis2=dict(colorscale=SCORES, cmin=0, cmax=_colour_top(crop.take(ins.wanda_score)),
-                                      colorbar=dict(title="score", x=1.0, len=0.8)))
-    return _matrix_axes(fig, 2)
+    factors = dict(customdata=[[[w, n] for w, n in zip(wr, nr)] for wr, nr in zip(weight, norms)],
+                   hovertemplate=" = %{customdata[0]:.4f} × %{customdata[1]:.3f}")  # Wanda's score, factored
+    axes = {}
+    for i, ((_, name, bar), matrix) in enumerate(zip(SCORE_PANELS, (ins.weight.abs(), ins.wanda_score, ins.ria_score))):
+        axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
+        extra = factors if i == 1 else {}
+        fig.add_trace(go.Heatmap(
+            z=crop.values(matrix), x=crop.x, y=crop.y, name=name, coloraxis=axis, customdata=extra.get("customdata"),
+            hovertemplate=f"{name}<br>row %{{y}}, column %{{x}}<br>%{{z:.4g}}{extra.get('hovertemplate', '')}"
+                          "<extra></extra>"), row=1, col=i + 1)
+        right = (i + 1) * (1 - gap * (n - 1)) / n + i * gap  # the panel's right edge: its colour bar beside it
+        axes[axis] = dict(colorscale=SCORES, cmin=0, cmax=_colour_top(crop.take(matrix)),
+                          colorbar=dict(title=bar, x=right, len=0.8, thickness=14))
+    fig.update_layout(title=f"Weight size and the scores that rank it ({_where(crop)}; colours capped at the 99th "
+                            "percentile)", height=440, **LAYOUT, **axes)
+    return _matrix_axes(fig, n)
 
 
 def mask_heatmaps(ins: LayerInspection, crop: Crop) -> go.Figure:
-    """The three masks on the crop, kept in blue and pruned in orange; the title says each one's kept share there."""
-    titles = [f"{LABELS[m]}: keeps {float(crop.take(ins.masks[m]).float().mean()):.0%} here" for m in INSPECT_METHODS]
-    fig = make_subplots(rows=1, cols=len(INSPECT_METHODS), subplot_titles=titles, horizontal_spacing=0.05)
+    """Each method's mask on the crop, kept in blue and pruned in orange, side by side; the titles say each one's
+    kept share there."""
+    titles = [f"{LABELS[m]}: keeps {float(crop.take(ins.masks[m]).float().mean()):.0%}" for m in INSPECT_METHODS]
+    fig = make_subplots(rows=1, cols=len(INSPECT_METHODS), subplot_titles=titles, horizontal_spacing=0.03)
     weight = crop.values(ins.weight)
     for i, method in enumerate(INSPECT_METHODS):
         mask = crop.take(ins.masks[method])
@@ -119,21 +133,37 @@ def mask_heatmaps(ins: LayerInspection, crop: Crop) -> go.Figure:
             hovertemplate=f"{LABELS[method]} mask<br>row %{{y}}, column %{{x}}<br>%{{text}} · W = %{{customdata:.4f}}<extra></extra>",
             **_two_colour("pruned", "kept", show=i == len(INSPECT_METHODS) - 1)), row=1, col=i + 1)
     title = f"Which weights each method keeps at {_setting(ins)} ({_where(crop)})"
-    fig.update_layout(title=title, height=380, **LAYOUT)
-    return _matrix_axes(fig, len(INSPECT_METHODS))
+    fig.update_layout(title=title, height=360, **LAYOUT)
+    return _matrix_axes(fig, len(INSPECT_METHODS), title_size=13)
+
+
+def dsnot_swaps(ins: LayerInspection) -> int:
+    """How many pruned weights DSnoT regrew (each swap regrows one and prunes one kept weight of Wanda's mask)."""
+    return int((ins.masks[DSNOT] & ~ins.masks["wanda"]).sum())
 
 
 def _setting(ins: LayerInspection) -> str:
     return f"{ins.sparsity:.0%} sparsity" + ("" if ins.pattern == "unstructured" else f", {ins.pattern}")
 
 
-def agreement_label(methods: tuple[str, ...]) -> str:
-    """``("magnitude", "wanda")`` -> ``"only Magnitude + Wanda keep"``; all three and none have their own words."""
-    if not methods:
-        return "all three prune"
-    if len(methods) == len(INSPECT_METHODS):
-        return "all three keep"
-    return f"only {' + '.join(LABELS[m] for m in methods)} keep{'s' if len(methods) == 1 else ''}"
+def agreement_rows(ins: LayerInspection) -> list[tuple[str, int]]:
+    """Who keeps each weight, as (label, weights) rows from "all keep" to "all prune": kept by all but one method
+    and by one method alone, one row per method; kept by some other number, one row per number."""
+    n = len(INSPECT_METHODS)
+    word = NUMBER_WORDS.get(n, str(n))
+    rows = []
+    for k in range(n, -1, -1):
+        combos = [c for c in ins.agreement if len(c) == k]
+        if k in (0, n):
+            rows.append((f"all {word} {'keep' if k else 'prune'}", sum(ins.agreement[c] for c in combos)))
+        elif k == n - 1:
+            rows += [(f"all but {LABELS[m]} keep", ins.agreement[tuple(x for x in INSPECT_METHODS if x != m)])
+                     for m in INSPECT_METHODS]
+        elif k == 1:
+            rows += [(f"only {LABELS[m]} keeps", ins.agreement[(m,)]) for m in INSPECT_METHODS]
+        else:
+            rows.append((f"kept by {k} of {word}", sum(ins.agreement[c] for c in combos)))
+    return rows
 
 
 def jaccard_heatmap(ins: LayerInspection) -> go.Figure:
@@ -141,26 +171,28 @@ def jaccard_heatmap(ins: LayerInspection) -> go.Figure:
     labels = [LABELS[m] for m in INSPECT_METHODS]
     z = [[ins.overlap[a][b] for b in INSPECT_METHODS] for a in INSPECT_METHODS]
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, name="Jaccard", zmin=0, zmax=1, colorscale="Blues",
-                               showscale=False, texttemplate="%{z:.2f}", textfont=dict(size=18),
+                               showscale=False, texttemplate="%{z:.2f}", textfont=dict(size=16),
                                hovertemplate="kept by %{y} and by %{x}<br>Jaccard overlap %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title="Overlap of the kept weights (Jaccard)", height=420, **LAYOUT)
+    fig.update_layout(title="Overlap of the kept weights (Jaccard)", height=480, **LAYOUT)
     return fig
 
 
 def agreement_bars(ins: LayerInspection) -> go.Figure:
-    """How many weights exactly which methods keep (a Venn diagram as bars), as a share of the whole matrix."""
-    order = sorted(ins.agreement, key=lambda methods: (-len(methods), [INSPECT_METHODS.index(m) for m in methods]))
+    """How many weights which methods keep (agreement_rows), as a share of the whole matrix: blue where all keep,
+    orange where all prune, grey where they disagree."""
+    rows = agreement_rows(ins)
     total = sum(ins.agreement.values())
-    shares = [ins.agreement[m] / total for m in order]
-    colours = [KEPT if len(m) == len(INSPECT_METHODS) else PRUNED if not m else "#9ca3af" for m in order]
+    shares = [count / total for _, count in rows]
+    last = len(rows) - 1
+    colours = [KEPT if i == 0 else PRUNED if i == last else SPLIT for i in range(len(rows))]
     fig = go.Figure(go.Bar(
-        y=[agreement_label(m) for m in order], x=shares, orientation="h", name="weights", marker_color=colours,
-        customdata=[ins.agreement[m] for m in order], text=[f"{v:.1%}" for v in shares], textposition="outside",
+        y=[label for label, _ in rows], x=shares, orientation="h", name="weights", marker_color=colours,
+        customdata=[count for _, count in rows], text=[f"{v:.1%}" for v in shares], textposition="outside",
         cliponaxis=False, hovertemplate="%{y}<br>%{customdata:,} weights (%{x:.1%})<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(tickformat=".0%", title_text="share of the layer's weights", range=[0, 1.2 * max(shares)])
-    fig.update_layout(title=f"Who keeps each weight ({_setting(ins)}, whole matrix)", height=420, **LAYOUT)
+    fig.update_layout(title=f"Who keeps each weight ({_setting(ins)}, whole matrix)", height=480, **LAYOUT)
     return fig
 
 

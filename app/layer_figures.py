@@ -337,6 +337,86 @@ def sparsity_lines(layers_by_run: Mapping[str, Sequence[Mapping]]) -> go.Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class BlockAllocation:
+    """One run's sparsity per block: the allocation's target (``RunResult.block_sparsity``; a run recorded before
+    allocations existed was uniform, so its target is the run's sparsity in every block), the achieved share of
+    zeros (its linears' sparsities weighted by their sizes) and, for OWL, each dense block's outlier share in %."""
+
+    allocation: str
+    sparsity: float  # the run's target
+    blocks: list[int]
+    target: list[float]
+    achieved: list[float | None]
+    outlier_share: list[float]
+
+
+def block_allocation(config: Mapping, result: Mapping | None, layers: Sequence[Mapping]) -> BlockAllocation:
+    """The run's :class:`BlockAllocation` from its config, its result dict (may lack the allocation fields) and its
+    layer records."""
+    result = result or {}
+    kept: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for rec in layers:
+        if rec.get("sparsity") is not None:
+            kept[rec["block"]].append((rec["sparsity"], rec.get("numel") or 1))
+    target = list(result.get("block_sparsity") or [])
+    blocks = list(range(len(target))) if target else sorted(kept)
+    sparsity = float(config.get("sparsity", 0.0))
+    achieved = [sum(s * n for s, n in kept[b]) / sum(n for _, n in kept[b]) if kept.get(b) else None for b in blocks]
+    return BlockAllocation(allocation=config.get("allocation", "uniform"), sparsity=sparsity, blocks=blocks,
+                           target=target or [sparsity] * len(blocks), achieved=achieved,
+                           outlier_share=list(result.get("outlier_share") or []))
+
+
+def block_sparsity_figure(by_run: Mapping[str, BlockAllocation]) -> go.Figure:
+    """Each block's sparsity, target (dotted) and achieved (solid, markers), one colour per run; OWL runs add
+    their outlier share per block as light bars on a second axis."""
+    shares = any(a.outlier_share for a in by_run.values())
+    fig = make_subplots(specs=[[{"secondary_y": shares}]])
+    palette = qualitative.Dark2
+    values = []
+    for r, (label, a) in enumerate(by_run.items()):
+        color = palette[r % len(palette)]
+        if a.outlier_share:
+            fig.add_trace(go.Bar(x=a.blocks, y=a.outlier_share, name=f"{label} · outlier share", marker_color=color,
+                                 opacity=0.3, hovertemplate=f"{label}<br>block %{{x}}: %{{y:.2f}}% of its Wanda scores "
+                                                            "are outliers<extra></extra>"), secondary_y=True)
+        values += [*a.target, *(v for v in a.achieved if v is not None)]
+        fig.add_trace(go.Scatter(x=a.blocks, y=a.target, name=f"{label} · target ({a.allocation})", mode="lines",
+                                 line=dict(color=color, dash="dot", width=2),
+                                 hovertemplate=f"{label}<br>block %{{x}} target %{{y:.2%}}<extra></extra>"),
+                      secondary_y=False)
+        fig.add_trace(go.Scatter(x=a.blocks, y=a.achieved, name=f"{label} · achieved", mode="lines+markers",
+                                 line=dict(color=color, dash=RUN_DASHES[r % 2]),
+                                 marker=dict(symbol=RUN_SYMBOLS[r % 2], size=7),
+                                 hovertemplate=f"{label}<br>block %{{x}} achieved %{{y:.2%}}<extra></extra>"),
+                      secondary_y=False)
+    if values:  # around the values, at least ±5 points, so a uniform run is a flat line and OWL's spread shows
+        middle, half = (min(values) + max(values)) / 2, max(0.05, (max(values) - min(values)) / 2 + 0.02)
+        fig.update_yaxes(range=[max(0.0, middle - half), min(1.0, middle + half)], secondary_y=False)
+    fig.update_yaxes(tickformat=".0%", secondary_y=False)
+    if shares:
+        top = max(v for a in by_run.values() for v in a.outlier_share) * 1.15 or 1.0
+        fig.update_yaxes(title_text="outlier weights (% of the block)", range=[0, top], ticksuffix="%",
+                         tickmode="auto", showgrid=False, secondary_y=True)  # its own ticks, not the left axis's
+    fig.update_xaxes(**block_ticks(_n_blocks({k: [{"block": b} for b in a.blocks] for k, a in by_run.items()})))
+    return styled(fig, "Sparsity per block: the allocation's target and what was pruned", "block",
+                  "sparsity of the block")
+
+
+def allocation_note(label: str, a: BlockAllocation) -> str | None:
+    """What OWL did to one run, in numbers: the block with the most outliers against the one with the fewest,
+    and the mean of the block sparsities against the target. None for uniform runs."""
+    if a.allocation != "owl" or not a.outlier_share:
+        return None
+    most = max(range(len(a.blocks)), key=lambda i: a.outlier_share[i])
+    least = min(range(len(a.blocks)), key=lambda i: a.outlier_share[i])
+    mean = sum(a.target) / len(a.target)
+    return (f"{label}: OWL pruned block {a.blocks[most]} ({a.outlier_share[most]:.2f}% outliers, the most) to "
+            f"{a.target[most]:.1%} and block {a.blocks[least]} ({a.outlier_share[least]:.2f}%, the fewest) to "
+            f"{a.target[least]:.1%}; the block sparsities average {mean:.1%}, the target {a.sparsity:.1%}.")
+
+
 # -- block outputs ---------------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The Streamlit side of the Inside a layer page: the model, and each block's captured inputs, cached per server.
 
 Loading a model and capturing what a block's linears see take seconds; everything after (pruning one matrix by
-three methods, the curves, the adapter demo) is cached per setting, so moving a slider back is instant.
+each method, the curves, the adapter demo) is cached per setting, so moving a slider back is instant.
 Inputs are the plain values the page's widgets hold, so every cache key is hashable and readable.
 """
 

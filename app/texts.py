@@ -8,7 +8,8 @@ PERP = """\
 weighs each weight by the size of the activations it sees, and *SparseGPT* prunes and adjusts the remaining
 weights to undo the damage (an approximate second-order update). At 50% sparsity half of the weights of
 every linear layer are exactly zero. The cost is a higher **perplexity** (the model is more surprised by text;
-lower is better).
+lower is better). Three methods from 2024, below, change which weights go (*RIA*), how many go in each block
+(*OWL*), or rework the mask afterwards (*DSnoT*).
 
 **Retraining** repairs the damage. The usual answer, retraining every weight, needs the memory of full
 training. **PERP** (*Rethinking the Prune-Retrain Paradigm*, Zimmer et al., 2023) shows that retraining a tiny,
@@ -19,6 +20,32 @@ pruned layers that **keep the zeros zero** when they are merged back, so the mod
 **Layer-wise reconstruction** is the cheaper variant: each transformer block is retrained on its own to
 reproduce the dense block's outputs, one block at a time.
 """
+
+# Three methods of 2024 that combine with PERP's repair (Experiment: method ria, allocation owl, refine dsnot).
+METHODS_2024: dict[str, str] = {
+    "OWL": "**OWL** (*Outlier Weighed Layerwise sparsity*; L. Yin et al., ICML 2024, arXiv:2310.05175) decides "
+           "*how much* each transformer block is pruned, not *which* weights: it is an allocation that any method "
+           "then applies. Some blocks hold far more outlier weights (a Wanda score above M times the block's mean, "
+           "M = 5) than others, and those are the weights a model cannot lose. OWL prunes such blocks less and the "
+           "others more, within the target ± λ (0.08), so the average stays exactly the target sparsity. It costs "
+           "one more pass over the dense blocks on the calibration text before pruning starts. It needs unstructured "
+           "sparsity: an N:M pattern fixes every block at N/M.",
+    "RIA": "**RIA** (*Relative Importance and Activations*, from *Plug-and-Play: An Efficient Post-training Pruning "
+           "Method for Large Language Models*; Y. Zhang, H. Bai, H. Lin, J. Zhao, L. Hou, C. V. Cannistraci, ICLR "
+           "2024, OpenReview) is a pruning method like Wanda, with a fairer score: a weight counts by how large it "
+           "is compared with the other weights of its row *and* of its column (|W_ij| / row sum + |W_ij| / column "
+           "sum), times the size of its input to the power 0.5. So a row or column of small weights still keeps "
+           "its strongest ones. It costs what Wanda costs. For 2:4 or 4:8 patterns it can first regroup the inputs "
+           "(channel permutation) so that every group of M keeps more important weights: reallocation sorts the "
+           "inputs once per layer, lsa then adds M rounds of linear sum assignment per layer.",
+    "DSnoT": "**DSnoT** (*Dynamic Sparse No Training: Training-Free Fine-tuning for Sparse LLMs*; Y. Zhang et al., "
+             "ICLR 2024, arXiv:2310.08915) improves a mask another method chose, without any training. For each "
+             "output row it measures how far the row's mean output on the calibration text has moved from the dense "
+             "one, then repeatedly brings back one pruned weight that moves it home and prunes one kept weight that "
+             "matters little, so the row keeps its number of zeros. It costs up to 50 such swap cycles per row, "
+             "all rows at once, with no gradients and no backpropagation; by default, as in the official code, it "
+             "refines only the attention layers.",
+}
 
 SCALING = r"s = \alpha / r \quad\text{(rank } r\text{, scaling } \alpha\text{)},\qquad M = \mathbb{1}[W \neq 0]"
 
@@ -94,8 +121,14 @@ CHARTS: dict[str, str] = {
     "error_lines": "The same errors along the depth of the model, one panel per layer type: red after pruning, "
                    "blue after repair. The local error shows which layers pruning hurt most; the accumulated "
                    "error grows with depth as the damage of earlier layers adds up.",
-    "sparsity": "Share of zero weights in each linear layer. Uniform pruning gives the same value everywhere; "
-                "N:M patterns give exactly N/M.",
+    "block_sparsity": "Each block's sparsity: dotted, the target the allocation gave it; solid, the share of its "
+                      "weights actually zero (its linears weighted by size). Uniform allocation gives every block "
+                      "the run's sparsity. OWL gives each block its own: the light bars (right axis) are the share "
+                      "of the dense block's weights that are outliers (Wanda score above M times the block's mean); "
+                      "blocks with more outliers are pruned less, and the block sparsities average exactly the "
+                      "run's target.",
+    "sparsity": "Share of zero weights in each linear layer. Uniform allocation gives the same value everywhere "
+                "(OWL: about the same within a block); N:M patterns give exactly N/M.",
     "block_losses": "The output of each whole transformer block against the dense block's, as a relative "
                     "squared error: local (the block on the inputs it sees in the measured model, against the "
                     "dense block on the same inputs) or accumulated (each model on its own propagated inputs). "
@@ -110,22 +143,30 @@ the PERP + MaskLoRA recipe, quick size) and press **Launch**. The first run conv
 """
 
 INSIDE_LAYER: dict[str, str] = {
-    "intro": "One linear layer of the model, seen up close: which weights magnitude, Wanda and SparseGPT remove, "
-             "what that costs the layer's output, and what adapters do to the zeros. The layer is pruned alone, "
-             "on the inputs it sees in the dense model; nothing is saved and no run is started.",
-    "scores": "Left: the size of each weight. Right: Wanda's score, the weight's size times how large its input "
-              "column is on calibration text. Look for columns that light up on the right but not on the left: "
-              "a small weight on a large input matters, so Wanda keeps it where magnitude would drop it.",
-    "masks": "Blue weights are kept, orange ones are set to zero. Magnitude uses one threshold for the whole matrix, "
-             "so some rows lose more than others; Wanda removes the same number in every row; SparseGPT picks "
-             "weights it can compensate for (see below). With 2:4 or 4:8, every group of 4 or 8 neighbours in a "
-             "row loses exactly 2 or 4.",
+    "intro": "One linear layer of the model, seen up close: which weights magnitude, Wanda, SparseGPT, RIA and Wanda "
+             "refined by DSnoT remove, what that costs the layer's output, and what adapters do to the zeros. The "
+             "layer is pruned alone, on the inputs it sees in the dense model; nothing is saved and no run is started.",
+    "scores": "Left: the size of each weight. Middle: Wanda's score, the weight's size times how large its input "
+              "column is on calibration text. Look for columns that light up in the middle but not on the left: "
+              "a small weight on a large input matters, so Wanda keeps it where magnitude would drop it. Right: "
+              "RIA's score, the weight's size relative to the other weights of its row and of its column, times "
+              "the input's size to the power 0.5: a weight that is large for its row or column counts, even in a "
+              "row or column of small weights.",
+    "masks": "Blue weights are kept, orange ones are set to zero. Magnitude and RIA use one threshold for the whole "
+             "matrix, so some rows lose more than others; Wanda removes the same number in every row; SparseGPT "
+             "picks weights it can compensate for (see below). Wanda + DSnoT starts from Wanda's mask and swaps, row "
+             "by row, a pruned weight for a kept one while that brings the row's mean output on the calibration text "
+             "closer to the dense one: each row keeps its count. With 2:4 or 4:8, every group of 4 or 8 neighbours "
+             "in a row loses exactly 2 or 4.",
+    "dsnot": "A run with refine dsnot refines only the attention linears by default, as the official code does; "
+             "here DSnoT refines whichever linear you pick, so that you can see what it does to it.",
     "overlap": "How much the methods agree. Left: the Jaccard overlap of the kept weights (1 = the same weights). "
-               "Right: the share of the layer's weights all three keep, all three prune, or only some keep. The "
+               "Right: the share of the layer's weights all five keep, all five prune, or only some keep. The "
                "grey bars are the weights the methods disagree about: that is where they differ.",
     "local_error": "How much each pruned layer's output moves on text it was not calibrated on: "
                    "‖WX − W′X‖² / ‖WX‖², with X the inputs this layer sees in the dense model (the local error; "
-                   "0 means the output is unchanged). Lower is better.",
+                   "0 means the output is unchanged). Lower is better. DSnoT aims at each row's mean output, not at "
+                   "every token's: its local error can rise while the mean output gets closer.",
     "error_curves": "The same local error as this layer alone is pruned from 0% to 90% (unstructured). A lower "
                     "line loses less of the output at the same sparsity; where the lines part is where the choice "
                     "of method starts to matter. The stars are the current setting.",

@@ -3,6 +3,7 @@ the runs table's column formats, the empty state, and the sidebar."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from perp_engine.cli.config_flags import HELP as FLAG_HELP
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.resources.estimate import format_seconds
@@ -77,6 +79,26 @@ def getting_started() -> None:
     """The empty state: how to start, never an error."""
     st.info(GETTING_STARTED, icon=":material/waving_hand:")
     st.page_link(PAGES["experiment"], label="Open Experiment", icon=":material/science:")
+
+
+def config_knob(slot, knob: dataclasses.Field, key: str, persist: str):
+    """An input for one RunConfig field in ``slot`` (a column), chosen by :func:`forms.knob_kind`, labelled by the
+    field's name without its prefix (``dsnot_max_cycles`` -> ``max cycles``), starting at the field's default,
+    with the command line's help for the field."""
+    label, help_ = knob.name.split("_", 1)[-1].replace("_", " "), FLAG_HELP.get(knob.name)
+    kind = forms.knob_kind(knob)
+    if kind == "toggle":
+        return slot.toggle(label, knob.default, key=key, persist_state=persist, help=help_)
+    if kind == "int":
+        return int(slot.number_input(label, value=knob.default, step=1, key=key, persist_state=persist, help=help_))
+    if kind == "float":
+        return float(slot.number_input(label, value=float(knob.default), format="%g", key=key, persist_state=persist,
+                                       help=help_))
+    if kind == "choice":
+        choices = forms.knob_choices(knob)
+        return slot.selectbox(label, choices, index=choices.index(knob.default), key=key, persist_state=persist,
+                              help=help_)
+    return slot.text_input(label, knob.default, key=key, persist_state=persist, help=help_)
 
 
 def chart(fig: go.Figure, name: str, key: str | None = None, caption: bool = True) -> None:

@@ -1,4 +1,5 @@
-"""About: what PERP is, the adapters with their formulas, the two layer-wise errors, and what each chart means."""
+"""About: what PERP is, three pruning methods from 2024 (OWL, RIA, DSnoT), the adapters with their formulas, the two
+layer-wise errors, and what each chart means."""
 
 import streamlit as st
 
@@ -7,6 +8,12 @@ from perp_engine.config import ADAPTERS
 
 st.title("About PERP Lab")
 st.markdown(texts.PERP)
+
+st.subheader("Three pruning methods from 2024")
+st.caption("Each combines with PERP's repair recipes (on Experiment: method ria, allocation owl, refine dsnot); run "
+           "labels name them, e.g. wanda + OWL + DSnoT 70%.")
+for text in texts.METHODS_2024.values():
+    st.markdown(text)
 
 st.subheader("The adapters")
 st.caption("Each wraps a pruned linear layer with weight W. Scaling and mask:")
@@ -35,6 +42,7 @@ for title, key in (("Perplexity vs sparsity (Compare)", "ppl_vs_sparsity"),
                    ("Training loss (Compare)", "loss_curves"),
                    ("Error heatmaps (Layers)", "error_heatmaps"),
                    ("Error by depth (Layers)", "error_lines"),
+                   ("Sparsity per block (Layers)", "block_sparsity"),
                    ("Sparsity (Layers)", "sparsity"),
                    ("Block outputs (Layers)", "block_losses")):
     st.markdown(f"**{title}.** {texts.CHARTS[key]}")

@@ -19,8 +19,8 @@ statuses = f1.multiselect("Status", ["done", "running", "queued", "failed", "can
                           persist_state=KEEP)
 models = f2.multiselect("Model", sorted({r.config.get("model") for r in rows}), key="cmp_model", persist_state=KEEP,
                         format_func=runs.model_label)
-methods = f3.multiselect("Method", sorted({r.config.get("method") for r in rows}), key="cmp_method",
-                         persist_state=KEEP)
+methods = f3.multiselect("Method", sorted({runs.method_label(r.config) for r in rows}), key="cmp_method",
+                         persist_state=KEEP, help="the pruning method with its allocation (OWL) and refinement (DSnoT)")
 recipes = f4.multiselect("Retraining", sorted({runs.retraining_label(r.config) for r in rows}), key="cmp_recipe",
                          persist_state=KEEP)
 tags = f5.multiselect("Tag", sorted({t for r in rows for t in r.tags}), key="cmp_tags", persist_state=KEEP)

@@ -5,6 +5,7 @@ import streamlit as st
 from app import forms, state, widgets
 from perp_engine.config import (
     ADAPTERS,
+    ALLOCATIONS,
     DEFAULT_MODEL,
     DEVICES,
     DTYPES,
@@ -12,6 +13,8 @@ from perp_engine.config import (
     MODES,
     NAMED_DATASETS,
     OFFLOADS,
+    REFINES,
+    RIA_PERMUTATIONS,
     SUBSETS,
     ZERO_SHOT_LIMIT,
     ZERO_SHOT_MODELS,
@@ -52,8 +55,7 @@ with form_col:
     st.subheader("2 · Pruning")
     method = st.segmented_control(
         "Method", METHODS, default=forms.DEFAULT_METHOD, required=True, key="exp_method", persist_state=KEEP,
-        help="magnitude: drop the smallest weights. wanda: weight x activation size, per output row. "
-             "sparsegpt: prune and update the remaining weights (slowest, best). random: a baseline.")
+        help=forms.help_text(forms.METHOD_HELP))
     pattern = st.segmented_control(
         "Pattern", forms.PATTERNS, default="unstructured", required=True, key="exp_pattern", persist_state=KEEP,
         help="unstructured: any weights. N:M: N of every M consecutive weights are pruned (2:4 runs fast on GPUs).")
@@ -66,6 +68,32 @@ with form_col:
                              key=f"exp_sparsity_{pattern}", format="%.2f", disabled=True,
                              help="An N:M pattern fixes the sparsity to N/M.")
         st.caption(f"{pattern} prunes exactly {sparsity:.0%} of the weights.")
+    pruning = {}
+    if forms.ria_permutes(method, pattern):
+        pruning["ria_permute"] = st.segmented_control(
+            "RIA channel permutation", RIA_PERMUTATIONS, default="none", required=True, key="exp_ria_permute",
+            persist_state=KEEP, help=forms.help_text(forms.RIA_PERMUTE_HELP))
+    allocation_col, refine_col = st.columns(2)
+    if forms.allows_allocation(pattern):
+        pruning["allocation"] = allocation_col.segmented_control(
+            "Allocation", ALLOCATIONS, default="uniform", required=True, key="exp_allocation", persist_state=KEEP,
+            help="How the sparsity is shared among the blocks. " + forms.help_text(forms.ALLOCATION_HELP))
+    else:  # a control of its own, fixed at uniform: the unstructured choice is kept for when the pattern changes back
+        allocation_col.segmented_control("Allocation", ALLOCATIONS, default="uniform", required=True,
+                                         key=f"exp_allocation_{pattern}", disabled=True)
+        allocation_col.caption(forms.NM_ALLOCATION)
+    pruning["refine"] = refine_col.segmented_control(
+        "Refine", REFINES, default="none", required=True, key="exp_refine", persist_state=KEEP,
+        help="What reworks each pruned layer's mask afterwards. " + forms.help_text(forms.REFINE_HELP))
+    if pruning.get("allocation") == "owl":
+        m_col, lambda_col = st.columns(2)
+        pruning["owl_m"] = m_col.number_input(
+            "OWL outlier threshold M", 0.1, 1000.0, RunConfig.owl_m, step=1.0, key="exp_owl_m", persist_state=KEEP,
+            help="A weight is an outlier when its Wanda score is above M times its block's mean score.")
+        pruning["owl_lambda"] = lambda_col.number_input(
+            "OWL spread λ", 0.0, 0.5, RunConfig.owl_lambda, step=0.01, key="exp_owl_lambda", persist_state=KEEP,
+            help="The block sparsities spread over a range of 2λ around the target (more outliers, lower "
+                 "sparsity); 2λ may not exceed the smaller of sparsity and 1 − sparsity.")
 
     st.subheader("3 · Retraining")
     recipe = st.selectbox("Recipe", forms.RECIPES, index=forms.RECIPES.index(forms.DEFAULT_RECIPE), key="exp_recipe",
@@ -152,11 +180,20 @@ with form_col:
             "Max gradient norm", 0.0, 1000.0, float(RunConfig.max_grad_norm), step=0.5, key="exp_max_grad_norm",
             persist_state=KEEP, help="Gradients are clipped to this norm while retraining, as in the paper (1.0); "
                                      "0 turns clipping off.")
+        pruning["ria_power"] = a.number_input(
+            "RIA activation power", 0.0, 10.0, RunConfig.ria_power, step=0.1, key="exp_ria_power", persist_state=KEEP,
+            disabled=method != "ria", help="RIA multiplies the relative importance by the input's norm to this "
+                                           "power (0: relative importance alone). Used by method ria only.")
+        if pruning["refine"] == "dsnot" and forms.dsnot_fields():
+            st.caption("DSnoT's settings (the defaults are the official code's):")
+            knob_cols = st.columns(3)
+            for i, knob in enumerate(forms.dsnot_fields()):
+                advanced[knob.name] = widgets.config_knob(knob_cols[i % 3], knob, f"exp_{knob.name}", KEEP)
         size_note.caption(forms.size_caption(size, int(advanced["eval_tokens"]), int(advanced["calib_samples"])))
 
 form = forms.ExperimentForm(model=model or "", dataset=dataset or "", method=method, sparsity=sparsity, pattern=pattern,
                             recipe=recipe, steps=int(steps), lr=lr, eval_every=int(eval_every), size=size,
-                            advanced=advanced,
+                            advanced=advanced, **pruning,
                             **{k: v for k, v in custom.items() if v is not None}, **zero_shot_fields)
 with cost_col:
     st.subheader("Before you launch")

@@ -1,5 +1,5 @@
-"""Inside a layer: one linear up close: what magnitude, Wanda and SparseGPT keep, what it costs, and what a merge
-of LoRA and of MaskLoRA does to the zeros."""
+"""Inside a layer: one linear up close: what magnitude, Wanda, SparseGPT, RIA and Wanda + DSnoT keep, what it costs,
+and what a merge of LoRA and of MaskLoRA does to the zeros."""
 
 import streamlit as st
 
@@ -10,6 +10,7 @@ from app.inside_layer_figures import (
     adapter_zero_maps,
     agreement_bars,
     crop_at,
+    dsnot_swaps,
     error_curve_figure,
     jaccard_heatmap,
     local_error_bars,
@@ -88,8 +89,8 @@ with st.expander("Crop position and calibration text"):
                          persist_state=KEEP) if cols > CROP else 0
     windows = int(windows_col.number_input(
         "Windows", 1, 256, 16, key="inside_windows", persist_state=KEEP,
-        help="Calibration windows (for Wanda's and SparseGPT's statistics) and as many held-out windows of the "
-             "same text, which no calibration window overlaps (for the errors)."))
+        help="Calibration windows (for the statistics of Wanda, SparseGPT, RIA and DSnoT) and as many held-out "
+             "windows of the same text, which no calibration window overlaps (for the errors)."))
     seqlen = int(seqlen_col.number_input("Tokens per window", 8, longest, min(128, longest), key="inside_seqlen",
                                          persist_state=KEEP, help=f"At most {longest:,}: the model's context."))
 crop = crop_at((rows, cols), row, col)
@@ -105,12 +106,15 @@ except PerpError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
 
-st.caption(f"Wanda's and SparseGPT's statistics come from {layer.calib.nsamples:,} calibration tokens; the errors "
+st.caption(f"The methods' statistics come from {layer.calib.nsamples:,} calibration tokens; the errors "
            f"are measured on {layer.heldout.nsamples:,} held-out tokens of the same text (no calibration window overlaps them).")
 st.subheader("What each method looks at")
 chart(score_heatmaps(inspection, crop), "scores")
 st.subheader("What each method keeps")
 chart(mask_heatmaps(inspection, crop), "masks")
+swaps = dsnot_swaps(inspection)
+st.caption(f"{INSIDE_LAYER['dsnot']} Here it swapped {swaps:,} of Wanda's pruned weights for kept ones "
+           f"({swaps / inspection.weight.numel():.2%} of the layer).")
 notes(inspection.notes)
 jaccard_col, agreement_col = st.columns([2, 3], gap="large")
 with jaccard_col:

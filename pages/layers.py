@@ -53,6 +53,10 @@ with depth_tab:
         st.info(note, icon=":material/info:")
     widgets.chart(lf.layer_lines(layers, quantity, view), "error_lines")
 with sparsity_tab:
+    allocations = {labels[i]: lf.block_allocation(rows[i].config, rows[i].result, layers[labels[i]]) for i in picked}
+    widgets.chart(lf.block_sparsity_figure(allocations), "block_sparsity")
+    for note in filter(None, (lf.allocation_note(label, a) for label, a in allocations.items())):
+        st.caption(f":material/tune: {note}")
     for label, records in layers.items():
         uniform = lf.uniform_sparsity(records)
         if uniform:

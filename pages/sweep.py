@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import forms, state, widgets
-from perp_engine.config import DEFAULT_MODEL, METHODS, NAMED_DATASETS, RunConfig
+from perp_engine.config import ALLOCATIONS, DEFAULT_MODEL, METHODS, NAMED_DATASETS, REFINES, RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.presets import DESCRIPTIONS, PRESETS
 from perp_engine.resources.estimate import format_seconds
@@ -27,9 +27,16 @@ with st.container(border=True):
                            key="sw_dataset", persist_state=KEEP, accept_new_options=True,
                            format_func=widgets.dataset_label)
     methods = st.multiselect("Pruning methods", METHODS, default=["magnitude", "wanda"], key="sw_methods",
-                             persist_state=KEEP)
+                             persist_state=KEEP, help=forms.help_text(forms.METHOD_HELP))
     pattern = st.segmented_control("Pattern", forms.PATTERNS, default="unstructured", required=True, key="sw_pattern",
                                    persist_state=KEEP)
+    c9, c10 = st.columns(2)
+    allocations = c9.multiselect("Allocations", ALLOCATIONS, default=["uniform"], key="sw_allocations",
+                                 persist_state=KEEP, help="How the sparsity is shared among the blocks. "
+                                 + forms.help_text(forms.ALLOCATION_HELP))
+    refines = c10.multiselect("Refinements", REFINES, default=["none"], key="sw_refines", persist_state=KEEP,
+                              help="What reworks each pruned layer's mask afterwards. "
+                                   + forms.help_text(forms.REFINE_HELP))
     sparsities = st.multiselect("Sparsities", SPARSITIES, default=[0.3, 0.5, 0.7], key="sw_sparsities",
                                 persist_state=KEEP, format_func=lambda s: f"{s:.0%}",
                                 disabled=pattern != "unstructured",
@@ -57,7 +64,8 @@ with st.container(border=True):
              "error) every K steps; Compare draws the curves. Each point costs one evaluation.")
     st.caption(forms.size_caption(size, int(run_size["eval_tokens"]), int(run_size["calib_samples"])))
     seeds = list(range(int(n_seeds)))
-    axes_name = forms.sweep_name(methods, sparsities, recipes, seeds, pattern) if methods and recipes else ""
+    axes_name = (forms.sweep_name(methods, sparsities, recipes, seeds, pattern, allocations, refines)
+                 if methods and recipes and allocations and refines else "")
     name = st.text_input("Name", key="sw_name", persist_state=KEEP,
                          placeholder=f"{axes_name} (named by what varies when empty)" if axes_name else
                          "named by what varies when empty")
@@ -65,8 +73,9 @@ with st.container(border=True):
 try:
     spec = forms.sweep_spec(name=name, fixed={"model": model, "dataset": dataset,
                                               **{k: int(v) for k, v in run_size.items()}},
-                            methods=methods, sparsities=sparsities, recipes=recipes, seeds=seeds, pattern=pattern)
-    configs, skipped = spec.configs(skip_invalid=True)
+                            methods=methods, sparsities=sparsities, recipes=recipes, seeds=seeds, pattern=pattern,
+                            allocations=allocations, refines=refines)
+    configs, skipped = forms.sweep_configs(spec)
 except PerpError as err:
     st.warning(str(err), icon=":material/warning:")
     spec = None
@@ -76,8 +85,8 @@ if spec is not None:
     total = forms.sweep_seconds(configs, [e.breakdown if e else None for e in estimates])
     st.markdown(f"**{len(configs)} runs**" + (f", about **{format_seconds(total)}** in all on {known[0].device}, "
                                               "counting dense and pruned models shared between runs once" if known else ""))
-    for point, reason in skipped:
-        st.caption(f"skipped {point}: {reason}")
+    for line in skipped:
+        st.caption(f":material/block: {line}")
     if st.button("Launch sweep", type="primary", icon=":material/rocket_launch:"):
         try:
             sweep_id, run_ids, _ = queue_sweep(spec, state.executor(), store, skip_invalid=True)

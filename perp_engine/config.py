@@ -13,10 +13,10 @@ from .presets import DEFAULT_ALPHA, DEFAULT_RANK, PRESETS, preset_fields
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "ria", "random")
 ALLOCATIONS = ("uniform", "owl")  # how the target sparsity is shared among the blocks (perp_engine.pruning.owl)
-REFINES = ("none", "dsnot")
+REFINES = ("none", "dsnot")  # what reworks each pruned layer's mask afterwards (perp_engine.pruning.dsnot)
 DSNOT_SKIP_LAYERS = ("no_skip", "mlp", "self_attn")  # which linears DSnoT leaves alone (the official code's names)
 DSNOT_SAME_SIGN = {"auto": None, "on": True, "off": False}  # auto: as the official code (off unstructured, on N:M)
-RIA_PERMUTATIONS = ("none", "reallocation", "lsa")  # RIA's channel permutation for N:M (perp_engine.pruning.ria)  # what reworks each pruned layer's mask afterwards (perp_engine.pruning.dsnot)
+RIA_PERMUTATIONS = ("none", "reallocation", "lsa")  # RIA's channel permutation for N:M (perp_engine.pruning.ria)
 MODES = ("none", "retrain", "reconstruct")
 SUBSETS = ("biases", "norms", "head", "head-lora", "embeddings", "full")
 ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora", "scalelora-paper")

@@ -3,8 +3,8 @@
 Block 0's inputs are captured (all decoder kwargs, :func:`perp_engine.model.capture.capture_block_inputs`), pushed
 through the dense blocks before the chosen one, and the chosen block is run with a pre-hook on each linear that
 records the linear's inputs. Linears that read the same tensor (q/k/v, gate/up) share one capture. This is done
-for calibration windows (statistics for Wanda and SparseGPT, raw inputs for the adapter demo) and for held-out
-windows (statistics for the local error), so moving a slider afterwards only re-prunes one matrix.
+for calibration windows (statistics for Wanda, SparseGPT, RIA and DSnoT, raw inputs for the adapter demo) and for
+held-out windows (statistics for the local error), so moving a slider afterwards only re-prunes one matrix.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def capture_block(model: nn.Module, block: int, calib_samples: torch.Tensor, hel
     linears = find_linears(blocks[block])
     calib = _linear_inputs(model, blocks, block, linears, calib_samples, batch_size)
     heldout = _linear_inputs(model, blocks, block, linears, heldout_samples, batch_size)
-    calib_stats = _stats_by_input(calib)
-    heldout_stats = _stats_by_input(heldout)
+    calib_stats = _stats_by_input(calib, calib_samples.shape[0])
+    heldout_stats = _stats_by_input(heldout, heldout_samples.shape[0])
     return {name: LayerCapture(name=f"{path}.{block}.{name}", block=block, linear=name,
                                weight=get_weight(module).detach().to(torch.float32, copy=True),
                                calib_inputs=calib[name], calib=calib_stats[name], heldout=heldout_stats[name])
@@ -125,11 +125,12 @@ def _linear_inputs(model: nn.Module, blocks: nn.ModuleList, block: int, linears:
     return {name: joined[owner[name]] for name in linears}
 
 
-def _stats_by_input(inputs: dict[str, torch.Tensor]) -> dict[str, LayerStats]:
-    """One LayerStats (with the Hessian) per distinct input tensor, shared by the linears that read it."""
+def _stats_by_input(inputs: dict[str, torch.Tensor], windows: int) -> dict[str, LayerStats]:
+    """One LayerStats (with the Hessian) per distinct input tensor, shared by the linears that read it. Each
+    tensor holds the tokens of ``windows`` sequences in order, as DSnoT's per-sequence statistics read them."""
     made: dict[int, LayerStats] = {}
     for x in inputs.values():
         if id(x) not in made:
             made[id(x)] = LayerStats(x.shape[1], device=x.device)
-            made[id(x)].add_batch(x)
+            made[id(x)].add_batch(x, sequences=windows)
     return {name: made[id(x)] for name, x in inputs.items()}

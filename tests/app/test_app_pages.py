@@ -140,13 +140,13 @@ def test_layers_switches_between_local_and_accumulated_error(layered, monkeypatc
     at = open_page("layers", path, monkeypatch, query={"run": str(ids["new"])})
     assert at.multiselect(key="layers_runs").value == [ids["new"]]
     assert "held out: not used to prune or to retrain" in texts(at, "caption")
-    heatmap, depth, _, blocks = charts(at)
+    heatmap, depth, *_, blocks = charts(at)
     assert heatmap["layout"]["title"]["text"].startswith("Local error per layer")
     assert heatmap["data"][0]["customdata"][0][0] == pytest.approx(1e-3)  # block 0, q_proj: local after pruning
     colours = {t["line"]["color"] for t in depth["data"]}
     assert len(colours) == 2  # after pruning and after repair never share a colour
     at.segmented_control(key="layers_quantity").set_value("drift").run()
-    heatmap, depth, _, blocks = charts(at)
+    heatmap, depth, *_, blocks = charts(at)
     assert heatmap["layout"]["title"]["text"].startswith("Accumulated error (drift) per layer")
     assert heatmap["data"][0]["customdata"][0][0] == pytest.approx(1e-2)
     assert blocks["data"][0]["y"][0] == pytest.approx(0.1)  # drift_before of block 0

@@ -38,10 +38,12 @@ def test_crop_stays_inside_the_matrix():
     assert lf.crop_at((32, 96), -5, 50) == lf.Crop(row=0, col=32, rows=32, cols=64)
 
 
-def test_score_heatmaps_show_abs_weight_and_wanda_score_with_real_indices(ins, crop):
-    weight, score = lf.score_heatmaps(ins, crop).data
+def test_score_heatmaps_show_abs_weight_wanda_and_ria_scores_with_real_indices(ins, crop):
+    weight, score, ria = lf.score_heatmaps(ins, crop).data
     assert [list(r) for r in weight.z] == part(ins.weight.abs())
     assert [list(r) for r in score.z] == part(ins.wanda_score)
+    assert [list(r) for r in ria.z] == part(ins.ria_score) and "RIA score" in ria.hovertemplate
+    assert len({weight.coloraxis, score.coloraxis, ria.coloraxis}) == 3  # each its own colour bar
     assert list(weight.x) == list(range(40, 56)) and list(weight.y) == list(range(8, 24))
     w, norm = score.customdata[0][0]
     assert w == pytest.approx(float(ins.weight[8, 40].abs())) and norm == pytest.approx(float(ins.input_norm[40]))
@@ -57,17 +59,21 @@ def test_mask_heatmaps_colour_each_methods_kept_and_pruned_weights(ins, crop):
         assert [list(r) for r in trace.text] == [["kept" if v else "pruned" for v in row] for row in mask]
         assert trace.colorscale[0][1] == lf.PRUNED and trace.colorscale[-1][1] == lf.KEPT
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[1] == f"Wanda: keeps {float(ins.masks['wanda'][8:24, 40:56].float().mean()):.0%} here"
+    assert titles[1] == f"Wanda: keeps {float(ins.masks['wanda'][8:24, 40:56].float().mean()):.0%}"
 
 
 def test_overlap_figures_carry_the_jaccard_matrix_and_every_agreement_count(ins):
     (heat,) = lf.jaccard_heatmap(ins).data
     assert [list(r) for r in heat.z] == [[ins.overlap[a][b] for b in INSPECT_METHODS] for a in INSPECT_METHODS]
     (bars,) = lf.agreement_bars(ins).data
-    assert len(bars.y) == 8 and bars.y[0] == "all three keep" and bars.y[-1] == "all three prune"
+    # all keep, all but one (5), kept by 3 and by 2 of five, only one (5), all prune
+    assert len(bars.y) == 14 and bars.y[0] == "all five keep" and bars.y[-1] == "all five prune"
     assert sum(bars.customdata) == ins.weight.numel() and sum(bars.x) == pytest.approx(1.0)
-    assert dict(zip(bars.y, bars.customdata))["only Wanda keeps"] == ins.agreement[("wanda",)]
-    assert dict(zip(bars.y, bars.customdata))["only Magnitude + SparseGPT keep"] == ins.agreement[("magnitude", "sparsegpt")]
+    counts = dict(zip(bars.y, bars.customdata))
+    assert counts["only Wanda keeps"] == ins.agreement[("wanda",)]
+    assert counts["all but RIA keep"] == ins.agreement[("magnitude", "wanda", "sparsegpt", "wanda+dsnot")]
+    assert counts["kept by 2 of five"] == sum(n for methods, n in ins.agreement.items() if len(methods) == 2)
+    assert list(bars.marker.color[:2]) == [lf.KEPT, lf.SPLIT] and bars.marker.color[-1] == lf.PRUNED
 
 
 def test_error_figures_plot_the_local_errors_and_curves(layer, ins):

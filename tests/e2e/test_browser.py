@@ -1,10 +1,11 @@
 """The app in a real browser: `streamlit run` on 127.0.0.1, headless Debian Chromium driven by Playwright.
 
-Launches a short run of a tiny saved model from the Experiment page, waits for it to finish (a real worker
-process runs it), opens Compare and checks that the chart shows the run, then visits every other page (Inside a
-layer on the model chosen on Experiment; Paper with the shipped report of docs/paper when there is one, checking
-that each claim's verdict shows). Screenshots of every page go to artifacts/screenshots/ (kept by CI as
-test artifacts); the slow test opens Inside a layer on the embedded model (the README's screenshot).
+Launches a short run of a tiny saved model from the Experiment page (RIA pruning with OWL's block sparsities),
+waits for it to finish (a real worker process runs it), opens Compare and checks that the chart shows the run,
+then visits every other page (Inside a layer on the model chosen on Experiment; Paper with the shipped report of
+docs/paper when there is one, checking that each claim's verdict shows). Screenshots of every page go to
+artifacts/screenshots/ (kept by CI as test artifacts); the slow test opens Inside a layer on the embedded model
+(the README's screenshot).
 
 Then the run's own page opens from its address (and again after a reload), and on a 1280x720 projector the
 Compare chart starts above the fold with readable tick labels.
@@ -29,8 +30,8 @@ from perp_engine.store import RunStore
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 SHOTS = ROOT / "artifacts" / "screenshots"
-RUN = {"preset": "perp", "method": "wanda", "sparsity": 0.5, "steps": 3, "seqlen": 32, "eval_tokens": 256,
-       "calib_samples": 8, "batch_size": 2}
+RUN = {"preset": "perp", "method": "ria", "allocation": "owl", "sparsity": 0.5, "steps": 3, "seqlen": 32,
+       "eval_tokens": 256, "calib_samples": 8, "batch_size": 2}
 RUN_TIMEOUT_MS = 150_000
 PROJECTOR = {"width": 1280, "height": 720}
 INSIDE_READY = '[data-testid="stMetricLabel"]:has-text("MaskLoRA")'  # the last thing the page draws
@@ -80,6 +81,12 @@ def choose(page, label: str, value: str, typed: bool = False) -> None:
     settle(page)
 
 
+def segment(page, label: str, value: str) -> None:
+    """Pick ``value`` in the segmented control ``label``."""
+    page.get_by_role("radiogroup", name=label).get_by_role("radio", name=value, exact=True).click()
+    settle(page)
+
+
 def number(page, label: str, value) -> None:
     field = page.get_by_label(label, exact=True)
     field.fill(str(value))
@@ -100,6 +107,9 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
 
     choose(page, "Model", str(tiny_model_dir), typed=True)
     choose(page, "Text for calibration, retraining and perplexity", str(tiny_text_file), typed=True)
+    segment(page, "Method", RUN["method"])
+    segment(page, "Allocation", RUN["allocation"])
+    page.get_by_label("OWL spread λ", exact=True).wait_for()  # OWL's knobs appear once it is chosen
     choose(page, "Recipe", RUN["preset"])
     number(page, "Training steps", RUN["steps"])
     page.get_by_text("Run size and advanced settings").click()
@@ -119,13 +129,14 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
     (row,) = RunStore(store_path).list_runs()
     assert row.status == "done", row.error
     assert row.config["model"] == str(tiny_model_dir) and row.config["steps"] == RUN["steps"]
+    assert (row.config["method"], row.config["allocation"]) == (RUN["method"], RUN["allocation"])
 
     page.get_by_role("link", name="Compare", exact=True).click()
     page.get_by_role("heading", name="Compare runs").wait_for()
     chart = page.locator(".js-plotly-plot").first
     chart.wait_for(timeout=30_000)
     legend = [text.text_content() for text in chart.locator(".legendtext").all()]
-    assert "wanda · perp" in legend and "wanda · no retraining" in legend and "dense" in legend
+    assert "ria + OWL · perp" in legend and "ria + OWL · no retraining" in legend and "dense" in legend
     points = chart.locator(".scatterlayer .point")
     assert points.count() >= 3  # dense, pruned, retrained
     shoot(page, "compare")

@@ -17,6 +17,7 @@ from perp_engine.data.tokens import token_ids
 from perp_engine.errors import PerpError
 from perp_engine.inspect_layer import (
     CURVE_SPARSITIES,
+    DSNOT,
     INSPECT_METHODS,
     adapter_zeros,
     block_count,
@@ -81,7 +82,7 @@ def test_capture_holds_what_the_dense_model_feeds_each_linear(tiny):
 def test_masks_and_weights_are_prune_weights_and_sparsegpt_moves_only_kept_weights(tiny, sparsity, pattern):
     for layer in tiny[1].values():
         ins = inspect_layer(layer, sparsity, pattern)
-        for method in INSPECT_METHODS:
+        for method in (m for m in INSPECT_METHODS if m != DSNOT):  # the refined variant: test_inspect_layer_methods
             weight, mask = prune_weight(layer.weight, method, sparsity, pattern, stats=layer.calib)
             assert torch.equal(ins.masks[method], mask.cpu()) and torch.equal(ins.weights[method], weight.cpu())
         kept = ins.masks["sparsegpt"]
@@ -109,11 +110,12 @@ def test_overlap_and_agreement_follow_their_definitions(tiny):
         for b in INSPECT_METHODS:
             union = int((masks[a] | masks[b]).sum())
             assert ins.overlap[a][b] == ins.overlap[b][a] == pytest.approx(int((masks[a] & masks[b]).sum()) / union)
-    assert sum(ins.agreement.values()) == layer.weight.numel() and len(ins.agreement) == 8
-    m, w, s = (masks[k] for k in INSPECT_METHODS)
-    assert ins.agreement[INSPECT_METHODS] == int((m & w & s).sum())
-    assert ins.agreement[()] == int((~m & ~w & ~s).sum())
-    assert ins.agreement[("wanda",)] == int((~m & w & ~s).sum())
+    assert sum(ins.agreement.values()) == layer.weight.numel() and len(ins.agreement) == 2 ** len(INSPECT_METHODS)
+    every = torch.stack([masks[k] for k in INSPECT_METHODS])
+    assert ins.agreement[INSPECT_METHODS] == int(every.all(0).sum())
+    assert ins.agreement[()] == int((~every).all(0).sum())
+    others = torch.stack([masks[k] for k in INSPECT_METHODS if k != "wanda"])
+    assert ins.agreement[("wanda",)] == int((masks["wanda"] & (~others).all(0)).sum())
 
 
 def test_local_error_is_zero_at_sparsity_zero_and_the_output_change_on_held_out_inputs(tiny):

@@ -1,4 +1,4 @@
-"""Inside a layer on the real embedded model: a mid-depth q_proj, pruned by the three methods, gives sane numbers."""
+"""Inside a layer on the real embedded model: a mid-depth q_proj, pruned by each method, gives sane numbers."""
 
 import math
 
