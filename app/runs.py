@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from perp_engine.config import RunConfig
+from perp_engine.config import method_label
 from perp_engine.evaluation.recovery import recovered_share
 from perp_engine.presets import PRESETS
 from perp_engine.store import RunRow
@@ -20,7 +20,6 @@ from .zero_shot_rows import end_accuracy, protocol_text
 
 _RECIPE_FIELDS = ("mode", "train", "adapter", "rank", "alpha")
 MAX_MODEL_LABEL = 40  # characters of a model path shown in full
-_DEFAULTS = RunConfig().to_dict()  # a run's fields as they read when not set
 
 
 def model_label(model: str) -> str:
@@ -65,35 +64,6 @@ def _same(a, b) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9)
     return a == b
-
-
-def method_label(config: dict) -> str:
-    """What pruned a run, with what changed the method's choice: ``wanda``, ``wanda + OWL + DSnoT``,
-    ``ria (lsa)``. Knobs set away from their defaults are named (``wanda + OWL (λ 0.05)``, ``ria (power 1)``,
-    ``DSnoT (max_cycles 20)``), so two runs that pruned differently never share a label. Runs recorded before
-    these fields existed read as the defaults they ran with."""
-    method = str(config.get("method"))
-    if method == "ria":
-        permute = [config["ria_permute"]] if config.get("ria_permute", "none") != "none" else []
-        method += _knobs(config, {"ria_power": "power"}, permute)
-    parts = [method]
-    if config.get("allocation", "uniform") == "owl":
-        parts.append("OWL" + _knobs(config, {"owl_m": "M", "owl_lambda": "λ"}))
-    if config.get("refine", "none") == "dsnot":
-        knobs = {name: name.removeprefix("dsnot_") for name in _DEFAULTS if name.startswith("dsnot_")}
-        parts.append("DSnoT" + _knobs(config, knobs))
-    return " + ".join(parts)
-
-
-def _knobs(config: dict, names: dict[str, str], first: Sequence[str] = ()) -> str:
-    """`` (first, name value, ...)`` for the fields of ``names`` that differ from their defaults; ``""`` if none."""
-    knobs = [*first, *(f"{short} {_text(config[name])}" for name, short in names.items()
-                       if not _same(config.get(name, _DEFAULTS[name]), _DEFAULTS[name]))]
-    return f" ({', '.join(knobs)})" if knobs else ""
-
-
-def _text(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def pruning_label(config: dict) -> str:

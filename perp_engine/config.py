@@ -293,6 +293,35 @@ PRUNE_FIELDS = ("method", "sparsity", "pattern", "seed", "calib_samples", "seqle
                 "dsnot_max_cycles", "dsnot_update_threshold", "dsnot_pow_of_var_regrowing", "dsnot_same_sign")
 
 
+def method_label(config: dict) -> str:
+    """What pruned a run, from its config as a dict: ``wanda``, ``wanda + OWL + DSnoT``, ``ria (lsa)``. Knobs set
+    away from their defaults are named (``wanda + OWL (λ 0.05)``, ``ria (power 1)``, ``DSnoT (max_cycles 20)``),
+    so two runs that pruned differently never share a label. Runs recorded before these fields existed read as
+    the defaults they ran with. The app's charts and ``perp runs`` label runs with it."""
+    method = str(config.get("method"))
+    if method == "ria":
+        permute = [config["ria_permute"]] if config.get("ria_permute", "none") != "none" else []
+        method += _knobs(config, {"ria_power": "power"}, permute)
+    parts = [method]
+    if config.get("allocation", "uniform") == "owl":
+        parts.append("OWL" + _knobs(config, {"owl_m": "M", "owl_lambda": "λ"}))
+    if config.get("refine", "none") == "dsnot":
+        parts.append("DSnoT" + _knobs(config, {f.name: f.name.removeprefix("dsnot_") for f in fields(RunConfig)
+                                                if f.name.startswith("dsnot_")}))
+    return " + ".join(parts)
+
+
+def _knobs(config: dict, names: dict[str, str], first=()) -> str:
+    """`` (first, name value, ...)`` for the fields of ``names`` that differ from their defaults; ``""`` if none."""
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    changed = [f"{short} {value:g}" if isinstance(value, float) else f"{short} {value}"
+               for name, short in names.items()
+               if (value := config.get(name, defaults[name])) != defaults[name]
+               and not (isinstance(value, (int, float)) and math.isclose(value, defaults[name], rel_tol=1e-9))]
+    knobs = [*first, *changed]
+    return f" ({', '.join(knobs)})" if knobs else ""
+
+
 def zero_shot_limit_value(text: str) -> int:
     """A docs-per-task limit from text: a count, or ``all`` (0). PerpError naming zero_shot_limit otherwise."""
     if text == ALL_DOCS:

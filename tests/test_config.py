@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from perp_engine.config import RunConfig, parse_pattern
+from perp_engine.config import RunConfig, method_label, parse_pattern
 from perp_engine.errors import PerpError
 from perp_engine.presets import DEFAULT_ALPHA, DEFAULT_RANK, DESCRIPTIONS, LR_ORIGIN, PRESETS
 from perp_engine.repair.adapters import attach_adapters
@@ -110,3 +110,17 @@ def test_parse_pattern():
     assert parse_pattern("unstructured") is None
     assert parse_pattern("2:4") == (2, 4)
     assert parse_pattern("4:8") == (4, 8)
+
+
+@pytest.mark.parametrize("fields, label", [
+    ({"method": "wanda"}, "wanda"),
+    ({"method": "wanda", "allocation": "owl", "refine": "dsnot"}, "wanda + OWL + DSnoT"),
+    ({"method": "sparsegpt", "refine": "dsnot"}, "sparsegpt + DSnoT"),
+    ({"method": "ria", "pattern": "2:4", "ria_permute": "lsa"}, "ria (lsa)"),
+    ({"method": "ria", "ria_power": 1.0}, "ria (power 1)"),
+    ({"method": "magnitude", "allocation": "owl", "owl_lambda": 0.05, "owl_m": 7.0}, "magnitude + OWL (M 7, λ 0.05)"),
+    ({"method": "wanda", "refine": "dsnot", "dsnot_max_cycles": 20, "dsnot_skip_layer": "no_skip"},
+     "wanda + DSnoT (skip_layer no_skip, max_cycles 20)"),
+])
+def test_method_label_tells_every_variant_apart(fields, label):
+    assert method_label(RunConfig(**fields).to_dict()) == label

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import ZERO_SHOT_MODELS
+from ..config import ZERO_SHOT_MODELS, method_label
 from ..evaluation.zero_shot_table import mean_accuracy, protocol, task_rows
 from ..store import STATUSES, RunRow, RunStore
 
@@ -89,6 +89,7 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
     if row.status == "done":
         lines.append(f"perplexity: dense {_num(row.dense_ppl)}  pruned {_num(row.pruned_ppl)}  final "
                      f"{'diverged' if row.diverged else _num(row.final_ppl)}  sparsity {row.sparsity:.4f}")
+        lines += allocation_lines(row.result or {})
         if row.trainable_params:
             lines.append(f"trainable: {row.trainable_params:,} of {row.total_params:,} ({row.trainable_fraction:.4%})")
         lines += zero_shot_lines((row.result or {}).get("zero_shot"))
@@ -119,6 +120,16 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         lines += [f"  {line}" for line in logs[-SHOW_LOG_LINES:]]
     print("\n".join(lines))
     return 0
+
+
+def allocation_lines(result: dict) -> list[str]:
+    """Each block's sparsity and outlier share, for a run whose allocation gave blocks their own (OWL)."""
+    shares = result.get("outlier_share") or []
+    if not shares:
+        return []
+    targets = result.get("block_sparsity") or []
+    return ["blocks (OWL): sparsity (outlier share)  " + "  ".join(
+        f"{i}: {s:.3f} ({d:.2f}%)" for i, (s, d) in enumerate(zip(targets, shares)))]
 
 
 def curve_lines(result: dict) -> list[str]:
@@ -199,7 +210,7 @@ def _cells(r: RunRow) -> tuple[str, ...]:
         progress = f"{took} reused {'+'.join(r.reused)}" if r.reused else took
     else:
         progress = ""
-    return (str(r.id), r.status, Path(cfg["model"]).name, cfg["method"], f"{cfg['sparsity']:g}", cfg["pattern"], repair,
+    return (str(r.id), r.status, Path(cfg["model"]).name, method_label(cfg), f"{cfg['sparsity']:g}", cfg["pattern"], repair,
             _num(r.dense_ppl), _num(r.pruned_ppl), "diverged" if r.diverged else _num(r.final_ppl), progress)
 
 

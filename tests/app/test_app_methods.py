@@ -129,20 +129,6 @@ def test_a_sweep_where_nothing_can_run_says_the_configs_reason():
     assert err.value.field == "grid" and "allocation: 'owl' gives every block its own sparsity" in str(err.value)
 
 
-@pytest.mark.parametrize("fields, label", [
-    ({"method": "wanda"}, "wanda"),
-    ({"method": "wanda", "allocation": "owl", "refine": "dsnot"}, "wanda + OWL + DSnoT"),
-    ({"method": "sparsegpt", "refine": "dsnot"}, "sparsegpt + DSnoT"),
-    ({"method": "ria", "pattern": "2:4", "ria_permute": "lsa"}, "ria (lsa)"),
-    ({"method": "ria", "ria_power": 1.0}, "ria (power 1)"),
-    ({"method": "magnitude", "allocation": "owl", "owl_lambda": 0.05, "owl_m": 7.0}, "magnitude + OWL (M 7, λ 0.05)"),
-    ({"method": "wanda", "refine": "dsnot", "dsnot_max_cycles": 20, "dsnot_skip_layer": "no_skip"},
-     "wanda + DSnoT (skip_layer no_skip, max_cycles 20)"),
-])
-def test_method_label_tells_every_variant_apart(fields, label):
-    assert runs.method_label(RunConfig(**fields).to_dict()) == label
-
-
 def test_labels_of_runs_stored_before_the_new_fields_are_unchanged():
     old = {"method": "sparsegpt", "sparsity": 0.5, "pattern": "2:4", "mode": "none"}
     assert runs.method_label(old) == "sparsegpt" and runs.pruning_label(old) == "sparsegpt 2:4"
