@@ -175,6 +175,8 @@ def report(every: list[dict], bases: list[dict], sizes: dict) -> str:
     note = harness.measured_at_note(every, label)
     if note:
         lines += ["", note]
+    lines += ["", "**Pruned perplexity, every target** (time vs forward and peak MiB per target below)", "",
+              overview(every)]
     for pattern, sparsity in TARGETS:
         rows_here = [c for c in every if (c["pattern"], c["sparsity"]) == (pattern, sparsity)]
         if not rows_here:
@@ -194,6 +196,28 @@ def report(every: list[dict], bases: list[dict], sizes: dict) -> str:
     lines += ["", "What helps on this model (each step against the same score with everything else equal):",
               *verdicts(every)]
     return "\n".join(lines)
+
+
+def overview(every: list[dict]) -> str:
+    """One row per score x allocation x refinement, one perplexity column per sparsity target ("-" where the
+    combination is not defined, e.g. OWL at 2:4), the lowest of each column in bold."""
+    def variant(c):
+        return (c["method"], c["ria_permute"], c["allocation"], c["refine"])
+
+    targets = [t for t in TARGETS if any((c["pattern"], c["sparsity"]) == t for c in every)]
+    ppl = {(variant(c), (c["pattern"], c["sparsity"])): c["pruned_ppl"] for c in every}
+    best = {t: min(v for (_, at), v in ppl.items() if at == t) for t in targets}
+    rows = []
+    for v in dict.fromkeys(variant(c) for c in sorted(every, key=lambda c: SCORES.index(c["method"]))):
+        method, permute, allocation, refine = v
+        cells = []
+        for t in targets:
+            value = ppl.get((v, t))
+            cells.append("-" if value is None else f"**{value:.2f}**" if value == best[t] else f"{value:.2f}")
+        name = method + (f" ({permute})" if permute != "none" else "")
+        rows.append([name, "OWL" if allocation == "owl" else "uniform", "DSnoT" if refine == "dsnot" else "-", *cells])
+    titles = [f"{s:.0%}" if p == "unstructured" else p for p, s in targets]
+    return harness.markdown_table(["score", "allocation", "refine", *titles], rows)
 
 
 def verdicts(every: list[dict]) -> list[str]:

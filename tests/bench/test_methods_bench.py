@@ -38,3 +38,16 @@ def test_the_summary_counts_where_each_step_helped_and_names_best_and_worst(benc
     assert owl.startswith("- OWL: lower perplexity in 2 of 3 comparisons")
     assert "best 50% wanda + OWL + DSnoT (55.00 -> 42.00)" in owl and "worst 70% ria + OWL (60.00 -> 66.00)" in owl
     assert dsnot.startswith("- DSnoT: lower perplexity in 0 of 2 comparisons, median change +7.5%")
+
+
+def test_the_overview_has_a_column_per_target_and_marks_each_columns_lowest(bench):
+    def case(method, pattern, sparsity, allocation, ppl):
+        return {"method": method, "pattern": pattern, "sparsity": sparsity, "allocation": allocation,
+                "refine": "none", "ria_permute": "none", "pruned_ppl": ppl}
+
+    every = [case("wanda", "unstructured", 0.5, "uniform", 60.0), case("wanda", "unstructured", 0.5, "owl", 58.0),
+             case("wanda", "2:4", 0.5, "uniform", 90.0), case("magnitude", "2:4", 0.5, "uniform", 400.0)]
+    lines = bench.overview(every).splitlines()
+    assert lines[0] == "| score | allocation | refine | 50% | 2:4 |"
+    assert lines[2:] == ["| magnitude | uniform | - | - | 400.00 |", "| wanda | uniform | - | 60.00 | **90.00** |",
+                         "| wanda | OWL | - | **58.00** | - |"]
