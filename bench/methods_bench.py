@@ -17,6 +17,7 @@ Besides the tables (``bench/results/methods_bench-<device>.md``) it draws the pr
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import harness
@@ -131,7 +132,7 @@ def chart(every: list[dict], path) -> None:
 
     targets = [t for t in TARGETS if any((c["pattern"], c["sparsity"]) == t for c in every)]
     titles = [f"{s:.0%} unstructured" if p == "unstructured" else f"{p} ({s:.0%})" for p, s in targets]
-    fig = make_subplots(rows=1, cols=len(targets), subplot_titles=titles, shared_yaxes=True, horizontal_spacing=0.03)
+    fig = make_subplots(rows=1, cols=len(targets), subplot_titles=titles, horizontal_spacing=0.05)
     colours = dict(zip(VARIANTS.values(), plotly.colors.qualitative.D3))
     for col, target in enumerate(targets, start=1):
         here = [c for c in every if (c["pattern"], c["sparsity"]) == target]
@@ -143,7 +144,11 @@ def chart(every: list[dict], path) -> None:
             fig.add_trace(go.Bar(x=scores, y=[c["pruned_ppl"] for c in bars], name=name, legendgroup=name,
                                  marker_color=colours[name], showlegend=col == 1,
                                  hovertemplate="%{x}, " + name + ": %{y:.2f}<extra></extra>"), row=1, col=col)
-    fig.update_yaxes(type="log", title_text="pruned perplexity (log scale)", row=1, col=1)
+    values = [c["pruned_ppl"] for c in every]
+    ticks = [m * 10 ** e for e in range(int(math.log10(min(values))) - 1, int(math.log10(max(values))) + 2)
+             for m in (1, 2, 5) if min(values) / 2 <= m * 10 ** e <= max(values) * 2]
+    fig.update_yaxes(type="log", tickvals=ticks, ticktext=[_short(t) for t in ticks])
+    fig.update_yaxes(title_text="pruned perplexity (log scale)", row=1, col=1)
     fig.update_layout(title="Pruned perplexity of SmolLM2-135M by score, allocation and refinement (lower is better)",
                       barmode="group", template="plotly_white", legend={"orientation": "h", "y": -0.15})
     import kaleido
@@ -218,6 +223,11 @@ def overview(every: list[dict]) -> str:
         rows.append([name, "OWL" if allocation == "owl" else "uniform", "DSnoT" if refine == "dsnot" else "-", *cells])
     titles = [f"{s:.0%}" if p == "unstructured" else p for p, s in targets]
     return harness.markdown_table(["score", "allocation", "refine", *titles], rows)
+
+
+def _short(value: float) -> str:
+    """A 1-2-5 tick: 50, 200, 5k, 100k."""
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
 
 
 def verdicts(every: list[dict]) -> list[str]:
