@@ -11,10 +11,13 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 @pytest.fixture
 def bench(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # the bench imports harness and prune_bench as siblings
+    for name in ("methods_bench", "prune_bench", "harness"):  # another test's module of the same name must not answer
+        monkeypatch.delitem(sys.modules, name, raising=False)
     import methods_bench
 
     yield methods_bench
-    sys.modules.pop("methods_bench", None)
+    for name in ("methods_bench", "prune_bench", "harness"):
+        sys.modules.pop(name, None)
 
 
 def test_the_grid_holds_every_combination_the_methods_define_once(bench):
