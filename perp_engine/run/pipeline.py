@@ -53,7 +53,6 @@ from .save import save_model
 
 # Versions of what the artifact cache holds; bump one when its computation changes so old entries are not reused.
 WINDOWS_FORMAT = 2  # 2: calibration windows avoid the held-out measurement windows
-BLOCK_SPARSITY, OUTLIER_SHARE = "allocation.block_sparsity", "allocation.outlier_share"  # beside the cached weights
 
 
 @dataclass
@@ -401,21 +400,20 @@ def _prune_or_reuse(run: Run, progress) -> list[LayerRecord]:
     cache is not used: an entry holds every pruned weight at once, which that mode keeps out of memory."""
     config, model = run.config, run.model
     cache = run.cache if run.placement.mode != "disk" else None
-    cached = cache.get_tensors("pruned", run.prune_key) if cache else None
+    allocation = cache.get_json("allocation", run.prune_key) if cache else None
+    cached = cache.get_tensors("pruned", run.prune_key) if allocation is not None else None
     if cached is not None:
         run.result.reused.append("pruned_model")
         run.log("pruned weights reused from the cache")
-        run.result.block_sparsity = cached.pop(BLOCK_SPARSITY).tolist()
-        run.result.outlier_share = cached.pop(OUTLIER_SHARE).tolist()
+        run.result.block_sparsity, run.result.outlier_share = allocation["block_sparsity"], allocation["outlier_share"]
         return _load_pruned(run, cached)
     pruned = prune_as_configured(model, run.calib, config, progress=progress, log=run.log, placement=run.placement)
     run.result.block_sparsity, run.result.outlier_share = pruned.block_sparsity, pruned.outlier_share
     records = pruned.layers
-    if cache:
-        cache.put_tensors("pruned", run.prune_key, {
-            **{r.name: model.get_submodule(r.name).weight for r in records},
-            BLOCK_SPARSITY: torch.tensor(run.result.block_sparsity, dtype=torch.float64),
-            OUTLIER_SHARE: torch.tensor(run.result.outlier_share, dtype=torch.float64)})
+    if cache:  # the weights first: an allocation entry promises them
+        cache.put_tensors("pruned", run.prune_key, {r.name: model.get_submodule(r.name).weight for r in records})
+        cache.put_json("allocation", run.prune_key, {"block_sparsity": pruned.block_sparsity,
+                                                     "outlier_share": pruned.outlier_share})
     return records
 
 
