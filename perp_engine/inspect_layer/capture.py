@@ -131,6 +131,6 @@ def _stats_by_input(inputs: dict[str, torch.Tensor], windows: int) -> dict[str, 
     made: dict[int, LayerStats] = {}
     for x in inputs.values():
         if id(x) not in made:
-            made[id(x)] = LayerStats(x.shape[1], device=x.device)
+            made[id(x)] = LayerStats(x.shape[1], device=x.device, moments=True)
             made[id(x)].add_batch(x, sequences=windows)
     return {name: made[id(x)] for name, x in inputs.items()}

@@ -165,6 +165,8 @@ def _validate(w, new_w, mask, stats, nm, skip_layer, max_cycles, update_threshol
         raise PerpError("pattern", f"{nm[0]}:{nm[1]} needs in_features divisible by {nm[1]}, not {w.shape[1]}")
     if not isinstance(stats, LayerStats) or stats.in_features != w.shape[1] or stats.sequences == 0:
         raise PerpError("stats", f"DSnoT needs LayerStats of the layer's {w.shape[1]} inputs, with calibration data")
+    if stats.mean is None:
+        raise PerpError("stats", "DSnoT needs the inputs' mean and variance: build LayerStats with moments=True")
     if skip_layer not in DSNOT_SKIP_LAYERS:
         raise PerpError("skip_layer", f"{skip_layer!r} is not allowed; use one of {', '.join(DSNOT_SKIP_LAYERS)}")
     if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 0:

@@ -63,7 +63,8 @@ def prune_model(
     index = 0
     for i, block in each_block(blocks, placement, writes=True):
         linears = find_linears(block)
-        stats = collect_stats(block, linears, inputs, hessian=method == "sparsegpt") if needs_data else {}
+        stats = (collect_stats(block, linears, inputs, hessian=method == "sparsegpt", moments=refine == "dsnot")
+                 if needs_data else {})
         target = sparsity if block_sparsity is None else block_sparsity[i]
         for name, module in linears.items():
             w = get_weight(module)
@@ -99,7 +100,8 @@ class _StopBlock(Exception):
     """Raised in the statistics pass at the input of the block's last linear: the rest of the block is not needed."""
 
 
-def collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs, hessian: bool) -> dict[str, LayerStats]:
+def collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs, hessian: bool,
+                  moments: bool = False) -> dict[str, LayerStats]:
     """Run the block on the calibration inputs and accumulate one LayerStats per distinct linear input.
 
     The block's output is not needed here (it is recomputed with the pruned weights), so once the first chunk
@@ -124,7 +126,7 @@ def collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Block
                 else:
                     owner[name] = name
                     seen[id(x)] = (x, name)
-                    stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device)
+                    stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device, moments=moments)
             if owner[name] == name:  # OPT's MLP reads the chunk flattened to tokens: say how many sequences it holds
                 stats[name].add_batch(x.detach(), sequences=sequences[0])
             calls.append(name)

@@ -24,7 +24,8 @@ class LayerStats:
     :meth:`derived` memoises what is computed from the statistics (SparseGPT's factored inverse Hessian), so the
     linears that read the same inputs (q/k/v, gate/up) share it; adding a batch or assigning H drops it.
 
-    For DSnoT, ``mean[j]`` is mean_t x_tj and ``seq_var[j]`` the mean over tokens of (x_tj - m_sj)^2, with m_sj the
+    For DSnoT (``moments=True``; None otherwise, sparing every batch their passes), ``mean[j]`` is mean_t x_tj and
+    ``seq_var[j]`` the mean over tokens of (x_tj - m_sj)^2, with m_sj the
     mean of x_j over the token's own sequence: the token-weighted mean of the variance within each sequence, not
     the variance over all tokens. ``sequences`` counts the sequences seen. A sequence never straddles two batches:
     :meth:`add_batch` reads its leading dimensions (before the token axis) as sequences, or is told how many
@@ -37,7 +38,8 @@ class LayerStats:
     one product gives).
     """
 
-    def __init__(self, in_features: int, hessian: bool = True, device: torch.device | str | None = None):
+    def __init__(self, in_features: int, hessian: bool = True, device: torch.device | str | None = None,
+                 moments: bool = False):
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
             raise PerpError("in_features", f"{in_features!r} is not allowed; use the layer's input width, an integer >= 1")
         self.in_features = in_features
@@ -46,8 +48,8 @@ class LayerStats:
         self.nsamples = 0
         self.sequences = 0
         self.sq_mean = torch.zeros(in_features, dtype=torch.float32, device=where)
-        self.mean = torch.zeros(in_features, dtype=torch.float32, device=where)
-        self.seq_var = torch.zeros(in_features, dtype=torch.float32, device=where)
+        self.mean = torch.zeros(in_features, dtype=torch.float32, device=where) if moments else None
+        self.seq_var = torch.zeros(in_features, dtype=torch.float32, device=where) if moments else None
         self._derived: dict = {}
         self.H = torch.zeros(in_features, in_features, dtype=torch.float32, device=where) if hessian else None
 
@@ -90,16 +92,18 @@ class LayerStats:
         if isinstance(sequences, bool) or not isinstance(sequences, int) or sequences < 1 or tokens % sequences:
             raise PerpError("sequences", f"{sequences!r} is not allowed; use a positive divisor of the {tokens} tokens")
         if self.device is None and self.nsamples == 0 and self.sq_mean.device != x.device:
-            self.sq_mean, self.mean, self.seq_var = (t.to(x.device) for t in (self.sq_mean, self.mean, self.seq_var))
+            self.sq_mean, self.mean, self.seq_var = (t if t is None else t.to(x.device)
+                                                     for t in (self.sq_mean, self.mean, self.seq_var))
             self.H = self._H.to(x.device) if self._H is not None else None
         x = x.to(device=self.sq_mean.device, dtype=torch.float32)
         total = self.nsamples + tokens
         old_share = self.nsamples / total
         self.sq_mean.mul_(old_share).add_(x.square().sum(0), alpha=1.0 / total)
-        self.mean.mul_(old_share).add_(x.sum(0), alpha=1.0 / total)
-        runs = x.reshape(sequences, -1, self.in_features)
-        deviation = (runs - runs.mean(dim=1, keepdim=True)).square_().sum(dim=(0, 1))
-        self.seq_var.mul_(old_share).add_(deviation, alpha=1.0 / total)
+        if self.mean is not None:
+            self.mean.mul_(old_share).add_(x.sum(0), alpha=1.0 / total)
+            runs = x.reshape(sequences, -1, self.in_features)
+            deviation = (runs - runs.mean(dim=1, keepdim=True)).square_().sum(dim=(0, 1))
+            self.seq_var.mul_(old_share).add_(deviation, alpha=1.0 / total)
         self.sequences += sequences
         if self._H is not None:
             self._H.mul_(old_share)

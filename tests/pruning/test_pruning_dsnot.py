@@ -62,7 +62,7 @@ def _layer(rows=16, cols=32, sequences=6, tokens=10, seed=0):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(rows, cols, generator=g)
     x = torch.randn(sequences, tokens, cols, generator=g) + 2 * torch.randn(cols, generator=g)
-    stats = LayerStats(cols, hessian=False)
+    stats = LayerStats(cols, hessian=False, moments=True)
     stats.add_batch(x)
     return w, stats
 
@@ -71,7 +71,7 @@ def _hand_made_stats():
     """Four inputs, each 1 +- 0.5 alternating over 8 tokens: mean 1, variance 0.25 within every sequence, so
     s_j = 8 (a sequence's sum) and D_ij = 8 W_ij."""
     x = torch.tensor([1.5, 0.5] * 4).reshape(1, 8, 1).expand(3, 8, 4)
-    stats = LayerStats(4, hessian=False)
+    stats = LayerStats(4, hessian=False, moments=True)
     stats.add_batch(x)
     return stats
 
@@ -163,4 +163,4 @@ def test_bad_knobs_are_refused(knob, value):
 def test_stats_without_inputs_are_refused():
     w, _ = _layer()
     with pytest.raises(PerpError, match="stats"):
-        refine_dsnot(w, w.clone(), torch.ones_like(w, dtype=torch.bool), LayerStats(32), name="fc1")
+        refine_dsnot(w, w.clone(), torch.ones_like(w, dtype=torch.bool), LayerStats(32, moments=True), name="fc1")

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from perp_engine.errors import PerpError
-from perp_engine.pruning import LayerStats
+from perp_engine.pruning import LayerStats, prune_weight
+from perp_engine.pruning.dsnot import refine_dsnot
 
 
 def _sequences(n=6, tokens=5, width=8, seed=0):
@@ -24,7 +25,7 @@ def _one_shot(x):
 @pytest.mark.parametrize("splits", [[6], [1, 5], [2, 2, 2], [5, 1], [3, 3]])
 def test_mean_and_within_sequence_variance_equal_one_shot(splits):
     x = _sequences()
-    stats = LayerStats(8, hessian=False)
+    stats = LayerStats(8, hessian=False, moments=True)
     for part in torch.split(x, splits):
         stats.add_batch(part)
     mean, within = _one_shot(x)
@@ -37,7 +38,7 @@ def test_mean_and_within_sequence_variance_equal_one_shot(splits):
 
 def test_sequence_order_and_a_flattened_batch_do_not_matter():
     x = _sequences()
-    nested, flat, reordered = LayerStats(8), LayerStats(8), LayerStats(8)
+    nested, flat, reordered = LayerStats(8, moments=True), LayerStats(8, moments=True), LayerStats(8, moments=True)
     nested.add_batch(x.reshape(2, 3, 5, 8))  # leading dimensions (2, 3): 6 sequences of 5 tokens
     flat.add_batch(x.reshape(30, 8), sequences=6)  # as OPT's MLP reads a (6, 5) batch
     reordered.add_batch(x.flip(0))
@@ -49,7 +50,7 @@ def test_sequence_order_and_a_flattened_batch_do_not_matter():
 
 def test_a_2d_batch_is_one_sequence():
     x = _sequences()
-    stats = LayerStats(8, hessian=False)
+    stats = LayerStats(8, hessian=False, moments=True)
     for sequence in x:
         stats.add_batch(sequence)
     assert stats.sequences == 6
@@ -60,7 +61,7 @@ def test_the_official_per_sequence_statistics_follow():
     """zyxxmu/DSnoT's wrapper, fed one sequence per call: sum_metric_row = (sum of x over all tokens) / sequences,
     var = the token-weighted mean of each call's variance (its running updates, written out)."""
     x = _sequences(n=4, tokens=7)
-    stats = LayerStats(8, hessian=False)
+    stats = LayerStats(8, hessian=False, moments=True)
     sum_metric_row, var, samples, tokens = torch.zeros(8), torch.zeros(8), 0, 0
     for sequence in x:
         stats.add_batch(sequence.unsqueeze(0))
@@ -74,8 +75,22 @@ def test_the_official_per_sequence_statistics_follow():
 
 
 def test_sequences_must_divide_the_tokens():
-    stats = LayerStats(8)
+    stats = LayerStats(8, moments=True)
     for bad in (0, 4, 2.0, True):
         with pytest.raises(PerpError, match="sequences"):
             stats.add_batch(torch.ones(30, 8), sequences=bad)
     assert stats.sequences == 0 and stats.nsamples == 0
+
+
+def test_moments_are_gathered_only_when_asked_and_dsnot_refuses_stats_without_them():
+    x = torch.randn(3, 10, 8)
+    plain, with_moments = LayerStats(8, hessian=False), LayerStats(8, hessian=False, moments=True)
+    plain.add_batch(x)
+    with_moments.add_batch(x)
+    assert plain.mean is None and plain.seq_var is None and plain.sequences == 3
+    assert torch.equal(plain.sq_mean, with_moments.sq_mean)
+    w = torch.randn(4, 8)
+    new_w, mask = prune_weight(w, "wanda", 0.5, stats=plain)
+    with pytest.raises(PerpError) as err:
+        refine_dsnot(w, new_w, mask, plain, name="self_attn.q_proj")
+    assert err.value.field == "stats" and "moments=True" in str(err.value)
