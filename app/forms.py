@@ -298,13 +298,10 @@ def sweep_spec(*, name: str, fixed: dict, methods: Sequence[str], sparsities: Se
 def sweep_configs(spec: SweepSpec) -> tuple[list[RunConfig], list[str]]:
     """The grid's valid RunConfigs, in grid order, and one line per reason the others are skipped (how many,
     which values they share, the configuration's own words). PerpError("grid", reason) when no point is valid."""
-    configs, skipped = [], defaultdict(list)
-    for point in spec.points():
-        values = {**spec.base, **point}
-        try:
-            configs.append(RunConfig.create(values.pop("preset", None), **values))
-        except PerpError as err:
-            skipped[str(err)].append(point)
+    configs, invalid = spec.split_points()
+    skipped = defaultdict(list)
+    for point, reason in invalid:
+        skipped[reason].append(point)
     if not configs:
         raise PerpError("grid", f"no combination of these choices can run: {next(iter(skipped))}")
     return configs, [_skipped_line(reason, points, spec.size) for reason, points in skipped.items()]

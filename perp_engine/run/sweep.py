@@ -84,6 +84,19 @@ class SweepSpec:
         Invalid points are an error (nothing queued) unless ``skip_invalid``."""
         if self.size > max_points:
             raise PerpError("sweep", f"the grid has {self.size} points, more than {max_points}; split it or raise --max-points")
+        configs, invalid = self.split_points(check)
+        if invalid and not skip_invalid:
+            point, reason = invalid[0]
+            raise PerpError("sweep", f"{len(invalid)} of {self.size} points are invalid, e.g. {describe_point(point)}: {reason}; "
+                                     "nothing was queued (--skip-invalid queues the valid ones)")
+        if not configs:
+            raise PerpError("sweep", "no valid point in the grid; nothing was queued")
+        return configs, invalid
+
+    def split_points(self, check: Callable[[RunConfig], object] | None = None
+                     ) -> tuple[list[RunConfig], list[tuple[dict, str]]]:
+        """Every point's validated RunConfig, in grid order, and the (point, reason) of those RunConfig (or
+        ``check``) refuses; nothing is raised for them."""
         configs, invalid = [], []
         for point in self.points():
             values = {**self.base, **point}
@@ -95,12 +108,6 @@ class SweepSpec:
                 configs.append(config)
             except PerpError as err:
                 invalid.append((point, str(err)))
-        if invalid and not skip_invalid:
-            point, reason = invalid[0]
-            raise PerpError("sweep", f"{len(invalid)} of {self.size} points are invalid, e.g. {describe_point(point)}: {reason}; "
-                                     "nothing was queued (--skip-invalid queues the valid ones)")
-        if not configs:
-            raise PerpError("sweep", "no valid point in the grid; nothing was queued")
         return configs, invalid
 
     def to_dict(self) -> dict:
