@@ -17,6 +17,7 @@ from ..config import RunConfig
 from ..model.blocks import find_decoder_blocks
 from ..model.capture import capture_block_inputs
 from ..offload.placement import BlockPlacement
+from ..progress import part
 from ..result import LayerRecord
 from .owl import owl_allocation
 from .sequential import needs_calibration, prune_model
@@ -49,11 +50,11 @@ def prune_as_configured(
     shares: list[float] = []
     if config.allocation == "owl":
         allocation = owl_allocation(model, inputs, sparsity=config.sparsity, m=config.owl_m, lam=config.owl_lambda,
-                                    progress=_part(progress, 0.0, OWL_SHARE), placement=placement)
+                                    progress=part(progress, 0.0, OWL_SHARE), placement=placement)
         if log:
             log("OWL block sparsities " + " ".join(f"{s:.3f}" for s in allocation.sparsity))
         targets, shares = allocation.sparsity, allocation.outlier_share
-        progress = _part(progress, OWL_SHARE, 1.0)
+        progress = part(progress, OWL_SHARE, 1.0)
     else:
         targets = [float(config.sparsity)] * blocks
     layers = prune_model(model, inputs, method=config.method, sparsity=config.sparsity, pattern=config.pattern,
@@ -61,10 +62,3 @@ def prune_as_configured(
                          log=log, placement=placement, block_sparsity=targets, ria_power=config.ria_power,
                          ria_permute=config.ria_permute, refine=config.refine, dsnot=config.dsnot_options)
     return Pruned(layers, targets, shares)
-
-
-def _part(progress, lo: float, hi: float):
-    """A progress callback covering [lo, hi] of ``progress`` (None stays None)."""
-    if progress is None:
-        return None
-    return lambda fraction, message="": progress(lo + (hi - lo) * fraction, message)

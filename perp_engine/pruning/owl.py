@@ -54,10 +54,10 @@ def owl_allocation(
     for i, block in each_block(blocks, placement, writes=False):
         linears = find_linears(block)
         stats = collect_stats(block, linears, inputs, hessian=False)
-        scores = [wanda_score(get_weight(mod).detach().float(), stats[name].sq_mean.to(get_weight(mod).device))
-                  for name, mod in linears.items()]
+        weights = {name: get_weight(mod).detach() for name, mod in linears.items()}
+        scores = [wanda_score(w.float(), stats[name].sq_mean.to(w.device)) for name, w in weights.items()]
         shares.append(outlier_share(scores, m))
-        del stats, scores
+        del stats, weights, scores
         if i + 1 < len(blocks):
             inputs = inputs.with_hidden(run_block(block, inputs))
         if progress:

@@ -9,6 +9,7 @@ seeding torch's generators.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -40,7 +41,7 @@ from ..model.sparsity import pruned_positions
 from ..offload.dense_reference import DenseReference
 from ..offload.placement import OFFLOADED, BlockPlacement
 from ..paths import resolve_home
-from ..progress import Progress, silent
+from ..progress import Progress, part, silent
 from ..pruning.configured import prune_as_configured
 from ..repair.adapters import check_adapter_fits
 from ..repair.stage import repair
@@ -82,7 +83,7 @@ class Run:
 
     def report(self, stage: str, lo: float = 0.0, hi: float = 1.0) -> Callable[..., None]:
         """Progress of a step that covers [lo, hi] of ``stage``."""
-        return lambda fraction, message="": self.progress(stage, lo + (hi - lo) * fraction, message)
+        return part(functools.partial(self.progress, stage), lo, hi)
 
     @contextmanager
     def timed(self, name: str):
