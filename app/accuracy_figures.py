@@ -4,8 +4,8 @@ parameters, and per task. Plain functions: no Streamlit here.
 Each figure draws one task's headline metric (acc or acc_norm, as the papers report it) or the mean over a run's
 tasks, with standard errors as error bars and guessing's accuracy as a reference. Runs scored under different
 protocols (tasks, docs per task, seed, data source) get their own lines, dense reference and chance level, and
-are never averaged together; runs without scores and diverged runs are left out. Colours follow
-:func:`app.figures.colors`, the rule of the perplexity charts, so a series has the same colour on both.
+are never averaged together; runs without scores and diverged runs are left out. Colours, symbols and the dense
+reference line follow the perplexity charts (:func:`app.figures.series_style`, perp_engine.palette).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from perp_engine.config import ZERO_SHOT_TASKS
+from perp_engine.palette import CHANCE, DENSE, run_color
 from perp_engine.store import RunRow
 
-from .axes import DENSE, log_percent_axis, percent_axis, styled
-from .figures import charted, colors, prefixer
+from .axes import log_percent_axis, sparsity_axis, styled
+from .figures import charted, dense_lines, prefixer, series_style, span_of
 from .runs import method_label, model_label, pruning_label, retraining_label, run_label
 from .zero_shot_rows import MEAN, accuracy, chance, end_model, protocol_text, scored, task_title, tasks_of
 
-CHANCE = "#9ca3af"
 ACCURACY_AXIS = dict(tickformat=".0%")
 
 Point = tuple[float, float, float | None, int]  # x, value, standard error, run id
@@ -63,6 +63,14 @@ def _chance_lines(fig: go.Figure, levels: dict[str, float], span: Sequence[float
                                  hovertemplate=f"{name}: %{{y:.1%}}<extra></extra>"))
 
 
+def _dense_lines(fig: go.Figure, dense: dict[str, list[Point]], span: Sequence[float]) -> None:
+    """Each protocol's dense accuracy as a labelled dashed line: its runs' mean, with their mean standard error
+    as error bars (as :func:`_merge` merges any setting's runs)."""
+    merged = {name: _merge(points) for name, points in dense.items()}
+    dense_lines(fig, {name: m[1] for name, m in merged.items()}, list(span), percent=True,
+                errors={name: m[2][0] for name, m in merged.items()})
+
+
 def _headline(task: str) -> str:
     return "mean accuracy over the tasks" if task == MEAN else f"{task_title(task)} accuracy"
 
@@ -70,41 +78,43 @@ def _headline(task: str) -> str:
 def accuracy_vs_sparsity(rows: Sequence[RunRow], task: str = MEAN) -> go.Figure:
     """Zero-shot accuracy against sparsity, as perplexity against sparsity: one solid line per pruning method and
     retraining recipe (final models), one dotted per method (pruned models, before retraining), the dense model as
-    a star at 0, and guessing's accuracy dotted grey; per model and zero-shot protocol."""
+    a labelled dashed line, and guessing's accuracy dotted grey; per model and zero-shot protocol."""
     done = scored_runs(rows, task)
     prefix = zero_shot_prefix(done)
     pruned: dict[str, list[Point]] = defaultdict(list)
     retrained: dict[str, list[Point]] = defaultdict(list)
     dense: dict[str, list[Point]] = defaultdict(list)
     levels: dict[str, float] = {}
+    style: dict[str, dict] = {}
     for r in done:
         cfg = r.config
         pattern = cfg.get("pattern", "unstructured")
         method = f"{prefix(r)}{method_label(cfg)}{'' if pattern == 'unstructured' else f' {pattern}'}"
         x = float(cfg.get("sparsity", 0.0))
-        for which, groups, name, at in (("pruned", pruned, f"{method} · no retraining", x),
-                                        ("final", retrained, f"{method} · {retraining_label(cfg)}", x),
-                                        ("dense", dense, f"{prefix(r)}dense", 0.0)):
+        for which, groups, name in (("pruned", pruned, f"{method} · no retraining"),
+                                    ("final", retrained, f"{method} · {retraining_label(cfg)}")):
             value, error = accuracy(r, which, task)
             if value is not None:
-                groups[name].append((at, value, error, r.id))
+                groups[name].append((x, value, error, r.id))
+                style[name] = series_style(r, repaired=which == "final")
+        if (value := accuracy(r, "dense", task))[0] is not None:
+            dense[f"{prefix(r)}dense"].append((0.0, *value, r.id))
         levels[f"{prefix(r)}chance"] = chance(r, task)
     fig = go.Figure()
-    for name, points in sorted(dense.items()):
-        xs, ys, errors, ids = _merge(points)
-        fig.add_trace(go.Scatter(x=xs, y=ys, error_y=_error_bars(errors), customdata=ids, name=name, mode="markers",
-                                 marker=dict(symbol="star", size=14, color=DENSE),
-                                 hovertemplate=f"{name}<br>accuracy %{{y:.1%}}<br>runs %{{customdata}}<extra></extra>"))
-    color = colors([*pruned, *retrained])
+    xs_all = []
     for dash, groups in (("dot", pruned), ("solid", retrained)):
         for name, points in sorted(groups.items()):
             xs, ys, errors, ids = _merge(points)
+            xs_all += xs
+            color = style[name]["color"]
             fig.add_trace(go.Scatter(
-                x=xs, y=ys, error_y=_error_bars(errors, color[name]), customdata=ids, name=name, mode="lines+markers",
-                line=dict(dash=dash, color=color[name]),
+                x=xs, y=ys, error_y=_error_bars(errors, color), customdata=ids, name=name, mode="lines+markers",
+                line=dict(dash=dash, color=color), marker=dict(symbol=style[name]["symbol"], size=9, color=color),
                 hovertemplate=f"{name}<br>sparsity %{{x:.0%}}<br>accuracy %{{y:.1%}}<br>runs %{{customdata}}<extra></extra>"))
-    _chance_lines(fig, levels, (-0.03, 1.03))
-    fig.update_xaxes(**percent_axis(pad=0.03))
+    axis = sparsity_axis(xs_all)
+    _dense_lines(fig, dense, axis["range"])
+    _chance_lines(fig, levels, axis["range"])
+    fig.update_xaxes(**axis)
     fig.update_traces(cliponaxis=False)
     fig.update_yaxes(**ACCURACY_AXIS)
     return styled(fig, f"Zero-shot {_headline(task)} vs sparsity", "sparsity (share of pruned weights)",
@@ -121,36 +131,33 @@ def accuracy_vs_trainable(rows: Sequence[RunRow], task: str = MEAN) -> go.Figure
     groups: dict[str, list[RunRow]] = defaultdict(list)
     for r in done:
         groups[f"{prefix(r)}{pruning_label(r.config)}"].append(r)
-    xs_all = [100 * r.trainable_fraction for r in done]
-    span = [min(xs_all) / 1.5, max(xs_all) * 1.5] if done else []
-    color_of = colors(groups)
+    span = span_of([100 * r.trainable_fraction for r in done], 1.5) if done else []
     dense: dict[str, list[Point]] = defaultdict(list)
     levels: dict[str, float] = {}
     fig = go.Figure()
     for name, runs in sorted(groups.items()):
         runs = sorted(runs, key=lambda r: r.trainable_fraction)
         finals = [accuracy(r, "final", task) for r in runs]
+        pruned_color = series_style(runs[0], repaired=False)["color"]
         fig.add_trace(go.Scatter(
             x=[100 * r.trainable_fraction for r in runs], y=[v for v, _ in finals],
-            error_y=_error_bars([e for _, e in finals], color_of[name]), text=[retraining_label(r.config) for r in runs],
+            error_y=_error_bars([e for _, e in finals], DENSE), text=[retraining_label(r.config) for r in runs],
             customdata=[r.id for r in runs], name=name, legendgroup=name, mode="markers+text",
-            textposition="top center", marker=dict(size=11, color=color_of[name]),
+            textposition="top center",
+            marker=dict(size=11, color=[series_style(r, repaired=True)["color"] for r in runs],
+                        symbol=series_style(runs[0], repaired=True)["symbol"]),
             hovertemplate="%{text}<br>trainable %{x:.3g}%<br>accuracy %{y:.1%}<br>run #%{customdata}<extra></extra>"))
         before = [v for r in runs if (v := accuracy(r, "pruned", task)[0]) is not None]
         if before:
             level = sum(before) / len(before)
             fig.add_trace(go.Scatter(x=span, y=[level, level], name=f"{name} · before retraining", legendgroup=name,
-                                     mode="lines", line=dict(dash="dot", color=color_of[name]),
+                                     mode="lines", line=dict(dash="dot", color=pruned_color),
                                      hovertemplate=f"{name} pruned, not retrained: %{{y:.1%}}<extra></extra>"))
         for r in runs:
-            value, error = accuracy(r, "dense", task)
-            if value is not None:
-                dense[f"{prefix(r)}dense"].append((0.0, value, error, r.id))
+            if (value := accuracy(r, "dense", task))[0] is not None:
+                dense[f"{prefix(r)}dense"].append((0.0, *value, r.id))
             levels[f"{prefix(r)}chance"] = chance(r, task)
-    for name, points in sorted(dense.items()):
-        level = _merge(points)[1][0]
-        fig.add_trace(go.Scatter(x=span, y=[level, level], name=name, mode="lines", line=dict(dash="dash", color=DENSE),
-                                 hovertemplate=f"{name}: %{{y:.1%}}<extra></extra>"))
+    _dense_lines(fig, dense, span)
     _chance_lines(fig, levels, span)
     if done:
         fig.update_xaxes(**log_percent_axis(*span))
@@ -184,12 +191,11 @@ def accuracy_per_task(rows: Sequence[RunRow]) -> go.Figure:
                                  name=name, marker_color=DENSE,
                                  hovertemplate=f"{name}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
     labels = {r.id: f"{prefix(r)}{run_label(r)}" for r in done}
-    color = colors(labels.values())
     for r in done:
         which = end_model(r)
         cells = [(label, *accuracy(r, which, task)) for task, label in categories(r)]
         fig.add_trace(go.Bar(x=[c[0] for c in cells], y=[c[1] for c in cells], error_y=_error_bars([c[2] for c in cells]),
-                             name=labels[r.id], customdata=[r.id] * len(cells), marker_color=color[labels[r.id]],
+                             name=labels[r.id], customdata=[r.id] * len(cells), marker_color=run_color(r.id),
                              hovertemplate=f"{labels[r.id]} ({which})<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
     if levels:
         fig.add_trace(go.Scatter(x=[label for label, _ in levels], y=list(levels.values()), name="chance",

@@ -11,51 +11,36 @@ from collections.abc import Iterable
 
 import plotly.graph_objects as go
 
+from perp_engine.palette import DENSE
+from perp_engine.ticks import log_axis
+
 LOG_FROM = 3.0  # values spanning less than this factor get a linear axis
-MOST_TICKS = 8
 HEIGHT = 420  # one chart fits under the page header of a 1280x720 screen
-BEFORE, AFTER = "#dc2626", "#2563eb"  # after pruning (red), after repair (blue): one meaning on every chart
-DENSE = "#374151"
+LEGEND_ROW_PX, AXIS_TITLE_PX = 24, 60  # the room a legend row and an x axis (its ticks and title) take below a plot
+LEGEND_WIDTH_PX = 1100  # the legend's width at the narrowest wide layout (Streamlit's page at 1400 px)
 PLAIN_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=30, t=60, b=10),
-                    legend=dict(title=None, orientation="h", yanchor="top", y=-0.16, xanchor="left", x=0),
                     hoverlabel=dict(namelength=-1), font=dict(size=13))
-_MANTISSAS = ((1, 2, 5), (1, 1.5, 2, 3, 5, 7))
 
 
 def styled(fig: go.Figure, title: str, x: str | None = None, y: str | None = None, *, height: int = HEIGHT,
            **layout) -> go.Figure:
     """The common look: title, axis titles, a legend under the plot, a height that fits a projector."""
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, **{**PLAIN_LAYOUT, **layout})
+    legend_below(fig)
     return fig
 
 
-def tick_label(value: float) -> str:
-    """``0.001``, ``0.5``, ``20``, ``1,000``, ``20,000``; ``1e-5`` or ``2e6`` outside [0.001, 100,000)."""
-    if 1e-3 <= abs(value) < 1e5:
-        return f"{value:,.6g}"
-    mantissa, exponent = f"{value:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def log_ticks(low: float, high: float, most: int = MOST_TICKS) -> list[float]:
-    """Tick values for a log axis over [low, high]: 1-2-5 steps (10, 20, 50, 100...), or finer steps (1, 1.5, 2,
-    3, 5, 7) when that gives fewer than three ticks; decades, then every other decade..., when there are too many."""
-    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
-
-    def inside(mantissas, step=1):  # decades at exponents divisible by step: 1e-4, 1e-2, 1 (never 1e-3, 0.1)
-        values = [m * 10.0 ** e for e in range(first, last + 1) if e % step == 0 for m in mantissas]
-        return [float(f"{v:.6g}") for v in values if low <= v <= high]
-
-    for mantissas in _MANTISSAS:
-        values = inside(mantissas)
-        if len(values) >= 3:
-            break
-    if len(values) <= most:
-        return values
-    step = 1
-    while len(values := inside((1,), step)) > most:
-        step += 1
-    return values
+def legend_below(fig: go.Figure) -> None:
+    """The legend under the x axis and its title, never on them: placed from the bottom of the whole figure,
+    with the bottom margin (and the figure) grown by one row for each row the legend's names take at 1400 px."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
+    longest = max((len(n) for n in names), default=0)
+    per_row = max(1, LEGEND_WIDTH_PX // (7 * longest + 50))
+    rows = math.ceil(len(names) / per_row)
+    fig.update_layout(legend=dict(title=None, orientation="h", yref="container", y=0, yanchor="bottom",
+                                  xanchor="left", x=0),
+                      margin=dict(PLAIN_LAYOUT["margin"], b=AXIS_TITLE_PX + LEGEND_ROW_PX * rows + 10),
+                      height=(fig.layout.height or HEIGHT) + LEGEND_ROW_PX * rows)
 
 
 def value_axis(values: Iterable[float | None], *, bars: bool = False, log_from: float = LOG_FROM) -> dict:
@@ -68,13 +53,10 @@ def value_axis(values: Iterable[float | None], *, bars: bool = False, log_from: 
     low, high = min(finite), max(finite)
     if high / low < log_from:
         return dict(type="linear", tickmode="auto", tickformat=",.4~r", rangemode="tozero" if bars else "normal")
-    pad = 0.06 * (math.log10(high) - math.log10(low)) + 0.02
-    bottom = math.log10(low) - pad
+    axis = log_axis(low, high, pad=0.06)
     if bars:
-        bottom = math.floor(math.log10(low) - 0.2)
-    top = math.log10(high) + pad
-    ticks = log_ticks(10 ** bottom, 10 ** top)
-    return dict(type="log", range=[bottom, top], tickmode="array", tickvals=ticks, ticktext=[tick_label(v) for v in ticks])
+        axis = log_axis(10 ** math.floor(math.log10(low) - 0.2), 10 ** axis["range"][1])
+    return axis
 
 
 def ratio_axis(values: Iterable[float | None]) -> dict:
@@ -88,9 +70,31 @@ def percent_axis(pad: float = 0.0) -> dict:
 
 
 def log_percent_axis(low: float, high: float) -> dict:
-    """A log axis in percent with ticks at 1-2-5 steps between ``low`` and ``high``: ``0.5%``, ``1%``, ``2%``..."""
-    values = [m * 10.0 ** e for e in range(-4, 3) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
-    return dict(type="log", tickmode="array", tickvals=values, ticktext=[f"{v:g}%" for v in values])
+    """A log axis in percent over [low, high] with the ticks of every log axis: ``0.5%``, ``1%``, ``2%``..."""
+    axis = log_axis(low, high)
+    return {**axis, "ticktext": [f"{t}%" for t in axis["ticktext"]]}
+
+
+def sparsity_axis(values: Iterable[float]) -> dict:
+    """A share axis around the sparsities drawn, five points of room each side, within 0-100%, ticked every 10%
+    (every 5% when the span is under 30 points)."""
+    values = list(values)
+    low, high = min(values, default=0.0), max(values, default=1.0)
+    low, high = max(0.0, low - 0.05), min(1.0, high + 0.05)
+    step = 0.05 if high - low < 0.3 else 0.1
+    ticks = [i * step for i in range(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)]
+    return dict(range=[low - 0.01, high + 0.01], tickformat=".0%", tickmode="array", tickvals=ticks)
+
+
+def reference_line(fig: go.Figure, level: float, span: list, name: str, text: str, hover: str,
+                   error: float | None = None) -> None:
+    """A dashed grey line at ``level`` across ``span`` (x values) with ``text`` written over its right end, so the
+    reference (the dense model) is read on the chart and not only in the legend; ``error``: its standard error,
+    drawn as error bars at both ends."""
+    error_y = None if error is None else dict(type="data", array=[error, error], visible=True, color=DENSE)
+    fig.add_trace(go.Scatter(x=span, y=[level, level], name=name, mode="lines+text", text=["", text],
+                             textposition="top left", textfont=dict(color=DENSE), line=dict(dash="dash", color=DENSE),
+                             error_y=error_y, cliponaxis=False, hovertemplate=f"{hover}<extra></extra>"))
 
 
 def block_ticks(n_blocks: int, most: int = 10) -> dict:

@@ -17,11 +17,12 @@ from plotly.subplots import make_subplots
 
 from perp_engine.inspect_layer import DSNOT, INSPECT_METHODS, AdapterOutcome, ErrorCurves, LayerInspection
 from perp_engine.model.sparsity import kept_positions
+from perp_engine.palette import method_color
 
 CROP = 64
 KEPT, PRUNED = "#0072B2", "#E69F00"
-METHOD_COLORS = {"magnitude": "#D55E00", "wanda": "#009E73", "sparsegpt": "#CC79A7", "ria": "#56B4E9",
-                 DSNOT: "#000000"}  # Okabe-Ito, apart from KEPT and PRUNED
+METHOD_COLORS = {**{m: method_color(m) for m in INSPECT_METHODS if m != DSNOT},  # the colours of every chart
+                 DSNOT: method_color("wanda", refine="dsnot")}
 LABELS = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT", "ria": "RIA", DSNOT: "Wanda + DSnoT",
           "lora": "LoRA", "masklora": "MaskLoRA"}
 NUMBER_WORDS = {5: "five"}  # "all five keep"

@@ -16,29 +16,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .axes import (
-    AFTER,
-    BEFORE,
-    HEIGHT,
-    PLAIN_LAYOUT,
-    block_ticks,
-    log_ticks,
-    percent_axis,
-    ratio_axis,
-    styled,
-    tick_label,
-    value_axis,
-)
+from perp_engine.palette import DENSE, run_style
+from perp_engine.ticks import log_ticks, tick_label
+
+from .axes import HEIGHT, PLAIN_LAYOUT, block_ticks, legend_below, percent_axis, ratio_axis, styled, value_axis
 
 KIND_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
               "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", "fc1", "fc2", "out_proj", "dense")
 UNIFORM = 5e-4  # sparsities closer than this are "all the same"
 PANEL_COLUMNS = 4
-RUN_DASHES = ("solid", "dash")
-RUN_SYMBOLS = ("circle", "diamond")
+PANEL_TITLE = 28  # characters of a run's label in a heatmap panel's title (the full label is over the panels)
+ROW_GAP_PX = 90  # between two rows of heatmaps: the upper row's column labels and the lower row's titles
+TOP_PX = 100  # above the heatmaps: the title, its line of run labels and the first row's panel titles
+RUN_LINE = 150  # characters of the run labels' line under a heatmap figure's title (fits 1400 px)
 
 
 @dataclass(frozen=True)
@@ -191,8 +183,10 @@ def error_heatmaps(layers_by_run: Mapping[str, Sequence[Mapping]], quantity: str
     change = view == "change"
     cols = min(len(panels), 2) or 1
     rows = max(1, math.ceil(len(panels) / cols))
-    titles = [f"{label} · {VIEWS[w] if w == 'change' else _WHAT[w]}" for label, w, _ in panels]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or None, horizontal_spacing=0.1, vertical_spacing=0.1)
+    height = HEIGHT + 380 * (rows - 1)
+    titles = [f"{_clip(label, PANEL_TITLE)} · {VIEW_CHOICES[w] if w == 'change' else _WHAT[w]}" for label, w, _ in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or None, horizontal_spacing=0.1,
+                        vertical_spacing=ROW_GAP_PX / (height - TOP_PX - PLAIN_LAYOUT["margin"]["b"]))
     everything = []
     for i, (label, w, layers) in enumerate(panels):
         blocks, columns, values, names = _cells(layers, q, w)
@@ -203,11 +197,23 @@ def error_heatmaps(layers_by_run: Mapping[str, Sequence[Mapping]], quantity: str
                                  text=_hover(label, blocks, columns, values, names, what, change),
                                  hovertemplate="%{text}<extra></extra>"),
                       row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(title=f"{q.title.capitalize()} per layer ({VIEWS[view]})", height=HEIGHT + 380 * (rows - 1),
-                      coloraxis=_change_colours(everything) if change else _error_colours(everything, q.title),
-                      **PLAIN_LAYOUT)
+    fig.update_layout(**PLAIN_LAYOUT)
+    fig.update_layout(title=_title_with_runs(f"{q.title.capitalize()} per layer ({VIEWS[view]})", list(layers_by_run)),
+                      height=height, margin=dict(t=TOP_PX),
+                      coloraxis=_change_colours(everything) if change else _error_colours(everything, q.title))
     fig.update_yaxes(title_text="block", autorange="reversed", **block_ticks(_n_blocks(layers_by_run)))
     return fig
+
+
+def _clip(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
+
+
+def _title_with_runs(title: str, labels: Sequence[str]) -> str:
+    """The figure's title, with the runs' full labels on a second, smaller line when a panel title shortened one."""
+    if all(len(label) <= PANEL_TITLE for label in labels):
+        return title
+    return f"{title}<br><sup>{'; '.join(_clip(label, RUN_LINE // max(1, len(labels))) for label in labels)}</sup>"
 
 
 def _error_colours(values: Sequence[float], title: str) -> dict:
@@ -239,45 +245,57 @@ def _panels(layers_by_run: Mapping[str, Sequence[Mapping]]) -> tuple[list[str], 
 
 
 def layer_lines(layers_by_run: Mapping[str, Sequence[Mapping]], quantity: str = "local", view: str = "both") -> go.Figure:
-    """One panel per linear type, block on x, sharing one y axis. After pruning is red, after repair blue (the
-    second run dashed); ``change`` draws after ÷ before per run, around the line at 1 (unchanged)."""
+    """One panel per linear type, block on x, sharing one y axis. After pruning is red, after repair blue (each
+    run its own shade, dash and symbol); ``change`` draws after ÷ before per run, around a dashed line at 1
+    (unchanged)."""
     q = QUANTITIES[quantity]
     columns, cols, rows = _panels(layers_by_run)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_short(c) for c in columns] or None,
                         shared_yaxes=True, horizontal_spacing=0.03, vertical_spacing=0.16)
     plotted = []
+    shown: set[str] = set()
     for r, (label, layers) in enumerate(layers_by_run.items()):
         labels = layer_columns(layers)
         for j, column in enumerate(columns):
             recs = sorted((rec for rec, lab in zip(layers, labels) if lab == column), key=lambda rec: rec["block"])
-            for name, ys, color in _line_series(label, recs, q, view, r):
+            for name, ys, color in _series(label, recs, q.layer_fields, view, r):
                 if all(y is None for y in ys):
                     continue
                 plotted += ys
                 fig.add_trace(go.Scatter(
-                    x=[rec["block"] for rec in recs], y=ys, name=name, legendgroup=name, showlegend=j == 0,
-                    mode="lines+markers", line=dict(color=color, dash=RUN_DASHES[r % 2]), meta=column,
-                    marker=dict(symbol=RUN_SYMBOLS[r % 2], size=5), customdata=[rec["name"] for rec in recs],
+                    x=[rec["block"] for rec in recs], y=ys, name=name, legendgroup=name, showlegend=name not in shown,
+                    mode="lines+markers", line=dict(color=color, dash=run_style(r)["dash"]), meta=column,
+                    marker=dict(symbol=run_style(r)["symbol"], size=5), customdata=[rec["name"] for rec in recs],
                     hovertemplate=f"{name}<br>block %{{x}} · {_short(column)} (%{{customdata}})<br>%{{y:.4g}}<extra></extra>"),
                     row=j // cols + 1, col=j % cols + 1)
+                shown.add(name)
     fig.update_layout(title=f"{q.title.capitalize()} by block ({VIEWS[view]})", height=HEIGHT + 220 * (rows - 1),
                       **PLAIN_LAYOUT)
+    legend_below(fig)
     fig.update_xaxes(**block_ticks(_n_blocks(layers_by_run), most=5))
     fig.update_xaxes(title_text="block", row=rows)
     fig.update_yaxes(**(ratio_axis(plotted) if view == "change" else value_axis(plotted)))
+    _unchanged_line(fig, view)
     return fig
 
 
-def _line_series(label: str, recs: Sequence[Mapping], q: Quantity, view: str, run: int):
-    before, after = q.layer_fields
+def _series(label: str, records: Sequence[Mapping], fields: tuple[str, str], view: str, run: int):
+    """``(name, values, colour)`` of each line one run draws in ``view``: after pruning in its shade of red,
+    after repair in its shade of blue, or after ÷ before in its line colour."""
+    before, after = fields
+    style = run_style(run)
     if view == "change":
-        palette = qualitative.Dark2
-        yield (f"{label} · after ÷ before", [_ratio(_value(rec, before), _value(rec, after)) for rec in recs],
-               palette[run % len(palette)])
+        yield (f"{label} · after ÷ before", [_ratio(_value(rec, before), _value(rec, after)) for rec in records],
+               style["line"])
         return
-    for which, field, color in (("before", before, BEFORE), ("after", after, AFTER)):
+    for which, field in (("before", before), ("after", after)):
         if view in (which, "both"):
-            yield f"{label} · {_WHAT[which]}", [_value(rec, field) for rec in recs], color
+            yield f"{label} · {_WHAT[which]}", [_value(rec, field) for rec in records], style[which]
+
+
+def _unchanged_line(fig: go.Figure, view: str) -> None:
+    if view == "change":
+        fig.add_hline(y=1.0, line_dash="dash", line_color=DENSE, line_width=1)
 
 
 # -- sparsity --------------------------------------------------------------------------------------------------
@@ -296,7 +314,8 @@ def sparsity_heatmaps(layers_by_run: Mapping[str, Sequence[Mapping]]) -> go.Figu
     the sparsities present, so small differences show (uniform runs are said in words, see uniform_sparsity)."""
     varied = {label: layers for label, layers in layers_by_run.items() if layers and not uniform_sparsity(layers)}
     labels = list(varied)
-    fig = make_subplots(rows=1, cols=max(1, len(labels)), subplot_titles=labels or None, horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=max(1, len(labels)), subplot_titles=[_clip(label, PANEL_TITLE) for label in labels]
+                        or None, horizontal_spacing=0.1)
     values = [rec["sparsity"] for layers in varied.values() for rec in layers]
     for i, label in enumerate(labels):
         blocks, columns, z = layer_matrix(varied[label], "sparsity")
@@ -309,7 +328,9 @@ def sparsity_heatmaps(layers_by_run: Mapping[str, Sequence[Mapping]]) -> go.Figu
     colours = dict(colorscale="Blues", colorbar=dict(title="sparsity", tickformat=".1%"))
     if values:
         colours.update(cmin=min(values), cmax=max(values))
-    fig.update_layout(title="Sparsity per layer", height=HEIGHT, coloraxis=colours, **PLAIN_LAYOUT)
+    fig.update_layout(**PLAIN_LAYOUT)
+    fig.update_layout(title=_title_with_runs("Sparsity per layer", labels), height=HEIGHT, coloraxis=colours,
+                      margin=dict(t=TOP_PX))
     fig.update_yaxes(title_text="block", autorange="reversed", **block_ticks(_n_blocks(layers_by_run)))
     return fig
 
@@ -319,18 +340,19 @@ def sparsity_lines(layers_by_run: Mapping[str, Sequence[Mapping]]) -> go.Figure:
     columns, cols, rows = _panels(layers_by_run)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_short(c) for c in columns] or None,
                         shared_yaxes=True, horizontal_spacing=0.03, vertical_spacing=0.16)
-    palette = qualitative.Dark2
     for r, (label, layers) in enumerate(layers_by_run.items()):
+        style = run_style(r)
         labels = layer_columns(layers)
         for j, column in enumerate(columns):
             recs = sorted((rec for rec, lab in zip(layers, labels) if lab == column), key=lambda rec: rec["block"])
             fig.add_trace(go.Scatter(
                 x=[rec["block"] for rec in recs], y=[rec["sparsity"] for rec in recs], name=label, legendgroup=label,
                 showlegend=j == 0, mode="lines+markers", meta=column, customdata=[rec["name"] for rec in recs],
-                line=dict(color=palette[r % len(palette)], dash=RUN_DASHES[r % 2]), marker=dict(size=5),
+                line=dict(color=style["line"], dash=style["dash"]), marker=dict(symbol=style["symbol"], size=5),
                 hovertemplate=f"{label}<br>block %{{x}} · {_short(column)} (%{{customdata}})<br>sparsity %{{y:.2%}}<extra></extra>"),
                 row=j // cols + 1, col=j % cols + 1)
     fig.update_layout(title="Sparsity by block", height=HEIGHT + 220 * (rows - 1), **PLAIN_LAYOUT)
+    legend_below(fig)
     fig.update_xaxes(**block_ticks(_n_blocks(layers_by_run), most=5))
     fig.update_xaxes(title_text="block", row=rows)
     fig.update_yaxes(**percent_axis())
@@ -373,10 +395,10 @@ def block_sparsity_figure(by_run: Mapping[str, BlockAllocation]) -> go.Figure:
     their outlier share per block as light bars on a second axis."""
     shares = any(a.outlier_share for a in by_run.values())
     fig = make_subplots(specs=[[{"secondary_y": shares}]])
-    palette = qualitative.Dark2
     values = []
     for r, (label, a) in enumerate(by_run.items()):
-        color = palette[r % len(palette)]
+        style = run_style(r)
+        color = style["line"]
         if a.outlier_share:
             fig.add_trace(go.Bar(x=a.blocks, y=a.outlier_share, name=f"{label} · outlier share", marker_color=color,
                                  opacity=0.3, hovertemplate=f"{label}<br>block %{{x}}: %{{y:.2f}}% of its Wanda scores "
@@ -387,8 +409,7 @@ def block_sparsity_figure(by_run: Mapping[str, BlockAllocation]) -> go.Figure:
                                  hovertemplate=f"{label}<br>block %{{x}} target %{{y:.2%}}<extra></extra>"),
                       secondary_y=False)
         fig.add_trace(go.Scatter(x=a.blocks, y=a.achieved, name=f"{label} · achieved", mode="lines+markers",
-                                 line=dict(color=color, dash=RUN_DASHES[r % 2]),
-                                 marker=dict(symbol=RUN_SYMBOLS[r % 2], size=7),
+                                 line=dict(color=color, dash=style["dash"]), marker=dict(symbol=style["symbol"], size=7),
                                  hovertemplate=f"{label}<br>block %{{x}} achieved %{{y:.2%}}<extra></extra>"),
                       secondary_y=False)
     if values:  # around the values, at least ±5 points, so a uniform run is a flat line and OWL's spread shows
@@ -422,28 +443,21 @@ def allocation_note(label: str, a: BlockAllocation) -> str | None:
 
 def block_errors(blocks_by_run: Mapping[str, Sequence[Mapping]], quantity: str = "local", view: str = "both") -> go.Figure:
     """Relative error of each whole block's output against the dense block: after pruning (red) and after
-    repair (blue), the second run dashed, or their ratio in the ``change`` view."""
+    repair (blue), each run its own shade, dash and symbol, or their ratio around 1 in the ``change`` view."""
     q = QUANTITIES[quantity]
-    before, after = q.block_fields
     fig = go.Figure()
     plotted = []
     for r, (label, blocks) in enumerate(blocks_by_run.items()):
-        series = []
-        if view == "change":
-            series.append((f"{label} · after ÷ before", [_ratio(_value(b, before), _value(b, after)) for b in blocks],
-                           qualitative.Dark2[r % len(qualitative.Dark2)]))
-        for which, field, color in (("before", before, BEFORE), ("after", after, AFTER)):
-            if view in (which, "both"):
-                series.append((f"{label} · {_WHAT[which]}", [_value(b, field) for b in blocks], color))
-        for name, ys, color in series:
+        for name, ys, color in _series(label, blocks, q.block_fields, view, r):
             if all(y is None for y in ys):
                 continue
             plotted += ys
             fig.add_trace(go.Scatter(x=[b["block"] for b in blocks], y=ys, name=name, mode="lines+markers",
-                                     line=dict(color=color, dash=RUN_DASHES[r % 2]),
-                                     marker=dict(symbol=RUN_SYMBOLS[r % 2], size=6),
+                                     line=dict(color=color, dash=run_style(r)["dash"]),
+                                     marker=dict(symbol=run_style(r)["symbol"], size=6),
                                      hovertemplate=f"{name}<br>block %{{x}} output<br>%{{y:.4g}}<extra></extra>"))
     fig.update_xaxes(**block_ticks(_n_blocks(blocks_by_run)))
     fig.update_yaxes(**(ratio_axis(plotted) if view == "change" else value_axis(plotted)))
     y = "after ÷ before (1 = unchanged)" if view == "change" else f"block output {q.title}"
+    _unchanged_line(fig, view)
     return styled(fig, f"Block outputs: {q.title} ({VIEWS[view]})", "block", y)

@@ -1,7 +1,9 @@
 """The Streamlit side of the Inside a layer page: the model, and each block's captured inputs, cached per server.
 
-Loading a model and capturing what a block's linears see take seconds; everything after (pruning one matrix by
-each method, the curves, the adapter demo) is cached per setting, so moving a slider back is instant.
+Loading a model and capturing what a block's linears see take seconds; one DenseWalk per model and windows keeps
+what entered the blocks it ran, so another block costs the blocks in between, not the whole depth again.
+Everything after (pruning one matrix by each method, the curves, the adapter demo) is cached per setting, so
+moving a slider back is instant.
 Inputs are the plain values the page's widgets hold, so every cache key is hashable and readable.
 """
 
@@ -14,11 +16,11 @@ import streamlit as st
 from perp_engine.inspect_layer import (
     DEMO_RANK,
     AdapterOutcome,
+    DenseWalk,
     ErrorCurves,
     LayerCapture,
     LayerInspection,
     adapter_zeros,
-    capture_block,
     error_curves,
     inspect_layer,
     layer_windows,
@@ -34,16 +36,23 @@ def model(name: str):
 
 @st.cache_resource(show_spinner=False)
 def _hooks() -> threading.Lock:
-    """Held while a capture has its hooks on the shared model, so two sessions' captures never mix."""
+    """Held while a capture walks the shared model with its hooks on, so two sessions' captures never mix."""
     return threading.Lock()
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def walk(name: str, dataset: str, windows: int, seqlen: int) -> DenseWalk:
+    """The dense model's walk over ``windows`` calibration and held-out windows of ``dataset``; used under the lock.
+    One at a time, as the model: it holds the model and up to DenseWalk's budget of block inputs."""
+    loaded, tokenizer = model(name)
+    calib, heldout = layer_windows(tokenizer, dataset, windows, seqlen)
+    return DenseWalk(loaded, calib, heldout)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def capture(name: str, dataset: str, windows: int, seqlen: int, block: int) -> dict[str, LayerCapture]:
-    loaded, tokenizer = model(name)
-    calib, heldout = layer_windows(tokenizer, dataset, windows, seqlen)
     with _hooks():
-        return capture_block(loaded, block, calib, heldout)
+        return walk(name, dataset, windows, seqlen).capture(block)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

@@ -49,9 +49,39 @@ def stage_title(stage: str, config: Mapping) -> str:
     return STAGE_TITLES.get(stage, stage)
 
 
-def stage_seconds(row: RunRow) -> dict[str, float]:
-    """Seconds per finished stage: the run's timings once it is done, the store's stage clock while it runs."""
-    return {**(row.stage_seconds or {}), **(row.timings or {})}
+# Stages that also measure the layer errors: the name of their own part in the run's timings (RunResult.timings)
+OWN_PART = {"prune": "pruning", "final_eval": "perplexity"}
+MIN_PART_S = 0.05  # a remainder below this is clock noise, not a part worth naming
+
+
+@dataclass(frozen=True)
+class StageTime:
+    stage: str
+    title: str
+    seconds: float | None  # the stage's wall clock, everything it did included (None: not timed, e.g. reused)
+    detail: str  # what the seconds went to when the stage has parts, "reused from the cache", or ""
+
+
+def stage_times(row: RunRow) -> list[StageTime]:
+    """The one source of a run's stage timings (progress card and Run page): each finished stage in run order with
+    its wall seconds, from the run's own clock once it recorded its result (``RunResult.stage_seconds``), the
+    store's stage clock before that (and for runs recorded before the run kept its own), else its timed part.
+    Prune and Final perplexity also measure the layer errors: their detail splits the seconds into the part the
+    run timed (pruning, perplexity) and the rest (the layer errors)."""
+    clock = {**(row.stage_seconds or {}), **((row.result or {}).get("stage_seconds") or {})}
+    timings = row.timings or {}
+    times = []
+    for stage in run_stages(row.config):
+        own = timings.get(stage)
+        seconds = clock.get(stage, own)
+        parts = []
+        if stage in OWN_PART and own is not None and stage in clock and seconds - own >= MIN_PART_S:
+            parts.append(f"{OWN_PART[stage]} {own:.1f} s + layer errors {seconds - own:.1f} s")
+        if REUSED.get(stage) in (row.reused or []):
+            parts.append("reused from the cache")
+        if seconds is not None or parts:
+            times.append(StageTime(stage, stage_title(stage, row.config), seconds, "; ".join(parts)))
+    return times
 
 
 def has_count(message: str) -> bool:
@@ -65,14 +95,14 @@ def stage_bars(row: RunRow) -> list[StageBar]:
     later ones empty; a failed or cancelled run stops at its stage."""
     stages = run_stages(row.config)
     current = stages.index(row.stage) if row.stage in stages else -1
-    seconds_by_stage = stage_seconds(row)
+    times = {t.stage: t for t in stage_times(row)}
     bars = []
     for i, stage in enumerate(stages):
         title = stage_title(stage, row.config)
         if row.status == "done" or i < current:
-            seconds = seconds_by_stage.get(stage)
-            reused = " (reused from the cache)" if REUSED.get(stage) in (row.reused or []) else ""
-            text = f"{title}: done" + (f" in {seconds:.1f} s" if seconds is not None else "") + reused
+            timed = times.get(stage)
+            seconds = f" in {timed.seconds:.1f} s" if timed and timed.seconds is not None else ""
+            text = f"{title}: done{seconds}" + (f" ({timed.detail})" if timed and timed.detail else "")
             bars.append(StageBar(stage, title, 1.0, "done", text))
         elif i == current and row.status == "running":
             where = row.message if has_count(row.message) else f"{100 * row.fraction:.0f}%" + (

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from perp_engine.resources.estimate import estimate_text
 from perp_engine.store import RunRow
 
-from .progress_view import REUSED, STAGE_TITLES, run_stages, stage_seconds, stage_title
+from .progress_view import stage_times, stage_title
 
-TIMING_TITLES = {"measure": "Measure the layer errors"}  # timings that are not progress stages
 LAYER_FIELDS = {  # store field -> CSV column
     "name": "name", "block": "block", "kind": "kind", "numel": "weights", "sparsity": "sparsity",
     "recon_error": "local error after pruning", "recon_error_after": "local error after repair",
@@ -35,15 +35,36 @@ def config_frame(config: Mapping) -> pd.DataFrame:
 
 
 def timings_frame(row: RunRow) -> pd.DataFrame:
-    """Seconds per stage in run order, then any other timed step (measuring the layer errors); stages taken
-    from the artifact cache say so."""
-    seconds = stage_seconds(row)
-    names = [s for s in run_stages(row.config) if s in seconds] + [s for s in seconds if s not in STAGE_TITLES]
-    return pd.DataFrame({
-        "stage": [TIMING_TITLES.get(s) or stage_title(s, row.config) for s in names],
-        "seconds": [round(seconds[s], 1) for s in names],
-        "note": ["reused from the cache" if REUSED.get(s) in (row.reused or []) else "" for s in names],
-    })
+    """Seconds per finished stage in run order, as the progress card gives them (:func:`stage_times`): what the
+    seconds went to where a stage has parts, and stages taken from the artifact cache, in ``note``."""
+    times = stage_times(row)
+    return pd.DataFrame({"stage": [t.title for t in times],
+                         "seconds": [None if t.seconds is None else round(t.seconds, 1) for t in times],
+                         "note": [t.detail for t in times]})
+
+
+def estimate_words(row: RunRow) -> str | None:
+    """``estimated 3.1 min, took 2.7 min``: the estimate the run recorded as it started beside its wall time;
+    None for runs recorded before the estimate was kept."""
+    return estimate_text((row.result or {}).get("estimate"), row.duration if row.finished else None)
+
+
+def cancelled_text(row: RunRow) -> str:
+    """What a cancelled run is, in words: when it stopped, why when a reason other than the click was given."""
+    during = f" during {stage_title(row.stage, row.config)}" if row.stage else " before it started"
+    reason = (row.error or "").strip()
+    rest = reason[len("cancelled"):].strip(" :") if reason.lower().startswith("cancelled") else reason
+    why = f" ({rest})" if rest and rest != "before it started" else ""
+    return (f"This run was cancelled{during}{why}. Nothing went wrong; it kept no results. Load it into Experiment "
+            "(Configuration tab) to run it again.")
+
+
+def export_unavailable(row: RunRow) -> str:
+    """Why Export is greyed out for a run that is not done."""
+    if row.status in ("queued", "running"):
+        return f"Export is available once the run finishes; it is {row.status}."
+    ended = "was cancelled" if row.status == "cancelled" else "failed"
+    return f"Only a finished run can be exported: this run {ended}, so it has no model to export."
 
 
 def _frame(records: Sequence[Mapping], fields: Mapping[str, str]) -> pd.DataFrame:

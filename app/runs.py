@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from perp_engine.config import method_label
-from perp_engine.evaluation.recovery import recovered_share
+from perp_engine.evaluation.recovery import LINEAR_SCALE, SCALE, recovered_linear_share, recovered_share, recovery_text
+from perp_engine.model.parameters import recorded_trainable_text
 from perp_engine.presets import PRESETS
 from perp_engine.store import RunRow
 
@@ -74,9 +75,10 @@ def pruning_label(config: dict) -> str:
 
 
 def run_label(row: RunRow) -> str:
-    """``#12 wanda 50% · perp-masklora``: unique (the id) and readable; a named run reads ``#12 baseline: ...``."""
+    """``#12 wanda 50% · perp-masklora``: unique (the reference: ``#g12`` for a gallery run) and readable; a named
+    run reads ``#12 baseline: ...``."""
     name = f" {row.name}:" if row.name else ""
-    return f"#{row.id}{name} {pruning_label(row.config)} · {retraining_label(row.config)}"
+    return f"#{row.ref}{name} {pruning_label(row.config)} · {retraining_label(row.config)}"
 
 
 def data_label(dataset: str) -> str:
@@ -127,7 +129,7 @@ def fairness_notes(rows: Sequence[RunRow], tolerance: float = 0.005) -> list[str
         low, high = min(group, key=lambda r: r.dense_ppl), max(group, key=lambda r: r.dense_ppl)
         if high.dense_ppl > low.dense_ppl * (1 + tolerance):
             notes.append(f"{model_label(model)}, {protocol_label(low.config)}: the dense perplexity differs between "
-                         f"runs (#{low.id}: {low.dense_ppl:.2f}, #{high.id}: {high.dense_ppl:.2f}), so something "
+                         f"runs (#{low.ref}: {low.dense_ppl:.2f}, #{high.ref}: {high.dense_ppl:.2f}), so something "
                          "besides pruning differs (device, library version, data file); compare them with care.")
     return notes
 
@@ -144,10 +146,26 @@ def end_ppl(row: RunRow) -> float | None:
 
 
 def recovery(row: RunRow) -> float | None:
-    """Share of the pruning damage the retraining undid, on the log-perplexity (loss) scale
-    (:func:`perp_engine.evaluation.recovery.recovered_share`): 1 = back to dense, 0 = no better than pruned; None without
-    retraining or when pruning cost under 1% perplexity."""
+    """Share of the log-perplexity gap the retraining closed (:func:`perp_engine.evaluation.recovery.recovered_share`):
+    1 = back to dense, 0 = no better than pruned; None without retraining or when pruning cost under 1% perplexity."""
     return recovered_share(row.dense_ppl, row.pruned_ppl, row.final_ppl)
+
+
+def linear_recovery(row: RunRow) -> float | None:
+    """The same share on the perplexities themselves (linear scale), shown beside :func:`recovery`."""
+    return recovered_linear_share(row.dense_ppl, row.pruned_ppl, row.final_ppl)
+
+
+def recovery_words(row: RunRow) -> str | None:
+    """``recovered 38% of the log-ppl gap (70% of the linear ppl gap)``; None as :func:`recovery`."""
+    return recovery_text(row.dense_ppl, row.pruned_ppl, row.final_ppl)
+
+
+def trainable_words(row: RunRow) -> str | None:
+    """``0.618% of the model's 134.5M parameters (+ 795.6k adapter weights, + untied head 28.3M)``; None when nothing
+    trained (perp_engine.model.parameters.recorded_trainable_text)."""
+    return recorded_trainable_text({"trainable_params": row.trainable_params, "total_params": row.total_params,
+                                    **(row.result or {})})
 
 
 def filter_rows(rows: Iterable[RunRow], *, statuses: Sequence[str] = (), models: Sequence[str] = (),
@@ -162,8 +180,10 @@ def filter_rows(rows: Iterable[RunRow], *, statuses: Sequence[str] = (), models:
     return [r for r in rows if keep(r)]
 
 
+RECOVERED = f"recovered {SCALE}"  # the runs table's recovery columns, named by their scale
+RECOVERED_LINEAR = f"recovered {LINEAR_SCALE}"
 RUN_COLUMNS = ("id", "name", "status", "model", "pruning", "retraining", "dense ppl", "pruned ppl", "final ppl",
-               "recovery", "mean accuracy", "trainable %", "trainable params", "data", "seqlen", "eval tokens",
+               RECOVERED, RECOVERED_LINEAR, "mean accuracy", "trainable %", "trainable params", "data", "seqlen", "eval tokens",
                "zero-shot", "calib windows", "steps", "lr", "time (s)", "device", "sweep", "tags", "created", "message")
 INTEGER_COLUMNS = ("id", "trainable params", "seqlen", "eval tokens", "calib windows", "steps", "sweep")
 
@@ -187,7 +207,8 @@ def runs_frame(rows: Iterable[RunRow]) -> pd.DataFrame:
             "dense ppl": r.dense_ppl,
             "pruned ppl": r.pruned_ppl,
             "final ppl": r.final_ppl,
-            "recovery": recovery(r),
+            RECOVERED: recovery(r),
+            RECOVERED_LINEAR: linear_recovery(r),
             "mean accuracy": end_accuracy(r),
             "trainable %": None if r.trainable_fraction is None else 100 * r.trainable_fraction,
             "trainable params": r.trainable_params,

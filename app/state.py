@@ -21,10 +21,13 @@ from perp_engine.model.load import resolve_device
 from perp_engine.resources.estimate import Estimate, estimate_run
 from perp_engine.resources.memory_model import MemoryPlan, plan_memory
 from perp_engine.run.preflight import Preflight
-from perp_engine.store import RunStore, default_store_path
+from perp_engine.store import GalleryStore, RunStore, default_store_path
 
-LAUNCHED = "launched_runs"  # run ids launched from this session, newest first
-SELECTED = "selected_runs"  # run ids selected on Compare; Layers starts from them
+from . import launches
+from .run_sources import Runs, gallery_path
+
+BROWSER = "browser_id"  # this browser's id (app/launches.py), read from its cookie or made for it
+SELECTED = "selected_runs"  # references of the runs selected on Compare (12, g12); Layers starts from them
 SWEEP = "watched_sweep"  # the sweep the Sweep page follows
 UPLOADS = "uploaded_texts"  # paths of text files uploaded in this session
 PREFLIGHT_MEMORY_S = 600  # how long the pre-run checker keeps model configs and tokenizers it read
@@ -47,6 +50,22 @@ def _executor(path: str, kind: str, address: str | None) -> Executor:
 def store() -> RunStore:
     """The run store of ``$PERP_STORE`` (or the default), opened once per server."""
     return _store(str(default_store_path()))
+
+
+@st.cache_resource(show_spinner=False)
+def _gallery(path: str) -> GalleryStore:
+    return GalleryStore(path)
+
+
+def gallery() -> GalleryStore | None:
+    """The gallery opened read-only beside the store (``$PERP_GALLERY``, app/run_sources.py), or None."""
+    path = gallery_path(default_store_path())
+    return None if path is None else _gallery(str(path.resolve()))
+
+
+def runs() -> Runs:
+    """The user's runs and the gallery's, read as one (pages that list, chart or open runs)."""
+    return Runs(store(), gallery())
 
 
 def executor() -> Executor:
@@ -95,13 +114,14 @@ def _checker() -> Preflight:
 
 
 @st.cache_data(show_spinner="Checking the run…", max_entries=256, ttl=PREFLIGHT_RESULT_S)
-def preflight(config_json: str) -> tuple[list[str], str | None]:
-    """``(warnings, None)`` when the config can run here, ``([], reason)`` when it cannot (the pre-run checks of
-    ``perp run``: model, device, rank, N:M, context, text), kept briefly so a rerun does not repeat them."""
+def preflight(config_json: str) -> tuple[list[str], tuple[str, str] | None]:
+    """``(warnings, None)`` when the config can run here, ``([], (field, reason))`` when it cannot (the pre-run
+    checks of ``perp run``: model, device, rank, N:M, context, text; ``reason`` is the one-line ``field: ...``),
+    kept briefly so a rerun does not repeat them."""
     try:
         return _checker().check(RunConfig.from_json(config_json)), None
     except PerpError as err:
-        return [], str(err)
+        return [], (err.field, str(err))
 
 
 def session_list(key: str) -> list:
@@ -109,9 +129,29 @@ def session_list(key: str) -> list:
     return st.session_state.setdefault(key, [])
 
 
+def browser_id() -> str:
+    """This browser's id: from its cookie when it sent one, else a new one kept for the session (and stored in
+    the cookie by :func:`keep_browser_id`)."""
+    if BROWSER not in st.session_state:
+        cookie = st.context.cookies.get(launches.COOKIE)
+        st.session_state[BROWSER] = cookie if launches.valid_id(cookie) else launches.new_id()
+    return st.session_state[BROWSER]
+
+
+def keep_browser_id() -> None:
+    """Store this browser's id in its cookie when the request did not carry it (a line of JavaScript)."""
+    browser = browser_id()
+    if st.context.cookies.get(launches.COOKIE) != browser:
+        st.html(launches.cookie_script(browser), width="content", unsafe_allow_javascript=True)
+
+
+def browser_runs() -> list[int]:
+    """The runs launched from this browser into the store, newest first (app/launches.py)."""
+    return launches.launched(store().path, browser_id())
+
+
 def remember_launch(run_id: int) -> None:
-    """Keep a launched run in this session, and in the page address so a reload shows its settings again."""
-    launched = session_list(LAUNCHED)
-    launched.insert(0, run_id)
+    """Keep a launched run in this browser's list, and in the page address so a reload shows its settings again."""
+    launches.record(store().path, browser_id(), run_id)
     st.session_state[LOADED] = run_id
     st.query_params[FROM_QUERY] = str(run_id)

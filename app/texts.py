@@ -78,26 +78,31 @@ text (not used to prune or to retrain):
   layer whose weights equal the dense ones.
 - **Accumulated error (drift)**: ||f_dense(X_dense) - f(X)||² / ||f_dense(X_dense)||², each model on its own
   activations propagated from the start: how far the model's internal state has moved from the dense one, all
-  upstream damage included. It grows with depth even where a layer's own error is small.
+  upstream damage included. It often grows with depth, even where a layer's own error is small, but need not: a
+  later block can undo part of the damage. Under its charts, Layers says for each run where it rises, stays
+  level or drops.
 """
 
 CHARTS: dict[str, str] = {
     "ppl_vs_sparsity": "Perplexity as sparsity grows, one line per pruning method and retraining recipe. Dotted "
-                       "lines are the pruned models before retraining, the star is the dense model. The gap "
-                       "between a dotted line and a solid one is what retraining recovered. Runs evaluated under "
-                       "different protocols (text, sequence length, tokens) get their own lines and dense star.",
-    "ppl_vs_trainable": "The PERP picture. Each point is a retrained run: how many parameters it trained "
-                        "(x, log scale) against its perplexity. Dotted: the same pruned model before "
-                        "retraining; dashed: the dense model. Points near the dashed line at the far left "
-                        "mean that a tiny share of parameters recovered most of the damage.",
+                       "lines are the pruned models before retraining; the dashed line, labelled with its value, is "
+                       "the dense model. The gap between a dotted line and a solid one is what retraining recovered "
+                       "(the runs table gives it as a share of the log-perplexity gap, and of the linear one). Runs "
+                       "evaluated under different protocols (text, sequence length, tokens) get their own lines and "
+                       "dense line.",
+    "ppl_vs_trainable": "The PERP picture. Each point is a retrained run, labelled by its recipe: the share of the "
+                        "model's own parameters it trained (x, in %, log scale; adapter weights count as trained) "
+                        "against its perplexity. Dotted: the same pruned model before retraining; dashed, labelled: "
+                        "the dense model. Points near the dashed line at the far left mean that a tiny share of "
+                        "parameters recovered most of the damage.",
     "ppl_bars": "For each run: the dense model, the model after pruning, and after retraining, with their values.",
     "accuracy_vs_sparsity": "Zero-shot accuracy (lm-eval, offline task data) as sparsity grows: a task's headline "
                             "metric or the mean over each run's tasks, with standard errors as error bars. Dotted: "
-                            "the pruned models; solid: after retraining; the star: the dense model; grey dotted: "
-                            "guessing. Runs scored under different protocols (tasks, docs per task, seed, data) get "
+                            "the pruned models; solid: after retraining; dashed, labelled: the dense model; grey "
+                            "dotted: guessing. Runs scored under different protocols (tasks, docs per task, seed, data) get "
                             "their own lines and are never averaged together.",
     "accuracy_vs_trainable": "The PERP picture in accuracy: each retrained run's zero-shot accuracy against the "
-                             "share of parameters it trained. Dotted in its colour: the same pruned model before "
+                             "share of the model's own parameters it trained. Dotted in its colour: the same pruned model before "
                              "retraining; dashed: the dense model; grey dotted: guessing. Error bars: standard errors.",
     "accuracy_per_task": "Each task's accuracy, and the mean over the run's tasks, for the model each run ends with "
                          "(after retraining, or pruned when it did not retrain), beside the dense model; grey ticks: "
@@ -111,16 +116,18 @@ CHARTS: dict[str, str] = {
                              "measurement windows) is taken every few steps of its training. Drawn relative to the "
                              "block's error before it trained, averaged over the blocks: 1 is no better than pruned.",
     "block_curves": "Each block's held-out error against the dense block while that block trains (darker: deeper "
-                    "blocks). Errors grow with depth; a flat line is a block training no longer improves.",
+                    "blocks). A line that ends flat is a block that more training would no longer improve.",
     "loss_curves": "Training loss per step (retraining: language-model loss; reconstruction: the block "
                    "errors, block after block). A curve that drops then flattens has converged; one that "
-                   "rises means the learning rate is too high.",
+                   "rises usually means the learning rate is too high.",
     "error_heatmaps": "The chosen layer-wise error of every linear layer, by block (rows) and layer type "
                       "(columns). Colour is log10: one step is a factor of ten. The change view colours "
                       "after repair ÷ after pruning: blue where repair lowered the error, red where it raised it.",
-    "error_lines": "The same errors along the depth of the model, one panel per layer type: red after pruning, "
-                   "blue after repair. The local error shows which layers pruning hurt most; the accumulated "
-                   "error grows with depth as the damage of earlier layers adds up.",
+    "error_lines": "The same errors along the depth of the model, one panel per layer type and one line per run "
+                   "and state (the legend names them): after pruning, after repair, or in the change view their "
+                   "ratio, the dashed line at 1 meaning unchanged. The local error shows which layers pruning hurt "
+                   "most; the accumulated error is the drift that reaches each layer, all upstream damage "
+                   "included. The sentences below say where each run's block errors rise, stay level or drop.",
     "block_sparsity": "Each block's sparsity: dotted, the target the allocation gave it; solid, the share of its "
                       "weights actually zero (its linears weighted by size). Uniform allocation gives every block "
                       "the run's sparsity. OWL gives each block its own: the light bars (right axis) are the share "
@@ -131,9 +138,9 @@ CHARTS: dict[str, str] = {
                 "(OWL: about the same within a block); N:M patterns give exactly N/M.",
     "block_losses": "The output of each whole transformer block against the dense block's, as a relative "
                     "squared error: local (the block on the inputs it sees in the measured model, against the "
-                    "dense block on the same inputs) or accumulated (each model on its own propagated inputs). "
-                    "Red after pruning, blue after repair. Block-by-block reconstruction trains exactly the "
-                    "local block error.",
+                    "dense block on the same inputs) or accumulated (each model on its own propagated inputs), "
+                    "after pruning and after repair (the legend names each line; the change view draws their "
+                    "ratio). Block-by-block reconstruction trains exactly the local block error.",
 }
 
 GETTING_STARTED = """\

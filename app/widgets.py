@@ -16,12 +16,13 @@ from perp_engine.cli.config_flags import HELP as FLAG_HELP
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.resources.estimate import format_seconds
+from perp_engine.result import notices
 from perp_engine.store import RunRow
 
-from . import figures, forms, memory_view, state
+from . import figures, forms, memory_view, run_details, run_sources, state
 from .forms import DATASET_HELP, DATASET_TAGS
 from .progress_view import STAGE_TITLES, current_step, overall_fraction, remaining_seconds, stage_bars
-from .runs import recovery, run_label, runs_frame
+from .runs import RECOVERED, RECOVERED_LINEAR, recovery, recovery_words, run_label, runs_frame, trainable_words
 from .texts import CHARTS, GETTING_STARTED
 
 LIVE_REFRESH_S = 1.0
@@ -36,16 +37,22 @@ PAGES = {  # page files relative to app/main.py
     "run": "../pages/run.py",
 }
 RUN_QUERY = "run"  # ?run=12 opens run 12 on the run page (and preselects it on Layers)
-RECENT_RUNS = 3  # Experiment shows the newest runs of the store, whoever launched them
+RECENT_RUNS = 3  # Experiment shows this browser's newest runs as cards (and every queued or running one of it)
+EARLIER_LINKS = 30  # and links to this many of its earlier runs
 RUN_COLUMN_CONFIG = {  # how the runs tables of Compare and Sweep show their columns
     "id": st.column_config.NumberColumn(format="%d"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-    "recovery": st.column_config.ProgressColumn("recovery", min_value=0.0, max_value=1.0, format="percent",
-                                                help="share of the pruning damage undone (log-perplexity)"),
+    RECOVERED: st.column_config.ProgressColumn(
+        RECOVERED, min_value=0.0, max_value=1.0, format="percent",
+        help="share of the log-perplexity gap between pruned and dense that the repair closed (the loss gap)"),
+    RECOVERED_LINEAR: st.column_config.NumberColumn(
+        format="percent", help="the same share on the perplexities themselves: (pruned - final) / (pruned - dense)"),
     "mean accuracy": st.column_config.NumberColumn(
         format="percent", help="mean zero-shot accuracy over the run's tasks, of the model it ends with; compare "
                               "only runs of the same zero-shot protocol (next column)"),
-    "trainable %": st.column_config.NumberColumn(format="%.3g%%"),
+    "trainable %": st.column_config.NumberColumn(
+        format="%.3g%%", help="what trains (adapter weights included) as a share of the model's own parameters; runs "
+                              "recorded before this was kept show their share of every parameter"),
     "trainable params": st.column_config.NumberColumn(format="localized"),
     "eval tokens": st.column_config.NumberColumn(format="localized"),
     "dense ppl": st.column_config.NumberColumn(format="%.2f"),
@@ -73,6 +80,9 @@ def sidebar() -> None:
         if active:
             st.caption(f"{len(active)} run(s) queued or running")
         st.caption(f"Runs stored in `{store.path}`")
+        gallery = state.gallery()
+        if gallery is not None:
+            st.caption(f"Gallery (read-only, runs g1, g2, …): `{gallery.path}`")
 
 
 def getting_started() -> None:
@@ -117,8 +127,8 @@ def estimate_box(config: RunConfig) -> None:
     left, right = st.columns(2)
     if estimate.trainable:
         left.metric("Trainable parameters", f"{estimate.trainable_params:,}",
-                    help=f"of {estimate.total_params:,} parameters (adapters included)")
-        left.caption(f"**{100 * estimate.trainable_fraction:.3g}%** of the model: "
+                    help=estimate.trainable_text)
+        left.caption(f"**{100 * estimate.trainable_fraction:.3g}%** of the model's own parameters: "
                      + ", ".join(f"{k} {v:,}" for k, v in estimate.trainable.by_category.items() if v))
         for warning in estimate.trainable.warnings:
             st.caption(f":material/info: {warning}")
@@ -162,34 +172,34 @@ def dataset_label(value: str) -> str:
     return f"{Path(value).name} · your file"
 
 
-def query_run_ids() -> list[int]:
-    """The run ids in the page URL (``?run=12``, or several), ignoring what is not a number."""
-    cleaned = (v.strip().lstrip("#") for v in st.query_params.get_all(RUN_QUERY))
-    return [int(v) for v in cleaned if v.isdigit()]
+def query_run_refs() -> list[str]:
+    """The runs in the page URL (``?run=12``, ``?run=g12`` for a gallery run, or several), ignoring what names no
+    run."""
+    return run_sources.query_refs(st.query_params.get_all(RUN_QUERY))
 
 
-def load_run_from_query() -> int | None:
-    """When the page address says ``?from=12``, put run 12's settings in the Experiment form, once per session
-    and run (later edits stay); return the run id shown, or None."""
-    value = st.query_params.get(state.FROM_QUERY, "")
-    if not value.isdigit():
+def load_run_from_query() -> str | None:
+    """When the page address says ``?from=12`` (or ``?from=g12``, a gallery run), put that run's settings in the
+    Experiment form, once per session and run (later edits stay); return the run shown (``12``, ``g12``), or None."""
+    refs = run_sources.query_refs([st.query_params.get(state.FROM_QUERY, "")])
+    if not refs:
         return None
-    run_id = int(value)
-    if st.session_state.get(state.LOADED) != run_id:
+    run_ref = refs[0]
+    if str(st.session_state.get(state.LOADED)) != run_ref:
         try:
-            row = state.store().get_run(run_id)
+            row = state.runs().get_run(run_ref)
         except PerpError as err:
-            st.warning(f"Cannot load the settings of run #{run_id}: {err}", icon=":material/warning:")
+            st.warning(f"Cannot load the settings of run #{run_ref}: {err}", icon=":material/warning:")
             return None
         st.session_state.update(forms.widget_values(row.config))
-        st.session_state[state.LOADED] = run_id
-    return run_id
+        st.session_state[state.LOADED] = run_ref
+    return run_ref
 
 
 def details_link(row: RunRow, label: str | None = None) -> None:
     """A link to the run's own page (config, timings, log, layers, export), which a URL can reopen."""
-    st.page_link(PAGES["run"], label=label or f"Run #{row.id}: details, log, export", icon=":material/open_in_new:",
-                 query_params={RUN_QUERY: str(row.id)})
+    st.page_link(PAGES["run"], label=label or f"Run #{row.ref}: details, log, export", icon=":material/open_in_new:",
+                 query_params={RUN_QUERY: row.ref})
 
 
 def save_upload(uploader_key: str, target_key: str) -> None:
@@ -228,7 +238,7 @@ def run_card(row: RunRow) -> None:
         elif row.status == "failed":
             st.error(f"This run failed: {row.error}", icon=":material/error:")
         else:
-            st.warning(row.error or "cancelled", icon=":material/stop_circle:")
+            cancelled_note(row)
         if row.status != "queued":
             with st.expander("Log", expanded=row.status in ("running", "failed")):
                 st.code("\n".join(state.store().logs(row.id, tail=200)) or "(no log yet)", language=None, height=200,
@@ -252,31 +262,40 @@ def _progress(row: RunRow) -> None:
         st.toast(f"Run #{row.id}: {'cancelled' if status.finished else 'stopping…'}")
 
 
+def cancelled_note(row: RunRow) -> None:
+    """A cancelled run as what it is: stopped on request, not an error."""
+    st.info(run_details.cancelled_text(row), icon=":material/stop_circle:")
+
+
 def run_result(row: RunRow) -> None:
-    """The headline numbers of a finished run (lower perplexity is better: deltas are coloured inversely)."""
+    """The headline numbers of a finished run (lower perplexity is better: deltas are coloured inversely), the
+    recovery and the trainable share in words that name their scale, the estimate beside the time taken, then
+    the run's notes (informational) and warnings (something to look at)."""
     metrics = st.container(horizontal=True, gap="medium")
     metrics.metric("Dense perplexity", _num(row.dense_ppl), width="content")
     metrics.metric("Pruned", _num(row.pruned_ppl), _delta(row.pruned_ppl, row.dense_ppl), delta_color="inverse",
                    help=f"at sparsity {row.sparsity:.1%}" if row.sparsity is not None else None, width="content")
+    recovered = recovery_words(row)
     if row.final_ppl is not None:
         metrics.metric("Retrained", _num(row.final_ppl), _delta(row.final_ppl, row.pruned_ppl), delta_color="inverse",
                        width="content")
-        rec = recovery(row)
-        metrics.metric("Recovered", "–" if rec is None else f"{rec:.0%}", width="content",
-                       help="share of the pruning damage undone, on the log-perplexity scale (– when pruning cost "
-                            "under 1%)")
-    if row.trainable_params:
-        metrics.metric("Trained parameters", f"{row.trainable_params:,}", width="content",
-                       help=f"{100 * (row.trainable_fraction or 0):.3g}% of the model's parameters")
-    details = [f"{format_seconds(row.duration)}" if row.duration else None,
+        metrics.metric("Recovered (log-ppl gap)", "–" if recovered is None else f"{recovery(row):.0%}",
+                       width="content", help=(recovered or "– : pruning cost under 1% perplexity") + ". The share "
+                       "of the gap between the pruned and the dense log-perplexity (the loss) that the repair closed.")
+    trained = trainable_words(row)
+    if trained:
+        metrics.metric("Trained parameters", f"{row.trainable_params:,}", width="content", help=trained)
+    details = [recovered, f"trained {trained}" if trained else None,
+               run_details.estimate_words(row) or (f"took {format_seconds(row.duration)}" if row.duration else None),
                f"on {row.environment.get('device')}" if row.environment.get("device") else None,
                f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
                f"reused from cache: {', '.join(row.reused)}" if row.reused else None]
     st.caption(" · ".join(d for d in details if d))
-    for note in (row.result or {}).get("notes", []):
-        st.caption(f":material/info: {note}")
-    for warning in row.warnings:
-        st.warning(warning)
+    for notice in notices({**(row.result or {}), "warnings": row.warnings, "trainable_params": row.trainable_params}):
+        if notice.level == "note":
+            st.caption(f":material/info: {notice.text}")
+        else:
+            st.warning(notice.text, icon=":material/warning:")
 
 
 def _num(value: float | None) -> str:
@@ -314,7 +333,7 @@ def _cards(run_ids: tuple[int, ...]) -> bool:
 
 
 SWEEP_COLUMNS = ("id", "status", "progress", "now", "pruning", "retraining", "dense ppl", "pruned ppl", "final ppl",
-                 "recovery", "trainable params", "time (s)", "message")
+                 RECOVERED, "trainable params", "time (s)", "message")
 
 
 def sweep_progress(sweep_id: int) -> bool:
@@ -341,6 +360,37 @@ def sweep_progress(sweep_id: int) -> bool:
     st.dataframe(table, hide_index=True, key=f"sweep-table-{sweep_id}", placeholder="–", column_order=SWEEP_COLUMNS,
                  column_config=RUN_COLUMN_CONFIG)
     return bool(active)
+
+
+def your_runs(run_ids: list[int]) -> None:
+    """Experiment's list of the runs launched from this browser (``run_ids``, newest first; deleted ones are
+    skipped): the queued and running ones and the newest others as cards, links to the earlier ones, a link to
+    every run (Compare), and how many runs from elsewhere are queued or running."""
+    store = state.store()
+    rows = []
+    for run_id in run_ids:
+        try:
+            rows.append(store.get_run(run_id))
+        except PerpError:  # deleted since
+            continue
+    elsewhere = [r for r in store.list_runs(status=("queued", "running")) if r.id not in set(run_ids)]
+    if not rows:
+        st.caption("Runs you launch from this browser appear here with a progress bar per stage, and stay listed "
+                   "after a reload. They run in the background: you can open other pages meanwhile. Compare lists "
+                   "every run.")
+    cards = [r.id for i, r in enumerate(rows) if i < RECENT_RUNS or not r.finished]
+    if cards:
+        run_cards(cards)
+    earlier = [r for r in rows if r.id not in cards]
+    if earlier:
+        st.caption(f"Earlier from this browser ({len(earlier)}):")
+        with st.container(horizontal=True, gap="small"):
+            for r in earlier[:EARLIER_LINKS]:
+                st.page_link(PAGES["run"], label=f"#{r.id} · {r.status}", query_params={RUN_QUERY: str(r.id)})
+    if elsewhere:
+        st.caption(f"{len(elsewhere)} other run(s) queued or running (another browser, a sweep or the command "
+                   "line); yours wait behind the older ones.")
+    st.page_link(PAGES["compare"], label="Every run: Compare", icon=":material/monitoring:")
 
 
 def run_cards(run_ids: list[int]) -> None:

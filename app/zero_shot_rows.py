@@ -97,7 +97,7 @@ def unscored_note(rows: Sequence[RunRow]) -> str | None:
     if not unscored:
         return None
     return (f"{len(unscored)} of these runs have no zero-shot scores and are not in the accuracy charts "
-            f"({', '.join(f'#{r.id}' for r in unscored[:8])}{', ...' if len(unscored) > 8 else ''}).")
+            f"({', '.join(f'#{r.ref}' for r in unscored[:8])}{', ...' if len(unscored) > 8 else ''}).")
 
 
 def _cell(value: float | None, stderr: float | None) -> str:

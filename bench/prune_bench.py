@@ -1,8 +1,10 @@
 """Pruning cost against one dense calibration forward, evaluation throughput, pruned perplexity (issues 2, 10).
 
 Every measurement runs in a fresh process on the embedded model: the dense forward over the calibration
-samples (the unit), then each method x pattern's model-level stage exactly as the pipeline runs it (capture
-block 0's inputs unless the method is data-free, then sequential prune_model), timed and memory-metered. This
+samples (the unit), then each method x pattern x sequential mode's model-level stage exactly as the pipeline runs it
+(perp_engine.pruning.configured.prune_as_configured: capture block 0's inputs unless the method is data-free, then
+sequential pruning, ``block``: statistics then outputs per block, ``layer``: one true-sequential pass per block),
+timed and memory-metered. This
 repeats for ``--rounds`` rounds (3 by default); a case's ratio is taken against the forward of its own round,
 and the medians are reported. The pruned perplexity is computed once per case, in the first round, untimed. A
 last process times perp_engine.evaluation.perplexity.perplexity against a plain transformers loop over the same windows.
@@ -17,13 +19,22 @@ import statistics
 
 import harness
 
-CASES = tuple((method, pattern, 0.5) for method in ("magnitude", "wanda", "sparsegpt") for pattern in ("unstructured", "2:4"))
-GOALS = {  # pruning stage time / calibration forward time, at most (issue 10)
-    ("wanda", "unstructured"): 1.6,
-    ("wanda", "2:4"): 1.65,
-    ("sparsegpt", "unstructured"): 2.5,
-    ("sparsegpt", "2:4"): 2.5,
+MODES = ("block", "layer")  # RunConfig.sequential: two passes per block, or one (true-sequential)
+CASES = (*((("magnitude", pattern, 0.5, "block")) for pattern in ("unstructured", "2:4")),
+         *((method, pattern, 0.5, mode) for method in ("wanda", "sparsegpt") for mode in MODES
+           for pattern in ("unstructured", "2:4")))
+GOALS = {  # pruning stage time / calibration forward time, at most (issue 10; issue 31 for the layer mode)
+    ("wanda", "unstructured", "block"): 1.6,
+    ("wanda", "2:4", "block"): 1.65,
+    ("sparsegpt", "unstructured", "block"): 2.5,
+    ("sparsegpt", "2:4", "block"): 2.5,
+    ("wanda", "unstructured", "layer"): 1.0,
+    ("wanda", "2:4", "layer"): 1.0,
+    ("sparsegpt", "unstructured", "layer"): 1.8,
+    ("sparsegpt", "2:4", "layer"): 1.8,
 }
+LAYER_SPEEDUP = 1.4  # block mode's time / layer mode's, at least, per method and pattern (issue 31)
+NM_COST = 1.1  # SparseGPT 2:4's time / unstructured's, at most, in each mode (issue 31)
 
 
 def _setup(sizes: dict, device: str, threads: int):
@@ -65,26 +76,21 @@ def calib_forward_case(sizes: dict, device: str, threads: int) -> dict:
             "batch_size": config.batch_size, "load_average": load}
 
 
-def prune_case(sizes: dict, device: str, threads: int, method: str, pattern: str, sparsity: float,
+def prune_case(sizes: dict, device: str, threads: int, method: str, pattern: str, sparsity: float, sequential: str,
                with_ppl: bool) -> dict:
-    """The pipeline's prune stage for one method (timed, metered), then, if asked, the pruned perplexity (not
-    timed)."""
+    """The pipeline's prune stage for one method and mode (timed, metered), then, if asked, the pruned perplexity
+    (not timed)."""
     from perp_engine.data.sampling import eval_windows
     from perp_engine.evaluation.perplexity import perplexity
     from perp_engine.evaluation.sparsity import model_sparsity
-    from perp_engine.model.capture import capture_block_inputs
-    from perp_engine.pruning.sequential import DATA_FREE_METHODS, prune_model
+    from perp_engine.pruning.configured import prune_as_configured
 
     dev, model, tokenizer, corpus, calib, config = _setup(sizes, device, threads)
-    config = config.replace(method=method, pattern=pattern, sparsity=sparsity)
+    config = config.replace(method=method, pattern=pattern, sparsity=sparsity, sequential=sequential)
     meter = harness.PeakMemory(dev)
 
     def stage():
-        inputs = None
-        if config.method not in DATA_FREE_METHODS:
-            inputs = capture_block_inputs(model, calib, config.batch_size)
-        prune_model(model, inputs, method=config.method, sparsity=config.sparsity, pattern=config.pattern,
-                    blocksize=config.blocksize, percdamp=config.percdamp, seed=config.seed)
+        prune_as_configured(model, calib, config)
 
     load = harness.load_average()
     meter.start()
@@ -144,55 +150,87 @@ def main() -> None:
         bases.append(base)
         print(f"round {round_index + 1}: calibration forward {base['seconds']:.2f} s, load {base['load_average']}",
               flush=True)
-        for method, pattern, sparsity in CASES:
-            run = harness.run_isolated(prune_case, *common, method, pattern, sparsity, round_index == 0)
+        for case in CASES:
+            run = harness.run_isolated(prune_case, *common, *case, round_index == 0)
             run["time_ratio"] = run["seconds"] / base["seconds"]
-            runs[(method, pattern, sparsity)].append(run)
-            print(f"  {method} {pattern}: {run['seconds']:.2f} s ({run['time_ratio']:.2f}x), peak {run['peak_mb']:.0f} MiB, "
+            runs[case].append(run)
+            print(f"  {' '.join(map(str, case))}: {run['seconds']:.2f} s ({run['time_ratio']:.2f}x), peak {run['peak_mb']:.0f} MiB, "
                   f"load {run['load_average']}", flush=True)
     speed = harness.run_isolated(throughput_case, *common, sizes["repeats"])
     body, payload = _report(bases, runs, speed)
     harness.write_results("prune_bench", args, facts, sizes, payload, body)
 
 
-def _median_case(method: str, pattern: str, sparsity: float, case_runs: list[dict], base_extra: float) -> dict:
+def _median_case(case: tuple, case_runs: list[dict], base_extra: float) -> dict:
     """Medians over the rounds of one case; the ratio is the median of the per-round ratios."""
+    method, pattern, sparsity, sequential = case
     extra = statistics.median(r["peak_mb"] - r["start_mb"] for r in case_runs)
     ratios = [r["time_ratio"] for r in case_runs]
-    return {"method": method, "pattern": pattern, "sparsity_target": sparsity, "runs": case_runs,
-            "seconds": statistics.median(r["seconds"] for r in case_runs), "time_ratio": statistics.median(ratios),
-            "time_ratio_range": [min(ratios), max(ratios)], "peak_mb": statistics.median(r["peak_mb"] for r in case_runs),
-            "extra_mb": extra, "extra_ratio": extra / base_extra if base_extra > 0 else None,
+    return {"method": method, "pattern": pattern, "sparsity_target": sparsity, "sequential": sequential,
+            "runs": case_runs, "seconds": statistics.median(r["seconds"] for r in case_runs),
+            "time_ratio": statistics.median(ratios), "time_ratio_range": [min(ratios), max(ratios)],
+            "peak_mb": statistics.median(r["peak_mb"] for r in case_runs), "extra_mb": extra,
+            "extra_ratio": extra / base_extra if base_extra > 0 else None,
             "sparsity": case_runs[0]["sparsity"], "pruned_ppl": case_runs[0]["pruned_ppl"]}
+
+
+def _round_ratio(runs: dict[tuple, list[dict]], slow: tuple, fast: tuple) -> float:
+    """The median over rounds of one case's time over another's, both measured in the same round."""
+    return statistics.median(a["seconds"] / b["seconds"] for a, b in zip(runs[slow], runs[fast]))
+
+
+def _mode_goals(runs: dict[tuple, list[dict]], by_case: dict[tuple, dict]) -> tuple[list[dict], list[str]]:
+    """Issue 31's goals that compare cases: layer mode's speed-up over block mode and its perplexity (per method and
+    pattern), and SparseGPT's N:M cost over unstructured in each mode; plus one line per comparison for the text."""
+    goals, lines = [], []
+    for method in ("wanda", "sparsegpt"):
+        for pattern in ("unstructured", "2:4"):
+            block, layer = (method, pattern, 0.5, "block"), (method, pattern, 0.5, "layer")
+            goals.append(harness.goal_line(f"{method} {pattern}: block mode's time / layer mode's (same rounds)",
+                                           _round_ratio(runs, block, layer), ">=", LAYER_SPEEDUP))
+            before, after = by_case[block]["pruned_ppl"], by_case[layer]["pruned_ppl"]
+            goals.append(harness.goal_line(f"{method} {pattern}: pruned ppl, layer mode / block mode", after / before,
+                                           "<=", 1.0))
+            lines.append(f"- {method} {pattern}: layer mode's pruned perplexity {after:.2f} vs block mode's "
+                         f"{before:.2f} ({(after / before - 1) * 100:+.1f}%)")
+    for mode in MODES:
+        nm, plain = ("sparsegpt", "2:4", 0.5, mode), ("sparsegpt", "unstructured", 0.5, mode)
+        goals.append(harness.goal_line(f"sparsegpt {mode} mode: 2:4 time / unstructured time (same rounds)",
+                                       _round_ratio(runs, nm, plain), "<=", NM_COST))
+    return goals, lines
 
 
 def _report(bases: list[dict], runs: dict[tuple, list[dict]], speed: dict) -> tuple[str, dict]:
     base_seconds = statistics.median(b["seconds"] for b in bases)
     base_peak = statistics.median(b["peak_mb"] for b in bases)
     base_extra = statistics.median(b["peak_mb"] - b["start_mb"] for b in bases)
-    rows = [["dense calibration forward", "-", f"{base_seconds:.2f}", "1.00x", "-", f"{base_peak:.0f}", f"{base_extra:.0f}",
-             "1.00x", "-"]]
-    methods, goals = [], []
-    for (method, pattern, sparsity), case_runs in runs.items():
-        case = _median_case(method, pattern, sparsity, case_runs, base_extra)
-        methods.append(case)
-        low, high = case["time_ratio_range"]
-        rows.append([method, pattern, f"{case['seconds']:.2f}", f"{case['time_ratio']:.2f}x", f"{low:.2f}-{high:.2f}x",
-                     f"{case['peak_mb']:.0f}", f"{case['extra_mb']:.0f}",
-                     f"{case['extra_ratio']:.2f}x" if case["extra_ratio"] is not None else "-", f"{case['pruned_ppl']:.2f}"])
-        if (method, pattern) in GOALS:
-            goals.append(harness.goal_line(f"{method} {pattern} time vs calibration forward", case["time_ratio"], "<=",
-                                           GOALS[(method, pattern)]))
+    rows = [["dense calibration forward", "-", "-", f"{base_seconds:.2f}", "1.00x", "-", f"{base_peak:.0f}",
+             f"{base_extra:.0f}", "1.00x", "-"]]
+    methods, goals, by_case = [], [], {}
+    for case, case_runs in runs.items():
+        median = by_case[case] = _median_case(case, case_runs, base_extra)
+        methods.append(median)
+        method, pattern, _, sequential = case
+        low, high = median["time_ratio_range"]
+        rows.append([method, pattern, sequential, f"{median['seconds']:.2f}", f"{median['time_ratio']:.2f}x",
+                     f"{low:.2f}-{high:.2f}x", f"{median['peak_mb']:.0f}", f"{median['extra_mb']:.0f}",
+                     f"{median['extra_ratio']:.2f}x" if median["extra_ratio"] is not None else "-",
+                     f"{median['pruned_ppl']:.2f}"])
+        if (method, pattern, sequential) in GOALS:
+            goals.append(harness.goal_line(f"{method} {pattern} {sequential} time vs calibration forward",
+                                           median["time_ratio"], "<=", GOALS[(method, pattern, sequential)]))
+    mode_goals, ppl_lines = _mode_goals(runs, by_case)
+    goals += mode_goals
     engine, plain = min(speed["engine_seconds"]), min(speed["plain_seconds"])
     engine_tps, plain_tps = speed["tokens"] / engine, speed["tokens"] / plain
     speed.update(engine_tokens_per_s=engine_tps, plain_tokens_per_s=plain_tps, ratio=engine_tps / plain_tps)
     goals.append(harness.goal_line("eval throughput, evaluation.perplexity vs plain transformers loop", engine_tps / plain_tps,
                                    ">=", 1.0))
     table = harness.markdown_table(
-        ["stage", "pattern", "seconds", "time vs forward", "range", "peak MiB", "extra MiB", "extra vs forward",
-         "pruned ppl"], rows)
-    by_method = {(c["method"], c["pattern"]): c["pruned_ppl"] for c in methods}
-    sane = all(by_method[(m, "unstructured")] < by_method[("magnitude", "unstructured")] for m in ("wanda", "sparsegpt"))
+        ["stage", "pattern", "sequential", "seconds", "time vs forward", "range", "peak MiB", "extra MiB",
+         "extra vs forward", "pruned ppl"], rows)
+    magnitude = by_case[("magnitude", "unstructured", 0.5, "block")]["pruned_ppl"]
+    sane = all(c["pruned_ppl"] < magnitude for c in methods if c["pattern"] == "unstructured" and c["method"] != "magnitude")
     loads = [b["load_average"] for b in bases] + [r["load_average"] for rs in runs.values() for r in rs]
     busiest = max((l[0] for l in loads if l), default=None)
     text = "\n".join([
@@ -209,6 +247,9 @@ def _report(bases: list[dict], runs: dict[tuple, list[dict]], speed: dict) -> tu
         f"best of {len(speed['engine_seconds'])}): evaluation.perplexity {engine_tps:,.0f} tokens/s "
         f"(ppl {speed['engine_ppl']:.3f}), plain `model(input_ids, labels=input_ids).loss` loop {plain_tps:,.0f} "
         f"tokens/s (ppl {speed['plain_ppl']:.3f}).",
+        "",
+        "Layer mode against block mode:",
+        *ppl_lines,
         "",
         "Goals:",
         *[g["line"] for g in goals],

@@ -2,19 +2,19 @@
 
 import streamlit as st
 
-from app import accuracy_figures, figures, runs, state, widgets, zero_shot_rows
+from app import accuracy_figures, figures, run_sources, runs, state, widgets, zero_shot_rows
 from app.texts import CHARTS
 
 KEEP = "session"
 
 st.title("Compare runs")
-store = state.store()
-rows = store.list_runs()
+sources = state.runs()
+rows = sources.list_runs()
 if not rows:
     widgets.getting_started()
     st.stop()
 
-f1, f2, f3, f4, f5 = st.columns(5)
+f1, f2, f3, f4, f5, f6 = st.columns(6)
 statuses = f1.multiselect("Status", ["done", "running", "queued", "failed", "cancelled"], key="cmp_status",
                           persist_state=KEEP)
 models = f2.multiselect("Model", sorted({r.config.get("model") for r in rows}), key="cmp_model", persist_state=KEEP,
@@ -24,29 +24,34 @@ methods = f3.multiselect("Method", sorted({runs.method_label(r.config) for r in 
 recipes = f4.multiselect("Retraining", sorted({runs.retraining_label(r.config) for r in rows}), key="cmp_recipe",
                          persist_state=KEEP)
 tags = f5.multiselect("Tag", sorted({t for r in rows for t in r.tags}), key="cmp_tags", persist_state=KEEP)
-shown = runs.filter_rows(rows, statuses=statuses, models=models, methods=methods, retrainings=recipes, tags=tags)
+origins = f6.multiselect("Source", run_sources.SOURCES, key="cmp_source", persist_state=KEEP,
+                         help="your own runs, or the gallery's (shipped with PERP Lab, read-only; ids g1, g2, ...)")
+shown = run_sources.of_sources(
+    runs.filter_rows(rows, statuses=statuses, models=models, methods=methods, retrainings=recipes, tags=tags), origins)
 table = runs.runs_frame(shown)
+table.insert(1, "gallery", [r.gallery for r in shown])
 charts = st.container()
 
 st.subheader("Runs")
 st.caption("Tick rows to chart only them (no selection charts every finished run shown); **open** shows a run's "
            "page: config, timings, log, layers, export.")
-previous = set(st.session_state.get(state.SELECTED, []))
+previous = {str(ref) for ref in st.session_state.get(state.SELECTED, [])}
 listing = table.copy()
-listing.insert(1, "open", [f"run?{widgets.RUN_QUERY}={i}" for i in table["id"]])
+listing.insert(1, "open", [f"run?{widgets.RUN_QUERY}={r.ref}" for r in shown])
 event = st.dataframe(
     listing, key="cmp_table", hide_index=True, on_select="rerun", selection_mode="multi-row", placeholder="–",
-    selection_default={"selection": {"rows": [i for i, run_id in enumerate(table["id"]) if run_id in previous]}},
+    selection_default={"selection": {"rows": [i for i, r in enumerate(shown) if r.ref in previous]}},
     column_config={**widgets.RUN_COLUMN_CONFIG,
+                   "gallery": st.column_config.CheckboxColumn("gallery", help="a gallery run (read-only): g12"),
                    "open": st.column_config.LinkColumn("open", display_text="open", help="the run's own page")},
 )
-selected_ids = [int(table["id"].iloc[i]) for i in event.selection.rows]
+selected_ids = [shown[i].ref for i in event.selection.rows]
 st.session_state[state.SELECTED] = selected_ids
 st.download_button("Download table (CSV)", runs.runs_csv(table), "perp-runs.csv", "text/csv", icon=":material/download:")
-for r in [r for r in shown if r.id in selected_ids][:4]:
+for r in [r for r in shown if r.ref in selected_ids][:4]:
     widgets.details_link(r)
 
-charted = [r for r in shown if r.id in selected_ids] if selected_ids else shown
+charted = [r for r in shown if r.ref in selected_ids] if selected_ids else shown
 with charts:
     failed = [r for r in charted if r.status == "failed"]
     if failed:
@@ -125,7 +130,7 @@ with charts:
             st.info("No learning curve among these runs: a run records one with **Learning curve every** on "
                     "Experiment, or `perp run --eval-every K`.")
     with loss_tab:
-        curves = {runs.run_label(r): store.curve(r.id) for r in drawn if r.final_ppl is not None}
+        curves = {runs.run_label(r): sources.curve(r) for r in drawn if r.final_ppl is not None}
         if any(curves.values()):
             window = st.slider("Smoothing (steps)", 1, 25, 1, key="cmp_smooth", persist_state=KEEP)
             widgets.chart(figures.loss_curves(curves, window), "loss_curves")

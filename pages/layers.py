@@ -5,25 +5,27 @@ import streamlit as st
 
 from app import layer_figures as lf
 from app import runs, state, widgets
+from app.depth_trend import trend_sentences
 from app.run_details import measure_note
 
 KEEP = "session"
 
 st.title("Layers")
-store = state.store()
-done = store.list_runs(status="done")
+sources = state.runs()
+done = sources.list_runs(status="done")
 if not done:
-    if store.list_runs(limit=1):
+    if sources.list_runs(limit=1):
         st.info("No run has finished yet: the layer charts need a finished run. Follow the running ones on Experiment.")
     else:
         widgets.getting_started()
     st.stop()
 
-rows = {r.id: r for r in done}
-labels = {r.id: runs.run_label(r) for r in done}
-wanted = [i for i in widgets.query_run_ids() if i in labels] or [i for i in st.session_state.get(state.SELECTED, []) if i in labels]
+rows = {r.ref: r for r in done}
+labels = {r.ref: runs.run_label(r) for r in done}
+wanted = ([i for i in widgets.query_run_refs() if i in labels]
+          or [i for i in map(str, st.session_state.get(state.SELECTED, [])) if i in labels])
 pick_col, error_col, view_col = st.columns([4, 3, 3])
-picked = pick_col.multiselect("Runs (one or two)", list(labels), default=wanted[:2] or [done[0].id], max_selections=2,
+picked = pick_col.multiselect("Runs (one or two)", list(labels), default=wanted[:2] or [done[0].ref], max_selections=2,
                               key="layers_runs", format_func=labels.get, help="Starts from the runs selected on Compare.")
 quantity = error_col.segmented_control(
     "Error", list(lf.QUANTITIES), format_func=lambda k: lf.QUANTITIES[k].short, default="local", required=True,
@@ -36,8 +38,8 @@ if not picked:
     st.info("Pick a run to look inside it.")
     st.stop()
 
-layers = {labels[i]: store.layers(i) for i in picked}
-blocks = {labels[i]: store.blocks(i) for i in picked}
+layers = {labels[i]: sources.layers(rows[i]) for i in picked}
+blocks = {labels[i]: sources.blocks(rows[i]) for i in picked}
 if not any(layers.values()):
     st.info("These runs recorded no per-layer measurements.")
     st.stop()
@@ -52,6 +54,9 @@ with depth_tab:
     for note in lf.missing_notes(layers, quantity, view):
         st.info(note, icon=":material/info:")
     widgets.chart(lf.layer_lines(layers, quantity, view), "error_lines")
+    for sentence in trend_sentences(blocks, lf.QUANTITIES[quantity].block_fields, "block output's " +
+                                    lf.QUANTITIES[quantity].title, view):
+        st.caption(f":material/trending_up: {sentence}")
 with sparsity_tab:
     allocations = {labels[i]: lf.block_allocation(rows[i].config, rows[i].result, layers[labels[i]]) for i in picked}
     widgets.chart(lf.block_sparsity_figure(allocations), "block_sparsity")
@@ -68,5 +73,7 @@ with block_tab:
     for note in lf.missing_notes(blocks, quantity, view, blocks=True):
         st.info(note, icon=":material/info:")
     widgets.chart(lf.block_errors(blocks, quantity, view), "block_losses")
+    for sentence in trend_sentences(blocks, lf.QUANTITIES[quantity].block_fields, lf.QUANTITIES[quantity].title, view):
+        st.caption(f":material/trending_up: {sentence}")
 for i in picked:
     st.caption(f":material/straighten: #{i}: {measure_note(rows[i].result)}")

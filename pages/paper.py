@@ -31,6 +31,10 @@ runset = paper_view.runset_of(report)
 store = state.store()
 rows = latest_rows(store, runset)
 here = paper_view.local_report(runset, rows)
+gallery = state.gallery()
+in_gallery = latest_rows(gallery, runset) if gallery is not None else {}  # the shipped runs, read-only
+if report is None:  # no shipped report file: the gallery's runs of the set make it, when they are all there
+    report = paper_view.local_report(runset, in_gallery)
 sources = [(name, r) for name, r in (("Shipped results", report), ("This machine", here)) if r]
 
 if report:
@@ -47,6 +51,10 @@ for number in (1, 2, 3) if sources else ():
     first = claims[sources[0][0]][number - 1]
     st.subheader(f"Claim {number}: {first.title}")
     st.markdown(f"> {first.statement}")
+    shipped_runs = [row for p in runset.runs if number in p.claims and (row := in_gallery.get(p.key))]
+    if shipped_runs:
+        st.caption(":material/photo_library: Its runs in the gallery (read-only; Compare and Layers show them too): "
+                   + ", ".join(f"[#{r.ref}](run?{widgets.RUN_QUERY}={r.ref})" for r in shipped_runs))
     for column, (name, _) in zip(st.columns(len(sources)), sources):
         verdict = claims[name][number - 1].verdict
         with column:

@@ -17,17 +17,18 @@ CONFIRM_DELETE = "confirm_delete"  # the run whose deletion waits for a confirma
 DELETED = "deleted_run"  # the run just deleted, said once on the next page
 
 store = state.store()
+sources = state.runs()
 if DELETED in st.session_state:
     st.success(f"Run #{st.session_state.pop(DELETED)} was deleted.", icon=":material/delete:")
-listed = store.list_runs(limit=500)
+listed = sources.list_runs(limit=500)
 if not listed:
     st.title("Run")
     widgets.getting_started()
     st.stop()
 
 title = st.empty()  # the title comes first on the page; which run it names is known below
-labels = {r.id: runs.run_label(r) for r in listed}
-asked = widgets.query_run_ids()
+labels = {r.ref: runs.run_label(r) for r in listed}
+asked = widgets.query_run_refs()
 run_id = asked[0] if asked else None
 options = list(labels) if run_id in labels or run_id is None else [run_id, *labels]
 choice = st.selectbox("Open a run", options, index=options.index(run_id) if run_id is not None else None,
@@ -38,19 +39,24 @@ if choice is None:
     st.info("Pick a run above, or open one from Experiment or Compare.")
     st.stop()
 if choice != run_id:
-    st.query_params[widgets.RUN_QUERY] = str(choice)
+    st.query_params[widgets.RUN_QUERY] = choice
 try:
-    row = store.get_run(choice)
-except PerpError as err:
+    row = sources.get_run(choice)
+except PerpError:
     title.title(f"Run #{choice}")
-    st.error(str(err), icon=":material/error:")
+    st.info(f"There is no run #{choice} here: it was deleted, or the address names a run of another store.",
+            icon=":material/search_off:")
+    st.page_link(widgets.PAGES["compare"], label="See every run on Compare", icon=":material/compare_arrows:")
     st.stop()
 
-title.title(f"Run #{row.id}" + (f": {row.name}" if row.name else ""))
+title.title(f"Run #{row.ref}" + (f": {row.name}" if row.name else ""))
 facts = [runs.pruning_label(row.config), runs.retraining_label(row.config), runs.model_label(row.config["model"]),
          runs.protocol_label(row.config), f"*{row.status}*",
          f"created {runs.iso_time(row.created_at)}", *(f"`{tag}`" for tag in row.tags)]
 st.caption(" · ".join(facts))
+if row.gallery:
+    st.info("A gallery run: shipped with PERP Lab, read-only (your runs never go there). **Load into Experiment** "
+            "runs it again in your own store.", icon=":material/photo_library:")
 
 if not row.finished:
     widgets.run_cards([row.id])
@@ -59,8 +65,10 @@ elif row.status == "done":
     reason = runs.diverged(row)
     if reason:
         st.warning(f"This run diverged ({reason}): Compare leaves it out of the charts.", icon=":material/warning:")
+elif row.status == "cancelled":
+    widgets.cancelled_note(row)
 else:
-    st.error(f"This run {row.status}: {row.error}", icon=":material/error:")
+    st.error(f"This run failed: {row.error}", icon=":material/error:")
 
 config_tab, timing_tab, curve_tab, layers_tab, accuracy_tab, log_tab, manage_tab = st.tabs(
     ["Configuration", "Stage timings", "Learning curve", "Layers", "Zero-shot accuracy", "Log", "Name, export, delete"])
@@ -68,15 +76,15 @@ config_tab, timing_tab, curve_tab, layers_tab, accuracy_tab, log_tab, manage_tab
 with config_tab:
     st.dataframe(run_details.config_frame(row.config), hide_index=True, height=300)
     left, middle, right = st.columns(3)
-    left.download_button("Config (JSON)", json.dumps(row.config, indent=2, sort_keys=True), f"perp-run-{row.id}-config.json",
+    left.download_button("Config (JSON)", json.dumps(row.config, indent=2, sort_keys=True), f"perp-run-{row.ref}-config.json",
                          "application/json", icon=":material/download:")
     with middle:
         st.session_state.pop(state.LOADED, None)  # the link below loads the settings even if they were loaded before
         st.page_link(widgets.PAGES["experiment"], label="Load into Experiment", icon=":material/science:",
-                     query_params={state.FROM_QUERY: str(row.id)})
+                     query_params={state.FROM_QUERY: row.ref})
     with right:
         st.page_link(widgets.PAGES["layers"], label="Open in Layers", icon=":material/view_module:",
-                     query_params={widgets.RUN_QUERY: str(row.id)}, disabled=row.status != "done")
+                     query_params={widgets.RUN_QUERY: row.ref}, disabled=row.status != "done")
 
 with timing_tab:
     timings = run_details.timings_frame(row)
@@ -84,7 +92,7 @@ with timing_tab:
         st.caption("No stage has finished yet.")
     else:
         st.dataframe(timings, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
-    extra = [f"total {format_seconds(row.duration)}" if row.duration else None,
+    extra = [run_details.estimate_words(row) or (f"took {format_seconds(row.duration)}" if row.duration else None),
              f"peak memory {row.peak_memory_mb:,.0f} MB" if row.peak_memory_mb else None,
              f"on {row.environment.get('device')}" if row.environment.get("device") else None]
     st.caption(" · ".join(e for e in extra if e))
@@ -105,7 +113,7 @@ with curve_tab:
                    "`perp run --eval-every K`.")
 
 with layers_tab:
-    layers, blocks = store.layers(row.id), store.blocks(row.id)
+    layers, blocks = sources.layers(row), sources.blocks(row)
     if not layers:
         st.caption("No per-layer measurements (they are recorded when a run finishes).")
     else:
@@ -113,10 +121,10 @@ with layers_tab:
         frame = run_details.layers_frame(layers)
         st.dataframe(frame, hide_index=True, height=320)
         left, right = st.columns(2)
-        left.download_button("Layers (CSV)", frame.to_csv(index=False), f"perp-run-{row.id}-layers.csv", "text/csv",
+        left.download_button("Layers (CSV)", frame.to_csv(index=False), f"perp-run-{row.ref}-layers.csv", "text/csv",
                              icon=":material/download:")
         right.download_button("Blocks (CSV)", run_details.blocks_frame(blocks).to_csv(index=False),
-                              f"perp-run-{row.id}-blocks.csv", "text/csv", icon=":material/download:")
+                              f"perp-run-{row.ref}-blocks.csv", "text/csv", icon=":material/download:")
 
 with accuracy_tab:
     accuracy = zero_shot_rows.task_frame(row)
@@ -130,12 +138,16 @@ with accuracy_tab:
         st.dataframe(accuracy, hide_index=True, key="run-zero-shot")
 
 with log_tab:
-    log = "\n".join(store.logs(row.id))
+    log = "\n".join(sources.logs(row))
     st.code(log or "(no log yet)", language=None, height=400, wrap_lines=True)
     if log:
-        st.download_button("Log (text)", log, f"perp-run-{row.id}.log", "text/plain", icon=":material/download:")
+        st.download_button("Log (text)", log, f"perp-run-{row.ref}.log", "text/plain", icon=":material/download:")
 
 with manage_tab:
+    if row.gallery:
+        st.caption("A gallery run cannot be renamed, tagged, exported or deleted: the gallery is read-only. Load it "
+                   "into Experiment (Configuration tab) to run it in your own store, then manage that run.")
+        st.stop()
     st.markdown("**Name and tags**")
     known_tags = sorted({t for r in listed for t in r.tags})
     with st.form(f"label-{row.id}", border=False):
@@ -164,8 +176,10 @@ with manage_tab:
         if row.config.get("trust_remote_code"):
             trusted = st.checkbox(f"Run the model's own code to recompute it (trust_remote_code, as {TRUST_FLAG})",
                                   key=f"export-trust-{row.id}")
+    if row.status != "done":
+        st.caption(f":material/info: {run_details.export_unavailable(row)}")
     if st.button("Export", icon=":material/ios_share:", disabled=row.status != "done", key=f"export-{row.id}",
-                 help=None if row.status == "done" else "only a finished (done) run can be exported"):
+                 help=None if row.status == "done" else run_details.export_unavailable(row)):
         bar = st.progress(0.0, text="Exporting…")
 
         def report(stage: str, fraction: float, message: str = "") -> None:

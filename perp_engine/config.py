@@ -17,6 +17,10 @@ REFINES = ("none", "dsnot")  # what reworks each pruned layer's mask afterwards 
 DSNOT_SKIP_LAYERS = ("no_skip", "mlp", "self_attn")  # which linears DSnoT leaves alone (the official code's names)
 DSNOT_SAME_SIGN = {"auto": None, "on": True, "off": False}  # auto: as the official code (off unstructured, on N:M)
 RIA_PERMUTATIONS = ("none", "reallocation", "lsa")  # RIA's channel permutation for N:M (perp_engine.pruning.ria)
+# block: every linear's statistics from the block as it is, then the block's outputs again (two passes, the official
+# Wanda and SparseGPT defaults); layer: each linear on inputs reflecting the pruned linears before it, one pass
+# (SparseGPT's --true-sequential; perp_engine.pruning.one_pass)
+SEQUENTIAL_MODES = ("block", "layer")
 MODES = ("none", "retrain", "reconstruct")
 SUBSETS = ("biases", "norms", "head", "head-lora", "embeddings", "full")
 ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora", "scalelora-paper")
@@ -82,6 +86,7 @@ class RunConfig:
     dsnot_update_threshold: float = 0.1
     dsnot_pow_of_var_regrowing: float = 1.0
     dsnot_same_sign: str = "auto"
+    sequential: str = "block"
     preset: str | None = None
     mode: str = "none"
     train: tuple[str, ...] = ()
@@ -247,6 +252,7 @@ class RunConfig:
         """The allocation, the RIA knobs and the refinement: each in range, and combined only where defined."""
         _choice("allocation", self.allocation, ALLOCATIONS)
         _choice("refine", self.refine, REFINES)
+        _choice("sequential", self.sequential, SEQUENTIAL_MODES)
         if self.allocation == "owl":
             if nm is not None:
                 raise PerpError("allocation", f"'owl' gives every block its own sparsity, which the {self.pattern} "
@@ -290,7 +296,7 @@ class RunConfig:
 
 PRUNE_FIELDS = ("method", "sparsity", "pattern", "seed", "calib_samples", "seqlen", "blocksize", "percdamp",
                 "allocation", "owl_m", "owl_lambda", "ria_power", "ria_permute", "refine", "dsnot_skip_layer",
-                "dsnot_max_cycles", "dsnot_update_threshold", "dsnot_pow_of_var_regrowing", "dsnot_same_sign")
+                "dsnot_max_cycles", "dsnot_update_threshold", "dsnot_pow_of_var_regrowing", "dsnot_same_sign", "sequential")
 
 
 def method_label(config: dict) -> str:
@@ -308,7 +314,8 @@ def method_label(config: dict) -> str:
     if config.get("refine", "none") == "dsnot":
         parts.append("DSnoT" + _knobs(config, {f.name: f.name.removeprefix("dsnot_") for f in fields(RunConfig)
                                                 if f.name.startswith("dsnot_")}))
-    return " + ".join(parts)
+    label = " + ".join(parts)
+    return f"{label}, true-sequential" if config.get("sequential", "block") == "layer" else label
 
 
 def _knobs(config: dict, names: dict[str, str], first=()) -> str:

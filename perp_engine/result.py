@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # What the layer-error fields hold. 1 (runs recorded before it existed): ``recon_error`` & co. were the accumulated
 # error on calibration windows; the store migrated them to ``drift``. 2: local and accumulated errors on held-out windows.
 ERRORS_FORMAT = 2
+
+
+# How a line about a subset the model lacks ends (perp_engine.repair.subsets): a note while something else trains.
+NOTHING_TRAINED = "nothing is trained for it"
+LEVELS = ("note", "warning")  # note: informational; warning: something went wrong or needs a look
+
+
+@dataclass(frozen=True)
+class Notice:
+    level: str  # one of LEVELS
+    text: str
+
+
+def notices(record: Mapping) -> list[Notice]:
+    """A stored result's warnings, then its notes, each with its level (the divergence, shown on its own, left out).
+    Runs recorded before a missing subset became a note stored it as a warning: with something trained it is a note."""
+    trained = bool(record.get("trainable_params"))
+    warnings = [w for w in record.get("warnings") or [] if w != record.get("diverged")]
+    demoted = [w for w in warnings if trained and w.endswith(NOTHING_TRAINED)]
+    return ([Notice("warning", w) for w in warnings if w not in demoted]
+            + [Notice("note", n) for n in [*demoted, *(record.get("notes") or [])]])
 
 
 @dataclass
@@ -49,12 +71,21 @@ class RunResult:
     outlier_share: list[float] = field(default_factory=list)  # OWL: each dense block's share of outlier scores, in %
     layers: list[LayerRecord] = field(default_factory=list)
     blocks: list[BlockRecord] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of each timed part (prune, measure, ...)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds of each progress stage, parts included
+    # the time estimate made as the run started (perp_engine.resources.estimate): {"seconds", "breakdown", "device",
+    # "threads"}; empty for runs recorded before it was kept
+    estimate: dict = field(default_factory=dict)
     peak_memory_mb: float = 0.0  # the highest of stage_memory_mb
     stage_memory_mb: dict[str, float] = field(default_factory=dict)  # peak of each stage (perp_engine.resources.memory_meter)
-    total_params: int = 0
-    trainable_params: int = 0
+    total_params: int = 0  # every parameter, adapters and an untied head copy included
+    trainable_params: int = 0  # adapter weights included
+    # of the model's own parameters (perp_engine.model.parameters.trainable_share); runs recorded before
+    # model_params existed (0) stored trainable / total_params
     trainable_fraction: float = 0.0
+    model_params: int = 0  # the model's own parameters: before adapters and before a tied head gets its own copy
+    adapter_params: int = 0  # weights of the adapters the repair attached (merged at the end, except plain LoRA)
+    head_copy_params: int = 0  # the untied head's own copy of the tied embedding matrix
     trainable_by_category: dict[str, int] = field(default_factory=dict)
     trained_tensors: list[str] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)

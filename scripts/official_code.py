@@ -1,6 +1,7 @@
 """What the scripts that freeze an official pruning code's results (``reference_owl.py``, ``reference_ria.py``,
-``reference_dsnot.py``) share: their command line, exporting the official code from a git snapshot onto the import
-path (with counted text edits where a script needs them), the tiny random LLaMA and OPT they run it on, readying a
+``reference_dsnot.py``, ``reference_sparsegpt.py``) share: their command line, exporting the official code from a git
+snapshot onto the import path (with counted text edits where a script needs them), the tiny random LLaMA and OPT they
+run it on, weights whose magnitudes never tie in a row, the defaults of an official command line, readying a
 model and the official module for one call under transformers 5 on a CPU (rotary embeddings, device map, sequence
 length, calibration loader), and writing what it gave (masks packed 8 to a byte, the safetensors file).
 
@@ -11,6 +12,7 @@ import path). Nothing here knows a method: each script keeps its own cases, patc
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import io
 import json
@@ -166,3 +168,33 @@ def pack_bits(mask: torch.Tensor) -> torch.Tensor:
 def packed_masks(masks: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Every mask :func:`pack_bits` packed, by ``prefix`` + its name."""
     return {f"{prefix}{name}": pack_bits(mask) for name, mask in masks.items()}
+
+
+def distinct_magnitudes(w: torch.Tensor) -> torch.Tensor:
+    """``w`` rounded to float16, with magnitudes that tie in a row moved up by float16 steps until none do.
+
+    Positive float16 bit patterns are ordered like their values, so the sorted patterns of a row are made strictly
+    increasing (x_k = max(x_k, x_(k-1) + 1)) and put back with their signs.
+    """
+    bits = w.abs().half().view(torch.int16).to(torch.int32)
+    ordered, order = bits.sort(dim=1, stable=True)
+    steps = torch.arange(w.shape[1], dtype=torch.int32)
+    ordered = (ordered - steps).cummax(dim=1).values + steps
+    bits = torch.empty_like(bits).scatter_(1, order, ordered)
+    return bits.to(torch.int16).view(torch.float16).float() * w.sign()
+
+
+def main_defaults(main_py: Path) -> dict:
+    """The default of every ``parser.add_argument`` in the official main.py (False for store_true flags)."""
+    defaults = {}
+    for node in ast.walk(ast.parse(main_py.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            keywords = {k.arg: k.value for k in node.keywords}
+            flag = node.args[0].value.lstrip("-")
+            if "default" in keywords:
+                defaults[flag] = ast.literal_eval(keywords["default"])
+            elif "action" in keywords and ast.literal_eval(keywords["action"]) == "store_true":
+                defaults[flag] = False
+            else:
+                defaults[flag] = None
+    return defaults

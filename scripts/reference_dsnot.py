@@ -32,14 +32,12 @@ names the repository, its commit, the function and every argument it was given.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import importlib
 import io
 import json
 import types
-from pathlib import Path
 
 import official_code
 import torch
@@ -67,39 +65,9 @@ def tiny(family: str, seed: int = 0):
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
-                module.weight.copy_(distinct_magnitudes(module.weight))
+                module.weight.copy_(official_code.distinct_magnitudes(module.weight))
     official_code.round_to_half(model)
     return model
-
-
-def distinct_magnitudes(w: torch.Tensor) -> torch.Tensor:
-    """``w`` rounded to float16, with magnitudes that tie in a row moved up by float16 steps until none do.
-
-    Positive float16 bit patterns are ordered like their values, so the sorted patterns of a row are made strictly
-    increasing (x_k = max(x_k, x_(k-1) + 1)) and put back with their signs.
-    """
-    bits = w.abs().half().view(torch.int16).to(torch.int32)
-    ordered, order = bits.sort(dim=1, stable=True)
-    steps = torch.arange(w.shape[1], dtype=torch.int32)
-    ordered = (ordered - steps).cummax(dim=1).values + steps
-    bits = torch.empty_like(bits).scatter_(1, order, ordered)
-    return bits.to(torch.int16).view(torch.float16).float() * w.sign()
-
-
-def main_defaults(main_py: Path) -> dict:
-    """The default of every ``parser.add_argument`` in the official main.py (False for store_true flags)."""
-    defaults = {}
-    for node in ast.walk(ast.parse(main_py.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
-            keywords = {k.arg: k.value for k in node.keywords}
-            flag = node.args[0].value.lstrip("-")
-            if "default" in keywords:
-                defaults[flag] = ast.literal_eval(keywords["default"])
-            elif "action" in keywords and ast.literal_eval(keywords["action"]) == "store_true":
-                defaults[flag] = False
-            else:
-                defaults[flag] = None
-    return defaults
 
 
 def run_official(module, function: str, family: str, dense, ids: torch.Tensor, arguments: dict) -> dict:
@@ -130,7 +98,7 @@ def main() -> int:
     args = official_code.command_line(__doc__, "zyxxmu/DSnoT")
     torch.cuda.empty_cache = lambda: None  # the official code's CUDA housekeeping: nothing to do on a CPU
     with official_code.exported(args.official, ["lib", "main.py"]) as (folder, commit):
-        defaults = main_defaults(folder / "main.py")
+        defaults = official_code.main_defaults(folder / "main.py")
         for family, (module_name, function) in FUNCTIONS.items():
             module = importlib.import_module(module_name)
             dense = tiny(family)

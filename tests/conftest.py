@@ -7,6 +7,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+os.environ["PERP_GALLERY"] = "off"  # each test sees only its own stores; the gallery tests turn it on
 
 
 @pytest.fixture(params=["llama", "mistral", "qwen2", "opt", "gpt2"])

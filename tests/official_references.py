@@ -1,6 +1,6 @@
 """The frozen results of official pruning code (tests/pruning/references/*.safetensors, written by
-scripts/reference_owl.py, reference_ria.py and reference_dsnot.py): the tiny model each file holds, and its official
-masks, for the tests that compare PERP Lab's pruning with them."""
+scripts/reference_owl.py, reference_ria.py, reference_dsnot.py and reference_sparsegpt.py): the tiny model each file
+holds, and its official masks, for the tests that compare PERP Lab's pruning with them."""
 
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ from perp_engine.repair.subsets import HEAD_LORA_ALPHA, HEAD_LORA_RANK
         ({"refine": "dsnot", "dsnot_max_cycles": -1}, "dsnot_max_cycles", ">= 0"),
         ({"refine": "dsnot", "dsnot_update_threshold": -0.1}, "dsnot_update_threshold", ">= 0"),
         ({"refine": "dsnot", "dsnot_same_sign": "yes"}, "dsnot_same_sign", "auto, on, off"),
+        ({"sequential": "group"}, "sequential", "block, layer"),
         ({"dataset": "/no/such/file.txt"}, "dataset", "wiki-embedded"),
         ({"seqlen": 0}, "seqlen", ">= 8"),
         ({"eval_tokens": 100, "seqlen": 256}, "eval_tokens", "seqlen=256"),
@@ -121,6 +122,8 @@ def test_parse_pattern():
     ({"method": "magnitude", "allocation": "owl", "owl_lambda": 0.05, "owl_m": 7.0}, "magnitude + OWL (M 7, λ 0.05)"),
     ({"method": "wanda", "refine": "dsnot", "dsnot_max_cycles": 20, "dsnot_skip_layer": "no_skip"},
      "wanda + DSnoT (skip_layer no_skip, max_cycles 20)"),
+    ({"method": "sparsegpt", "sequential": "layer"}, "sparsegpt, true-sequential"),
+    ({"method": "wanda", "allocation": "owl", "sequential": "layer"}, "wanda + OWL, true-sequential"),
 ])
 def test_method_label_tells_every_variant_apart(fields, label):
     assert method_label(RunConfig(**fields).to_dict()) == label

@@ -15,7 +15,7 @@ ENGINE = Path(__file__).resolve().parents[1] / "perp_engine"
 # Each group's rank: a module may import its own group and groups of a lower rank, never a higher or an equal one.
 # The root modules are the vocabulary every group shares.
 RANKS = {
-    "config": 0, "presets": 0, "result": 0, "progress": 0, "errors": 0, "paths": 0,
+    "config": 0, "presets": 0, "result": 0, "progress": 0, "errors": 0, "paths": 0, "palette": 0, "ticks": 0,
     "model": 1, "data": 1,
     "offload": 2,
     "evaluation": 3,

@@ -19,6 +19,7 @@ from ..config import (
     NAMED_DATASETS,
     REFINES,
     RIA_PERMUTATIONS,
+    SEQUENTIAL_MODES,
     SUBSETS,
     ZERO_SHOT_MODELS,
     ZERO_SHOT_TASKS,
@@ -60,6 +61,9 @@ HELP = {
     "dsnot_pow_of_var_regrowing": "DSnoT divides a pruned weight's regrowth gain by its input's variance to this power",
     "dsnot_same_sign": f"DSnoT skips a swap that flips the sign of the row's error: {', '.join(DSNOT_SAME_SIGN)} "
                        "(auto: as the official code, off for unstructured, on for N:M)",
+    "sequential": f"pruning order inside a block: {', '.join(SEQUENTIAL_MODES)} (block: every linear on the block's "
+                  "inputs as they are, the official Wanda and SparseGPT default; layer: each linear on inputs that "
+                  "pass through the linears pruned before it, SparseGPT's --true-sequential, in one forward per block)",
     "preset": "named recipe that sets mode/train/adapter/lr: " + "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
     "mode": f"repair after pruning: {', '.join(MODES)}",
     "train": f"comma list of parameter subsets to train: {', '.join(SUBSETS)}",

@@ -47,6 +47,7 @@ def to_dict(config, estimate, plan, gpus) -> dict:
     return {
         "config": config.to_dict(),
         "total_params": estimate.total_params,
+        "model_params": estimate.model_params,
         "trainable_params": estimate.trainable_params,
         "trainable_fraction": estimate.trainable_fraction,
         "time": {"device": estimate.device, "seconds": estimate.seconds, "stages": estimate.breakdown},
@@ -61,9 +62,8 @@ def report(config, estimate, plan, gpus) -> str:
     from ..resources.estimate import format_seconds
     from ..resources.memory_model import offload_modes
 
-    trained = (f"trains {estimate.trainable_params:,} ({estimate.trainable_fraction:.3%})"
-               if estimate.trainable else "prune only")
-    lines = [f"model {config.model}: {estimate.total_params:,} parameters, {config.dtype}; {trained}",
+    trained = (f"trains {estimate.trainable_params:,}: {estimate.trainable_text}" if estimate.trainable else "prune only")
+    lines = [f"model {config.model}: {estimate.model_params:,} parameters, {config.dtype}; {trained}",
              f"time on {estimate.device}: about {format_seconds(estimate.seconds)} ("
              + ", ".join(f"{stage} {format_seconds(s)}" for stage, s in estimate.breakdown.items()) + ")", ""]
     modes = offload_modes(plan.device)

@@ -89,6 +89,11 @@ def quiet_libraries() -> None:
 
 
 def summary(result: RunResult) -> str:
+    from ..evaluation.recovery import recovery_text
+    from ..model.parameters import recorded_trainable_text
+    from ..resources.estimate import estimate_text
+    from ..result import notices
+
     cfg = result.config
     lines = [
         f"model {cfg['model']}  method {cfg['method']}  sparsity {cfg['sparsity']} ({cfg['pattern']})  device {result.device}",
@@ -99,12 +104,17 @@ def summary(result: RunResult) -> str:
     if result.diverged:
         lines.append(f"final ppl   DIVERGED    after {cfg['mode']}: {result.diverged}")
     elif result.final_ppl is not None:
-        lines.append(f"final ppl   {result.final_ppl:10.3f}  after {cfg['mode']} "
-                     f"({result.trainable_params:,} trainable = {result.trainable_fraction:.4%} of {result.total_params:,})")
+        recovered = recovery_text(result.dense_ppl, result.pruned_ppl, result.final_ppl)
+        lines.append(f"final ppl   {result.final_ppl:10.3f}  after {cfg['mode']}" + (f", {recovered}" if recovered else ""))
+    record = result.to_dict()
+    if trained := recorded_trainable_text(record):
+        lines.append(f"trainable   {result.trainable_params:,}: {trained}")
     lines += error_summary(result)
     lines.append("timings " + "  ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
                  + f"  peak memory {result.peak_memory_mb:.0f} MB")
-    lines += [f"warning: {w}" for w in result.warnings if w != result.diverged] + [f"note: {n}" for n in result.notes]
+    if estimated := estimate_text(result.estimate, sum(result.stage_seconds.values()) or None):
+        lines.append(estimated)
+    lines += [f"{n.level}: {n.text}" for n in notices(record)]
     return "\n".join(lines)
 
 

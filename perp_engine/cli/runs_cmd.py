@@ -13,7 +13,11 @@ import time
 from pathlib import Path
 
 from ..config import ZERO_SHOT_MODELS, method_label
+from ..evaluation.recovery import recovery_text
 from ..evaluation.zero_shot_table import mean_accuracy, protocol, task_rows
+from ..model.parameters import recorded_trainable_text
+from ..resources.estimate import estimate_text
+from ..result import notices
 from ..store import STATUSES, RunRow, RunStore
 
 SHOW_LOG_LINES = 20
@@ -83,22 +87,27 @@ def show_run(store: RunStore, run_id, as_json: bool) -> int:
         lines.append(f"  {'reason' if row.status == 'cancelled' else 'error'}: {row.error}")
     if row.diverged:
         lines.append(f"  DIVERGED: {row.diverged}")
+    estimated = estimate_text((row.result or {}).get("estimate"), None)
     lines.append(f"  created {_when(row.created_at)}" + (f", started {_when(row.started_at)}" if row.started_at else "")
-                 + (f", took {row.duration:.1f} s" if row.duration is not None else ""))
+                 + (f", took {row.duration:.1f} s" if row.duration is not None else "")
+                 + (f" ({estimated})" if estimated else ""))
     lines.append("config: " + " ".join(f"{k}={_value(v)}" for k, v in sorted(cfg.items())))
     if row.status == "done":
+        recovered = recovery_text(row.dense_ppl, row.pruned_ppl, row.final_ppl)
         lines.append(f"perplexity: dense {_num(row.dense_ppl)}  pruned {_num(row.pruned_ppl)}  final "
-                     f"{'diverged' if row.diverged else _num(row.final_ppl)}  sparsity {row.sparsity:.4f}")
+                     f"{'diverged' if row.diverged else _num(row.final_ppl)}  sparsity {row.sparsity:.4f}"
+                     + (f"  ({recovered})" if recovered else ""))
         lines += allocation_lines(row.result or {})
-        if row.trainable_params:
-            lines.append(f"trainable: {row.trainable_params:,} of {row.total_params:,} ({row.trainable_fraction:.4%})")
+        record = {"trainable_params": row.trainable_params, "total_params": row.total_params, **(row.result or {})}
+        if trained := recorded_trainable_text(record):
+            lines.append(f"trainable: {row.trainable_params:,}, {trained}")
         lines += zero_shot_lines((row.result or {}).get("zero_shot"))
         lines += curve_lines(row.result or {})
         lines.append("timings: " + "  ".join(f"{k} {v:.1f}s" for k, v in row.timings.items())
                      + f"  peak memory {_num(row.peak_memory_mb, '.0f')} MB")
         if row.reused:
             lines.append(f"reused: {', '.join(row.reused)}")
-        lines += [f"warning: {w}" for w in row.warnings if w != row.diverged]
+        lines += [f"{n.level}: {n.text}" for n in notices({**record, "warnings": row.warnings, "diverged": row.diverged})]
         lines.append("environment: " + " ".join(f"{k}={v}" for k, v in sorted(row.environment.items())))
         if row.artifact:
             lines.append(f"kept model: {row.artifact}")

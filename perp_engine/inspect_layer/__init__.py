@@ -1,7 +1,8 @@
 """Inside one linear layer: what magnitude, Wanda, SparseGPT, RIA and Wanda + DSnoT keep, what it costs, how
 adapters treat zeros.
 
-``capture_block`` records what a block's linears see in the dense model (slow: run once, cache it);
+``capture_block`` records what a block's linears see in the dense model (slow: run once, cache it; a
+``DenseWalk`` captures one block after another, running only the blocks in between);
 ``inspect_layer`` prunes one of them by each method (fast: what a slider move recomputes); ``error_curves``
 sweeps sparsity; ``adapter_zeros`` trains and merges LoRA and MaskLoRA on the pruned layer.
 """
@@ -16,8 +17,8 @@ from .analysis import (
     error_curves,
     inspect_layer,
 )
-from .capture import LayerCapture, block_count, capture_block, layer_windows, linear_shapes
+from .capture import DenseWalk, LayerCapture, block_count, capture_block, layer_windows, linear_shapes
 
 __all__ = ["CURVE_SPARSITIES", "DEMO_ALPHA", "DEMO_KINDS", "DEMO_RANK", "DSNOT", "INSPECT_METHODS", "AdapterOutcome",
-           "ErrorCurves", "LayerCapture", "LayerInspection", "adapter_zeros", "block_count", "capture_block",
-           "error_curves", "inspect_layer", "layer_windows", "linear_shapes"]
+           "DenseWalk", "ErrorCurves", "LayerCapture", "LayerInspection", "adapter_zeros", "block_count",
+           "capture_block", "error_curves", "inspect_layer", "layer_windows", "linear_shapes"]

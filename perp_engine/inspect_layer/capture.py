@@ -5,10 +5,13 @@ through the dense blocks before the chosen one, and the chosen block is run with
 records the linear's inputs. Linears that read the same tensor (q/k/v, gate/up) share one capture. This is done
 for calibration windows (statistics for Wanda, SparseGPT, RIA and DSnoT, raw inputs for the adapter demo) and for
 held-out windows (statistics for the local error), so moving a slider afterwards only re-prunes one matrix.
+A :class:`DenseWalk` keeps what entered some of the blocks it ran, so capturing another block of the same model
+and windows runs only the blocks between the nearest kept input and that block.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -19,8 +22,11 @@ from ..data.corpora import load_corpus
 from ..data.sampling import calibration_samples, measure_windows
 from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight
-from ..model.capture import block_forward, capture_block_inputs, run_block
+from ..model.capture import BlockInputs, block_forward, capture_block_inputs, run_block
 from ..pruning import LayerStats
+from ..resources.memory_meter import MIB
+
+KEPT_INPUTS_BUDGET = 320 * MIB  # about how much of earlier blocks' inputs a DenseWalk keeps
 
 
 @dataclass(frozen=True)
@@ -62,24 +68,63 @@ def layer_windows(tokenizer, dataset: str, n: int, seqlen: int, seed: int = 0,
     return calib, measure_windows(tokenizer, source, seqlen, n=n, home=home)
 
 
-@torch.no_grad()
 def capture_block(model: nn.Module, block: int, calib_samples: torch.Tensor, heldout_samples: torch.Tensor,
                   batch_size: int = 8) -> dict[str, LayerCapture]:
     """Every linear of decoder block ``block`` with its dense inputs; by name inside the block, in module order."""
-    path, blocks = find_decoder_blocks(model)
-    block = _check_block(block, len(blocks))
-    for field, samples in (("calib_samples", calib_samples), ("heldout_samples", heldout_samples)):
-        if not isinstance(samples, torch.Tensor) or samples.ndim != 2 or samples.numel() == 0:
-            raise PerpError(field, "expected a non-empty (windows, seqlen) tensor of token ids")
-    linears = find_linears(blocks[block])
-    calib = _linear_inputs(model, blocks, block, linears, calib_samples, batch_size)
-    heldout = _linear_inputs(model, blocks, block, linears, heldout_samples, batch_size)
-    calib_stats = _stats_by_input(calib, calib_samples.shape[0])
-    heldout_stats = _stats_by_input(heldout, heldout_samples.shape[0])
-    return {name: LayerCapture(name=f"{path}.{block}.{name}", block=block, linear=name,
-                               weight=get_weight(module).detach().to(torch.float32, copy=True),
-                               calib_inputs=calib[name], calib=calib_stats[name], heldout=heldout_stats[name])
-            for name, module in linears.items()}
+    return DenseWalk(model, calib_samples, heldout_samples, batch_size, budget=0).capture(block)
+
+
+class DenseWalk:
+    """The dense model run block by block on calibration and held-out windows, for :meth:`capture` of any block.
+
+    It keeps what entered block 0, every ``stride``-th block it ran through and the block captured last, so a
+    later capture starts from the nearest kept input at or below its block. ``stride`` is the smallest that keeps
+    one input per ``stride`` blocks of the model within about ``budget`` bytes (1, every block, for the
+    embedded model at the Inside a layer page's defaults: 9 MiB a block in float32, 270 MiB for its 30);
+    ``budget=0`` keeps block 0's and the last one's only.
+    Not thread-safe: one capture at a time (its hooks are on the shared model)."""
+
+    def __init__(self, model: nn.Module, calib_samples: torch.Tensor, heldout_samples: torch.Tensor,
+                 batch_size: int = 8, budget: int = KEPT_INPUTS_BUDGET):
+        for field, samples in (("calib_samples", calib_samples), ("heldout_samples", heldout_samples)):
+            if not isinstance(samples, torch.Tensor) or samples.ndim != 2 or samples.numel() == 0:
+                raise PerpError(field, "expected a non-empty (windows, seqlen) tensor of token ids")
+        self.path, self.blocks = find_decoder_blocks(model)
+        self.windows = (calib_samples.shape[0], heldout_samples.shape[0])
+        start = tuple(capture_block_inputs(model, samples, batch_size) for samples in (calib_samples, heldout_samples))
+        per_block = sum(h.numel() * h.element_size() for inputs in start for h in inputs.hidden)
+        count = len(self.blocks)
+        self.stride = count if budget <= 0 else min(count, max(1, math.ceil(count * per_block / budget)))
+        self.kept: dict[int, tuple[BlockInputs, BlockInputs]] = {0: start}
+        self.blocks_run = 0  # blocks run (calibration and held-out together) so far
+
+    @torch.no_grad()
+    def capture(self, block: int) -> dict[str, LayerCapture]:
+        """Every linear of decoder block ``block`` with its dense inputs; by name inside the block, in module order."""
+        block = _check_block(block, len(self.blocks))
+        calib_in, heldout_in = self._inputs(block)
+        linears = find_linears(self.blocks[block])
+        calib = _linear_inputs(self.blocks[block], linears, calib_in)
+        heldout = _linear_inputs(self.blocks[block], linears, heldout_in)
+        calib_stats = _stats_by_input(calib, self.windows[0])
+        heldout_stats = _stats_by_input(heldout, self.windows[1])
+        return {name: LayerCapture(name=f"{self.path}.{block}.{name}", block=block, linear=name,
+                                   weight=get_weight(module).detach().to(torch.float32, copy=True),
+                                   calib_inputs=calib[name], calib=calib_stats[name], heldout=heldout_stats[name])
+                for name, module in linears.items()}
+
+    def _inputs(self, block: int) -> tuple[BlockInputs, BlockInputs]:
+        """What enters ``block``: from the nearest kept input, through the blocks between; keeps it as the last."""
+        start = max(b for b in self.kept if b <= block)
+        inputs = self.kept[start]
+        for earlier in range(start, block):
+            inputs = tuple(x.with_hidden(run_block(self.blocks[earlier], x)) for x in inputs)
+            self.blocks_run += 1
+            if (earlier + 1) % self.stride == 0:
+                self.kept[earlier + 1] = inputs
+        self.kept = {b: x for b, x in self.kept.items() if b % self.stride == 0}
+        self.kept[block] = inputs
+        return inputs
 
 
 def _check_block(block: int, count: int) -> int:
@@ -88,14 +133,10 @@ def _check_block(block: int, count: int) -> int:
     return block
 
 
-def _linear_inputs(model: nn.Module, blocks: nn.ModuleList, block: int, linears: dict[str, nn.Module],
-                   samples: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
-    """(tokens, in) float32 inputs of each linear of ``blocks[block]``, the dense model run on ``samples``.
+def _linear_inputs(block: nn.Module, linears: dict[str, nn.Module], inputs: BlockInputs) -> dict[str, torch.Tensor]:
+    """(tokens, in) float32 inputs of each linear of ``block`` when it runs on ``inputs``.
 
     Linears fed the same tensor get the same (identical) result tensor."""
-    inputs = capture_block_inputs(model, samples, batch_size)
-    for earlier in blocks[:block]:
-        inputs = inputs.with_hidden(run_block(earlier, inputs))
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in linears}
     owner: dict[str, str] = {}  # linear -> the first linear that read the same tensor
     seen: dict[int, tuple[torch.Tensor, str]] = {}  # id(input) -> (input kept alive so ids are not reused, owner)
@@ -116,7 +157,7 @@ def _linear_inputs(model: nn.Module, blocks: nn.ModuleList, block: int, linears:
     handles = [module.register_forward_pre_hook(make_hook(name)) for name, module in linears.items()]
     try:
         for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
-            block_forward(blocks[block], hidden, kwargs)
+            block_forward(block, hidden, kwargs)
             seen.clear()
     finally:
         for handle in handles:

@@ -60,5 +60,6 @@ def prune_as_configured(
     layers = prune_model(model, inputs, method=config.method, sparsity=config.sparsity, pattern=config.pattern,
                          blocksize=config.blocksize, percdamp=config.percdamp, seed=config.seed, progress=progress,
                          log=log, placement=placement, block_sparsity=targets, ria_power=config.ria_power,
-                         ria_permute=config.ria_permute, refine=config.refine, dsnot=config.dsnot_options)
+                         ria_permute=config.ria_permute, refine=config.refine, dsnot=config.dsnot_options,
+                         sequential=config.sequential)
     return Pruned(layers, targets, shares)

@@ -120,17 +120,21 @@ def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return (rank >= n).T.reshape(rows, cols)
 
 
-def group_keep(scores: torch.Tensor, n: int) -> torch.Tensor:
-    """Bool mask (True = kept) of ``scores`` (m, width): of the m scores in each column the n lowest are pruned.
+def earlier_pairs(m: int, device: torch.device) -> torch.Tensor:
+    """(m, m, 1) bool, [j, k] = k < j: which of two tied scores in a group of m counts as the lower (the earlier)."""
+    return torch.ones(m, m, dtype=torch.bool, device=device).tril_(-1).unsqueeze(2)
+
+
+def group_pruned(scores: torch.Tensor, n: int, earlier: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Into ``out`` (m, width; bool, or float for a 0/1 factor): of the m ``scores`` in each column the n lowest
+    (ties: the earlier) are True (1), pruned. ``earlier`` is :func:`earlier_pairs` of m.
 
     For one small group at a time (SparseGPT's N:M step): one broadcast comparison of every pair, so a handful
     of ops per group, where :func:`nm_mask` favours whole matrices.
     """
-    m = scores.shape[0]
-    earlier = torch.ones(m, m, dtype=torch.bool, device=scores.device).tril_(-1).unsqueeze(2)  # [j, k]: k < j
     mine, other = scores.unsqueeze(1), scores.unsqueeze(0)
-    before = torch.where(earlier, other <= mine, other < mine)
-    return before.sum(dim=1) >= n
+    below = torch.where(earlier, other <= mine, other < mine).sum(dim=1)  # scores ranked below each one
+    return torch.lt(below, n, out=out)
 
 
 def zero_pruned_(w: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

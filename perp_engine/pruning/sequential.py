@@ -14,13 +14,15 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..config import parse_pattern
+from ..config import SEQUENTIAL_MODES, parse_pattern
+from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks, find_linears, get_weight, in_features, linear_kind, set_weight
 from ..model.capture import BlockInputs, block_forward, run_block
 from ..offload.placement import BlockPlacement, each_block
 from ..result import LayerRecord
 from . import LayerStats, prune_weight
 from .dsnot import refine_dsnot
+from .one_pass import prune_block_in_one_pass
 
 DATA_FREE_METHODS = ("magnitude", "random")
 
@@ -43,6 +45,7 @@ def prune_model(
     ria_permute: str = "none",
     refine: str = "none",
     dsnot: Mapping[str, object] | None = None,
+    sequential: str = "block",
 ) -> list[LayerRecord]:
     """Prune every linear of every decoder block in place; returns one LayerRecord per linear (sparsity set).
 
@@ -51,40 +54,53 @@ def prune_model(
     ``block_sparsity``: each block's own sparsity (an allocation such as :func:`perp_engine.pruning.owl.owl_allocation`)
     instead of ``sparsity`` everywhere. ``refine="dsnot"`` reworks every pruned linear's mask with DSnoT
     (:func:`perp_engine.pruning.dsnot.refine_dsnot`, keyword arguments ``dsnot``) before the block's outputs are
-    recomputed.
+    recomputed. ``sequential="layer"`` prunes each linear on inputs that reflect the pruning of the linears before it
+    in its block, in one forward per block (:func:`perp_engine.pruning.one_pass.prune_block_in_one_pass`);
+    ``"block"`` gathers every linear's statistics from the block as it is, then recomputes its outputs.
     """
     path, blocks = find_decoder_blocks(model)
     needs_data = needs_calibration(method, refine=refine)
     if needs_data and inputs is None:
         raise ValueError(f"{method} needs calibration inputs")
+    if sequential not in SEQUENTIAL_MODES:
+        raise PerpError("sequential", f"{sequential!r} is not allowed; use one of {', '.join(SEQUENTIAL_MODES)}")
     if block_sparsity is not None and len(block_sparsity) != len(blocks):
         raise ValueError(f"{len(block_sparsity)} block sparsities for {len(blocks)} blocks")
     records: list[LayerRecord] = []
-    index = 0
     for i, block in each_block(blocks, placement, writes=True):
         linears = find_linears(block)
-        stats = (collect_stats(block, linears, inputs, hessian=method == "sparsegpt", moments=refine == "dsnot")
-                 if needs_data else {})
         target = sparsity if block_sparsity is None else block_sparsity[i]
-        for name, module in linears.items():
+        seeds = {name: seed * 100_003 + len(records) + k for k, name in enumerate(linears)}
+        done: dict[str, LayerRecord] = {}
+
+        def prune(name: str, module: nn.Module, linear_stats: LayerStats | None, b: int = i) -> None:
             w = get_weight(module)
-            note = (lambda msg, n=name, b=i: log(f"block {b} {n}: {msg}")) if log else None
+            note = (lambda msg: log(f"block {b} {name}: {msg}")) if log else None
             new_w, mask = prune_weight(
-                w, method, sparsity=target, pattern=pattern, stats=stats.get(name), blocksize=blocksize,
-                percdamp=percdamp, seed=seed * 100_003 + index, log=note, ria_power=ria_power, ria_permute=ria_permute,
+                w, method, sparsity=target, pattern=pattern, stats=linear_stats, blocksize=blocksize,
+                percdamp=percdamp, seed=seeds[name], log=note, ria_power=ria_power, ria_permute=ria_permute,
             )
             if refine == "dsnot":
-                new_w, mask = refine_dsnot(w, new_w, mask, stats[name], nm=parse_pattern(pattern), name=name,
+                new_w, mask = refine_dsnot(w, new_w, mask, linear_stats, nm=parse_pattern(pattern), name=name,
                                            method=method, **(dsnot or {}))
             set_weight(module, new_w)
-            records.append(LayerRecord(
-                name=f"{path}.{i}.{name}", block=i, kind=linear_kind(name),
+            done[name] = LayerRecord(
+                name=f"{path}.{b}.{name}", block=b, kind=linear_kind(name),
                 sparsity=1.0 - int(mask.sum()) / mask.numel(), recon_error=float("nan"), numel=mask.numel(),
-            ))
-            index += 1
-        del stats
-        if needs_data and i + 1 < len(blocks):  # the last block's pruned outputs feed nothing here
-            inputs = inputs.with_hidden(run_block(block, inputs))
+            )
+
+        hessian, moments = method == "sparsegpt", refine == "dsnot"
+        if needs_data and sequential == "layer":
+            outputs = prune_block_in_one_pass(block, linears, inputs, prune, hessian=hessian, moments=moments)
+            inputs = inputs.with_hidden(outputs)
+        else:
+            stats = collect_stats(block, linears, inputs, hessian=hessian, moments=moments) if needs_data else {}
+            for name, module in linears.items():
+                prune(name, module, stats.get(name))
+            del stats
+            if needs_data and i + 1 < len(blocks):  # the last block's pruned outputs feed nothing here
+                inputs = inputs.with_hidden(run_block(block, inputs))
+        records.extend(done[name] for name in linears)
         if progress:
             progress((i + 1) / len(blocks), f"block {i + 1}/{len(blocks)} pruned")
     return records

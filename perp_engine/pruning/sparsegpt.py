@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from ..errors import PerpError
-from .patterns import group_keep, lowest_k_transposed, prune_count, zero_pruned_
+from .patterns import earlier_pairs, group_pruned, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
 # Columns per panel of rank-1 updates inside a block (see _propagate_within_block): small enough that a column
@@ -105,28 +105,32 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
     """Column by column: the pruned weights of column i (N:M: chosen first, when i starts a group) move the later
     columns of the block by -w * scaled[i, later]. Returns the pruned weights (zero where kept), (block, out).
 
-    The rank-1 updates reach only the rest of a panel of PANEL columns; each finished panel updates the rest of
-    the block in one matrix product (the same lazy batching as across blocks, one level down), so most of the
-    work is a matrix product instead of memory-bound rank-1 updates.
+    The rank-1 updates reach only a panel of PANEL columns; each finished panel updates the rest of the block in
+    one matrix product (the same lazy batching as across blocks, one level down), so most of the work is a matrix
+    product instead of memory-bound rank-1 updates. A column's update covers its whole panel, through views made
+    once per panel: scaled is upper triangular with a unit diagonal, so the columns before it move by exactly 0
+    and the column itself becomes w - w * pruned (exactly its kept weights), which the result has anyway; a
+    column step is then two ops and no slicing (the loop runs ~150,000 times on the embedded model).
     """
     width = W1.shape[0]
     panel = PANEL if nm is None else _whole_groups(PANEL, nm[1])
-    chosen = pruned1.to(W1.dtype)
+    earlier = None if nm is None else earlier_pairs(nm[1], W1.device)
+    chosen = pruned1.to(W1.dtype)  # a float 0/1 factor: a product with it is faster than with a bool mask
     errors = torch.empty_like(W1)
     columns, choices, column_errors = W1.unbind(0), chosen.unbind(0), errors.unbind(0)
     for p1 in range(0, width, panel):
         p2 = min(p1 + panel, width)
+        panel_w, moves = W1[p1:p2], scaled1[p1:p2, p1:p2].unbind(0)
         for i in range(p1, p2):
             if nm is not None and i % nm[1] == 0:
                 group = slice(i, i + nm[1])
-                keep = group_keep(W1[group].square() / d2[group].unsqueeze(1), nm[0])
-                pruned1[group] = keep.logical_not_()
-                chosen[group] = pruned1[group]
+                group_pruned(W1[group].square().div_(d2[group].unsqueeze(1)), nm[0], earlier, out=chosen[group])
             torch.mul(columns[i], choices[i], out=column_errors[i])
-            if i + 1 < p2:
-                W1[i + 1 : p2].addr_(scaled1[i, i + 1 : p2], column_errors[i], alpha=-1.0)
+            panel_w.addr_(moves[i - p1], column_errors[i], alpha=-1.0)
         if p2 < width:
             W1[p2:].addmm_(scaled1[p1:p2, p2:].T, errors[p1:p2], alpha=-1.0)
+    if nm is not None:
+        pruned1.copy_(chosen)
     return errors
 
 
@@ -137,16 +141,24 @@ def _whole_groups(columns: int, m: int) -> int:
 
 
 def upper_cholesky_of_inverse(H: torch.Tensor, percdamp: float, log: Callable[[str], None]) -> torch.Tensor:
-    """U with U^T U = (H + damp I)^-1, damp = percdamp * mean(diag H), retried with 10x damping on failure."""
+    """U with U^T U = (H + damp I)^-1, damp = percdamp * mean(diag H), retried with 10x damping on failure.
+
+    The official code factors H, inverts it from the factor and factors the inverse (about 5/3 n^3 flops). The
+    same U comes from one factorisation and one triangular inverse (2/3 n^3): with J the reversal permutation and
+    J H J = M M^T (M lower), H = R R^T for the upper R = J M J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J M^-1 J
+    (upper, with a positive diagonal: the unique factor). It is closer to a float64 computation than the official
+    chain, and 1.5x faster on the embedded model's 1536-wide inputs.
+    """
     mean_diag = torch.diag(H).mean()
     relative = percdamp
     while True:
-        damped = H.clone()
+        damped = H.flip(0, 1)
         damped.diagonal().add_(relative * mean_diag)
         lower, info = torch.linalg.cholesky_ex(damped)
         if int(info) == 0:
-            upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
-            if int(info) == 0 and bool(torch.isfinite(upper).all()):
+            identity = torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
+            upper = torch.linalg.solve_triangular(lower, identity, upper=False).flip(0, 1)
+            if bool(torch.isfinite(upper).all()):
                 return upper
         if relative >= MAX_RELATIVE_DAMPING:
             raise PerpError(

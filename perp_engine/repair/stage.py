@@ -18,7 +18,7 @@ from ..data.sampling import train_samples
 from ..errors import PerpError
 from ..evaluation.perplexity import perplexity
 from ..model.capture import capture_block_inputs
-from ..model.parameters import count_parameters
+from ..model.parameters import count_parameters, trainable_share, trainable_text
 from ..offload.dense_reference import DenseReference
 from ..offload.placement import BlockPlacement
 from ..result import RunResult
@@ -57,8 +57,10 @@ def _retrain(model, tokenizer, config: RunConfig, calib_corpus: Corpus, result: 
         attach_adapters(model, config.adapter, rank=config.rank, alpha=config.alpha,
                         target_modules=config.target_modules, seed=config.seed)
     report = select_trainable(model, config.train, untie=config.untie_head)
-    _record_counts(result, report.trainable, report.total, report.by_category, report.tensors, report.warnings, report.notes)
-    counts = f"training {report.trainable:,} of {report.total:,} parameters ({report.fraction:.4%})"
+    _record_counts(result, report.trainable, report.total, report.by_category, report.tensors, report.warnings, report.notes,
+                   own=(report.model_params, report.adapter_params, report.head_copy_params))
+    counts = f"training {report.trainable:,} parameters: " + trainable_text(report.trainable, report.model_params,
+                                                                            report.adapter_params, report.head_copy_params)
     log(counts)
     progress(0.0, counts)
     n = config.train_samples or config.steps * config.batch_size * config.grad_accum
@@ -99,10 +101,12 @@ def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result:
                          target_modules=config.target_modules, how=how)
     outcome = reconstruct(model, dense, inputs, recipe, seed=config.seed, progress=progress, placement=placement,
                           held_out=held_out, eval_every=config.eval_every)
+    adapters = outcome.by_category.get("adapter", 0)
     total = count_parameters(model)
     if config.adapter != "lora":  # merged adapters no longer exist in the model; count them as trained params
-        total += outcome.by_category.get("adapter", 0)
-    _record_counts(result, outcome.trainable, total, outcome.by_category, outcome.tensors, outcome.warnings, outcome.notes)
+        total += adapters
+    _record_counts(result, outcome.trainable, total, outcome.by_category, outcome.tensors, outcome.warnings, outcome.notes,
+                   own=(total - adapters, adapters, 0))
     result.train_loss = list(outcome.losses)
     for rec, loss in zip(result.blocks, outcome.blocks):
         rec.train_loss_before = loss.before
@@ -114,10 +118,14 @@ def _reconstruct(model, config: RunConfig, calib, dense: DenseReference, result:
         log(line)
 
 
-def _record_counts(result: RunResult, trainable, total, by_category, tensors, warnings, notes) -> None:
+def _record_counts(result: RunResult, trainable, total, by_category, tensors, warnings, notes,
+                   own: tuple[int, int, int]) -> None:
+    """``own``: the model's own parameters, the adapters' and the untied head copy's (the share's denominator is
+    the first, see perp_engine.model.parameters)."""
     result.trainable_params = int(trainable)
     result.total_params = int(total)
-    result.trainable_fraction = trainable / total if total else 0.0
+    result.model_params, result.adapter_params, result.head_copy_params = (int(n) for n in own)
+    result.trainable_fraction = trainable_share(trainable, result.model_params)
     result.trainable_by_category = dict(by_category)
     result.trained_tensors = list(tensors)
     result.warnings.extend(w for w in warnings if w not in result.warnings)

@@ -13,6 +13,8 @@ from torch import nn
 
 from ..config import SUBSETS
 from ..errors import PerpError
+from ..model.parameters import trainable_share
+from ..result import NOTHING_TRAINED
 from .adapters import adapter_modules, adapter_parameters, base_of
 from .adapters.lora import attach_lora
 from .tying import untie_head
@@ -30,12 +32,15 @@ _WHAT = {"biases": "bias parameters", "norms": "normalisation layers", "head": "
 @dataclass
 class TrainableReport:
     trainable: int
-    total: int  # every parameter of the model, adapters included, tied tensors once
-    fraction: float
+    total: int  # every parameter of the model, adapters included, tied tensors once, and a head copy made later
+    fraction: float  # trainable / model_params (perp_engine.model.parameters.trainable_share)
     by_category: dict[str, int]
     tensors: list[str]
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    model_params: int = 0  # the model's own parameters: total less the adapters and the untied head copy
+    adapter_params: int = 0  # every attached adapter's weights (the head LoRA included)
+    head_copy_params: int = 0  # the untied head's own copy of the tied matrix (0 when tied or untied before)
 
 
 def select_trainable(model: nn.Module, subsets, untie: bool = True, scope: nn.Module | None = None) -> TrainableReport:
@@ -51,8 +56,10 @@ def select_trainable(model: nn.Module, subsets, untie: bool = True, scope: nn.Mo
     warnings: list[str] = []
     notes: list[str] = []
     total = 0  # every parameter of the model, adapters included, tied tensors once, and a head copy made later
+    head_copy = 0
     if scope is None and {"head", "head-lora"} & set(subsets):
-        head_notes, total = _prepare_head(model, subsets, untie)
+        head_notes, later, head_copy = _prepare_head(model, subsets, untie)
+        total += later
         notes += head_notes
     if scope is None and "embeddings" in subsets and _tied(model):
         notes.append("the token embeddings are tied to lm_head: training the embeddings trains the head too")
@@ -74,14 +81,18 @@ def select_trainable(model: nn.Module, subsets, untie: bool = True, scope: nn.Mo
         if category is not None:
             counts[category] = counts.get(category, 0) + param.numel()
             tensors.append(name)
+    by_category = {c: counts[c] for c in CATEGORY_ORDER if c in counts}
+    trainable = sum(by_category.values())
     for subset in subsets:
         if not any(claimed.get(id(p)) is not None for p in members[subset]):
             where = "in the given scope" if scope is not None else f"in {type(model).__name__}"
-            warnings.append(f"{subset}: no {_WHAT[subset]} {where}; nothing is trained for it")
-    by_category = {c: counts[c] for c in CATEGORY_ORDER if c in counts}
-    trainable = sum(by_category.values())
-    return TrainableReport(trainable=trainable, total=total, fraction=trainable / total if total else 0.0,
-                           by_category=by_category, tensors=tensors, warnings=warnings, notes=notes)
+            # a subset the model lacks (a LLaMA's biases) is a fact about the model while something else trains
+            (notes if trainable else warnings).append(f"{subset}: no {_WHAT[subset]} {where}; {NOTHING_TRAINED}")
+    adapters = sum(p.numel() for m in adapter_modules(model).values() for p in adapter_parameters(m))
+    model_params = total - adapters - head_copy
+    return TrainableReport(trainable=trainable, total=total, fraction=trainable_share(trainable, model_params),
+                           by_category=by_category, tensors=tensors, warnings=warnings, notes=notes,
+                           model_params=model_params, adapter_params=adapters, head_copy_params=head_copy)
 
 
 def _tied(model: nn.Module) -> bool:
@@ -89,18 +100,19 @@ def _tied(model: nn.Module) -> bool:
     return head is not None and base_of(head).weight is model.get_input_embeddings().weight
 
 
-def _prepare_head(model: nn.Module, subsets: tuple[str, ...], untie: bool) -> tuple[list[str], int]:
-    """Untie (or say what tying means) and attach the head LoRA; returns notes and the parameters of a head copy
-    made later (see below), which count in the model's total.
+def _prepare_head(model: nn.Module, subsets: tuple[str, ...], untie: bool) -> tuple[list[str], int, int]:
+    """Untie (or say what tying means) and attach the head LoRA; returns notes, the parameters of a head copy
+    made later (see below), which count in the model's total, and the size of the head copy (made now or later).
 
     A tied head that only gets a LoRA stays tied while training (its matrix is frozen, so sharing it is
     harmless) and is untied when the LoRA merges (``untie_head`` in the repair), after the training's
     activations are freed: the copy never adds to the training peak."""
     notes = []
-    later = 0
+    later = copy = 0
     head_name, head = _head(model)
     if _tied(model):
         size = base_of(head).weight.numel()
+        copy = size if untie else 0
         if untie and "head" in subsets:
             untie_head(model)
             notes.append(f"lm_head was tied to the token embeddings; untied it so the head trains on its own copy "
@@ -117,7 +129,7 @@ def _prepare_head(model: nn.Module, subsets: tuple[str, ...], untie: bool) -> tu
         added = attach_lora(model, {head_name: head}, HEAD_LORA_RANK, HEAD_LORA_ALPHA, seed=0)[head_name]
         notes.append(f"head-lora: LoRA r={HEAD_LORA_RANK} alpha={HEAD_LORA_ALPHA:g} on {head_name} "
                      f"({sum(p.numel() for p in adapter_parameters(added)):,} parameters), merged into the dense head at the end")
-    return notes, later
+    return notes, later, copy
 
 
 def _head(model: nn.Module) -> tuple[str, nn.Module]:

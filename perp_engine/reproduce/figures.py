@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..evaluation.learning_curves import relative_block_curve
+from ..palette import DENSE, dense_label, method_color, recipe_color
+from ..ticks import log_axis
 from .decisions import usable
 from .results import RunNumbers
 from .runset import (
@@ -32,10 +34,7 @@ from .wording import NAMES, recipe_label
 # pixels of each figure, by name (its file stem); the overview is the README's figure
 SIZE = {"overview": (1500, 640), "claim1": (1300, 480), "claim2": (1100, 480), "claim3": (1200, 480),
         "curves1": (1300, 460), "curves2": (1300, 460), "curves3": (1200, 460)}
-COLORS = {"none": "#9ca3af", "norms-only": "#f59e0b", "perp": "#2563eb", "full-ft": "#111827",
-          "perp-masklora": "#16a34a", "perp-scalelora": "#9333ea", "perp-scalelora-paper": "#c084fc",
-          "perp-lora": "#ef4444", "recon-norms": "#f59e0b", "recon-masklora": "#16a34a", "recon-scalelora": "#9333ea"}
-DENSE_COLOR = "#6b7280"
+LOWER_SPARSITY = "/"  # claim 2's bars: the highest sparsity solid, any lower one hatched
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=70, b=60), legend=dict(title=None))
 PNG_SCALE = 2
 HTML_PLOTLYJS = "cdn"  # an HTML figure loads plotly.js from its CDN; the PNGs and the app's page work offline
@@ -56,26 +55,36 @@ def _dense(runs: Mapping[str, RunNumbers]) -> float | None:
     return next((r.dense_ppl for r in runs.values() if r.done and r.dense_ppl), None)
 
 
+def _color(preset: str) -> str:
+    """A recipe's colour; the reproduction prunes with magnitude where it does not name the method, so a model
+    that is not repaired (``none``) takes magnitude's colour."""
+    return method_color("magnitude") if preset == "none" else recipe_color(preset)
+
+
 def _hline(fig, level: float | None, legend: bool = True, **where) -> None:
-    """The dense model's perplexity as a dashed line, named in the legend (an annotation on a log axis would be
-    placed at 10^level by Plotly)."""
+    """The dense model's perplexity as a dashed line on a log axis, labelled with its value over its right end and
+    named in the legend (an annotation's y on a log axis is the log10 of the value)."""
     import plotly.graph_objects as go
 
     if level is None:
         return
-    fig.add_hline(y=level, line_dash="dash", line_color=DENSE_COLOR, **where)
+    fig.add_hline(y=level, line_dash="dash", line_color=DENSE, **where)
+    fig.add_annotation(x=1, xref="x domain", y=math.log10(level), text=dense_label(level), showarrow=False,
+                       xanchor="right", yanchor="bottom", font=dict(color=DENSE, size=12), bgcolor="rgba(255,255,255,0.85)",
+                       **where)
     if legend:
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color=DENSE_COLOR),
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color=DENSE),
                                  name=f"dense model {level:.2f}", legendgroup="dense"), **where)
 
 
 def _fit_log_axis(fig, dense: float | None, **where) -> None:
-    """A log y axis that shows the dense line and every bar of the panel ``where`` with a little room: Plotly's
-    autorange on log bars starts at the lowest bar and would hide the dense line below it."""
+    """A log y axis that shows the dense line and every bar or point of the panel ``where`` with a little room
+    (Plotly's autorange on log bars starts at the lowest bar and would hide the dense line below it), ticked by
+    the one rule of every log axis (1-2-5 values, k and M)."""
     values = [v for trace in fig.select_traces(**where) for v in (trace.y or ()) if v is not None and v > 0]
     values += [dense] if dense else []
     if values:
-        fig.update_yaxes(type="log", range=[math.log10(min(values) / 1.1), math.log10(max(values) * 1.1)], **where)
+        fig.update_yaxes(**log_axis(min(values), max(values), pad=0.06), **where)
 
 
 def _claim1_lines(fig, runs: Mapping[str, RunNumbers], legend: bool = True, **where) -> None:
@@ -89,15 +98,17 @@ def _scatter(xs, ys, keys, preset: str, legend: bool, dash: str = "solid"):
     import plotly.graph_objects as go
 
     return go.Scatter(x=list(xs), y=ys, customdata=keys, name=NAMES[preset], legendgroup=preset, showlegend=legend,
-                      mode="lines+markers", line=dict(color=COLORS[preset], dash=dash),
+                      mode="lines+markers", line=dict(color=_color(preset), dash=dash),
                       hovertemplate="%{customdata}<br>perplexity %{y:.2f}<extra></extra>")
 
 
-def _bars(xs, ys, keys, preset: str, legend: bool, name: str | None = None):
+def _bars(xs, ys, keys, preset: str, legend: bool, name: str | None = None, colors=None):
+    """Bars of one recipe, in its colour (or ``colors``, one per bar)."""
     import plotly.graph_objects as go
 
     return go.Bar(x=list(xs), y=list(ys), customdata=list(keys), name=name or NAMES[preset], legendgroup=preset,
-                  showlegend=legend, marker_color=COLORS[preset], hovertemplate="%{customdata}<br>%{y:.4g}<extra></extra>")
+                  showlegend=legend, marker_color=colors or _color(preset),
+                  hovertemplate="%{customdata}<br>%{y:.4g}<extra></extra>")
 
 
 def _memory(run: RunNumbers | None) -> float | None:
@@ -136,9 +147,12 @@ def claim2_figure(runs: Mapping[str, RunNumbers]):
 
     fig = go.Figure()
     for sparsity in CLAIM2_SPARSITIES:
+        pattern = "" if sparsity == max(CLAIM2_SPARSITIES) else LOWER_SPARSITY
         keys = [run_key("magnitude", sparsity, "unstructured", p) for p in CLAIM2_RECIPES]
         labels = [NAMES[p] + (" (unmerged)" if runs.get(k) and runs[k].unmerged else "") for p, k in zip(CLAIM2_RECIPES, keys)]
         fig.add_trace(go.Bar(x=labels, y=[_ppl(runs.get(k)) for k in keys], customdata=keys, name=f"{sparsity:.0%} sparsity",
+                             marker=dict(color=[_color(p) for p in CLAIM2_RECIPES], pattern_shape=pattern,
+                                         pattern_fillmode="replace" if pattern else None, line=dict(color=DENSE)),
                              hovertemplate="%{customdata}<br>perplexity %{y:.2f}<extra></extra>"))
     _hline(fig, _dense(runs))
     _fit_log_axis(fig, _dense(runs))
@@ -177,11 +191,13 @@ def _pruning_label(method: str, pattern: str) -> str:
 
 def _claim3_bars(fig, runs: Mapping[str, RunNumbers], legend: bool, none_in_legend: bool = True, **where) -> None:
     labels = [_pruning_label(m, p) for m, p in CLAIM3_PRUNINGS]
-    for preset in CLAIM3_RECIPES:
+    for preset in CLAIM3_RECIPES:  # not repaired: each pruned model in its method's colour
         keys = [run_key(m, CLAIM3_SPARSITY, p, preset) for m, p in CLAIM3_PRUNINGS]
         fig.add_trace(_bars(labels, [_ppl(runs.get(k)) for k in keys], keys, preset,
                             legend and (none_in_legend or preset != "none"),
-                            name="no repair" if preset == "none" else f"reconstruct: {NAMES[preset]}"), **where)
+                            name="no repair" if preset == "none" else f"reconstruct: {NAMES[preset]}",
+                            colors=[method_color(m) for m, _ in CLAIM3_PRUNINGS] if preset == "none" else None),
+                      **where)
 
 
 def overview(runs: Mapping[str, RunNumbers]):
@@ -216,7 +232,7 @@ def _curve_trace(run: RunNumbers, x: str, preset: str, legend: bool, name: str, 
     import plotly.graph_objects as go
 
     return go.Scatter(x=[p[x] for p in run.curve], y=[p["ppl"] for p in run.curve], name=name, legendgroup=name,
-                      showlegend=legend, mode="lines+markers", line=dict(color=COLORS[preset], dash=dash),
+                      showlegend=legend, mode="lines+markers", line=dict(color=_color(preset), dash=dash),
                       customdata=[run.key] * len(run.curve),
                       hovertemplate="%{customdata}<br>" + x + " %{x:.4g}<br>perplexity %{y:.2f}<extra></extra>")
 
@@ -240,7 +256,7 @@ def claim1_curves(runs: Mapping[str, RunNumbers]):
     for col, sparsity in enumerate(CLAIM1_SPARSITIES, start=1):
         _curve_panels(fig, runs, CLAIM1_RECIPES[1:], sparsity, "step", col == 1, row=1, col=col)
         _hline(fig, _dense(runs), legend=col == 1, row=1, col=col)
-        fig.update_yaxes(type="log", row=1, col=col)
+        _fit_log_axis(fig, _dense(runs), row=1, col=col)
         fig.update_xaxes(title_text="optimizer step", row=1, col=col)
     fig.update_yaxes(title_text="held-out perplexity (log scale)", row=1, col=1)
     fig.update_layout(title="Claim 1: learning curves (held-out perplexity, measured every few steps)",
@@ -259,7 +275,7 @@ def claim2_curves(runs: Mapping[str, RunNumbers]):
     for col, x in ((1, "step"), (2, "seconds")):
         _curve_panels(fig, runs, presets, sparsity, x, col == 1, row=1, col=col)
         _hline(fig, _dense(runs), legend=col == 1, row=1, col=col)
-        fig.update_yaxes(type="log", row=1, col=col)
+        _fit_log_axis(fig, _dense(runs), row=1, col=col)
         fig.update_xaxes(title_text="optimizer step" if x == "step" else "training seconds (curve points excluded)",
                          row=1, col=col)
     fig.update_yaxes(title_text="held-out perplexity (log scale)", row=1, col=1)
@@ -282,11 +298,11 @@ def claim3_curves(runs: Mapping[str, RunNumbers]):
                 continue
             steps, means = relative_block_curve(run.block_curves)
             fig.add_trace(go.Scatter(x=steps, y=means, name=f"{_pruning_label(method, pattern)} {NAMES[preset]}",
-                                     mode="lines+markers", line=dict(color=COLORS[preset],
+                                     mode="lines+markers", line=dict(color=_color(preset),
                                                                      dash="solid" if method == "wanda" else "dot"),
                                      marker=dict(symbol="circle" if pattern == "unstructured" else "square"),
                                      hovertemplate=key + "<br>step %{x}<br>error / error before %{y:.3f}<extra></extra>"))
-    fig.add_hline(y=1.0, line_dash="dash", line_color=DENSE_COLOR)
+    fig.add_hline(y=1.0, line_dash="dash", line_color=DENSE)
     fig.update_xaxes(title_text="optimizer step within each block")
     fig.update_yaxes(title_text="held-out block error / before training (mean over blocks)")
     fig.update_layout(title="Claim 3: block-wise learning curves (held-out windows)", height=SIZE["curves3"][1],

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
+from ..evaluation.recovery import SCALE
 from ..presets import DESCRIPTIONS
 from .decisions import (
     CLOSE_SHARE,
@@ -82,6 +83,8 @@ CLAIMS = {
         "The same adapters make memory-efficient layer-wise reconstruction that significantly improves "
         "retraining-free pruning (Wanda, SparseGPT)."),
 }
+
+RECOVERED = f"recovered {SCALE}"  # the tables' recovery column: the share of the log-perplexity gap
 
 
 @dataclass
@@ -249,7 +252,7 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                      run.trainable_params if trained else None, run.trainable_fraction if trained else None,
                      run.end_ppl if run.done else run.status, run.recovered, share,
                      last_change(run) if trained else None, run.seconds_per_step, run.train_peak_mb])
-    table = Table(["sparsity", "recipe", "lr", "trainable", "trainable %", "perplexity", "recovered",
+    table = Table(["sparsity", "recipe", "lr", "trainable", "trainable %", "perplexity", RECOVERED,
                    "of full retraining's recovery", "last curve change", "s / step", "train peak MiB"],
                   ["text", "text", "lr", "count", "percent", "ppl", "share", "share", "share", "seconds", "mib"], rows)
     perp = {s: runs.get(keys[(s, "perp")]) for s in CLAIM1_SPARSITIES}
@@ -270,7 +273,7 @@ def claim1(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                + (f"; not at {_sparsities(undecided)} ("
                   + "; ".join(f"{s:.0%}: {_curve_end(full[s])}" for s in undecided) + ")" if undecided else "") + ". ")
     text = (f"{_opening(status, model)}: " + premise
-            + f"`perp` ({fmt(fraction, 'percent')} of the parameters) recovers "
+            + f"`perp` ({fmt(fraction, 'percent')} of the model's own parameters) recovers "
             f"{_shares([share_of_full(perp[s], full[s]) for s in measured])} of what full retraining recovers at "
             f"{_sparsities(measured)} sparsity (perplexity {' / '.join(fmt(_ppl(perp[s]), 'ppl') for s in measured)} "
             f"against {' / '.join(fmt(full[s].end_ppl, 'ppl') for s in measured)}); it matches full retraining (at "
@@ -310,7 +313,7 @@ def claim2(runs: Mapping[str, RunNumbers], model: str) -> Claim:
                      run.lr, run.trainable_fraction, run.adapter_params if run.unmerged else None,
                      run.end_ppl if run.done else run.status, run.recovered, closed, run.pruned_sparsity,
                      after, run.seconds_per_step, run.train_peak_mb])
-    table = Table(["sparsity", "recipe", "lr", "trainable %", "extra params kept unmerged", "perplexity", "recovered",
+    table = Table(["sparsity", "recipe", "lr", "trainable %", "extra params kept unmerged", "perplexity", RECOVERED,
                    "of perp's gap to full retraining closed", "sparsity pruned", "sparsity of the final weights",
                    "s / step", "train peak MiB"],
                   ["text", "text", "lr", "percent", "count", "ppl", "share", "share", "sparsity", "sparsity", "seconds",
@@ -413,7 +416,7 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
         rows.append(["magnitude 50%", "full retraining (memory reference)", reference.trainable_fraction,
                      reference.end_ppl if reference.done else reference.status, reference.recovered,
                      reference.train_seconds, ref_mb, 1.0 if ref_mb else None])
-    table = Table(["pruning", "repair", "trainable %", "perplexity", "recovered", "train s", "train peak MiB",
+    table = Table(["pruning", "repair", "trainable %", "perplexity", RECOVERED, "train s", "train peak MiB",
                    "memory vs full retraining"],
                   ["text", "text", "percent", "ppl", "share", "seconds", "mib", "ratio"], rows)
     pruned = {(m, p): runs.get(run_key(m, CLAIM3_SPARSITY, p, "none")) for m, p in CLAIM3_PRUNINGS}
@@ -445,7 +448,7 @@ def claim3(runs: Mapping[str, RunNumbers], model: str) -> Claim:
               f"Its memory against full retraining's was not measured ({_missing_memory(reference, adapters)}), so the "
               "claim cannot hold in full.")
     text = (f"{_opening(status, model)}: block-wise reconstruction with MaskLoRA recovers {shares('recon-masklora')} "
-            f"of the pruning damage of {names} (ScaleLoRA {shares('recon-scalelora')}); significant (at least "
+            f"{SCALE} (the pruning damage) of {names} (ScaleLoRA {shares('recon-scalelora')}); significant (at least "
             f"{SIGNIFICANT:.0%} with one of the adapters) for "
             f"{', '.join(_pruning_name(*mp) for mp in significant) or 'none of them'}"
             + (f" (no damage to recover after {', '.join(undamaged)})" if undamaged else "") + f". {memory}"

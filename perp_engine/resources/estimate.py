@@ -14,7 +14,8 @@ an effective throughput per device, plus a fixed cost for loading. Stages and th
 - dense_eval, pruned_eval, final_eval: one forward over ``eval_tokens`` (whole windows) each; final_eval
   also measures the per-layer errors after repair (as the pipeline reports it).
 - prune: Wanda and SparseGPT pass the calibration tokens through every block three times (capturing the
-  inputs, statistics, outputs of the pruned block; magnitude and random need none), then the per-layer
+  inputs, statistics, outputs of the pruned block; with ``sequential=layer`` the statistics and the outputs are
+  one pass; magnitude and random need none), then the per-layer
   errors are measured on ``MEASURE_WINDOWS`` held-out sequences (per block: the dense block on its own and on
   the pruned activations, the pruned block, and each dense linear again for the local error: about four
   block passes). SparseGPT adds its
@@ -46,7 +47,7 @@ run from a 30-minute one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -55,13 +56,16 @@ from torch import nn
 from ..config import RunConfig
 from ..data.sampling import MEASURE_WINDOWS
 from ..data.zero_shot_tasks import TASKS, scored_docs
+from ..errors import PerpError
 from ..model.blocks import find_decoder_blocks
 from ..model.load import EMBEDDED_MODELS, load_skeleton, resolve_device
+from ..model.parameters import trainable_text
 from ..model.shape import ModelShape
 from ..progress import STAGES
 from ..pruning.sequential import needs_calibration
 from ..repair.adapters import attach_adapters
 from ..repair.subsets import TrainableReport, select_trainable
+from .memory_model import one_pass_chunks
 
 THROUGHPUT = {"cpu": 200e9, "cuda": 8e12, "mps": 1.5e12}  # effective FLOP/s of a transformer pass, float32
 CPU_THREADS_CALIBRATED = 2
@@ -97,7 +101,21 @@ class Estimate:
 
     @property
     def trainable_fraction(self) -> float:
+        """Of the model's own parameters (perp_engine.model.parameters.trainable_share)."""
         return self.trainable.fraction if self.trainable else 0.0
+
+    @property
+    def model_params(self) -> int:
+        """The model's own parameters: before adapters and before a tied head gets its own copy."""
+        return self.trainable.model_params if self.trainable else self.total_params
+
+    @property
+    def trainable_text(self) -> str | None:
+        """``0.618% of the model's 134.5M parameters (+ 795.6k adapter weights, + untied head 28.3M)``; None
+        for a prune-only run."""
+        report = self.trainable
+        return trainable_text(report.trainable, report.model_params, report.adapter_params,
+                              report.head_copy_params) if report else None
 
 
 def estimate_run(config: RunConfig, *, threads: int | None = None) -> Estimate:
@@ -116,8 +134,32 @@ def estimate_run(config: RunConfig, *, threads: int | None = None) -> Estimate:
         notes.append(f"the embedded model's first load converts its GGUF once (about {GGUF_CONVERT_S:.0f} s more)")
     if report is not None:
         notes.extend(report.notes)
+    if (chunks := one_pass_chunks(config, shape)) is not None:
+        notes.append(chunks)
     return Estimate(trainable=report, total_params=report.total if report else shape.total_params,
                     seconds=round(sum(breakdown.values()), 1), breakdown=breakdown, device=str(device), notes=notes)
+
+
+def recorded_estimate(config: RunConfig, log: Callable[[str], None] = lambda line: None) -> dict:
+    """The estimate a run records as it starts (``RunResult.estimate``), to be read beside the time it took;
+    empty when the config cannot be estimated (the run then fails or succeeds on its own)."""
+    try:
+        estimate = estimate_run(config)
+    except (PerpError, OSError, ValueError) as err:  # a model it cannot read: the run says so on its own
+        log(f"no time estimate: {err}")
+        return {}
+    log(f"estimated {format_seconds(estimate.seconds)} on {estimate.device}")
+    return {"seconds": estimate.seconds, "breakdown": dict(estimate.breakdown), "device": estimate.device,
+            "threads": torch.get_num_threads()}
+
+
+def estimate_text(estimate: Mapping | None, took: float | None) -> str | None:
+    """``estimated 3.1 min, took 2.7 min`` from a recorded estimate and the run's wall seconds; None without an
+    estimate (runs recorded before it was kept)."""
+    if not estimate or estimate.get("seconds") is None:
+        return None
+    text = f"estimated {format_seconds(estimate['seconds'])}"
+    return text + (f", took {format_seconds(took)}" if took is not None else "")
 
 
 def trainable_report(model: nn.Module, config: RunConfig) -> TrainableReport | None:
@@ -172,13 +214,13 @@ def zero_shot_seconds(config: RunConfig, shape: ModelShape, rate: float) -> floa
 
 
 def prune_flops(config: RunConfig, shape: ModelShape) -> float:
-    """Calibration passes through the blocks (none for data-free methods), plus SparseGPT's Hessians and
+    """Calibration passes through the blocks (none for data-free methods; one fewer in layer mode), plus SparseGPT's Hessians and
     weight updates; OWL's allocation adds its pass over the dense blocks (statistics, then outputs); DSnoT its swap
     cycles, counted on every linear (an upper bound when it skips the MLP, its default)."""
     if not needs_calibration(config.method, config.allocation, config.refine):
         return 0.0
     tokens = config.calib_samples * config.seqlen
-    passes = 3 + (2 if config.allocation == "owl" else 0)
+    passes = (2 if config.sequential == "layer" else 3) + (2 if config.allocation == "owl" else 0)
     flops = passes * tokens * shape.forward_flops(config.seqlen, with_head=False)
     if config.method == "sparsegpt":
         flops += sum(2 * tokens * i * i + 2 * o * i * i + i ** 3 for o, i in shape.linears)
@@ -189,7 +231,7 @@ def prune_flops(config: RunConfig, shape: ModelShape) -> float:
 
 def train_flops(config: RunConfig, shape: ModelShape, report: TrainableReport | None) -> float:
     """FLOPs of retraining (whole model, LM loss) or of block-wise reconstruction."""
-    share = report.fraction if report else 0.0
+    share = report.trainable / report.total if report and report.total else 0.0  # of the weights a pass touches
     adapted = shape.block_linear_params if config.adapter != "none" else 0
     checkpointing = 1.0 if config.grad_checkpointing else 0.0
     if config.mode == "reconstruct":

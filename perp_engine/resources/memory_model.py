@@ -46,6 +46,7 @@ from ..evaluation.zero_shot import batch_size_for
 from ..model.lm_loss import CHUNK_LOGITS, chunk_positions
 from ..model.load import DTYPES
 from ..model.shape import ModelShape
+from ..pruning.sequential import needs_calibration
 from ..repair.master import HALF
 from ..repair.retrain import SNAPSHOT_MAX_SHARE
 from ..repair.subsets import TrainableReport
@@ -63,6 +64,9 @@ DATA_TRANSIENT = 80 * MIB
 # One block's forward working set in inference, per token, in hidden widths and in the widest width (LLaMA: the
 # MLP's intermediate), times the weights' bytes.
 FORWARD_HIDDEN, FORWARD_WIDE = 6.0, 3.0
+# What a calibration chunk paused at a linear keeps per token in one-pass pruning (sequential=layer), counted from a
+# LLaMA block at its widest pause, down_proj's input: the residual, the normed MLP input and act(gate) * up
+PAUSED_HIDDEN, PAUSED_WIDE = 2.0, 1.0
 # Counted, not fitted: the activations autograd keeps per token per block in training, in the same units, with the
 # lean norm and MLP forwards (perp_engine.repair.lean_activations): the two norms' inputs, attention's query and
 # output, its key and value (a third of a hidden each at SmolLM2's 3 key-value heads of 9; 5 rounds the sum up),
@@ -257,9 +261,19 @@ class _Terms:
     @property
     def prune_transient(self) -> float:
         """The calibration activations entering and leaving a block, and the larger of one block's pruning work
-        (its forward and the method's statistics) and the layer errors' work."""
+        (one chunk's forward of ``batch_size`` windows and the method's statistics; in one-pass pruning also what
+        the other chunks keep while paused at a linear) and the layer errors' work."""
         work = self._block_forward(self.config.batch_size * self.config.seqlen) + self._method_statistics()
-        return self._calibration_hidden(2) + max(work, self.measure_transient)
+        return self._calibration_hidden(2) + max(work + self.paused_chunks, self.measure_transient)
+
+    @property
+    def paused_chunks(self) -> float:
+        """One-pass pruning (``sequential=layer``): what the calibration chunks keep while they wait at a linear for
+        the others (0 in block mode, or when pruning reads no data)."""
+        if self.config.sequential != "layer" or not needs_calibration(self.config.method, refine=self.config.refine):
+            return 0.0
+        tokens = self.config.calib_samples * self.config.seqlen
+        return tokens * (PAUSED_HIDDEN * self.shape.hidden + PAUSED_WIDE * self.shape.widest) * self.weight_bytes
 
     @property
     def retrain_transient(self) -> float:
@@ -397,6 +411,18 @@ def block_working_set(config: RunConfig, shape: ModelShape) -> float:
     it, and the method's statistics (Wanda's scores, SparseGPT's Hessians and their factorisation)."""
     terms = _Terms(config, shape, None, "cpu", "none")
     return terms.block_weights + terms.prune_transient
+
+
+def one_pass_chunks(config: RunConfig, shape: ModelShape) -> str | None:
+    """What one-pass pruning holds, in words for ``perp estimate``: the chunk size (``batch_size`` windows, so one
+    chunk's forward is bounded as in block mode) and the paused chunks' activations; None in block mode."""
+    paused = _Terms(config, shape, None, "cpu", "none").paused_chunks
+    if not paused:
+        return None
+    chunks = -(-config.calib_samples // config.batch_size)
+    return (f"one pass per block (sequential=layer): the {config.calib_samples} calibration windows go through each "
+            f"block in {chunks} chunks of {config.batch_size} (--batch-size), the others waiting at a linear: "
+            f"{paused / MIB:,.0f} MiB of paused activations on top of one chunk's forward")
 
 
 def model_facts(config: RunConfig) -> tuple[ModelShape, TrainableReport | None]:

@@ -45,6 +45,7 @@ from ..progress import Progress, part, silent
 from ..pruning.configured import prune_as_configured
 from ..repair.adapters import check_adapter_fits
 from ..repair.stage import repair
+from ..resources.estimate import recorded_estimate
 from ..resources.memory_meter import GIB, PeakMemory
 from ..resources.memory_model import estimate_memory
 from ..result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
@@ -210,7 +211,7 @@ def prune(run: Run) -> None:
 def pruned_eval(run: Run) -> None:
     run.result.pruned_ppl = run.cached_perplexity("pruned_eval", "pruned_ppl", {**run.prune_key, **run.eval_key})
     if run.config.mode == "none":
-        run.result.total_params = count_parameters(run.model)
+        run.result.total_params = run.result.model_params = count_parameters(run.model)
     run.log(f"pruned perplexity {run.result.pruned_ppl:.3f} at sparsity {run.result.sparsity:.4f}")
 
 
@@ -352,6 +353,7 @@ def run_pipeline(
               output_dir=output_dir, device=device,
               result=RunResult(config=config.to_dict(), device=str(device), environment=_environment(device)),
               scratch=Path(tempfile.mkdtemp(prefix="run-", dir=scratch)))
+    run.result.estimate = recorded_estimate(config, log)
     try:
         for stage in PIPELINE:
             if stage.needed(config):
@@ -380,6 +382,7 @@ def _execute(run: Run, stage: Stage, meter: PeakMemory) -> None:
     run.progress(stage.name, 0.0, message)
     run.log(message)
     meter.start()
+    start = time.perf_counter()
     try:
         if stage.times_parts:
             stage.run(run)
@@ -388,6 +391,7 @@ def _execute(run: Run, stage: Stage, meter: PeakMemory) -> None:
                 stage.run(run)
     finally:
         run.result.stage_memory_mb[stage.name] = round(meter.stop(), 1)
+        run.result.stage_seconds[stage.name] = round(time.perf_counter() - start, 3)
     run.progress(stage.name, 1.0, f"{message} done")
 
 

@@ -7,7 +7,10 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 
+from ..errors import PerpError
 from .schema import FINISHED
+
+GALLERY_PREFIX = "g"  # a gallery run's reference: g12 (perp_engine.store.gallery); the user's own run 12 is 12
 
 
 @dataclass
@@ -50,6 +53,12 @@ class RunRow:
     tags: list[str] = field(default_factory=list)
     stage_started_at: float | None = None  # when the current stage began (while running)
     stage_seconds: dict = field(default_factory=dict)  # seconds of each stage finished so far (while running)
+    gallery: bool = False  # read from the gallery store (read-only), not from the user's own store
+
+    @property
+    def ref(self) -> str:
+        """How the app names the run: ``12``, or ``g12`` for a gallery run (the two stores' ids overlap)."""
+        return run_ref(self.gallery, self.id)
 
     @property
     def finished(self) -> bool:
@@ -79,3 +88,19 @@ def row_from_sql(row: sqlite3.Row) -> RunRow:
     for name in _BOOL:
         values[name] = bool(values[name])
     return RunRow(**values)
+
+
+def run_ref(gallery: bool, number: int) -> str:
+    """The reference of run ``number`` of the gallery (``g12``) or of the user's own store (``12``)."""
+    return f"{GALLERY_PREFIX}{number}" if gallery else str(number)
+
+
+def split_ref(ref: str | int) -> tuple[bool, int]:
+    """``"g12"`` -> (True, 12), a gallery run; ``"12"``, ``"#12"`` or 12 -> (False, 12), the user's own run 12.
+    PerpError for anything else."""
+    text = str(ref).strip().lstrip("#")
+    gallery = text[:1].lower() == GALLERY_PREFIX
+    number = text[1:] if gallery else text
+    if not number.isdecimal() or int(number) < 1:
+        raise PerpError("run", f"{ref!r} is not a run; use a run's number (12) or a gallery run's (g12)")
+    return gallery, int(number)

@@ -88,6 +88,14 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()
 
 
+def connect(target: str | os.PathLike, uri: bool = False) -> sqlite3.Connection:
+    """An autocommit connection to ``target`` (a file, or an SQLite URI with ``uri``) with the SQL function of
+    config keys that migration 6 calls."""
+    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.create_function(CONFIG_KEY_SQL, 1, lambda text: config_key(json.loads(text)), deterministic=True)
+    return conn
+
+
 class RunStore:
     """Open (creating and migrating as needed) the store at ``path``; ``None`` means :func:`default_store_path`.
 
@@ -130,8 +138,7 @@ class RunStore:
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder; give the path of a store file such as {self.path / 'runs.sqlite'}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.create_function(CONFIG_KEY_SQL, 1, lambda text: config_key(json.loads(text)), deterministic=True)
+        conn = connect(self.path)
         try:
             self._check_identity(conn)
             conn.row_factory = sqlite3.Row
@@ -266,10 +273,7 @@ class RunStore:
         """Runs matching every filter given, newest first."""
         where, params = [], []
         if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            for s in statuses:
-                if s not in STATUSES:
-                    raise PerpError("status", f"{s!r} is not allowed; use one of {', '.join(STATUSES)}")
+            statuses = _statuses(status)
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params += statuses
         sweep_id = None if sweep_id is None else _run_id(sweep_id, "sweep")
@@ -316,10 +320,12 @@ class RunStore:
                           (_run_id(run_id), _run_id(run_id)))
         return rows[0] if rows else None
 
-    def latest_with_config(self, config: RunConfig) -> RunRow | None:
-        """The newest run of exactly this config, whatever its status (None if it never ran here)."""
-        rows = self._runs("SELECT * FROM runs WHERE config_key = ? ORDER BY id DESC LIMIT 1",
-                          (config_key(config.to_dict()),))
+    def latest_with_config(self, config: RunConfig, status: str | Sequence[str] | None = None) -> RunRow | None:
+        """The newest run of exactly this config (the same :func:`config_key`), of any status or of the given
+        ones; None if there is none."""
+        statuses = STATUSES if status is None else _statuses(status)
+        rows = self._runs(f"SELECT * FROM runs WHERE config_key = ? AND status IN ({', '.join('?' * len(statuses))})"
+                          " ORDER BY id DESC LIMIT 1", (config_key(config.to_dict()), *statuses))
         return rows[0] if rows else None
 
     # -- run lifecycle (written by the process that executes the run) ---------------------------------------
@@ -577,6 +583,15 @@ class RunStore:
         """The runs of a sweep in the order they were queued."""
         self.get_sweep(sweep_id)
         return self._runs("SELECT * FROM runs WHERE sweep_id = ? ORDER BY id", (_run_id(sweep_id, "sweep"),))
+
+
+def _statuses(status: str | Sequence[str]) -> list[str]:
+    """One status or several as a list, each checked against STATUSES (PerpError naming status otherwise)."""
+    statuses = [status] if isinstance(status, str) else list(status)
+    for s in statuses:
+        if s not in STATUSES:
+            raise PerpError("status", f"{s!r} is not allowed; use one of {', '.join(STATUSES)}")
+    return statuses
 
 
 def _run_id(value, what: str = "run") -> int:

@@ -11,6 +11,7 @@ from app_fixtures import made_up, record
 from zero_shot_scores import zero_shot
 
 from app import accuracy_figures, figures, runs, zero_shot_rows
+from perp_engine import palette
 from perp_engine.config import RunConfig
 from perp_engine.store import RunStore
 
@@ -52,7 +53,7 @@ def test_accuracy_vs_sparsity_draws_each_model_with_its_standard_error(store):
     error = math.sqrt(2 * 0.05 ** 2) / 2  # the mean of two tasks' scores, each with standard error 0.05
     assert list(traces["wanda · perp"].error_y.array) == pytest.approx([error, error])
     assert list(traces["magnitude · no retraining"].x) == [0.5]
-    assert list(traces["dense"].y) == pytest.approx([0.65])
+    assert list(traces["dense"].y) == pytest.approx([0.65, 0.65]) and traces["dense"].text[-1] == "dense 65.0%"
     assert list(traces["chance"].y) == pytest.approx([0.375, 0.375])  # RTE 50%, ARC-Easy 25%
     rte = by_name(accuracy_figures.accuracy_vs_sparsity(runs_, "rte"))
     assert list(rte["wanda · perp"].y) == pytest.approx([0.6, 0.55])
@@ -108,9 +109,12 @@ def test_a_series_has_the_same_colour_on_the_perplexity_and_the_accuracy_chart(s
     rows = [add(store, preset, zero_shot(DENSE, {"rte": 0.5, "arc_easy": 0.4}, {"rte": 0.6, "arc_easy": 0.6}), 12.0,
                 0.005, method=method, sparsity=0.5)
             for preset, method in (("perp", "wanda"), ("perp-masklora", "wanda"), ("perp", "magnitude"))]
-    ppl = {t.name: t.line.color for t in figures.ppl_vs_sparsity(rows).data if t.mode == "lines+markers"}
-    acc = {t.name: t.line.color for t in accuracy_figures.accuracy_vs_sparsity(rows).data if t.mode == "lines+markers"}
-    assert ppl == acc and len(set(acc.values())) == len(acc) == 5  # 2 methods unretrained + 3 recipes
+    def styles(fig):
+        return {t.name: (t.line.color, t.marker.symbol) for t in fig.data if t.mode == "lines+markers"}
+    ppl, acc = styles(figures.ppl_vs_sparsity(rows)), styles(accuracy_figures.accuracy_vs_sparsity(rows))
+    assert ppl == acc and len(set(acc.values())) == len(acc) == 5  # 2 methods unretrained + 3 recipes × methods
+    assert ppl["wanda · perp"][0] == ppl["magnitude · perp"][0] == palette.recipe_color("perp")  # the recipe's colour
+    assert ppl["wanda · no retraining"] == (palette.method_color("wanda"), palette.method_symbol("wanda"))
 
 
 def test_per_task_bars_show_the_end_model_and_skip_unscored_models(store):

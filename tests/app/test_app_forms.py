@@ -160,7 +160,8 @@ def test_runs_frame_and_filters(store, tmp_path):
     failed, ok = frame.iloc[0], frame.iloc[1]
     assert (failed["status"], failed["model"], failed["message"]) == ("failed", "some/dir/model", "model: cannot load it")
     assert (ok["pruning"], ok["retraining"], ok["final ppl"]) == ("magnitude 50%", "perp", 20.0)
-    assert ok["trainable %"] == pytest.approx(0.4) and ok["recovery"] == pytest.approx(0.5)
+    assert ok["trainable %"] == pytest.approx(0.4) and ok[runs.RECOVERED] == pytest.approx(0.5)
+    assert ok[runs.RECOVERED_LINEAR] == pytest.approx((40.0 - 20.0) / (40.0 - 10.0))
     assert (ok["data"], ok["seqlen"], ok["eval tokens"], ok["calib windows"], ok["steps"], ok["lr"]) == (
         "wiki-embedded", 128, 2048, 32, 30, 5e-3)
     assert pd.isna(failed["steps"]) and pd.isna(failed["lr"])  # nothing retrained, no recipe size
@@ -213,18 +214,20 @@ def test_fairness_notes_flag_protocols_and_differing_dense_perplexities(store):
 
 
 def test_widget_values_name_the_run_size_and_recipe():
-    preset = RunConfig.create("perp-masklora", method="sparsegpt", sparsity=0.6, steps=7, lr=1e-3, seqlen=64,
-                              **forms.RUN_SIZES["thorough"]).to_dict()
+    thorough = forms.RUN_SIZES["thorough"]
+    preset = RunConfig.create("perp-masklora", method="sparsegpt", sparsity=0.6, lr=1e-3, **thorough).to_dict()
     values = forms.widget_values(preset)
-    assert (values["exp_recipe"], values["exp_size"], values["exp_lr_perp-masklora"], values["exp_steps"]) == (
-        "perp-masklora", "thorough", 1e-3, 7)
-    assert values["exp_eval_tokens_thorough"] == forms.RUN_SIZES["thorough"]["eval_tokens"]
+    assert (values["exp_recipe"], values["exp_size"], values["exp_lr_perp-masklora"]) == (
+        "perp-masklora", "thorough", 1e-3)
+    assert {field: values[key] for field, key in forms.SIZE_KEYS.items()} == thorough
     assert "exp_mode" not in values
+    values = forms.widget_values({**preset, "steps": 7, "seqlen": 64})  # a custom size: the fields keep its values
+    assert (values["exp_size"], values["exp_steps"], values["exp_seqlen"]) == (forms.DEFAULT_SIZE, 7, 64)
     custom = RunConfig.create(None, mode="reconstruct", train=("norms",), adapter="lora", rank=4, eval_tokens=1000).to_dict()
     values = forms.widget_values(custom)
     assert (values["exp_recipe"], values["exp_mode"], values["exp_train"], values["exp_adapter"], values["exp_rank"]) == (
         forms.CUSTOM, "reconstruct", ["norms"], "lora", 4)
-    assert (values["exp_size"], values["exp_eval_tokens_quick"]) == (forms.DEFAULT_SIZE, 1000)
+    assert (values["exp_size"], values["exp_eval_tokens"]) == (forms.DEFAULT_SIZE, 1000)
 
 
 def test_zero_shot_choices_reach_the_config_and_come_back():
@@ -250,7 +253,45 @@ def test_zero_shot_choices_reach_the_config_and_come_back():
 def test_size_caption_follows_the_fields():
     assert forms.size_caption("quick", 4096, 16) == "Quick: 4,096 evaluation tokens, 16 calibration sequences."
     assert forms.size_caption("quick", 512, 8).startswith("Custom size: 512 evaluation tokens, 8 calibration "
-                                                          "sequences (Quick is 4,096 and 16)")
+                                                          "sequences (Quick is 4,096 evaluation tokens, 16 calibration "
+                                                          "sequences)")
+    demo = forms.RUN_SIZES["demo"]
+    assert forms.size_caption("demo", **demo) == (f"Demo: {demo['eval_tokens']:,} evaluation tokens, "
+                                                  f"{demo['calib_samples']} calibration sequences of {demo['seqlen']} "
+                                                  f"tokens, {demo['steps']} training steps.")
+    longer = forms.size_caption("demo", **{**demo, "steps": demo["steps"] + 1})
+    assert longer.startswith("Custom size:") and f"{demo['steps'] + 1} training steps (Demo is" in longer
+    assert forms.size_caption("demo", **{**demo, "steps": None}).startswith("Demo:")  # prune only: steps not counted
+
+
+def test_the_first_run_is_a_demo_that_says_what_it_gives_up():
+    assert forms.DEFAULT_SIZE == "demo"
+    config = forms.ExperimentForm().to_config()
+    demo = forms.RUN_SIZES["demo"]
+    assert {k: getattr(config, k) for k in demo} == demo  # every field the size sets, steps included
+    assert forms.size_of(config.to_dict()) == "demo"
+    for smaller in ("eval_tokens", "calib_samples", "seqlen", "steps"):
+        assert demo[smaller] < forms.RUN_SIZES["quick"][smaller]
+    assert all(word in forms.SIZE_HELP["demo"] for word in ("min on 2 CPU cores", "gives up", "evaluation tokens", "calibration"))
+
+
+def test_a_run_size_sets_steps_only_where_the_recipe_trains():
+    assert forms.ExperimentForm(recipe="none").to_config().steps == RunConfig.steps  # untouched: same config key
+    prune_only = forms.ExperimentForm(recipe="none", size="demo").to_config().to_dict()
+    assert forms.size_of(prune_only) == "demo"
+    assert forms.ExperimentForm(size="quick").to_config().steps == forms.RUN_SIZES["quick"]["steps"]
+    assert forms.ExperimentForm(size="demo", steps=7).to_config().steps == 7
+    assert forms.size_of(forms.ExperimentForm(size="demo", steps=7).to_config().to_dict()) is None
+    assert forms.size_values("quick") == {forms.SIZE_KEYS[k]: v for k, v in forms.RUN_SIZES["quick"].items()}
+
+
+@pytest.mark.parametrize("field, hint", [("seqlen", "Change **Sequence length** (under Run size and advanced settings)."),
+                                         ("rank", "Change **Adapter rank**."),
+                                         ("dsnot_max_cycles", "Change DSnoT's **max cycles** (under Run size and "
+                                                              "advanced settings)."),
+                                         ("percdamp", None)])
+def test_a_refusal_says_which_input_to_change(field, hint):
+    assert forms.field_hint(field) == hint
 
 
 @pytest.mark.parametrize("axes, name", [

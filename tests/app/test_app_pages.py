@@ -14,7 +14,7 @@ from app_fixtures import FAILURE, SEEDED, layer_store, seed_store
 from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
 from streamlit.testing.v1 import AppTest
 
-from app import boot, forms
+from app import boot, forms, launches
 from perp_engine.config import ADAPTERS, ZERO_SHOT_TASKS
 from perp_engine.jobs import LocalExecutor
 from perp_engine.store import RunStore
@@ -122,7 +122,7 @@ def test_compare_charts_only_the_selected_runs(seeded, monkeypatch):
 def test_layers_starts_from_the_compare_selection(seeded, monkeypatch):
     path, ids = seeded
     at = open_page("layers", path, monkeypatch, selected_runs=[ids["recon"], ids["perp"]])
-    assert at.multiselect(key="layers_runs").value == [ids["recon"], ids["perp"]]
+    assert at.multiselect(key="layers_runs").value == [str(ids["recon"]), str(ids["perp"])]  # references: 12, g12
     heatmap = at.get("plotly_chart")[0].proto.spec
     assert f"#{ids['recon']} " in heatmap and "after repair" in heatmap
 
@@ -138,13 +138,15 @@ def charts(at: AppTest) -> list[dict]:
 def test_layers_switches_between_local_and_accumulated_error(layered, monkeypatch):
     path, ids = layered
     at = open_page("layers", path, monkeypatch, query={"run": str(ids["new"])})
-    assert at.multiselect(key="layers_runs").value == [ids["new"]]
+    assert at.multiselect(key="layers_runs").value == [str(ids["new"])]
     assert "held out: not used to prune or to retrain" in texts(at, "caption")
     heatmap, depth, *_, blocks = charts(at)
     assert heatmap["layout"]["title"]["text"].startswith("Local error per layer")
     assert heatmap["data"][0]["customdata"][0][0] == pytest.approx(1e-3)  # block 0, q_proj: local after pruning
     colours = {t["line"]["color"] for t in depth["data"]}
     assert len(colours) == 2  # after pruning and after repair never share a colour
+    # the depth captions are read from the block errors (0.01, 0.02, 0.03, 0.04 after pruning), not a fixed claim
+    assert "block output's local error after pruning rises from block 0 to block 3 (×4)." in texts(at, "caption")
     at.segmented_control(key="layers_quantity").set_value("drift").run()
     heatmap, depth, *_, blocks = charts(at)
     assert heatmap["layout"]["title"]["text"].startswith("Accumulated error (drift) per layer")
@@ -177,7 +179,7 @@ def test_run_page_opens_from_its_address(seeded, monkeypatch):
     path, ids = seeded
     at = open_page("run", path, monkeypatch, query={"run": str(ids["perp"])})
     assert at.title[0].value == f"Run #{ids['perp']}"
-    assert at.selectbox[0].value == ids["perp"]
+    assert at.selectbox[0].value == str(ids["perp"])
     config = at.dataframe[0].value
     assert dict(zip(config["field"], config["value"]))["preset"] == "perp"
     timings = at.dataframe[1].value
@@ -189,8 +191,27 @@ def test_run_page_opens_from_its_address(seeded, monkeypatch):
     assert "Retrained" in [m.label for m in at.metric]
     links = {link.proto.label: link.proto.query_string for link in at.get("page_link")}
     assert (links["Load into Experiment"], links["Open in Layers"]) == (f"from={ids['perp']}", f"run={ids['perp']}")
+    assert "Recovered (log-ppl gap)" in [m.label for m in at.metric] and "of the model's" in texts(at, "caption")
     missing = open_page("run", path, monkeypatch, query={"run": "999"})
-    assert "no run 999" in texts(missing, "error")
+    assert "There is no run #999 here: it was deleted" in texts(missing, "info") and not missing.error
+    assert "perp runs" not in texts(missing, "info")  # web words, not a command-line hint
+    assert {link.proto.label for link in missing.get("page_link")} >= {"See every run on Compare"}
+
+
+def test_run_page_says_a_cancelled_run_was_cancelled(tmp_path, monkeypatch):
+    store_path = tmp_path / "runs.sqlite"
+    with RunStore(store_path) as store:
+        from perp_engine.config import RunConfig
+
+        run_id = store.create_run(RunConfig.create("perp"))
+        store.start_run(run_id)
+        store.progress(run_id, "train", 0.3, "step 3/10")
+        store.mark_cancelled(run_id, "cancelled")
+    at = open_page("run", store_path, monkeypatch, query={"run": str(run_id)})
+    assert not at.error
+    assert "This run was cancelled during Retrain. Nothing went wrong" in texts(at, "info")
+    assert "Only a finished run can be exported: this run was cancelled" in texts(at, "caption")
+    assert next(b for b in at.button if b.label == "Export").disabled
 
 
 def test_run_page_renames_tags_exports_and_deletes(tmp_path, monkeypatch, tiny_model_dir, tiny_text_file):  # noqa: F811
@@ -323,7 +344,7 @@ def test_experiment_queues_a_job_with_the_chosen_config(tmp_path, monkeypatch, n
     at.selectbox(key="exp_recipe").set_value("perp-scalelora").run()
     at.number_input(key="exp_steps").set_value(7)
     at.number_input(key="exp_seqlen").set_value(32)
-    at.number_input(key="exp_eval_tokens_quick").set_value(512).run()
+    at.number_input(key="exp_eval_tokens").set_value(512).run()
     assert not at.error, [e.value for e in at.error]
     next(b for b in at.button if b.label == "Launch").click().run()
     assert not at.exception
@@ -333,7 +354,7 @@ def test_experiment_queues_a_job_with_the_chosen_config(tmp_path, monkeypatch, n
     assert (row.config["method"], row.config["sparsity"], row.config["preset"]) == ("sparsegpt", 0.6, "perp-scalelora")
     assert (row.config["adapter"], row.config["steps"], row.config["seqlen"], row.config["eval_tokens"]) == ("scalelora", 7, 32, 512)
     assert "Queued" in texts(at, "caption")
-    assert at.session_state["launched_runs"] == [row.id]
+    assert launches.launched(store_path, at.session_state["browser_id"]) == [row.id]
 
 
 def test_experiment_scores_the_chosen_zero_shot_tasks(tmp_path, monkeypatch, no_workers, tiny_model_dir, tiny_text_file):  # noqa: F811
@@ -357,27 +378,30 @@ def test_experiment_reopens_a_runs_settings_from_the_address(seeded, tmp_path, m
     at = open_page("experiment", path, monkeypatch, query={"from": str(ids["masklora-2:4"])})
     assert (at.selectbox(key="exp_recipe").value, at.segmented_control(key="exp_method").value) == ("perp-masklora", "sparsegpt")
     assert f"settings of run #{ids['masklora-2:4']}" in texts(at, "caption")
+    assert f"Identical to run #{ids['masklora-2:4']}" in texts(at, "info")  # the same settings: no copy to launch
+    at.number_input(key="exp_seed").set_value(original["seed"] + 1).run()
     next(b for b in at.button if b.label == "Launch").click().run()
     relaunched = RunStore(path).list_runs(limit=1)[0]
-    assert relaunched.id not in ids.values() and relaunched.config == original
+    assert relaunched.id not in ids.values() and relaunched.config == {**original, "seed": original["seed"] + 1}
     assert at.query_params["from"] == str(relaunched.id)  # a reload shows the launched run's settings again
     RunStore(path).request_cancel(relaunched.id)
 
 
-def test_experiment_lists_the_newest_runs_in_a_new_session(seeded, monkeypatch, no_workers):
+def test_experiment_lists_only_this_browsers_runs(seeded, monkeypatch, no_workers):
     path, ids = seeded
-    at = open_page("experiment", path, monkeypatch)  # a reload: nothing launched in this session
+    at = open_page("experiment", path, monkeypatch)  # a new browser: nothing launched from it
     links = {link.proto.query_string for link in at.get("page_link")}
-    newest = [r.id for r in RunStore(path).list_runs(limit=3)]
-    assert {f"run={i}" for i in newest} <= links, links
+    assert not {f"run={i}" for i in ids.values()} & links, links  # the store's runs are on Compare
+    assert "Every run: Compare" in [link.proto.label for link in at.get("page_link")]
 
 
 def test_experiment_size_caption_follows_the_fields(tmp_path, monkeypatch):
     at = open_page("experiment", tmp_path / "runs.sqlite", monkeypatch)
-    assert forms.size_caption("quick", 4096, 16) in texts(at, "caption")
-    at.number_input(key="exp_eval_tokens_quick").set_value(512).run()
+    demo = forms.RUN_SIZES["demo"]
+    assert forms.size_caption("demo", **demo) in texts(at, "caption")
+    at.number_input(key="exp_eval_tokens").set_value(512).run()
     assert "Custom size: 512 evaluation tokens" in texts(at, "caption")
-    assert forms.size_caption("quick", 4096, 16) not in texts(at, "caption")
+    assert forms.size_caption("demo", **demo) not in texts(at, "caption")
 
 
 def test_experiment_choices_survive_a_visit_to_another_page(tmp_path, monkeypatch):
@@ -401,7 +425,10 @@ def test_experiment_cancels_a_queued_run(tmp_path, monkeypatch, no_workers):
 
 def test_experiment_shows_a_failed_runs_error(seeded, monkeypatch, no_workers):
     path, ids = seeded
-    at = open_page("experiment", path, monkeypatch, launched_runs=[ids["failed"], ids["perp"]])
+    browser = launches.new_id()
+    for run_id in (ids["failed"], ids["perp"]):
+        launches.record(path, browser, run_id)
+    at = open_page("experiment", path, monkeypatch, browser_id=browser)
     assert FAILURE in texts(at, "error")
     assert "Retrained" in [m.label for m in at.metric]
     assert at.code and all(c.proto.wrap_lines for c in at.code)  # log lines wrap in the narrow column
@@ -435,7 +462,7 @@ def test_sweep_queues_the_grid(tmp_path, monkeypatch, no_workers, tiny_model_dir
     formats = json.loads(table.proto.columns)
     assert formats["final ppl"]["type_config"]["format"] == "%.2f"
     assert formats["trainable params"]["type_config"]["format"] == "localized"
-    assert formats["recovery"]["type_config"]["format"] == "percent"
+    assert formats["recovered of the log-ppl gap"]["type_config"]["format"] == "percent"
 
 
 def test_sweep_shows_each_running_runs_stage(tmp_path, monkeypatch, no_workers):
@@ -460,11 +487,12 @@ def test_sweep_uses_the_run_size_fields_and_names_itself(tmp_path, monkeypatch, 
     at.multiselect(key="sw_methods").set_value(["magnitude"])
     at.multiselect(key="sw_sparsities").set_value([0.5])
     at.multiselect(key="sw_recipes").set_value(["none", "perp"])
-    at.number_input(key="sw_seqlen").set_value(64)
+    at.segmented_control(key="sw_size").set_value("quick").run()
+    at.number_input(key="sw_seqlen_quick").set_value(64)
     at.number_input(key="sw_calib_quick").set_value(4)
     at.number_input(key="sw_eval_tokens_quick").set_value(1024)
     at.number_input(key="sw_eval_every").set_value(2)
-    at.number_input(key="sw_steps").set_value(5).run()
+    at.number_input(key="sw_steps_quick").set_value(5).run()
     assert at.text_input(key="sw_name").proto.placeholder.startswith("magnitude 50% x {none, perp}")
     next(b for b in at.button if b.label == "Launch sweep").click().run()
     store = RunStore(store_path)
@@ -488,7 +516,8 @@ def test_sweep_runs_through_ray(tmp_path, monkeypatch, ray_local, tiny_model_dir
     assert "Executor: **Ray cluster (local): 1 node(s), 2 CPUs" in texts(at, "caption")
     at.multiselect(key="sw_methods").set_value(["magnitude"])
     at.multiselect(key="sw_sparsities").set_value([0.3, 0.6])
-    at.number_input(key="sw_seqlen").set_value(32)
+    at.segmented_control(key="sw_size").set_value("quick").run()
+    at.number_input(key="sw_seqlen_quick").set_value(32)
     at.number_input(key="sw_calib_quick").set_value(4)
     at.number_input(key="sw_eval_tokens_quick").set_value(256)
     at.multiselect(key="sw_recipes").set_value(["none"]).run()

@@ -119,6 +119,31 @@ def test_sweep_varies_allocation_and_refinement_and_says_what_it_skips(tmp_path,
     assert not [b for b in at.button if b.label == "Launch sweep"]
 
 
+def test_experiment_queues_true_sequential_pruning(experiment):
+    at, store_path = experiment
+    assert at.segmented_control(key="exp_sequential").value == "block"
+    at.segmented_control(key="exp_method").set_value("sparsegpt")
+    at.segmented_control(key="exp_sequential").set_value("layer").run()
+    launch(at)
+    (row,) = RunStore(store_path).list_runs()
+    assert (row.config["method"], row.config["sequential"]) == ("sparsegpt", "layer")
+    assert "sparsegpt, true-sequential" in texts(at, "markdown")  # the run card's label
+    assert forms.widget_values(row.config)["exp_sequential"] == "layer"  # "open its settings" restores it
+
+
+def test_sweep_compares_the_two_orders_in_a_block(tmp_path, monkeypatch, no_workers):  # noqa: F811
+    store_path = tmp_path / "runs.sqlite"
+    at = open_page("sweep", store_path, monkeypatch)
+    at.multiselect(key="sw_methods").set_value(["sparsegpt"])
+    at.multiselect(key="sw_recipes").set_value(["none"])
+    at.multiselect(key="sw_sequentials").set_value(["block", "layer"])
+    at.segmented_control(key="sw_pattern").set_value("2:4").run()
+    assert at.text_input(key="sw_name").proto.placeholder.startswith("sparsegpt + {block, layer} 2:4")
+    next(b for b in at.button if b.label == "Launch sweep").click().run()
+    (sweep,) = RunStore(store_path).list_sweeps()
+    assert sorted(r.config["sequential"] for r in RunStore(store_path).sweep_runs(sweep["id"])) == ["block", "layer"]
+
+
 @pytest.fixture
 def owl_store(tmp_path):
     """A made-up OWL run (blocks 0-3 at 45, 48, 52, 55%) and a uniform one, with per-layer records."""

@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from app import axes
 from app import layer_figures as lf
+from perp_engine import palette
 from perp_engine.model.blocks import find_decoder_blocks, find_linears, get_weight, linear_kind
+from perp_engine.ticks import tick_label
 
 
 def layer_records(model, after: bool = True, local: bool = True, sparsity=lambda b, j: 0.5 + 0.01 * j) -> list[dict]:
@@ -65,7 +66,7 @@ def test_error_heatmaps_show_the_chosen_quantity_before_and_after(tiny_model, qu
     assert name in hover and "block 1" in hover and lf.QUANTITIES[quantity].title in hover
     assert f"{raw_value(records, name, before):.4g}" in hover
     ticks = fig.layout.coloraxis.colorbar
-    assert list(ticks.ticktext) == [axes.tick_label(10 ** v) for v in ticks.tickvals]  # 0.001, 0.01...: no log10 digits
+    assert list(ticks.ticktext) == [tick_label(10 ** v) for v in ticks.tickvals]  # 0.001, 0.01...: no log10 digits
 
 
 def raw_value(records, name, field):
@@ -103,11 +104,11 @@ def test_layer_lines_distinct_colours_full_width_and_readable_ticks(tiny_model):
         key = "recon_error_after" if trace.name.endswith("after repair") else "recon_error"
         assert list(trace.x) == [0, 1]
         assert list(trace.y) == [r[key] for r in mine]
-        assert trace.line.color == (axes.AFTER if key == "recon_error_after" else axes.BEFORE)
+        assert trace.line.color == (palette.AFTER if key == "recon_error_after" else palette.BEFORE)
     cols = min(lf.PANEL_COLUMNS, len(columns))
     assert fig.layout.xaxis.domain[0] == 0 and getattr(fig.layout, f"xaxis{cols}").domain[1] == 1  # panels fill the width
     assert fig.layout.yaxis.type == "log"
-    assert list(fig.layout.yaxis.ticktext) == [axes.tick_label(v) for v in fig.layout.yaxis.tickvals]
+    assert list(fig.layout.yaxis.ticktext) == [tick_label(v) for v in fig.layout.yaxis.tickvals]
     assert {round(v / 10 ** math.floor(math.log10(v)), 6) for v in fig.layout.yaxis.tickvals} <= {1, 2, 5}
 
 
@@ -117,6 +118,22 @@ def test_layer_lines_change_view_draws_one_ratio_line_per_run(tiny_model):
     assert all(y == pytest.approx(0.5) for t in fig.data for y in t.y)
     assert 1.0 in fig.layout.yaxis.tickvals
     assert {t.line.dash for t in fig.data} == {"solid", "dash"}
+    panels = {t.yaxis for t in fig.data}  # the dashed line at 1 (unchanged) on every panel
+    assert {s.yref for s in fig.layout.shapes if s.y0 == s.y1 == 1.0 and s.line.dash == "dash"} == panels
+
+
+@pytest.mark.parametrize("chart", ["lines", "blocks"])
+def test_each_run_has_its_own_shade_dash_and_symbol_after_pruning_and_after_repair(tiny_model, chart):
+    """Three runs: no two "after pruning" lines look alike (they were all the same red), reds stay reds."""
+    labels = ("#1", "#2", "#3")
+    if chart == "lines":
+        fig = lf.layer_lines({label: layer_records(tiny_model) for label in labels}, "local", "both")
+    else:
+        blocks = [{"block": 0, "loss_before": 0.2, "loss_after": 0.1}, {"block": 1, "loss_before": 0.4, "loss_after": 0.3}]
+        fig = lf.block_errors({label: blocks for label in labels}, "local", "both")
+    for which, shades in (("after pruning", palette.RUN_BEFORE), ("after repair", palette.RUN_AFTER)):
+        looks = {(t.line.color, t.line.dash, t.marker.symbol) for t in fig.data if t.name.endswith(which)}
+        assert len(looks) == 3 and {color for color, _, _ in looks} == set(shades)
 
 
 def test_uniform_sparsity_is_said_in_words_and_axes_run_from_0_to_100_percent(tiny_model):
@@ -143,7 +160,7 @@ def test_block_errors(quantity, fields):
     traces = {t.name: t for t in lf.block_errors(blocks, quantity, "both").data}
     assert set(traces) == {"#1 · after pruning", "#1 · after repair", "#2 · after pruning"}
     assert list(traces["#1 · after repair"].y) == [b[fields[1]] for b in blocks["#1"]]
-    assert traces["#1 · after pruning"].line.color == axes.BEFORE and traces["#1 · after repair"].line.color == axes.AFTER
+    assert traces["#1 · after pruning"].line.color == palette.BEFORE and traces["#1 · after repair"].line.color == palette.AFTER
     change = lf.block_errors(blocks, quantity, "change")
     (ratio,) = change.data
     assert list(ratio.y) == pytest.approx([b[fields[1]] / b[fields[0]] for b in blocks["#1"]])

@@ -9,6 +9,7 @@ from transformers import BertConfig, BertModel
 
 from perp_engine.cli import build_parser, main
 from perp_engine.config import RunConfig
+from perp_engine.evaluation.recovery import recovery_text
 
 
 def test_help_documents_every_config_field(capsys):
@@ -76,7 +77,17 @@ def test_run_writes_json_and_records_the_run(tiny_model_dir, tiny_text_file, tmp
         assert key in data
     assert {"name", "block", "sparsity", "recon_error", "recon_error_after"} <= set(data["layers"][0])
     assert data["config"]["preset"] == "perp" and data["config"]["steps"] == 2
-    assert "recorded as run 1" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "recorded as run 1" in out_text
+    assert "of the model's" in out_text and "adapter weights" in out_text  # the head LoRA, beside the share
+    assert "note: biases: no bias parameters" in out_text and "warning: biases" not in out_text  # a LLaMA's fact
+    assert "estimated " in out_text and data["estimate"]["seconds"] > 0
+    assert main(["runs", "1", "--store", str(store)]) == 0
+    shown = capsys.readouterr().out
+    recovered = recovery_text(data["dense_ppl"], data["pruned_ppl"], data["final_ppl"])
+    assert (recovered in shown) if recovered else ("of the log-ppl gap" not in shown)  # the tiny model decides
+    assert "trainable: " in shown and "of the model's" in shown and "note: biases: no bias parameters" in shown
+    assert "(estimated " in shown
     assert main(["runs", "--store", str(store), "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert runs[0]["status"] == "done" and runs[0]["final_ppl"] == pytest.approx(data["final_ppl"])

@@ -34,7 +34,8 @@ RUN = {"preset": "perp", "method": "ria", "allocation": "owl", "sparsity": 0.5, 
        "eval_tokens": 256, "calib_samples": 8, "batch_size": 2}
 RUN_TIMEOUT_MS = 150_000
 PROJECTOR = {"width": 1280, "height": 720}
-INSIDE_READY = '[data-testid="stMetricLabel"]:has-text("MaskLoRA")'  # the last thing the page draws
+INSIDE_TRAIN = 'button:has-text("Train the adapters")'  # the adapters train only when this is pressed
+INSIDE_READY = '[data-testid="stMetricLabel"]:has-text("MaskLoRA")'  # the last thing the adapters draw
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
     assert points.count() >= 3  # dense, pruned, retrained
     shoot(page, "compare")
 
-    ready = {"layers": ".js-plotly-plot", "inside_layer": INSIDE_READY, "sweep": 'button:has-text("Launch sweep")',
+    ready = {"layers": ".js-plotly-plot", "inside_layer": INSIDE_TRAIN, "sweep": 'button:has-text("Launch sweep")',
              "paper": 'button:has-text("runs here")', "about": ".katex"}
     for name, link, heading in (("layers", "Layers", "Layers"), ("inside_layer", "Inside a layer", "Inside a layer"),
                                 ("sweep", "Sweep", "Sweep"), ("paper", "Paper", "The paper, reproduced"),
@@ -152,6 +153,8 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
         shoot(page, name)
         if name == "inside_layer":  # the model chosen on Experiment, not the default one
             assert page.get_by_text(str(tiny_model_dir)).count() >= 1
+            page.locator(INSIDE_TRAIN).first.click()
+            page.locator(INSIDE_READY).first.wait_for(timeout=60_000)
             assert page.locator(".js-plotly-plot").count() == 8
         if name == "paper":  # the shipped report's verdicts, or the note that there is none yet
             shipped = ROOT / "docs" / "paper" / "report.json"
@@ -193,6 +196,7 @@ def test_inside_a_layer_on_the_embedded_model(chromium, server):
     page = chromium.new_page(viewport={"width": 1280, "height": 1560})
     page.goto(f"{url}/inside_layer")
     page.get_by_role("heading", name="Inside a layer").wait_for(timeout=60_000)
+    page.locator(INSIDE_TRAIN).first.click(timeout=RUN_TIMEOUT_MS)
     page.locator(INSIDE_READY).first.wait_for(timeout=RUN_TIMEOUT_MS)
     assert page.get_by_text("smollm2-135m").count() >= 1
     assert page.locator('[data-testid="stMetricValue"]', has_text="0 of 165,888").count() == 1  # LoRA filled them all

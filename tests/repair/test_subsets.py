@@ -53,8 +53,12 @@ def test_llama_counts_by_hand():
     assert report.trainable == layers * per_layer + head_lora + (2 * layers + 1) * hidden
     # the head was tied: untying adds one vocab x hidden copy; the factors are counted in the total too
     assert report.total == total_before + vocab * hidden + layers * per_layer + head_lora
-    assert report.fraction == pytest.approx(report.trainable / report.total)
-    assert any("no bias parameters" in w for w in report.warnings)
+    # the share is of the model's own parameters; the adapters and the head copy are counted apart
+    assert (report.model_params, report.adapter_params, report.head_copy_params) == (
+        total_before, layers * per_layer + head_lora, vocab * hidden)
+    assert report.fraction == pytest.approx(report.trainable / total_before)
+    # a LLaMA has no biases: a fact about the model while the rest trains, so a note, not a warning
+    assert report.warnings == [] and any("no bias parameters" in n for n in report.notes)
     assert any("its own copy when the LoRA merges" in n for n in report.notes)
     assert model.lm_head.base_layer.weight is model.model.embed_tokens.weight  # no copy while training
     assert trainable_names(model) == sorted(report.tensors)
@@ -127,7 +131,14 @@ def test_scope_limits_selection_to_one_block():
     report = select_trainable(model, ("biases", "norms", "head-lora"), scope=blocks[1])
     assert report.tensors and all(".layers.1." in n for n in report.tensors)
     assert trainable_names(model) == sorted(report.tensors)
-    assert any(w.startswith("head-lora:") and "scope" in w for w in report.warnings)
+    assert any(n.startswith("head-lora:") and "scope" in n for n in report.notes) and report.warnings == []
+
+
+def test_a_recipe_that_trains_nothing_warns():
+    model = tiny_opt()
+    _, blocks = find_decoder_blocks(model)
+    report = select_trainable(model, ("head-lora",), scope=blocks[1])
+    assert report.trainable == 0 and any(w.startswith("head-lora:") for w in report.warnings) and not report.notes
     assert model.lm_head.weight is model.get_input_embeddings().weight  # nothing outside the block touched
 
 

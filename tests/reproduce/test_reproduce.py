@@ -371,14 +371,14 @@ def test_every_claim_holds_in_the_scenario_and_the_report_says_so():
 
 WORD_FOR_WORD = [  # (judge, fields, runs left out of the set, the verdict's whole sentence)
     (claim1, {}, (),
-     "Holds on TinyLM: full retraining converged at 50/70%. `perp` (1% of the parameters) recovers 90% / 90% of what "
+     "Holds on TinyLM: full retraining converged at 50/70%. `perp` (1% of the model's own parameters) recovers 90% / 90% of what "
      "full retraining recovers at 50/70% sparsity (perplexity 24.28 / 38.11 against 22.97 / 31.70); it matches full "
      "retraining (at least 80% of its recovery, or a perplexity no higher) at 50/70%. Its train-stage peak memory is "
      "0.400x and its time per step 0.700x full retraining's (a fraction: at most 0.5x and 0.75x: met). Norms only (1%) "
      "recovers 60% / 60% of full retraining's recovery."),
     (claim1, falling(0.05, mag(0.7, "full-ft")), (),
      "Holds in part on TinyLM: full retraining converged at 50%; not at 70% (70%: 33.32 -> 31.70 over its last 20 "
-     "steps). `perp` (1% of the parameters) recovers 90% / 90% of what full retraining recovers at 50/70% sparsity "
+     "steps). `perp` (1% of the model's own parameters) recovers 90% / 90% of what full retraining recovers at 50/70% sparsity "
      "(perplexity 24.28 / 38.11 against 22.97 / 31.70); it matches full retraining (at least 80% of its recovery, or "
      "a perplexity no higher) at 50%. Its train-stage peak memory is 0.400x and its time per step 0.700x full "
      "retraining's (a fraction: at most 0.5x and 0.75x: met). Norms only (1%) recovers 60% / 60% of full "
@@ -406,14 +406,14 @@ WORD_FOR_WORD = [  # (judge, fields, runs left out of the set, the verdict's who
      "model's sparsity. Plain LoRA ends at 3,100.00 but stays unmerged: 1,234 extra parameters (1.23% of the model) "
      "computed beside the sparse layers, since merging would fill every zero."),
     (claim3, {}, (),
-     "Holds on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the pruning damage "
-     "of Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4 (ScaleLoRA 30% / 30% / 30% / 30%); significant (at least "
+     "Holds on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the log-ppl gap "
+     "(the pruning damage) of Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4 (ScaleLoRA 30% / 30% / 30% / 30%); significant (at least "
      "25% with one of the adapters) for Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4. With an adapter its "
      "train-stage peak memory is at most 310 MiB, 0.310x full retraining's 1,000 MiB (memory-efficient: at most 0.5x: "
      "met)."),
     (claim3, {}, (mag(0.5, "full-ft"),),
-     "Holds in part on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the pruning "
-     "damage of Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4 (ScaleLoRA 30% / 30% / 30% / 30%); significant (at "
+     "Holds in part on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the log-ppl "
+     "gap (the pruning damage) of Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4 (ScaleLoRA 30% / 30% / 30% / 30%); significant (at "
      "least 25% with one of the adapters) for Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4. Its memory against "
      "full retraining's was not measured (magnitude 50% full-ft: missing), so the claim cannot hold in full."),
 ]

@@ -113,3 +113,16 @@ def test_bad_runs_fail_with_the_field_named(tmp_path, fields, field, monkeypatch
     with pytest.raises(PerpError) as err:
         estimate.estimate_run(RunConfig.create(**{"preset": "none", **fields}))
     assert err.value.field == field
+
+
+def test_the_estimate_a_run_records_and_its_words(model_dir, tmp_path):
+    config = RunConfig.create("perp-masklora", model=str(model_dir), seqlen=32, calib_samples=4, eval_tokens=128)
+    recorded = estimate.recorded_estimate(config)
+    expected = estimate.estimate_run(config)
+    assert recorded["seconds"] == expected.seconds and recorded["breakdown"] == expected.breakdown
+    assert estimate.estimate_text(recorded, 162.0) == f"estimated {estimate.format_seconds(expected.seconds)}, took 2.7 min"
+    assert expected.trainable_text.startswith(f"{100 * expected.trainable_fraction:.3g}% of the model's")
+    lines = []
+    assert estimate.recorded_estimate(config.replace(model=str(tmp_path / "nothing")), lines.append) == {}
+    assert lines and lines[0].startswith("no time estimate: ")
+    assert estimate.estimate_text({}, 10.0) is None

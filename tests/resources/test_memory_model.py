@@ -257,3 +257,26 @@ def test_each_zero_shot_stage_is_predicted_with_its_batch_of_logits(preset, tmp_
     for stage in (s.stage for s in plan.stages if s.stage.endswith("zero_shot")):
         grew = longer.stage(stage).device_bytes - plan.stage(stage).device_bytes
         assert grew >= 2 * extra_tokens * 128 * 4  # two float32 logits tensors over the tiny model's 128 words
+
+
+
+@pytest.mark.parametrize("family", ("llama", "opt"))
+def test_one_pass_pruning_adds_the_paused_chunks_and_estimate_names_the_chunking(family, tmp_path):
+    """Layer mode keeps every chunk's activations at the widest pause: they grow with the calibration windows, not
+    with the chunk (batch) size; data-free pruning and block mode pause nothing."""
+    model = str(save_tiny_model(tmp_path / family, family=family))
+    base = {"model": model, "seqlen": 32, "method": "sparsegpt", "calib_samples": 512}
+    shape, _ = model_facts(RunConfig.create("none", **base))
+
+    def prune_stage(**fields) -> float:
+        return predict_memory(RunConfig.create("none", **{**base, **fields}), shape, None, "cpu", "none").stage(
+            "prune").device_bytes
+
+    per_window = 32 * (memory_model.PAUSED_HIDDEN * shape.hidden + memory_model.PAUSED_WIDE * shape.widest) * 4
+    for batch in (2, 4):
+        layer = RunConfig.create("none", sequential="layer", batch_size=batch, **base)
+        assert memory_model._Terms(layer, shape, None, "cpu", "none").paused_chunks == pytest.approx(512 * per_window)
+        assert prune_stage(sequential="layer", batch_size=batch) >= prune_stage(batch_size=batch)
+        assert f"{512 // batch} chunks of {batch}" in memory_model.one_pass_chunks(layer, shape)
+    assert prune_stage(sequential="layer", method="magnitude") == prune_stage(method="magnitude")
+    assert memory_model.one_pass_chunks(RunConfig.create("none", **base), shape) is None

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
+from perp_engine.model.parameters import count_parameters
 from perp_engine.run.pipeline import run_pipeline
 
 BASE = dict(seqlen=16, calib_samples=8, eval_tokens=256, batch_size=4, steps=4, seed=0, device="cpu")
@@ -42,6 +43,10 @@ def test_modes_end_to_end(tiny_model_dir, tiny_text_file, preset, fields):
     assert result.blocks[0].loss_before == pytest.approx(result.blocks[0].drift_before, rel=1e-6)
     assert result.measure_windows["count"] == 8 and result.measure_windows["held_out"]
     assert {"load", "data", "dense_eval", "prune", "pruned_eval"} <= set(stages)
+    assert list(result.stage_seconds) == list(dict.fromkeys(stages))  # every stage's wall clock, in run order
+    assert result.stage_seconds["prune"] >= result.timings["prune"]  # the stage holds its pruning and its measuring
+    assert result.estimate["seconds"] == pytest.approx(sum(result.estimate["breakdown"].values()), abs=0.5)
+    assert set(result.estimate["breakdown"]) == set(result.stage_seconds)
     if preset == "none":
         assert result.final_ppl is None and result.train_loss == []
         return
@@ -49,7 +54,12 @@ def test_modes_end_to_end(tiny_model_dir, tiny_text_file, preset, fields):
     assert math.isfinite(result.final_ppl)
     assert 0 < result.trainable_params <= result.total_params
     assert (result.trainable_params == result.total_params) == (preset == "full-ft")
-    assert result.trainable_fraction == pytest.approx(result.trainable_params / result.total_params)
+    own = count_parameters(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
+    assert result.model_params == own  # the share's denominator: the model's own parameters
+    assert result.model_params + result.adapter_params + result.head_copy_params == result.total_params
+    by_category = result.trainable_by_category
+    assert result.adapter_params == by_category.get("adapter", 0) + by_category.get("head-lora", 0)
+    assert result.trainable_fraction == pytest.approx(result.trainable_params / own)
     assert len(result.train_loss) >= BASE["steps"]
     assert all(r.recon_error_after is not None and r.drift_after is not None for r in result.layers)
     assert all(r.loss_after is not None and r.drift_after is not None for r in result.blocks)
