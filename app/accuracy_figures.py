@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from perp_engine.config import ZERO_SHOT_TASKS
 from perp_engine.palette import CHANCE, DENSE, run_color
-from perp_engine.store import RunRow
+from perp_engine.store import RunRow, split_ref
 
 from .axes import log_percent_axis, sparsity_axis, styled
 from .figures import charted, dense_lines, prefixer, series_style, span_of
@@ -26,7 +26,7 @@ from .zero_shot_rows import MEAN, accuracy, chance, end_model, protocol_text, sc
 
 ACCURACY_AXIS = dict(tickformat=".0%")
 
-Point = tuple[float, float, float | None, int]  # x, value, standard error, run id
+Point = tuple[float, float, float | None, str]  # x, value, standard error, run (12, or g12 in the gallery)
 
 
 def scored_runs(rows: Sequence[RunRow], task: str = MEAN) -> list[RunRow]:
@@ -49,7 +49,8 @@ def _merge(points: Sequence[Point]) -> tuple[list[float], list[float], list[floa
     xs = sorted(by_x)
     values = [sum(p[1] for p in by_x[x]) / len(by_x[x]) for x in xs]
     errors = [None if any(p[2] is None for p in by_x[x]) else sum(p[2] for p in by_x[x]) / len(by_x[x]) for x in xs]
-    return xs, values, errors, [", ".join(f"#{i}" for i in sorted(p[3] for p in by_x[x])) for x in xs]
+    runs = [", ".join(f"#{i}" for i in sorted((p[3] for p in by_x[x]), key=split_ref)) for x in xs]
+    return xs, values, errors, runs
 
 
 def _error_bars(errors: Sequence[float | None], color: str | None = None) -> dict:
@@ -95,10 +96,10 @@ def accuracy_vs_sparsity(rows: Sequence[RunRow], task: str = MEAN) -> go.Figure:
                                     ("final", retrained, f"{method} · {retraining_label(cfg)}")):
             value, error = accuracy(r, which, task)
             if value is not None:
-                groups[name].append((x, value, error, r.id))
+                groups[name].append((x, value, error, r.ref))
                 style[name] = series_style(r, repaired=which == "final")
         if (value := accuracy(r, "dense", task))[0] is not None:
-            dense[f"{prefix(r)}dense"].append((0.0, *value, r.id))
+            dense[f"{prefix(r)}dense"].append((0.0, *value, r.ref))
         levels[f"{prefix(r)}chance"] = chance(r, task)
     fig = go.Figure()
     xs_all = []
@@ -142,7 +143,7 @@ def accuracy_vs_trainable(rows: Sequence[RunRow], task: str = MEAN) -> go.Figure
         fig.add_trace(go.Scatter(
             x=[100 * r.trainable_fraction for r in runs], y=[v for v, _ in finals],
             error_y=_error_bars([e for _, e in finals], DENSE), text=[retraining_label(r.config) for r in runs],
-            customdata=[r.id for r in runs], name=name, legendgroup=name, mode="markers+text",
+            customdata=[r.ref for r in runs], name=name, legendgroup=name, mode="markers+text",
             textposition="top center",
             marker=dict(size=11, color=[series_style(r, repaired=True)["color"] for r in runs],
                         symbol=series_style(runs[0], repaired=True)["symbol"]),
@@ -155,7 +156,7 @@ def accuracy_vs_trainable(rows: Sequence[RunRow], task: str = MEAN) -> go.Figure
                                      hovertemplate=f"{name} pruned, not retrained: %{{y:.1%}}<extra></extra>"))
         for r in runs:
             if (value := accuracy(r, "dense", task))[0] is not None:
-                dense[f"{prefix(r)}dense"].append((0.0, *value, r.id))
+                dense[f"{prefix(r)}dense"].append((0.0, *value, r.ref))
             levels[f"{prefix(r)}chance"] = chance(r, task)
     _dense_lines(fig, dense, span)
     _chance_lines(fig, levels, span)

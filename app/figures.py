@@ -88,16 +88,17 @@ def _pattern_suffix(config: dict) -> str:
     return "" if pattern == "unstructured" else f" {pattern}"
 
 
-def _series(points: Sequence[tuple[float, float, int]]) -> tuple[list[float], list[float], list[list[int]]]:
-    """Sorted x, the geometric mean of y per x, and the run ids behind each point."""
+def _series(points: Sequence[tuple[float, float, str]]) -> tuple[list[float], list[float], list[list[str]]]:
+    """Sorted x, the geometric mean of y per x, and the runs behind each point (``12``, ``g12``), in order."""
     by_x: dict[float, list[tuple[float, int]]] = defaultdict(list)
     for x, y, run_id in points:
         by_x[round(x, 6)].append((y, run_id))
     xs = sorted(by_x)
-    return xs, [_geomean([y for y, _ in by_x[x]]) for x in xs], [sorted(i for _, i in by_x[x]) for x in xs]
+    runs = [sorted((i for _, i in by_x[x]), key=split_ref) for x in xs]
+    return xs, [_geomean([y for y, _ in by_x[x]]) for x in xs], runs
 
 
-def _ids(ids: Sequence[int]) -> str:
+def _ids(ids: Sequence[str]) -> str:
     return ", ".join(f"#{i}" for i in ids)
 
 
@@ -116,10 +117,10 @@ def ppl_vs_sparsity(rows: Sequence[RunRow]) -> go.Figure:
         cfg = r.config
         method = f"{prefix(r)}{method_label(cfg)}{_pattern_suffix(cfg)}"
         x = float(cfg.get("sparsity", 0.0))
-        pruned[name := f"{method} · no retraining"].append((x, r.pruned_ppl, r.id))
+        pruned[name := f"{method} · no retraining"].append((x, r.pruned_ppl, r.ref))
         style[name] = series_style(r, repaired=False)
         if r.final_ppl is not None:
-            retrained[name := f"{method} · {retraining_label(cfg)}"].append((x, r.final_ppl, r.id))
+            retrained[name := f"{method} · {retraining_label(cfg)}"].append((x, r.final_ppl, r.ref))
             style[name] = series_style(r, repaired=True)
         if r.dense_ppl is not None:
             dense[f"{prefix(r)}dense"].append(r.dense_ppl)
@@ -162,7 +163,7 @@ def ppl_vs_trainable(rows: Sequence[RunRow]) -> go.Figure:
         runs = sorted(runs, key=lambda r: r.trainable_fraction)
         fig.add_trace(go.Scatter(
             x=[100 * r.trainable_fraction for r in runs], y=[r.final_ppl for r in runs],
-            text=[retraining_label(r.config) for r in runs], customdata=[r.id for r in runs],
+            text=[retraining_label(r.config) for r in runs], customdata=[r.ref for r in runs],
             name=name, legendgroup=name, mode="markers+text", textposition="top center",
             marker=dict(size=11, color=[series_style(r, repaired=True)["color"] for r in runs],
                         symbol=series_style(runs[0], repaired=True)["symbol"]),
@@ -189,7 +190,7 @@ def ppl_bars(rows: Sequence[RunRow]) -> go.Figure:
     (``#12``; the run's full label on hover), each bar with its value when there are at most ``MANY_RUNS`` runs.
     A linear axis from 0 when the values are close, else a log axis from a decade below the smallest."""
     done = [r for r in charted(rows) if r.dense_ppl is not None]
-    ids = [f"#{r.id}" for r in done]
+    ids = [f"#{r.ref}" for r in done]
     labels = [run_label(r) for r in done]
     fig = go.Figure()
     values = []
@@ -197,7 +198,7 @@ def ppl_bars(rows: Sequence[RunRow]) -> go.Figure:
                             ("pruned", [r.pruned_ppl for r in done], BEFORE),
                             ("retrained", [r.final_ppl for r in done], AFTER)):
         values += ys
-        fig.add_trace(go.Bar(x=ids, y=ys, name=name, customdata=[r.id for r in done], hovertext=labels,
+        fig.add_trace(go.Bar(x=ids, y=ys, name=name, customdata=[r.ref for r in done], hovertext=labels,
                              marker_color=color, texttemplate="%{y:,.1f}" if len(done) <= MANY_RUNS else None,
                              textposition="outside", textangle=0, cliponaxis=False,
                              hovertemplate=f"%{{hovertext}}<br>{name}: %{{y:.2f}}<extra></extra>"))

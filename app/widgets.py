@@ -130,8 +130,8 @@ def estimate_box(config: RunConfig) -> None:
                     help=estimate.trainable_text)
         left.caption(f"**{100 * estimate.trainable_fraction:.3g}%** of the model's own parameters: "
                      + ", ".join(f"{k} {v:,}" for k, v in estimate.trainable.by_category.items() if v))
-        for warning in estimate.trainable.warnings:
-            st.caption(f":material/info: {warning}")
+        for warning in estimate.trainable.warnings:  # nothing of a chosen subset trains: something to fix
+            st.warning(warning, icon=":material/warning:")
     else:
         left.metric("Trainable parameters", "none", help="prune only: nothing is retrained")
         left.caption(f"{estimate.total_params:,} parameters in the model")

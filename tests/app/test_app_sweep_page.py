@@ -47,7 +47,9 @@ def test_the_sweep_settings_come_back_from_the_page_address(tmp_path, monkeypatc
         (str(tiny_model_dir), str(tiny_text_file), 64, 5)}
 
 
-def test_the_watched_sweep_comes_back_from_the_page_address(tmp_path, monkeypatch):
+def test_the_watched_sweep_comes_back_from_the_page_address(tmp_path, monkeypatch, no_workers):  # noqa: F811
+    """(no_workers: the queued runs of the embedded model must not start a detached worker that outlives the
+    test.)"""
     store_path = tmp_path / "runs.sqlite"
     with RunStore(store_path) as store:
         first = store.create_sweep("first", {"sparsity": [0.3]}, [store.create_run(RunConfig.create("none"))])

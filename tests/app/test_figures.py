@@ -96,7 +96,7 @@ def test_ppl_vs_trainable_plots_fraction_against_final_with_reference_lines(stor
     assert list(points.x) == pytest.approx([0.5, 100.0])
     assert list(points.y) == pytest.approx([13.0, 11.0])
     assert list(points.text) == ["perp", "full-ft"]
-    assert list(points.customdata) == [runs[0].id, runs[1].id]
+    assert list(points.customdata) == [runs[0].ref, runs[1].ref]  # a gallery run would read g12
     assert list(traces["wanda 50% · before retraining"].y) == pytest.approx([30.0, 30.0])
     assert list(traces["dense"].y) == pytest.approx([10.0, 10.0])
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
@@ -197,7 +197,7 @@ def test_diverged_runs_are_not_drawn(store):
     assert figures.charted([ok, blown, overflow]) == [ok]
     for fig in (figures.ppl_vs_sparsity([ok, blown, overflow]), figures.ppl_bars([ok, blown, overflow])):
         assert max(y for t in fig.data for y in t.y if y is not None) == pytest.approx(30.0)  # no 1e30, no inf
-    assert [list(t.customdata) for t in figures.ppl_bars([ok, blown, overflow]).data] == [[ok.id]] * 3
+    assert [list(t.customdata) for t in figures.ppl_bars([ok, blown, overflow]).data] == [[ok.ref]] * 3
 
 
 def test_value_axis_is_linear_for_close_values_and_ignores_missing_ones():
