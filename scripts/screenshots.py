@@ -5,8 +5,8 @@
 
 An empty store is filled with a few short runs on the embedded model (SmolLM2-135M on wiki-embedded: prune-only,
 PERP and PERP + MaskLoRA at 30-70% sparsity, one sweep; 10-30 minutes on a laptop CPU), then the app is served on
-it and every page is photographed in headless Chromium (/usr/bin/chromium, driven by Playwright), as the
-browser test does.
+it and every page (Inside a layer on the embedded model's block 15) is photographed in headless Chromium
+(/usr/bin/chromium, driven by Playwright), as the browser test does.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def shoot(url: str, store: RunStore, out: Path) -> list[Path]:
         visit("compare", "Compare runs", "compare", tab="Perplexity vs trainable parameters")
         visit(f"layers?run={focus.id}", "Layers", "layers", tab="Error by depth")
         visit(f"run?run={focus.id}", f"Run #{focus.id}", "run", ready='[data-testid="stMetricValue"]')
+        visit("inside_layer", "Inside a layer", "inside_layer", ready='button:has-text("Train the adapters")')
         visit("sweep", "Sweep", "sweep", scroll='[data-testid="stProgress"]')  # the sweep's results, below its form
         visit("paper", "The paper, reproduced", "paper")
         visit("about", "About PERP Lab", "about", ready=".katex")
