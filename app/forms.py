@@ -74,7 +74,7 @@ RUN_SIZES: dict[str, dict[str, int]] = {
     "thorough": {"eval_tokens": 65536, "calib_samples": 128, "seqlen": RunConfig.seqlen, "steps": RunConfig.steps},
 }
 SIZE_NOTES = {  # what each size is for, and what it gives up
-    "demo": "a prune + repair run of the embedded model in about a minute on 2 quiet CPU cores (model and text cached), "
+    "demo": "a prune + repair run of the embedded model in about 70 s on 2 quiet CPU cores (model and text cached), "
             "for a class or a first try. It gives up precision: a noisier perplexity (fewer evaluation tokens), "
             "rougher pruning statistics (fewer and shorter calibration windows, 128-token context) and a shorter "
             "repair (half the steps)",

@@ -272,7 +272,7 @@ def test_the_first_run_is_a_demo_that_says_what_it_gives_up():
     assert forms.size_of(config.to_dict()) == "demo"
     for smaller in ("eval_tokens", "calib_samples", "seqlen", "steps"):
         assert demo[smaller] < forms.RUN_SIZES["quick"][smaller]
-    assert all(word in forms.SIZE_HELP["demo"] for word in ("a minute on 2 quiet CPU cores", "gives up", "evaluation tokens", "calibration"))
+    assert all(word in forms.SIZE_HELP["demo"] for word in ("70 s on 2 quiet CPU cores", "gives up", "evaluation tokens", "calibration"))
 
 
 def test_a_run_size_sets_steps_only_where_the_recipe_trains():
