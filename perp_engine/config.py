@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass, fields
 
-from .errors import PerpError
+from .errors import PerpError, check_choice
 from .presets import DEFAULT_ALPHA, DEFAULT_RANK, PRESETS, preset_fields
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "ria", "random")
@@ -183,7 +183,7 @@ class RunConfig:
                 raise PerpError(f.name, f"{value!r} is too large; use a number below 2**63")
         if not isinstance(self.model, str) or not self.model.strip():
             raise PerpError("model", "must be 'smollm2-135m', a Hugging Face model id or a local folder")
-        _choice("method", self.method, METHODS)
+        check_choice("method", self.method, METHODS)
         if not isinstance(self.sparsity, (int, float)) or not 0.0 <= float(self.sparsity) < 1.0:
             raise PerpError("sparsity", f"{self.sparsity!r} is not allowed; use a number in [0, 1), e.g. 0.5")
         nm = parse_pattern(self.pattern)
@@ -204,12 +204,12 @@ class RunConfig:
         self._validate_pruning_modes(nm)
         if self.preset is not None and self.preset not in PRESETS:
             raise PerpError("preset", f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
-        _choice("mode", self.mode, MODES)
+        check_choice("mode", self.mode, MODES)
         for subset in self.train:
-            _choice("train", subset, SUBSETS)
+            check_choice("train", subset, SUBSETS)
         if "head" in self.train and "head-lora" in self.train:
             raise PerpError("train", "choose either 'head' (train the whole head) or 'head-lora' (a LoRA on the head), not both")
-        _choice("adapter", self.adapter, ADAPTERS)
+        check_choice("adapter", self.adapter, ADAPTERS)
         if "full" in self.train and self.adapter != "none":
             raise PerpError("adapter", f"'{self.adapter}' with train 'full' makes no sense; full retraining already trains every weight")
         if self.mode == "none" and (self.train or self.adapter != "none"):
@@ -238,11 +238,11 @@ class RunConfig:
             raise PerpError("train_samples", f"{self.train_samples!r} is not allowed; use 0 (steps x batch size) or a positive count")
         if not (self.device in DEVICES or re.match(r"^cuda:\d+$", str(self.device))):
             raise PerpError("device", f"{self.device!r} is not allowed; use one of {', '.join(DEVICES)} or cuda:N")
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("offload", self.offload, OFFLOADS)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("offload", self.offload, OFFLOADS)
         _positive("zero_shot_limit", self.zero_shot_limit, minimum=0, why="docs per task, a seeded subset; 0 = all")
         for model in self.zero_shot_on:
-            _choice("zero_shot_on", model, ZERO_SHOT_MODELS)
+            check_choice("zero_shot_on", model, ZERO_SHOT_MODELS)
         if self.zero_shot and not self.zero_shot_on:
             raise PerpError("zero_shot_on", f"is empty; name the models to score: {', '.join(ZERO_SHOT_MODELS)}")
         if self.zero_shot_samples is not None and not self.zero_shot:
@@ -250,9 +250,9 @@ class RunConfig:
 
     def _validate_pruning_modes(self, nm) -> None:
         """The allocation, the RIA knobs and the refinement: each in range, and combined only where defined."""
-        _choice("allocation", self.allocation, ALLOCATIONS)
-        _choice("refine", self.refine, REFINES)
-        _choice("sequential", self.sequential, SEQUENTIAL_MODES)
+        check_choice("allocation", self.allocation, ALLOCATIONS)
+        check_choice("refine", self.refine, REFINES)
+        check_choice("sequential", self.sequential, SEQUENTIAL_MODES)
         if self.allocation == "owl":
             if nm is not None:
                 raise PerpError("allocation", f"'owl' gives every block its own sparsity, which the {self.pattern} "
@@ -268,9 +268,9 @@ class RunConfig:
         if not float(self.ria_power) >= 0:
             raise PerpError("ria_power", f"{self.ria_power!r} is not allowed; use a number >= 0 (the power of the "
                                          "activation norm in RIA's score), e.g. 0.5")
-        _choice("ria_permute", self.ria_permute, RIA_PERMUTATIONS)
-        _choice("dsnot_skip_layer", self.dsnot_skip_layer, DSNOT_SKIP_LAYERS)
-        _choice("dsnot_same_sign", self.dsnot_same_sign, tuple(DSNOT_SAME_SIGN))
+        check_choice("ria_permute", self.ria_permute, RIA_PERMUTATIONS)
+        check_choice("dsnot_skip_layer", self.dsnot_skip_layer, DSNOT_SKIP_LAYERS)
+        check_choice("dsnot_same_sign", self.dsnot_same_sign, tuple(DSNOT_SAME_SIGN))
         _positive("dsnot_max_cycles", self.dsnot_max_cycles, minimum=0, why="grow/prune swaps per row; 0 = none")
         for name in ("dsnot_update_threshold", "dsnot_pow_of_var_regrowing"):
             if not float(getattr(self, name)) >= 0:
@@ -353,11 +353,6 @@ def zero_shot_tasks(names) -> tuple[str, ...]:
         else:
             raise PerpError("zero_shot", f"unknown task {name!r}; allowed: paper, {', '.join(ZERO_SHOT_TASKS)}")
     return tuple(t for t in ZERO_SHOT_TASKS if t in chosen)
-
-
-def _choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise PerpError(name, f"{value!r} is not allowed; use one of {', '.join(allowed)}")
 
 
 def _positive(name: str, value, minimum: int = 1, why: str = "") -> None:

@@ -9,3 +9,9 @@ class PerpError(Exception):
         self.field = field
         self.message = message
 
+
+
+def check_choice(field: str, value, allowed) -> None:
+    """PerpError naming ``field`` unless ``value`` is one of ``allowed`` (any iterable of names, listed in the message)."""
+    if value not in allowed:
+        raise PerpError(field, f"{value!r} is not allowed; use one of {', '.join(allowed)}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import PerpError
+from ..errors import PerpError, check_choice
 from .executor import Executor
 from .local import LocalExecutor
 
@@ -23,8 +23,7 @@ def make_executor(kind: str = "local", store_path: str | os.PathLike | None = No
     may execute (see perp_engine.run.trust); ``field`` names the setting in errors."""
     if kind == "local":
         return LocalExecutor(store_path, max_parallel=max_parallel, trust_remote_code=trust_remote_code)
-    if kind != "ray":
-        raise PerpError(field, f"{kind!r} is not allowed; use one of {', '.join(EXECUTORS)}")
+    check_choice(field, kind, EXECUTORS)
     try:
         from .ray_executor import RayExecutor
     except ModuleNotFoundError as err:

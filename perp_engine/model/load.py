@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import DTYPES as DTYPE_NAMES
-from ..errors import PerpError
+from ..errors import PerpError, check_choice
 from ..paths import atomic_dir, hub_unavailable_reason, resolve_home
 from .blocks import find_decoder_blocks
 
@@ -88,9 +88,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
         return dtype
-    if dtype in DTYPES:
-        return DTYPES[dtype]
-    raise PerpError("dtype", f"{dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
+    check_choice("dtype", dtype, DTYPES)
+    return DTYPES[dtype]
 
 
 def load_model(name: str, device: str | torch.device = "auto", dtype: str | torch.dtype = "float32",

@@ -54,7 +54,7 @@ import math
 import torch
 
 from ..config import DSNOT_SKIP_LAYERS
-from ..errors import PerpError
+from ..errors import PerpError, check_choice
 from .stats import LayerStats
 from .wanda import wanda_score
 
@@ -167,8 +167,7 @@ def _validate(w, new_w, mask, stats, nm, skip_layer, max_cycles, update_threshol
         raise PerpError("stats", f"DSnoT needs LayerStats of the layer's {w.shape[1]} inputs, with calibration data")
     if stats.mean is None:
         raise PerpError("stats", "DSnoT needs the inputs' mean and variance: build LayerStats with moments=True")
-    if skip_layer not in DSNOT_SKIP_LAYERS:
-        raise PerpError("skip_layer", f"{skip_layer!r} is not allowed; use one of {', '.join(DSNOT_SKIP_LAYERS)}")
+    check_choice("skip_layer", skip_layer, DSNOT_SKIP_LAYERS)
     if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 0:
         raise PerpError("max_cycles", f"{max_cycles!r} is not allowed; use an integer >= 0, e.g. 50")
     for label, value in (("update_threshold", update_threshold), ("pow_of_var_regrowing", pow_of_var)):

@@ -7,7 +7,8 @@ linear is pruned on inputs that already reflect the pruning of the linears befor
 ``--true-sequential``: q/k/v, then o, then gate/up, then down in a LLaMA block), and the same forward yields the
 block's outputs for the next block: one pass per block where gathering statistics and recomputing outputs took two.
 Linears that read the same tensor (q/k/v, gate/up) share the statistics of the first of them (and with them
-SparseGPT's factored inverse Hessian): they are pruned when reached, without another hand-over.
+SparseGPT's factored inverse Hessian; :class:`~perp_engine.pruning.input_owners.InputOwners`): they are pruned when
+reached, without another hand-over.
 
 Each chunk runs in its own greenlet: a forward cannot be paused from inside a hook otherwise (a hook can only
 return or raise, and raising loses the forward's state). Greenlets switch on one OS thread, so only the chunk whose
@@ -27,8 +28,8 @@ from greenlet import GreenletExit, getcurrent, greenlet
 from torch import nn
 
 from ..errors import PerpError
-from ..model.blocks import in_features
 from ..model.capture import BlockInputs, block_forward
+from .input_owners import InputOwners
 from .stats import LayerStats
 
 
@@ -46,16 +47,12 @@ def prune_block_in_one_pass(
     block's outputs per chunk. ``hessian``/``moments``: what the statistics gather (:class:`LayerStats`)."""
     chunks = len(inputs)
     workers: list[greenlet] = []
-    owner: dict[str, str] = {}  # linear name -> the linear whose statistics it shares
-    stats: dict[str, LayerStats] = {}
+    owners = InputOwners(hessian, moments)
     gathered: dict[str, int] = {}  # owner -> chunks added so far
     pruned: set[str] = set()
-    # per chunk, the input the last owner read (id -> (input, owner)): linears sharing an input are called one after
-    # another (q/k/v, gate/up), and a paused chunk keeps no other linear's input alive
-    seen: list[dict[int, tuple[torch.Tensor, str]]] = [{} for _ in range(chunks)]
 
     def finish(name: str, module: nn.Module) -> None:
-        prune(name, module, stats[owner[name]])
+        prune(name, module, owners.stats_of(name))
         pruned.add(name)
 
     def make_hook(name: str, module: nn.Module):
@@ -63,18 +60,10 @@ def prune_block_in_one_pass(
             if name in pruned:
                 return
             chunk, x = workers.index(getcurrent()), args[0]
-            if name not in owner:
-                entry = seen[chunk].get(id(x))
-                if entry is not None and entry[0] is x:
-                    owner[name] = entry[1]
-                else:
-                    owner[name] = name
-                    stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device, moments=moments)
-            if owner[name] != name:  # reads a tensor another linear already gathered, over every chunk
+            if owners.owner_of(name, module, x, chunk) != name:  # reads a tensor its owner gathered, over every chunk
                 finish(name, module)
                 return
-            seen[chunk] = {id(x): (x, name)}
-            stats[name].add_batch(x.detach(), sequences=inputs.hidden[chunk].shape[0])
+            owners.stats[name].add_batch(x.detach(), sequences=inputs.hidden[chunk].shape[0])
             gathered[name] = gathered.get(name, 0) + 1
             if gathered[name] == chunks:
                 finish(name, module)
@@ -88,7 +77,7 @@ def prune_block_in_one_pass(
 
     def run(chunk: int) -> None:
         outputs[chunk] = block_forward(block, inputs.hidden[chunk], inputs.kwargs[chunk])
-        seen[chunk].clear()
+        owners.end_chunk(chunk)
 
     handles = [m.register_forward_pre_hook(make_hook(n, m)) for n, m in linears.items()]
     try:

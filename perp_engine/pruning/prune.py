@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from ..config import METHODS, RIA_PERMUTATIONS, parse_pattern
-from ..errors import PerpError
+from ..errors import PerpError, check_choice
 from .magnitude import prune_magnitude
 from .random_mask import prune_random
 from .ria import prune_ria
@@ -32,7 +32,8 @@ def prune_weight(
     ria_power: float = 0.5,
     ria_permute: str = "none",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prune an (out, in) weight; returns (new weight in w's dtype and device, bool mask with True = kept).
+    """Prune an (out, in) weight; returns (new weight in w's dtype and device, bool mask with True = kept), which
+    may be non-contiguous views (SparseGPT works on the transpose).
 
     ``w`` is never modified; the new weight is exactly zero where the mask is False. Work is done in float32.
     Counts are exact: magnitude and random lose floor(numel * sparsity) per matrix, wanda floor(in * sparsity)
@@ -45,14 +46,13 @@ def prune_weight(
     nm = _validate(w, method, sparsity, pattern, stats, blocksize, percdamp, seed, log)
     if method == "ria" and not (isinstance(ria_power, (int, float)) and math.isfinite(ria_power) and ria_power >= 0):
         raise PerpError("ria_power", f"{ria_power!r} is not allowed; use a finite number >= 0, e.g. 0.5")
-    if ria_permute not in RIA_PERMUTATIONS:
-        raise PerpError("ria_permute", f"{ria_permute!r} is not allowed; use one of {', '.join(RIA_PERMUTATIONS)}")
+    check_choice("ria_permute", ria_permute, RIA_PERMUTATIONS)
     if ria_permute != "none" and (method != "ria" or nm is None):
         raise PerpError("ria_permute", "is RIA's channel permutation for N:M; use it with method 'ria' and e.g. '2:4'")
     if sparsity == 0:
         return w.detach().clone(), torch.ones_like(w, dtype=torch.bool)
     if method == "sparsegpt":
-        factor = stats.derived(("sparsegpt", float(percdamp), w.device), lambda: inverse_factor(stats.H, percdamp, w.device))
+        factor = stats.derived(("sparsegpt", float(percdamp), w.device), lambda: inverse_factor(stats.H_lower, percdamp, w.device))
         new_w, mask = prune_sparsegpt(w.detach(), factor, sparsity, nm, blocksize, log)
         return new_w.to(w.dtype), mask
     w32 = w.detach().to(torch.float32, copy=True)
@@ -74,8 +74,7 @@ def _validate(w, method, sparsity, pattern, stats, blocksize, percdamp, seed, lo
         raise PerpError("weight", f"got {what}; expected a non-empty 2-D float tensor (out_features, in_features)")
     if not _all_finite(w):
         raise PerpError("weight", "contains NaN or inf values; prune a finite weight")
-    if method not in METHODS:
-        raise PerpError("method", f"{method!r} is not allowed; use one of {', '.join(METHODS)}")
+    check_choice("method", method, METHODS)
     nm = parse_pattern(pattern)
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
         raise PerpError("sparsity", f"{sparsity!r} is not allowed; use a number in [0, 1), e.g. 0.5")
@@ -110,9 +109,9 @@ def _validate_stats(stats, method: str, in_features: int) -> None:
         return
     if stats.nsamples == 0:
         raise PerpError("stats", "no layer inputs were added; call add_batch with calibration inputs first")
-    if method == "sparsegpt" and stats.H is None:
+    if method == "sparsegpt" and stats.H_lower is None:
         raise PerpError("stats", "sparsegpt needs the Hessian; build LayerStats with hessian=True")
-    used = stats.H if method == "sparsegpt" else stats.sq_mean
+    used = stats.H_lower if method == "sparsegpt" else stats.sq_mean  # a NaN in the lower triangle is a NaN in H
     if not _all_finite(used):
         raise PerpError("stats", "contain NaN or inf values; the layer inputs overflowed (calibrate in float32)")
 

@@ -2,8 +2,9 @@
 
 Block 0's inputs are captured once; for each block the linears' input statistics are collected on the current
 (already pruned upstream) activations, every linear is pruned, and the block is re-run with its pruned weights
-to produce the next block's inputs. Linears that read the same tensor (q/k/v, gate/up) share one LayerStats, so
-the statistics (and SparseGPT's factored inverse Hessian) are computed once per distinct input. Magnitude and
+to produce the next block's inputs. Linears that read the same tensor (q/k/v, gate/up) share one LayerStats
+(:class:`~perp_engine.pruning.input_owners.InputOwners`), so the statistics (and SparseGPT's factored inverse
+Hessian) are computed once per distinct input. Magnitude and
 random pruning need no data and skip the forward passes entirely.
 """
 
@@ -15,13 +16,14 @@ import torch
 from torch import nn
 
 from ..config import SEQUENTIAL_MODES, parse_pattern
-from ..errors import PerpError
-from ..model.blocks import find_decoder_blocks, find_linears, get_weight, in_features, linear_kind, set_weight
+from ..errors import check_choice
+from ..model.blocks import find_decoder_blocks, find_linears, get_weight, linear_kind, set_weight
 from ..model.capture import BlockInputs, block_forward, run_block
 from ..offload.placement import BlockPlacement, each_block
 from ..result import LayerRecord
 from . import LayerStats, prune_weight
 from .dsnot import refine_dsnot
+from .input_owners import InputOwners
 from .one_pass import prune_block_in_one_pass
 
 DATA_FREE_METHODS = ("magnitude", "random")
@@ -62,8 +64,7 @@ def prune_model(
     needs_data = needs_calibration(method, refine=refine)
     if needs_data and inputs is None:
         raise ValueError(f"{method} needs calibration inputs")
-    if sequential not in SEQUENTIAL_MODES:
-        raise PerpError("sequential", f"{sequential!r} is not allowed; use one of {', '.join(SEQUENTIAL_MODES)}")
+    check_choice("sequential", sequential, SEQUENTIAL_MODES)
     if block_sparsity is not None and len(block_sparsity) != len(blocks):
         raise ValueError(f"{len(block_sparsity)} block sparsities for {len(blocks)} blocks")
     records: list[LayerRecord] = []
@@ -124,9 +125,7 @@ def collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Block
     has shown that the linear registered last is also called last, later chunks stop at its input: its own
     product and whatever follows it (down_proj and the residual in a LLaMA block) are skipped.
     """
-    owner: dict[str, str] = {}  # linear name -> name of the linear whose stats it shares
-    stats: dict[str, LayerStats] = {}
-    seen: dict[int, tuple[torch.Tensor, str]] = {}  # id(input) -> (input kept alive so ids are not reused, owner)
+    owners = InputOwners(hessian, moments)
     last = next(reversed(linears))
     calls: list[str] = []  # linears called in the current chunk, in order
     stop_after: list[str] = []  # a whole chunk's calls, once one ended with the last registered linear
@@ -135,16 +134,8 @@ def collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Block
     def make_hook(name: str, module: nn.Module):
         def hook(_module, args):
             x = args[0]
-            if name not in owner:
-                entry = seen.get(id(x))
-                if entry is not None and entry[0] is x:
-                    owner[name] = entry[1]
-                else:
-                    owner[name] = name
-                    seen[id(x)] = (x, name)
-                    stats[name] = LayerStats(in_features(module), hessian=hessian, device=x.device, moments=moments)
-            if owner[name] == name:  # OPT's MLP reads the chunk flattened to tokens: say how many sequences it holds
-                stats[name].add_batch(x.detach(), sequences=sequences[0])
+            if owners.owner_of(name, module, x) == name:  # OPT's MLP reads the chunk flattened: say how many sequences
+                owners.stats[name].add_batch(x.detach(), sequences=sequences[0])
             calls.append(name)
             if stop_after and calls == stop_after:
                 raise _StopBlock
@@ -163,8 +154,8 @@ def collect_stats(block: nn.Module, linears: dict[str, nn.Module], inputs: Block
                 if not stop_after and calls[-1:] == [last] and set(calls) == set(linears):
                     stop_after.extend(calls)
                 calls.clear()
-                seen.clear()
+                owners.end_chunk()
     finally:
         for h in handles:
             h.remove()
-    return {name: stats[owner[name]] for name in linears}
+    return {name: owners.stats_of(name) for name in linears}

@@ -15,6 +15,8 @@ MAX_RELATIVE_DAMPING = 1.0
 # step on up to ~2,000 output rows stays under PyTorch's grain for multithreading (no thread-pool wait per column).
 # With N:M, panels and blocks hold whole groups of M (see _whole_groups).
 PANEL = 16
+TRIANGLE_LEAF = 256  # widest diagonal block upper_triangular_inverse solves directly
+TRIANGLE_ALIGN = 32  # its halves split at a multiple of this
 
 
 @dataclass(frozen=True)
@@ -35,18 +37,19 @@ class InverseFactor:
 
 
 def inverse_factor(H: torch.Tensor, percdamp: float, device: torch.device) -> InverseFactor:
-    """Factor a Hessian for :func:`prune_sparsegpt` (a failure is recorded, and raised there)."""
-    H = H.to(device=device, dtype=torch.float32, copy=True)
+    """Factor a Hessian for :func:`prune_sparsegpt` (a failure is recorded, and raised there). Only H's lower
+    triangle is read (:attr:`LayerStats.H_lower`)."""
+    H = H.to(device=device, dtype=torch.float32)
     dead = torch.diag(H) == 0
     n_dead = int(dead.sum())
     if n_dead:
+        H = H.clone()
         H[dead, dead] = 1.0
     notes: list[str] = []
     try:
         upper = upper_cholesky_of_inverse(H, percdamp, notes.append)
     except PerpError as error:
         return InverseFactor(dead, n_dead, None, None, tuple(notes), failure=error.message)
-    del H
     diag = upper.diagonal().clone()
     return InverseFactor(dead, n_dead, diag, upper.div_(diag.unsqueeze(1)), tuple(notes))
 
@@ -60,7 +63,7 @@ def prune_sparsegpt(
     log: Callable[[str], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune an (out, in) weight (read, not modified) with the factored inverse Hessian of its inputs; returns
-    (new float32 weight, kept mask).
+    (new float32 weight, kept mask), both transposed views of (in, out) tensors.
 
     Columns are processed left to right in blocks of ``blocksize``. Unstructured: the mask of a block is the
     lowest w^2 / [U]_jj^2 over all its rows and columns, with the block's share of the budget so the matrix loses
@@ -98,7 +101,7 @@ def prune_sparsegpt(
         errors = _propagate_within_block(W1, pruned1, factor.scaled[i1:i2, i1:i2], d2[i1:i2], nm)
         Wt[i2:].addmm_(factor.scaled[i1:i2, i2:].T, errors, alpha=-1.0)
     kept = pruned.logical_not_()
-    return zero_pruned_(Wt, kept).T.contiguous(), kept.T.contiguous()
+    return zero_pruned_(Wt, kept).T, kept.T  # transposed views: whoever stores them copies them once anyway
 
 
 def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
@@ -141,24 +144,25 @@ def _whole_groups(columns: int, m: int) -> int:
 
 
 def upper_cholesky_of_inverse(H: torch.Tensor, percdamp: float, log: Callable[[str], None]) -> torch.Tensor:
-    """U with U^T U = (H + damp I)^-1, damp = percdamp * mean(diag H), retried with 10x damping on failure.
+    """U with U^T U = (H + damp I)^-1, damp = percdamp * mean(diag H), retried with 10x damping on failure. Only
+    H's lower triangle is read.
 
     The official code factors H, inverts it from the factor and factors the inverse (about 5/3 n^3 flops). The
     same U comes from one factorisation and one triangular inverse (2/3 n^3): with J the reversal permutation and
-    J H J = M M^T (M lower), H = R R^T for the upper R = J M J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J M^-1 J
-    (upper, with a positive diagonal: the unique factor). It is closer to a float64 computation than the official
-    chain, and 1.5x faster on the embedded model's 1536-wide inputs.
+    J H J = V^T V (V upper, factored from the upper triangle of J H J, which is H's lower one), H = R R^T for the
+    upper R = J V^T J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J (V^-1)^T J (upper, with a positive diagonal: the
+    unique factor). It is closer to a float64 computation than the official chain, and 1.5x faster on the
+    embedded model's 1536-wide inputs.
     """
     mean_diag = torch.diag(H).mean()
     relative = percdamp
     while True:
         damped = H.flip(0, 1)
         damped.diagonal().add_(relative * mean_diag)
-        lower, info = torch.linalg.cholesky_ex(damped)
+        factor, info = torch.linalg.cholesky_ex(damped, upper=True)
         if int(info) == 0:
-            identity = torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
-            upper = torch.linalg.solve_triangular(lower, identity, upper=False).flip(0, 1)
-            if bool(torch.isfinite(upper).all()):
+            upper = upper_triangular_inverse(factor).T.flip(0, 1)
+            if bool(torch.isfinite(upper.sum())) or bool(torch.isfinite(upper).all()):  # a finite sum: all finite
                 return upper
         if relative >= MAX_RELATIVE_DAMPING:
             raise PerpError(
@@ -167,6 +171,22 @@ def upper_cholesky_of_inverse(H: torch.Tensor, percdamp: float, log: Callable[[s
         retry = min(relative * 10, MAX_RELATIVE_DAMPING)
         log(f"sparsegpt: Cholesky failed with damping {relative:g} x mean(diag H); retrying with {retry:g}")
         relative = retry
+
+
+def upper_triangular_inverse(R: torch.Tensor) -> torch.Tensor:
+    """R^-1 of an upper triangular R, by halves: [[A, B], [0, C]]^-1 = [[A^-1, -A^-1 B C^-1], [0, C^-1]], down to
+    blocks of at most TRIANGLE_LEAF solved against the identity. Most of the work is then two matrix products per
+    level, where one solve against the whole identity (``solve_triangular``) ignores that the identity, and so the
+    inverse, is triangular: 1.6x faster on a 1536-wide factor (24 -> 15 ms on 2 cores)."""
+    n = R.shape[0]
+    if n <= TRIANGLE_LEAF:
+        return torch.linalg.solve_triangular(R, torch.eye(n, dtype=R.dtype, device=R.device), upper=True)
+    half = -(-n // 2 // TRIANGLE_ALIGN) * TRIANGLE_ALIGN
+    top, bottom = upper_triangular_inverse(R[:half, :half]), upper_triangular_inverse(R[half:, half:])
+    inverse = torch.zeros_like(R)
+    inverse[:half, :half], inverse[half:, half:] = top, bottom
+    inverse[:half, half:] = (top @ R[:half, half:]).matmul(bottom).neg_()
+    return inverse
 
 
 def _quiet(_message: str) -> None:

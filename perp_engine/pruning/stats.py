@@ -47,11 +47,24 @@ class LayerStats:
         where = self.device or torch.device("cpu")
         self.nsamples = 0
         self.sequences = 0
-        self.sq_mean = torch.zeros(in_features, dtype=torch.float32, device=where)
+        self._H = torch.zeros(in_features, in_features, dtype=torch.float32, device=where) if hessian else None
+        self._symmetric = True
+        # with the Hessian kept, mean_t x_tj^2 is half its diagonal (see sq_mean) and is not summed a second time
+        self._sq_mean = None if hessian else torch.zeros(in_features, dtype=torch.float32, device=where)
         self.mean = torch.zeros(in_features, dtype=torch.float32, device=where) if moments else None
         self.seq_var = torch.zeros(in_features, dtype=torch.float32, device=where) if moments else None
         self._derived: dict = {}
-        self.H = torch.zeros(in_features, in_features, dtype=torch.float32, device=where) if hessian else None
+
+    @property
+    def sq_mean(self) -> torch.Tensor:
+        """mean_t x_tj^2, (in_features,): read from the Hessian's diagonal (H_jj = 2 mean_t x_tj^2) when it is kept."""
+        return self._sq_mean if self._H is None else self._H.diagonal() / 2
+
+    @property
+    def H_lower(self) -> torch.Tensor | None:
+        """H with its lower triangle (diagonal included) current and the upper one possibly stale, for readers of one
+        triangle (SparseGPT's Cholesky factorisation): it skips the mirroring that reading :attr:`H` may need."""
+        return self._H
 
     @property
     def H(self) -> torch.Tensor | None:
@@ -91,14 +104,17 @@ class LayerStats:
             return
         if isinstance(sequences, bool) or not isinstance(sequences, int) or sequences < 1 or tokens % sequences:
             raise PerpError("sequences", f"{sequences!r} is not allowed; use a positive divisor of the {tokens} tokens")
-        if self.device is None and self.nsamples == 0 and self.sq_mean.device != x.device:
-            self.sq_mean, self.mean, self.seq_var = (t if t is None else t.to(x.device)
-                                                     for t in (self.sq_mean, self.mean, self.seq_var))
+        home = (self._H if self._H is not None else self._sq_mean).device
+        if self.device is None and self.nsamples == 0 and home != x.device:
+            self._sq_mean, self.mean, self.seq_var = (t if t is None else t.to(x.device)
+                                                      for t in (self._sq_mean, self.mean, self.seq_var))
             self.H = self._H.to(x.device) if self._H is not None else None
-        x = x.to(device=self.sq_mean.device, dtype=torch.float32)
+            home = x.device
+        x = x.to(device=home, dtype=torch.float32)
         total = self.nsamples + tokens
         old_share = self.nsamples / total
-        self.sq_mean.mul_(old_share).add_(x.square().sum(0), alpha=1.0 / total)
+        if self._sq_mean is not None:
+            self._sq_mean.mul_(old_share).add_(x.square().sum(0), alpha=1.0 / total)
         if self.mean is not None:
             self.mean.mul_(old_share).add_(x.sum(0), alpha=1.0 / total)
             runs = x.reshape(sequences, -1, self.in_features)
@@ -106,8 +122,7 @@ class LayerStats:
             self.seq_var.mul_(old_share).add_(deviation, alpha=1.0 / total)
         self.sequences += sequences
         if self._H is not None:
-            self._H.mul_(old_share)
-            _add_lower_tiles(self._H, x, 2.0 / total)
+            _add_lower_tiles(self._H, x, old_share, 2.0 / total)
             self._symmetric = self.in_features <= HESSIAN_TILE  # one tile is the full product
         self.nsamples = total
         self._derived.clear()
@@ -116,11 +131,12 @@ class LayerStats:
         return f"LayerStats(in_features={self.in_features}, nsamples={self.nsamples}, hessian={self._H is not None})"
 
 
-def _add_lower_tiles(H: torch.Tensor, x: torch.Tensor, alpha: float) -> None:
-    """H += alpha x^T x on the tiles on and below the diagonal (the upper tiles are left stale)."""
+def _add_lower_tiles(H: torch.Tensor, x: torch.Tensor, beta: float, alpha: float) -> None:
+    """H = beta H + alpha x^T x on the tiles on and below the diagonal (the upper tiles are left stale); the product
+    scales its own tile, so the running mean costs no pass of its own over H."""
     width = H.shape[0]
     for i in range(0, width, HESSIAN_TILE):
         rows = slice(i, i + HESSIAN_TILE)
         for j in range(0, i + 1, HESSIAN_TILE):
             cols = slice(j, j + HESSIAN_TILE)
-            H[rows, cols].addmm_(x[:, rows].T, x[:, cols], alpha=alpha)
+            H[rows, cols].addmm_(x[:, rows].T, x[:, cols], beta=beta, alpha=alpha)

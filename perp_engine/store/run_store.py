@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..config import RunConfig
-from ..errors import PerpError
+from ..errors import PerpError, check_choice
 from ..result import RunResult
 from .processes import hostname, is_alive, start_time
 from .rows import RunRow, row_from_sql
@@ -589,8 +589,7 @@ def _statuses(status: str | Sequence[str]) -> list[str]:
     """One status or several as a list, each checked against STATUSES (PerpError naming status otherwise)."""
     statuses = [status] if isinstance(status, str) else list(status)
     for s in statuses:
-        if s not in STATUSES:
-            raise PerpError("status", f"{s!r} is not allowed; use one of {', '.join(STATUSES)}")
+        check_choice("status", s, STATUSES)
     return statuses
 
 

@@ -143,3 +143,16 @@ def test_unstructured_count_is_exact_across_uneven_blocks():
     _, mask = prune_weight(w, "sparsegpt", 0.3, stats=stats, blocksize=16)
     assert int((~mask).sum()) == 84
     assert [int((~mask[:, i : i + 16]).sum()) for i in (0, 16, 32)] == [33, 34, 17]
+
+
+@pytest.mark.parametrize("n", [1, 7, 256, 257, 300, 600])
+def test_upper_triangular_inverse_by_halves_equals_float64_solve(n):
+    from perp_engine.pruning.sparsegpt import upper_triangular_inverse
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(2 * n + 4, n, generator=g, dtype=torch.float64)
+    R = torch.linalg.cholesky(x.T @ x / x.shape[0] + 0.1 * torch.eye(n, dtype=torch.float64), upper=True)
+    want = torch.linalg.solve_triangular(R, torch.eye(n, dtype=torch.float64), upper=True)
+    got = upper_triangular_inverse(R.float())
+    assert torch.equal(got.tril(-1), torch.zeros_like(got.tril(-1)))
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)

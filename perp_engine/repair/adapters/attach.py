@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ...config import ADAPTERS
-from ...errors import PerpError
+from ...errors import PerpError, check_choice
 from ...presets import DEFAULT_ALPHA, DEFAULT_RANK
 from .base import oriented_weight
 from .lora import attach_lora
@@ -24,8 +24,7 @@ def attach_adapters(model: nn.Module, kind: str, rank: int = DEFAULT_RANK, alpha
                     seed: int = 0) -> dict[str, nn.Module]:
     """Replace each target linear (every block linear, or those inside ``scope``, optionally filtered by
     ``target_modules``) by an adapter of ``kind``; base weights frozen, factors trainable. Returns them by name."""
-    if kind not in ADAPTER_KINDS:
-        raise PerpError("adapter", f"{kind!r} is not allowed; use one of {', '.join(ADAPTER_KINDS)}")
+    check_choice("adapter", kind, ADAPTER_KINDS)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise PerpError("rank", f"{rank!r} is not allowed; use an integer >= 1")
     if not float(alpha) > 0:
