@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -64,6 +65,36 @@ def test_load_local_folder(tmp_path, family):
     skeleton = load_skeleton(str(tmp_path))
     assert all(p.device.type == "meta" for p in skeleton.parameters())
     assert n_params(skeleton) == n_params(model)
+
+
+def _mapped_ranges(folder) -> list[tuple[int, int]]:
+    """Address ranges of this process that map a file of ``folder`` (/proc/self/maps)."""
+    ranges = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) >= 6 and fields[5].startswith(str(folder)):
+                start, end = (int(part, 16) for part in fields[0].split("-"))
+                ranges.append((start, end))
+    return ranges
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads Linux's /proc/self/maps")
+@pytest.mark.parametrize("shard", [None, "40KB"], ids=["one-file", "sharded"])
+def test_local_safetensors_weights_are_own_memory_not_a_file_map(tmp_path, shard):
+    original = TINY_MODELS["llama"]()
+    original.save_pretrained(tmp_path, **({"max_shard_size": shard} if shard else {}))
+    word_tokenizer().save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors.index.json").is_file() == bool(shard)
+    model, _ = load_model(str(tmp_path), device="cpu")
+    reference = original.state_dict()
+    assert all(torch.equal(value, reference[key]) for key, value in model.state_dict().items())
+    mapped = _mapped_ranges(tmp_path)
+    reference_model = type(original).from_pretrained(tmp_path)  # transformers' own load: a map of the file
+    assert any(start <= reference_model.lm_head.weight.data_ptr() < end for start, end in _mapped_ranges(tmp_path))
+    assert not any(start <= p.data_ptr() < end for p in model.parameters() for start, end in mapped)
+    assert (model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()) == bool(
+        original.config.tie_word_embeddings)
 
 
 @pytest.mark.parametrize("special, pad", [({}, "[UNK]"), ({"eos_token": "w1"}, "w1"), ({"pad_token": "w2"}, "w2")])
