@@ -10,7 +10,8 @@ error; the goal is every stage within 25%, in each of two sets of cases:
   prune-only Wanda and SparseGPT, perp with and without gradient checkpointing, perp-masklora with checkpointing,
   full-ft, recon-masklora (offload none); in bfloat16: full-ft, perp, prune-only Wanda and perp with checkpointing;
   those two with offload disk, and on a random LLaMA of SmolLM2-360M's shape in bfloat16
-  (bench/synthetic_models.py). The 1.7B shape is the scale bench's (bench/scale_bench.py).
+  (bench/synthetic_models.py). The 1.7B shape is the scale bench's (bench/scale_bench.py). Prune-only Wanda and
+  SparseGPT in both sequential modes on 32 calibration windows (one pass per block keeps 8 chunks paused).
 - hold-out: cases no constant was fitted to, marked ``hold-out`` in the results: random models of other families
   (OPT-125M's, GPT-2 small's and Qwen2-0.5B's shapes) and the embedded model at other batch sizes and lengths.
 
@@ -37,6 +38,8 @@ HOLDOUT_SIZES = {"seqlen": 128, "calib_samples": 8, "eval_tokens": 1024, "eval_b
                  "steps": 2}
 LONG_SIZES = {"seqlen": 512, "calib_samples": 4, "eval_tokens": 1024, "eval_batch_size": 1, "batch_size": 2,
               "steps": 2}
+# one-pass pruning's cases: more calibration windows (8 chunks of 4), so that what the paused chunks keep shows
+ONE_PASS_SIZES = {**EMBEDDED_SIZES, "calib_samples": 32}
 IN_SAMPLE, HOLD_OUT = "in-sample", "hold-out"
 QUICK_SIZES = {"seqlen": 64, "calib_samples": 4, "eval_tokens": 256, "eval_batch_size": 2, "batch_size": 2,
                "steps": 1}
@@ -57,6 +60,8 @@ def cases(quick: bool) -> list[dict]:
         out.append(_case(EMBEDDED, preset, {"dtype": "bfloat16", **fields}, sizes))
         out.append(_case(EMBEDDED, preset, {"dtype": "float32", "offload": "disk", **fields}, sizes))
         out.append(_case("smollm2-360m", preset, {"dtype": "bfloat16", **fields}, SYNTHETIC_SIZES))
+    out += [_case(EMBEDDED, "none", {"dtype": "float32", "method": method, "sequential": mode}, ONE_PASS_SIZES)
+            for method in ("wanda", "sparsegpt") for mode in ("block", "layer")]
     hold_out = [("opt-125m", "perp", {"dtype": "float32", "method": "sparsegpt"}, HOLDOUT_SIZES),
                 ("opt-125m", "full-ft", {"dtype": "bfloat16"}, HOLDOUT_SIZES),
                 ("gpt2-124m", "perp-masklora", {"dtype": "bfloat16", "grad_checkpointing": True}, HOLDOUT_SIZES),
@@ -78,10 +83,13 @@ def label(case: dict) -> str:
         what += f" ({fields['method']})"
     ckpt = " ckpt" if fields.get("grad_checkpointing") else ""
     offload = f" offload {fields['offload']}" if "offload" in fields else ""
+    sequential = f" sequential {fields['sequential']}" if "sequential" in fields else ""
     usual = EMBEDDED_SIZES if case["model"] == EMBEDDED else SYNTHETIC_SIZES
     sizes = (f" b{case['sizes']['batch_size']}x{case['sizes']['seqlen']}"
              if case["sizes"] not in (usual, QUICK_SIZES) else "")
-    return f"{case['model']} {fields['dtype']} {what}{ckpt}{offload}{sizes}"
+    if case["sizes"] is ONE_PASS_SIZES:
+        sizes += f" c{ONE_PASS_SIZES['calib_samples']}"
+    return f"{case['model']} {fields['dtype']} {what}{ckpt}{offload}{sequential}{sizes}"
 
 
 def selector(case_label: str, kind: str) -> str:
@@ -169,7 +177,8 @@ def main() -> None:
                                           "it holds)"}),
         ("--repredict", {"action": "store_true", "help": "recompute the predictions of the results file, run nothing"})])
     args = parser_args
-    sizes = {"embedded": EMBEDDED_SIZES, "synthetic": SYNTHETIC_SIZES, "hold-out": HOLDOUT_SIZES, "long": LONG_SIZES}
+    sizes = {"embedded": EMBEDDED_SIZES, "synthetic": SYNTHETIC_SIZES, "hold-out": HOLDOUT_SIZES, "long": LONG_SIZES,
+             "one-pass": ONE_PASS_SIZES}
     if args.repredict:
         saved = harness.read_results("memory_bench", args)
         results = [repredict(r, args.device) for r in saved["cases"]]

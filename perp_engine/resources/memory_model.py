@@ -65,8 +65,12 @@ DATA_TRANSIENT = 80 * MIB
 # MLP's intermediate), times the weights' bytes.
 FORWARD_HIDDEN, FORWARD_WIDE = 6.0, 3.0
 # What a calibration chunk paused at a linear keeps per token in one-pass pruning (sequential=layer), counted from a
-# LLaMA block at its widest pause, down_proj's input: the residual, the normed MLP input and act(gate) * up
+# LLaMA block at its widest pauses: down_proj's input (the residual, the normed MLP input and act(gate) * up), and
+# o_proj's (the residual, the normed input, q, k, v and the attention output: as much at SmolLM2's shapes)
 PAUSED_HIDDEN, PAUSED_WIDE = 2.0, 1.0
+# Measured over counted: memory_bench's one-pass cases (32 windows in 8 chunks) peak 97-136 MiB above their block-mode
+# twins where the count gives 84 MiB; the heap holds what the interleaved chunks free and allocate around their tensors
+PAUSED_MEASURED = 1.9
 # Counted, not fitted: the activations autograd keeps per token per block in training, in the same units, with the
 # lean norm and MLP forwards (perp_engine.repair.lean_activations): the two norms' inputs, attention's query and
 # output, its key and value (a third of a hidden each at SmolLM2's 3 key-value heads of 9; 5 rounds the sum up),
@@ -273,7 +277,8 @@ class _Terms:
         if self.config.sequential != "layer" or not needs_calibration(self.config.method, refine=self.config.refine):
             return 0.0
         tokens = self.config.calib_samples * self.config.seqlen
-        return tokens * (PAUSED_HIDDEN * self.shape.hidden + PAUSED_WIDE * self.shape.widest) * self.weight_bytes
+        counted = tokens * (PAUSED_HIDDEN * self.shape.hidden + PAUSED_WIDE * self.shape.widest) * self.weight_bytes
+        return PAUSED_MEASURED * counted
 
     @property
     def retrain_transient(self) -> float:

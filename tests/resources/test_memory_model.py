@@ -272,7 +272,8 @@ def test_one_pass_pruning_adds_the_paused_chunks_and_estimate_names_the_chunking
         return predict_memory(RunConfig.create("none", **{**base, **fields}), shape, None, "cpu", "none").stage(
             "prune").device_bytes
 
-    per_window = 32 * (memory_model.PAUSED_HIDDEN * shape.hidden + memory_model.PAUSED_WIDE * shape.widest) * 4
+    per_window = (memory_model.PAUSED_MEASURED * 32 * 4
+                  * (memory_model.PAUSED_HIDDEN * shape.hidden + memory_model.PAUSED_WIDE * shape.widest))
     for batch in (2, 4):
         layer = RunConfig.create("none", sequential="layer", batch_size=batch, **base)
         assert memory_model._Terms(layer, shape, None, "cpu", "none").paused_chunks == pytest.approx(512 * per_window)
