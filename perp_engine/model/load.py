@@ -322,8 +322,8 @@ def _gguf_config(gguf: Path):
 
 def _from_own_memory(source: str, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module | None:
     """The model of a local folder of safetensors weights, read into the process's own memory; None where that
-    does not apply (a Hub id, other weight files, remote code, a family transformers does not map), and
-    ``from_pretrained`` loads it as usual.
+    does not apply (a Hub id, other weight files, remote code, a family transformers does not map, a quantised
+    checkpoint), and ``from_pretrained`` loads it as usual.
 
     ``from_pretrained`` keeps safetensors weights as views of a private memory map of the file: the first write to
     a weight (pruning writes every block weight, full retraining every weight) then copies each of its 4 KiB pages
@@ -346,8 +346,8 @@ def _from_own_memory(source: str, dtype: torch.dtype, trust_remote_code: bool) -
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     config = AutoConfig.from_pretrained(folder)
-    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-        return None
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or getattr(config, "quantization_config", None):
+        return None  # a quantised checkpoint needs its quantizer, which from_pretrained sets up from the folder
     state: dict[str, torch.Tensor] = {}
     for file in files:
         with safe_open(str(file), framework="pt", device="cpu", backend="pread") as handle:
