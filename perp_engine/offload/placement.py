@@ -164,9 +164,10 @@ def _outside_blocks_to(model: nn.Module, path: str, device: torch.device) -> Non
 
 
 def _own_outside_memory(model: nn.Module, path: str) -> None:
-    """Copy the tensors outside the blocks out of the checkpoint's memory map. A model loaded from safetensors
-    holds its weights as pages of one mapping of the file, alive while any of its tensors is: with the embeddings
-    still pointing into it, parking every block on disk would free nothing."""
+    """Copy the tensors outside the blocks out of the checkpoint's memory map. A model transformers loaded from
+    safetensors (a Hub id: :func:`perp_engine.model.load.load_model` reads local folders into the process's own
+    memory) holds its weights as pages of one mapping of the file, alive while any of its tensors is: with the
+    embeddings still pointing into it, parking every block on disk would free nothing."""
     blocks = model.get_submodule(path)
     inside = {id(t) for t in block_tensors(blocks).values()}
     for tensor in {id(t): t for t in block_tensors(model).values() if id(t) not in inside}.values():
