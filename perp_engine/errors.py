@@ -10,7 +10,6 @@ class PerpError(Exception):
         self.message = message
 
 
-
 def check_choice(field: str, value, allowed) -> None:
     """PerpError naming ``field`` unless ``value`` is one of ``allowed`` (any iterable of names, listed in the message)."""
     if value not in allowed:
