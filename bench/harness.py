@@ -61,6 +61,17 @@ def parse_args(description: str, steps: int | None = None, rounds: int | None = 
     return args
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a bench's own count flag: an integer >= 1, or argparse's one-line error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an integer >= 1")
+    return value
+
+
 def training_sizes(args: argparse.Namespace, steps: int) -> dict:
     """RunConfig sizes of a retraining bench: seqlen 256, 32 calibration samples, 16,384 evaluation tokens,
     batch 4 and ``steps`` steps (``--steps`` wins), or the shrunk ones with ``--quick``."""

@@ -81,7 +81,7 @@ def report(rows: list[dict], draws: int) -> tuple[str, dict]:
 
 def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0], extra=[
-        ("--draws", {"type": int, "default": 3, "help": "calibration draws (seeds 0, 1, ...)"})])
+        ("--draws", {"type": harness.positive_int, "default": 3, "help": "calibration draws (seeds 0, 1, ...)"})])
     sizes = ({"calib_samples": 4, "seqlen": 64, "eval_tokens": 512} if args.quick
              else {"calib_samples": 32, "seqlen": 256, "eval_tokens": 16384})
     draws = 1 if args.quick else args.draws

@@ -37,3 +37,12 @@ def test_goal_reads_the_geometric_mean_of_each_draws_ratio(bench):
     goal = next(g for g in payload["goals"] if g["line"].startswith("- wanda 2:4"))
     assert goal["met"] is (wanda_nm["geometric_mean"] <= 1.0)
     assert "| wanda | 2:4 | 0 | 100.00 | 110.00 | +10.0% |" in text
+
+
+@pytest.mark.parametrize("draws", ["0", "-1", "two"])
+def test_a_draw_count_below_one_or_not_a_number_is_refused_in_one_line(bench, monkeypatch, capsys, draws):
+    monkeypatch.setattr(sys, "argv", ["sequential_bench.py", "--draws", draws])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    assert exit_info.value.code == 2
+    assert f"argument --draws: {draws!r} is not allowed; use an integer >= 1" in capsys.readouterr().err
