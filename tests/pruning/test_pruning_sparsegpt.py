@@ -156,3 +156,30 @@ def test_upper_triangular_inverse_by_halves_equals_float64_solve(n):
     got = upper_triangular_inverse(R.float())
     assert torch.equal(got.tril(-1), torch.zeros_like(got.tril(-1)))
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 7, 256, 257, 300, 600])
+def test_reverse_cholesky_by_halves_equals_float64_and_reads_the_lower_triangle(n):
+    from perp_engine.pruning.sparsegpt import reverse_cholesky
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(2 * n + 4, n, generator=g, dtype=torch.float64)
+    A = x.T @ x / x.shape[0]
+    shifted = A + 0.1 * torch.eye(n, dtype=torch.float64)
+    want = torch.linalg.cholesky(shifted.flip(0, 1), upper=True).T.flip(0, 1)  # the unique upper R, R R^T = A + 0.1 I
+    lower_only = A.float().tril() + torch.full((n, n), float("nan")).triu(1)
+    got = reverse_cholesky(lower_only, 0.1)
+    assert torch.equal(got.tril(-1), torch.zeros_like(got.tril(-1)))
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close((got.double() @ got.double().T), shifted, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["first half", "second half"])
+def test_reverse_cholesky_says_none_when_either_half_is_indefinite(where):
+    from perp_engine.pruning.sparsegpt import reverse_cholesky
+
+    A = torch.eye(300)
+    column = 10 if where == "first half" else 290
+    A[column, column] = -1.0
+    assert reverse_cholesky(A, 0.5) is None
+    assert reverse_cholesky(A, 2.5) is not None

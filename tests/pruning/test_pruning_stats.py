@@ -83,22 +83,25 @@ def test_inputs_of_the_wrong_width_name_x(bad):
     assert err.value.field == "x"
 
 
-def test_hessian_tiles_equal_one_product_below_the_diagonal(monkeypatch):
-    """Wide inputs add x^T x tile by tile on and below the diagonal: what one full product gives there (up to
-    the order of float sums inside the BLAS), H comes out symmetric, and so does SparseGPT's factor."""
+@pytest.mark.parametrize("width", [20, 37, 64])
+def test_hessian_halves_equal_one_product_below_the_diagonal(monkeypatch, width):
+    """Wide inputs add x^T x by halves on and below the diagonal: what one full product gives there (up to the
+    order of float sums inside the BLAS), H comes out symmetric, and so does SparseGPT's factor."""
     from perp_engine.pruning import stats as stats_module
     from perp_engine.pruning.sparsegpt import inverse_factor
 
-    monkeypatch.setattr(stats_module, "HESSIAN_TILE", 8)
-    x = _inputs(tokens=30, width=20)
-    tiled, full, seen = LayerStats(20), torch.zeros(20, 20), 0
-    for part in torch.split(x, [7, 23]):
-        tiled.add_batch(part)
+    monkeypatch.setattr(stats_module, "HESSIAN_LEAF", 8)
+    monkeypatch.setattr(stats_module, "HALF_ALIGN", 4)
+    x = _inputs(tokens=90, width=width)
+    halves, full, seen = LayerStats(width), torch.zeros(width, width), 0
+    for part in torch.split(x, [7, 83]):
+        halves.add_batch(part)
         seen += part.shape[0]
         full.mul_((seen - part.shape[0]) / seen).addmm_(part.T, part, alpha=2.0 / seen)
-    torch.testing.assert_close(tiled.H.tril(), full.tril(), rtol=1e-6, atol=1e-5)
-    assert torch.equal(tiled.H, tiled.H.T)
-    ours, reference = inverse_factor(tiled.H, 0.01, x.device), inverse_factor(full, 0.01, x.device)
+    assert not torch.equal(halves.H_lower, halves.H_lower.T)  # the upper triangle was left stale, not computed
+    torch.testing.assert_close(halves.H.tril(), full.tril(), rtol=1e-6, atol=1e-5)
+    assert torch.equal(halves.H, halves.H.T)
+    ours, reference = inverse_factor(halves.H, 0.01, x.device), inverse_factor(full, 0.01, x.device)
     torch.testing.assert_close(ours.scaled, reference.scaled, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.diag, reference.diag, rtol=1e-5, atol=1e-6)
 
