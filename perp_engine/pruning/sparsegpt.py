@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from ..errors import PerpError
-from .patterns import earlier_pairs, group_pruned, lowest_k_transposed, prune_count, zero_pruned_
+from .patterns import group_order, group_pruned, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
 # Columns per panel of rank-1 updates inside a block (see _propagate_within_block): small enough that a column
@@ -117,7 +117,7 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
     """
     width = W1.shape[0]
     panel = PANEL if nm is None else _whole_groups(PANEL, nm[1])
-    earlier = None if nm is None else earlier_pairs(nm[1], W1.device)
+    order = None if nm is None else group_order(nm[1], W1.device)
     chosen = pruned1.to(W1.dtype)  # a float 0/1 factor: a product with it is faster than with a bool mask
     errors = torch.empty_like(W1)
     columns, choices, column_errors = W1.unbind(0), chosen.unbind(0), errors.unbind(0)
@@ -127,7 +127,7 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
         for i in range(p1, p2):
             if nm is not None and i % nm[1] == 0:
                 group = slice(i, i + nm[1])
-                group_pruned(W1[group].square().div_(d2[group].unsqueeze(1)), nm[0], earlier, out=chosen[group])
+                group_pruned(W1[group].square().div_(d2[group].unsqueeze(1)), nm[0], order, out=chosen[group])
             torch.mul(columns[i], choices[i], out=column_errors[i])
             panel_w.addr_(moves[i - p1], column_errors[i], alpha=-1.0)
         if p2 < width:

@@ -270,3 +270,23 @@ def _calibration_and_weights():
     shared = LayerStats(32)
     shared.add_batch(x)
     return x, [torch.randn(rows, 32, generator=g) for rows in (24, 8, 8)], shared
+
+
+@pytest.mark.parametrize("n, m", [(1, 4), (2, 4), (3, 4), (2, 8), (5, 8)])
+def test_one_group_selection_equals_nm_mask_ties_and_extremes_included(n, m):
+    """group_pruned (SparseGPT's N:M step, one group of m columns at a time) against nm_mask over the same scores:
+    exact zeros (dead inputs), repeated values, subnormals and the largest floats rank the same way."""
+    from perp_engine.pruning.patterns import group_order, group_pruned
+
+    g = torch.Generator().manual_seed(n * 10 + m)
+    width = 300
+    scores = torch.rand(m, width, generator=g).mul_(torch.logspace(-6, 6, width))
+    scores[:, :20] = 0.0
+    scores[:, 20:40] = scores[0, 20:40]  # every member tied
+    scores[1::2, 40:60] = scores[0, 40:60]  # some members tied
+    scores[:, 60:70] = torch.tensor([1e-44, 3e38, 0.0, 1e-40]).repeat(m)[:m].unsqueeze(1)
+    out = torch.empty(m, width)
+    group_pruned(scores, n, group_order(m, scores.device), out=out)
+    want = ~nm_mask(scores.T.contiguous(), n, m).T
+    assert torch.equal(out.bool(), want)
+    assert torch.equal(out.sum(0), torch.full((width,), float(n)))
