@@ -152,6 +152,19 @@ def test_equal_to_the_reference(method, pattern, sparsity, shape, make):
 
 
 @pytest.mark.parametrize("make", [_random_case, _tie_case], ids=["random", "ties"])
+@pytest.mark.parametrize("shape", [(24, 600), (8, 1536)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("pattern", ["unstructured", "2:4"])
+def test_sparsegpt_equal_to_the_reference_past_the_leaves(pattern, shape, make):
+    """Inputs wider than the Hessian's and the factor's leaves (HESSIAN_LEAF, TRIANGLE_LEAF), where both are computed
+    by halves (the embedded model's 576 and 1536): the official chain's masks, weights to float32 rounding."""
+    w, stats = make(shape, seed=shape[0])
+    (new_w, mask), (ref_w, ref_mask) = (prune_weight(w, "sparsegpt", 0.5, pattern, stats=stats),
+                                        ref_prune(w, "sparsegpt", 0.5, pattern, stats, blocksize=128))
+    assert torch.equal(mask, ref_mask)
+    torch.testing.assert_close(new_w, ref_w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [_random_case, _tie_case], ids=["random", "ties"])
 @pytest.mark.parametrize("pattern", ["1:3", "3:6", "2:8", "4:8", "2:4"])
 def test_sparsegpt_n_m_equal_to_the_reference_for_any_m(pattern, make):
     """Groups of M that straddle the kernel's internal panels of columns (M = 3 or 6 against panels of 16) are
