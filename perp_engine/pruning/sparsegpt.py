@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from ..errors import PerpError
+from .halves import split_point
 from .patterns import group_order, group_pruned, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
@@ -16,7 +17,6 @@ MAX_RELATIVE_DAMPING = 1.0
 # With N:M, panels and blocks hold whole groups of M (see _whole_groups).
 PANEL = 16
 TRIANGLE_LEAF = 256  # widest diagonal block reverse_cholesky factors and upper_triangular_inverse solves directly
-TRIANGLE_ALIGN = 32  # its halves split at a multiple of this
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def reverse_cholesky(A: torch.Tensor, shift: float) -> torch.Tensor | None:
         flipped.diagonal().add_(shift)
         V, info = torch.linalg.cholesky_ex(flipped, upper=True)
         return V.T.flip(0, 1) if int(info) == 0 else None
-    half = -(-n // 2 // TRIANGLE_ALIGN) * TRIANGLE_ALIGN
+    half = split_point(n)
     R22 = reverse_cholesky(A[half:, half:], shift)
     if R22 is None:
         return None
@@ -204,7 +204,7 @@ def upper_triangular_inverse(R: torch.Tensor) -> torch.Tensor:
     n = R.shape[0]
     if n <= TRIANGLE_LEAF:
         return torch.linalg.solve_triangular(R, torch.eye(n, dtype=R.dtype, device=R.device), upper=True)
-    half = -(-n // 2 // TRIANGLE_ALIGN) * TRIANGLE_ALIGN
+    half = split_point(n)
     top, bottom = upper_triangular_inverse(R[:half, :half]), upper_triangular_inverse(R[half:, half:])
     inverse = torch.zeros_like(R)
     inverse[:half, :half], inverse[half:, half:] = top, bottom

@@ -8,9 +8,9 @@ from typing import Callable
 import torch
 
 from ..errors import PerpError
+from .halves import split_point
 
 HESSIAN_LEAF = 192  # widest diagonal block of the Hessian computed as one full product (a narrower input: one product)
-HALF_ALIGN = 32  # the Hessian's halves split at a multiple of this
 
 
 class LayerStats:
@@ -141,7 +141,7 @@ def _add_lower_halves(H: torch.Tensor, x: torch.Tensor, beta: float, alpha: floa
     if width <= HESSIAN_LEAF:
         H.addmm_(x.T, x, beta=beta, alpha=alpha)
         return
-    half = -(-width // 2 // HALF_ALIGN) * HALF_ALIGN
+    half = split_point(width)
     H[half:, :half].addmm_(x[:, half:].T, x[:, :half], beta=beta, alpha=alpha)
     _add_lower_halves(H[:half, :half], x[:, :half], beta, alpha)
     _add_lower_halves(H[half:, half:], x[:, half:], beta, alpha)

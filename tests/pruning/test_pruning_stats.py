@@ -87,11 +87,12 @@ def test_inputs_of_the_wrong_width_name_x(bad):
 def test_hessian_halves_equal_one_product_below_the_diagonal(monkeypatch, width):
     """Wide inputs add x^T x by halves on and below the diagonal: what one full product gives there (up to the
     order of float sums inside the BLAS), H comes out symmetric, and so does SparseGPT's factor."""
+    from perp_engine.pruning import halves
     from perp_engine.pruning import stats as stats_module
     from perp_engine.pruning.sparsegpt import inverse_factor
 
     monkeypatch.setattr(stats_module, "HESSIAN_LEAF", 8)
-    monkeypatch.setattr(stats_module, "HALF_ALIGN", 4)
+    monkeypatch.setattr(halves, "HALF_ALIGN", 4)
     x = _inputs(tokens=90, width=width)
     halves, full, seen = LayerStats(width), torch.zeros(width, width), 0
     for part in torch.split(x, [7, 83]):
