@@ -1,23 +1,12 @@
 """The methods table's grid and its plain-words summary (bench/methods_bench.py)."""
 
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the bench imports harness and prune_bench as siblings
-    for name in ("methods_bench", "prune_bench", "harness"):  # another test's module of the same name must not answer
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    import methods_bench
-
-    yield methods_bench
-    for name in ("methods_bench", "prune_bench", "harness"):
-        sys.modules.pop(name, None)
+def bench(bench_module):
+    return bench_module("methods_bench", "prune_bench")
 
 
 def test_the_grid_holds_every_combination_the_methods_define_once(bench):

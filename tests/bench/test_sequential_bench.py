@@ -2,23 +2,13 @@
 
 import math
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the bench imports harness as a sibling
-    for name in ("sequential_bench", "harness"):  # another test's module of the same name must not answer
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    import sequential_bench
-
-    yield sequential_bench
-    for name in ("sequential_bench", "harness"):
-        sys.modules.pop(name, None)
+def bench(bench_module):
+    return bench_module("sequential_bench")
 
 
 def test_goal_reads_the_geometric_mean_of_each_draws_ratio(bench):
