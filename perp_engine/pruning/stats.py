@@ -35,8 +35,8 @@ class LayerStats:
     H is symmetric, so a batch only adds its lower triangle, by halves: [[A, .], [C, B]] gets C in one product and
     A and B the same way, down to diagonal blocks of at most HESSIAN_LEAF inputs, which are full products (about
     0.56 of the multiply-adds at width 1536, as the 192-wide tiles this replaced; but its large products run at
-    0.77 of a full product's rate where the tiles ran at 0.62: 92 -> 75 ms for 8 chunks of 1024 tokens on 2 cores,
-    against 102 ms for the full product). The upper triangle is mirrored in when H is next read. Each entry sums
+    0.75 of a full product's rate where the tiles ran at 0.61: 88 -> 72 ms for 8 chunks of 1024 tokens on 2 cores,
+    against 96 ms for the full product; bench/sparsegpt_kernels_bench.py). The upper triangle is mirrored in when H is next read. Each entry sums
     the same products as a full product does, though not always in the same order (float32 rounding; SparseGPT's
     Cholesky factorisation reads only the lower triangle).
     """
