@@ -28,16 +28,13 @@ WIDTHS = (576, 1536)  # the embedded model's distinct input widths
 BLOCK_LINEARS = ((576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536))  # (out, in)
 
 
-def _median_ms(fn, rounds: int, repeats: int) -> float:
-    """Median over ``rounds`` of the mean wall time of ``repeats`` calls, in milliseconds (one call first, unmeasured)."""
+def _mean_ms(fn, repeats: int) -> float:
+    """The mean wall time of ``repeats`` calls, in milliseconds (one call first, unmeasured)."""
     fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        times.append((time.perf_counter() - start) / repeats * 1e3)
-    return statistics.median(times)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats * 1e3
 
 
 def _float_rule_group(scores, n, _order, out):
@@ -79,8 +76,8 @@ def measure(rounds: int, tokens: int, chunks: int) -> list[dict]:
     def pair(part: str, width: int, ours, before, label_ours: str, label_before: str, repeats: int) -> None:
         times = {label_ours: [], label_before: []}
         for _ in range(rounds):  # interleaved: the host's drift hits both alike
-            times[label_ours].append(_median_ms(ours, 1, repeats))
-            times[label_before].append(_median_ms(before, 1, repeats))
+            times[label_ours].append(_mean_ms(ours, repeats))
+            times[label_before].append(_mean_ms(before, repeats))
         ours_ms, before_ms = (statistics.median(times[k]) for k in (label_ours, label_before))
         rows.append({"part": part, "width": width, "ours": label_ours, "ours_ms": ours_ms, "before": label_before,
                      "before_ms": before_ms, "speedup": before_ms / ours_ms})

@@ -36,9 +36,9 @@ class LayerStats:
     A and B the same way, down to diagonal blocks of at most HESSIAN_LEAF inputs, which are full products (about
     0.56 of the multiply-adds at width 1536, as the 192-wide tiles this replaced; but its large products run at
     0.75 of a full product's rate where the tiles ran at 0.61: 88 -> 72 ms for 8 chunks of 1024 tokens on 2 cores,
-    against 96 ms for the full product; bench/sparsegpt_kernels_bench.py). The upper triangle is mirrored in when H is next read. Each entry sums
-    the same products as a full product does, though not always in the same order (float32 rounding; SparseGPT's
-    Cholesky factorisation reads only the lower triangle).
+    against 96 ms for the full product; bench/sparsegpt_kernels_bench.py). The upper triangle is mirrored in when
+    H is next read. Each entry sums the same products as a full product does, though not always in the same order
+    (float32 rounding; SparseGPT's Cholesky factorisation reads only the lower triangle).
     """
 
     def __init__(self, in_features: int, hessian: bool = True, device: torch.device | str | None = None,
