@@ -9,7 +9,11 @@ against the computation it replaced or the official code's, interleaved, median 
 - the factor (``upper_cholesky_of_inverse``) against the official chain (Cholesky, inverse, Cholesky), and its
   Cholesky part (``reverse_cholesky``, by halves) against LAPACK's factorisation of the whole matrix;
 - the N:M step's choice of a group (``group_pruned``, integer keys) against comparing the floats with the tie rule
-  it replaced, per group and through ``prune_sparsegpt`` over one block's seven linears at 2:4.
+  it replaced;
+- the k-th lowest score of every row (``row_thresholds``: numpy's partition on CPU) against torch's top-k (Wanda's
+  rows) and ``torch.kthvalue`` (one long row: a block of SparseGPT's unstructured scores);
+- ``prune_sparsegpt`` over one block's seven linears with its column loop in numpy (CPU) against the same loop in
+  torch, unstructured and 2:4.
 
 Nothing here has a goal: prune_bench times the whole stage. This file backs the per-kernel numbers the code and the
 README quote.
@@ -47,6 +51,12 @@ def _float_rule_group(scores, n, _order, out):
     return torch.lt(torch.where(earlier, other <= mine, other < mine).sum(dim=1), n, out=out)
 
 
+def _topk_rows(score, k: int):
+    """Every row's k-th lowest as torch selects it: the largest of the k lowest from an unsorted top-k (the engine's
+    way on CPU before numpy's partition, and still on other devices)."""
+    return score.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1, keepdim=True)
+
+
 def _tiles(H, x, beta: float, alpha: float, tile: int = 192) -> None:
     """The Hessian update before the halves: the lower 192-wide tiles of x^T x, one product each."""
     for i in range(0, H.shape[0], tile):
@@ -66,7 +76,7 @@ def _official_chain(H, percdamp: float):
 def measure(rounds: int, tokens: int, chunks: int) -> list[dict]:
     import torch
 
-    from perp_engine.pruning import sparsegpt
+    from perp_engine.pruning import patterns, sparsegpt
     from perp_engine.pruning.patterns import group_order
     from perp_engine.pruning.stats import _add_lower_halves
 
@@ -98,26 +108,38 @@ def measure(rounds: int, tokens: int, chunks: int) -> list[dict]:
         pair("Cholesky factorisation", width, lambda: sparsegpt.reverse_cholesky(hessian, shift),
              lambda: torch.linalg.cholesky_ex(damped), "reverse_cholesky (by halves)", "LAPACK, whole matrix", 5)
         factors[width] = sparsegpt.inverse_factor(hessian, 0.01, torch.device("cpu"))
-    order = group_order(4, torch.device("cpu"))
+    order = group_order(4, torch.empty(0))
     for width in (576, 1536, 3072):
         scores, out = torch.rand(4, width, generator=g), torch.empty(4, width)
         pair("N:M group choice (2 of 4)", width, lambda: sparsegpt.group_pruned(scores, 2, order, out),
              lambda: _float_rule_group(scores, 2, order, out), "integer keys", "float comparisons", 200)
+    for out_features, in_features in sorted(set(BLOCK_LINEARS)):
+        score = torch.rand(out_features, in_features, generator=g)
+        k = in_features // 2
+        pair("k-th lowest of every row (Wanda)", in_features, lambda: patterns.row_thresholds(score, k),
+             lambda: _topk_rows(score, k), f"numpy partition, {out_features} rows", "torch top-k", 20)
+    for rows_ in (192, 576, 1536):
+        block_scores = torch.rand(1, 128 * rows_, generator=g)
+        k = block_scores.numel() // 2
+        pair("k-th lowest of one long row (a SparseGPT block)", rows_ * 128,
+             lambda: patterns.row_thresholds(block_scores, k), lambda: block_scores[0].kthvalue(k),
+             "numpy partition", "torch.kthvalue", 20)
     weights = [(torch.randn(out, inp, generator=g), factors[inp]) for out, inp in BLOCK_LINEARS]
-    keys = sparsegpt.group_pruned
+    numpy_loop = sparsegpt._namespace
 
-    def block_with(choice):
+    def block_in(namespace, nm):
         def run():
-            sparsegpt.group_pruned = choice
+            sparsegpt._namespace = namespace
             try:
                 for w, factor in weights:
-                    sparsegpt.prune_sparsegpt(w, factor, 0.5, (2, 4))
+                    sparsegpt.prune_sparsegpt(w, factor, 0.5, nm)
             finally:
-                sparsegpt.group_pruned = keys
+                sparsegpt._namespace = numpy_loop
         return run
 
-    pair("prune_sparsegpt 2:4, one block's 7 linears", 576, block_with(keys), block_with(_float_rule_group),
-         "integer keys", "float comparisons", 1)
+    for nm, label in ((None, "unstructured"), ((2, 4), "2:4")):
+        pair(f"prune_sparsegpt {label}, one block's 7 linears", 576, block_in(numpy_loop, nm),
+             block_in(lambda _device: torch, nm), "column loop in numpy", "column loop in torch", 1)
     return rows
 
 

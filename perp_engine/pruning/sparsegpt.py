@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy
 import torch
 
 from ..errors import PerpError
@@ -12,9 +13,9 @@ from .halves import split_point
 from .patterns import group_order, group_pruned, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
-# Columns per panel of rank-1 updates inside a block (see _propagate_within_block): small enough that a column
-# step on up to ~2,000 output rows stays under PyTorch's grain for multithreading (no thread-pool wait per column).
-# With N:M, panels and blocks hold whole groups of M (see _whole_groups).
+# Columns per panel inside a block (see _propagate_within_block): a column step's product grows with the panel, a
+# panel's closing matrix product shrinks with it; 16 was the fastest of 8, 16, 32 and 48 on one block of the embedded
+# model. With N:M, panels and blocks hold whole groups of M (see _whole_groups).
 PANEL = 16
 TRIANGLE_LEAF = 256  # widest diagonal block reverse_cholesky factors and upper_triangular_inverse solves directly
 
@@ -92,49 +93,67 @@ def prune_sparsegpt(
     if nm is not None:
         blocksize = _whole_groups(blocksize, nm[1])
     pruned = torch.zeros_like(Wt, dtype=torch.bool)
+    xp = _namespace(Wt.device)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
         W1, pruned1 = Wt[i1:i2], pruned[i1:i2]
         if nm is None:
             share = prune_count(rows * i2, sparsity) - prune_count(rows * i1, sparsity)
             pruned1.copy_(lowest_k_transposed(W1.square().div_(d2[i1:i2].unsqueeze(1)), share))
-        errors = _propagate_within_block(W1, pruned1, factor.scaled[i1:i2, i1:i2], d2[i1:i2], nm)
+        errors = _propagate_within_block(W1, pruned1, factor.scaled[i1:i2, i1:i2], d2[i1:i2], nm, xp)
         Wt[i2:].addmm_(factor.scaled[i1:i2, i2:].T, errors, alpha=-1.0)
     kept = pruned.logical_not_()
     return zero_pruned_(Wt, kept).T, kept.T  # transposed views: whoever stores them copies them once anyway
 
 
-def _propagate_within_block(W1, pruned1, scaled1, d2, nm) -> torch.Tensor:
+def _propagate_within_block(W1, pruned1, scaled1, d2, nm, xp) -> torch.Tensor:
     """Column by column: the pruned weights of column i (N:M: chosen first, when i starts a group) move the later
     columns of the block by -w * scaled[i, later]. Returns the pruned weights (zero where kept), (block, out).
 
-    The rank-1 updates reach only a panel of PANEL columns; each finished panel updates the rest of the block in
-    one matrix product (the same lazy batching as across blocks, one level down), so most of the work is a matrix
-    product instead of memory-bound rank-1 updates. A column's update covers its whole panel, through views made
-    once per panel: scaled is upper triangular with a unit diagonal, so the columns before it move by exactly 0
-    and the column itself becomes w - w * pruned (exactly its kept weights), which the result has anyway; a
-    column step is then two ops and no slicing (the loop runs ~150,000 times on the embedded model).
+    Within a panel of PANEL columns the moves are applied lazily: column i's value when it is reached is its value
+    at the panel's start minus the moves of the panel's earlier columns, one short product with their pruned
+    weights (``coef`` row i: -scaled[j, i] for the earlier j, 1 at i); each finished panel then moves itself and the
+    rest of the block in one matrix product (the same lazy batching as across blocks, one level down). A column
+    step is two calls, a product and a mask; the loop runs ~150,000 times on the embedded model, so they run in the
+    namespace ``xp`` of :func:`_namespace` (numpy on CPU).
     """
-    width = W1.shape[0]
+    width, rows = W1.shape
     panel = PANEL if nm is None else _whole_groups(PANEL, nm[1])
-    order = None if nm is None else group_order(nm[1], W1.device)
     chosen = pruned1.to(W1.dtype)  # a float 0/1 factor: a product with it is faster than with a bool mask
     errors = torch.empty_like(W1)
-    columns, choices, column_errors = W1.unbind(0), chosen.unbind(0), errors.unbind(0)
+    coef = scaled1.T.neg().contiguous()
+    coef.diagonal().fill_(1.0)
+    step = torch.empty(rows, dtype=W1.dtype, device=W1.device)
+    W, C, E, K, S = _views(xp, W1, chosen, errors, coef, step)
+    if nm is not None:
+        order = group_order(nm[1], W)
+        current = _views(xp, torch.empty(nm[1], rows, dtype=W1.dtype, device=W1.device))[0]
+        D = _views(xp, d2)[0][:, None]
     for p1 in range(0, width, panel):
         p2 = min(p1 + panel, width)
-        panel_w, moves = W1[p1:p2], scaled1[p1:p2, p1:p2].unbind(0)
+        E[p1:p2] = W[p1:p2]  # each row turns into its column's pruned weights when the column is reached
         for i in range(p1, p2):
             if nm is not None and i % nm[1] == 0:
                 group = slice(i, i + nm[1])
-                group_pruned(W1[group].square().div_(d2[group].unsqueeze(1)), nm[0], order, out=chosen[group])
-            torch.mul(columns[i], choices[i], out=column_errors[i])
-            panel_w.addr_(moves[i - p1], column_errors[i], alpha=-1.0)
-        if p2 < width:
-            W1[p2:].addmm_(scaled1[p1:p2, p2:].T, errors[p1:p2], alpha=-1.0)
+                xp.add(E[group], xp.matmul(K[group, p1:i], E[p1:i], out=current), out=current)
+                group_pruned(xp.divide(xp.square(current), D[group]), nm[0], order, out=C[group])
+            xp.multiply(xp.matmul(E[p1:i + 1].T, K[i, p1:i + 1], out=S), C[i], out=E[i])
+        W1[p1:].addmm_(scaled1[p1:p2, p1:].T, errors[p1:p2], alpha=-1.0)
     if nm is not None:
         pruned1.copy_(chosen)
     return errors
+
+
+def _namespace(device: torch.device):
+    """Where the column loop's small calls run: numpy on CPU, where a call on a few hundred floats costs ~0.4 us
+    against torch's ~1.5-2.5 us of dispatch (the loop 2x faster, bench/sparsegpt_kernels_bench.py); torch
+    elsewhere."""
+    return numpy if device.type == "cpu" else torch
+
+
+def _views(xp, *tensors):
+    """The tensors as arrays of ``xp``, sharing their memory."""
+    return tuple(t.numpy() for t in tensors) if xp is numpy else tensors
 
 
 def _whole_groups(columns: int, m: int) -> int:

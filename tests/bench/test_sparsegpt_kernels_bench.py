@@ -18,7 +18,7 @@ def test_the_float_rule_chooses_the_groups_the_integer_keys_choose(bench):
     scores[:, :50] = 0.0  # ties: the earlier member goes first under both rules
     scores[2:, 50:100] = scores[:2, 50:100]
     ours, theirs = torch.empty(4, 500), torch.empty(4, 500)
-    group_pruned(scores, 2, group_order(4, scores.device), out=ours)
+    group_pruned(scores, 2, group_order(4, scores), out=ours)
     bench._float_rule_group(scores, 2, None, out=theirs)
     assert torch.equal(ours, theirs)
 
@@ -36,3 +36,12 @@ def test_the_tiles_and_the_official_chain_give_the_engines_results(bench):
     H = x.T @ x / 350
     torch.testing.assert_close(bench._official_chain(H, 0.01), upper_cholesky_of_inverse(H, 0.01, print),
                                rtol=1e-3, atol=1e-5)
+
+
+def test_torch_top_k_selects_the_thresholds_numpy_selects(bench):
+    from perp_engine.pruning.patterns import row_thresholds
+
+    g = torch.Generator().manual_seed(2)
+    score = torch.randint(0, 50, (40, 96), generator=g).float()  # many ties at every threshold
+    for k in (1, 30, 48, 95):
+        assert torch.equal(bench._topk_rows(score, k), row_thresholds(score, k))

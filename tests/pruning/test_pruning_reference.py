@@ -8,6 +8,7 @@ SparseGPT, weights within 1e-6 of it, on every method x pattern, on the tiny mod
 
 from __future__ import annotations
 
+import numpy
 import pytest
 import torch
 from tiny_models import TINY_MODELS, random_tokens
@@ -151,10 +152,20 @@ def test_equal_to_the_reference(method, pattern, sparsity, shape, make):
         _assert_same(method, got, ref_prune(w, method, sparsity, pattern, stats, blocksize=blocksize, seed=3))
 
 
+@pytest.fixture(params=["numpy", "torch"])
+def column_loop(request, monkeypatch):
+    """SparseGPT's column loop in each namespace it runs in: numpy (CPU) and torch (any other device, here on CPU)."""
+    from perp_engine.pruning import sparsegpt
+
+    if request.param == "torch":
+        monkeypatch.setattr(sparsegpt, "_namespace", lambda _device: torch)
+    return request.param
+
+
 @pytest.mark.parametrize("make", [_random_case, _tie_case], ids=["random", "ties"])
 @pytest.mark.parametrize("shape", [(24, 600), (8, 1536)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("pattern", ["unstructured", "2:4"])
-def test_sparsegpt_equal_to_the_reference_past_the_leaves(pattern, shape, make):
+def test_sparsegpt_equal_to_the_reference_past_the_leaves(pattern, shape, make, column_loop):
     """Inputs wider than the Hessian's and the factor's leaves (HESSIAN_LEAF, TRIANGLE_LEAF), where both are computed
     by halves (the embedded model's 576 and 1536): the official chain's masks, weights to float32 rounding."""
     w, stats = make(shape, seed=shape[0])
@@ -166,7 +177,7 @@ def test_sparsegpt_equal_to_the_reference_past_the_leaves(pattern, shape, make):
 
 @pytest.mark.parametrize("make", [_random_case, _tie_case], ids=["random", "ties"])
 @pytest.mark.parametrize("pattern", ["1:3", "3:6", "2:8", "4:8", "2:4"])
-def test_sparsegpt_n_m_equal_to_the_reference_for_any_m(pattern, make):
+def test_sparsegpt_n_m_equal_to_the_reference_for_any_m(pattern, make, column_loop):
     """Groups of M that straddle the kernel's internal panels of columns (M = 3 or 6 against panels of 16) are
     still chosen on fully updated weights: equal to the reference for blocks of one group, of several groups,
     and of the whole matrix (the official code's blocksize is a multiple of M)."""
@@ -201,25 +212,24 @@ def test_every_tie_goes_to_the_lowest_column():
     assert torch.equal(~nm_mask(score, 3, 8), (torch.arange(16) % 8 < 3).expand(3, 16))
 
 
-@pytest.mark.parametrize("margin", [4.0, 0.0], ids=["bracketed", "bracket-too-narrow"])
-def test_long_rows_select_the_same_kth_value(margin, monkeypatch):
-    """One long row (a whole matrix for magnitude, a block for SparseGPT) brackets its k-th value with a
-    sample; a bracket that misses falls back to the full selection. Both equal the reference, and so does
-    SparseGPT's transposed block mask."""
-    from perp_engine.pruning import patterns
-
-    monkeypatch.setattr(patterns, "SAMPLE_MARGIN", margin)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_long_rows_select_the_same_kth_value(dtype):
+    """One long row (a whole matrix for magnitude, a block for SparseGPT) and many short ones (Wanda's) select their
+    k-th values with numpy on CPU, in the scores' own dtype (numpy has no bfloat16): both equal the reference, and
+    so does SparseGPT's transposed block mask."""
     g = torch.Generator().manual_seed(0)
     n = 16 * 4096 + 123
     rows = {"spread": torch.randn(1, n, generator=g).exp(), "ties": torch.randint(0, 9, (1, n), generator=g).float(),
             "sorted": torch.arange(n, 0, -1).float().reshape(1, n)}
     for name, score in rows.items():
+        score = score.to(dtype)
         for k in (1, n // 3, n // 2, n - 1):
             expected = ref_lowest_k_mask(score, k)
             assert torch.equal(lowest_k_mask(score, k), expected), (name, k)
             as_matrix = score[:, : n - 123].reshape(-1, 64)
             expected = ref_lowest_k_mask(as_matrix.reshape(1, -1), k).reshape(as_matrix.shape)
             assert torch.equal(lowest_k_transposed(as_matrix.T.contiguous(), k), ~expected.T), (name, k)
+            assert torch.equal(lowest_k_mask(as_matrix, k % 64), ref_lowest_k_mask(as_matrix, k % 64)), (name, k)
 
 
 class _IntegerTensors(torch.overrides.TorchFunctionMode):
@@ -288,7 +298,7 @@ def _calibration_and_weights():
 @pytest.mark.parametrize("n, m", [(1, 4), (2, 4), (3, 4), (2, 8), (5, 8)])
 def test_one_group_selection_equals_nm_mask_ties_and_extremes_included(n, m):
     """group_pruned (SparseGPT's N:M step, one group of m columns at a time) against nm_mask over the same scores:
-    exact zeros (dead inputs), repeated values, subnormals and the largest floats rank the same way."""
+    exact zeros (dead inputs), repeated values, subnormals and the largest floats rank the same way, with tensors and numpy arrays."""
     from perp_engine.pruning.patterns import group_order, group_pruned
 
     g = torch.Generator().manual_seed(n * 10 + m)
@@ -298,8 +308,11 @@ def test_one_group_selection_equals_nm_mask_ties_and_extremes_included(n, m):
     scores[:, 20:40] = scores[0, 20:40]  # every member tied
     scores[1::2, 40:60] = scores[0, 40:60]  # some members tied
     scores[:, 60:70] = torch.tensor([1e-44, 3e38, 0.0, 1e-40]).repeat(m)[:m].unsqueeze(1)
-    out = torch.empty(m, width)
-    group_pruned(scores, n, group_order(m, scores.device), out=out)
     want = ~nm_mask(scores.T.contiguous(), n, m).T
-    assert torch.equal(out.bool(), want)
-    assert torch.equal(out.sum(0), torch.full((width,), float(n)))
+    out = torch.empty(m, width)
+    group_pruned(scores, n, group_order(m, scores), out=out)
+    as_arrays = numpy.empty((m, width), dtype=numpy.float32)  # SparseGPT's column loop runs in numpy on CPU
+    group_pruned(scores.numpy(), n, group_order(m, as_arrays), out=as_arrays)
+    for got in (out, torch.from_numpy(as_arrays)):
+        assert torch.equal(got.bool(), want)
+        assert torch.equal(got.sum(0), torch.full((width,), float(n)))
