@@ -8,8 +8,8 @@ against the computation it replaced or the official code's, interleaved, median 
   against the 192-wide lower tiles it replaced;
 - the factor (``upper_cholesky_of_inverse``) against the official chain (Cholesky, inverse, Cholesky), and its
   Cholesky part (``reverse_cholesky``, by halves) against LAPACK's factorisation of the whole matrix;
-- the N:M step's choice of a group (``group_pruned``, integer keys) against comparing the floats with the tie rule
-  it replaced;
+- the N:M step's choice of a group (``group_pruned``, float bits compared as integers) against comparing the floats
+  with the tie rule it replaced;
 - the k-th lowest score of every row (``row_thresholds``: numpy's partition on CPU) against torch's top-k (Wanda's
   rows) and ``torch.kthvalue`` (one long row: a block of SparseGPT's unstructured scores);
 - ``prune_sparsegpt`` over one block's seven linears with its column loop in numpy (CPU) against the same loop in
@@ -41,8 +41,9 @@ def _mean_ms(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def _float_rule_group(scores, n, _order, out):
-    """The N:M group choice before integer keys: every pair compared as floats, ties to the earlier member."""
+def _float_rule_group(scores, n, _ties, out):
+    """The N:M group choice before the float bits were compared as integers: every pair compared as floats, ties to
+    the earlier member."""
     import torch
 
     m = scores.shape[0]
@@ -77,7 +78,7 @@ def measure(rounds: int, tokens: int, chunks: int) -> list[dict]:
     import torch
 
     from perp_engine.pruning import patterns, sparsegpt
-    from perp_engine.pruning.patterns import group_order
+    from perp_engine.pruning.patterns import group_ties
     from perp_engine.pruning.stats import _add_lower_halves
 
     g = torch.Generator().manual_seed(0)
@@ -108,11 +109,11 @@ def measure(rounds: int, tokens: int, chunks: int) -> list[dict]:
         pair("Cholesky factorisation", width, lambda: sparsegpt.reverse_cholesky(hessian, shift),
              lambda: torch.linalg.cholesky_ex(damped), "reverse_cholesky (by halves)", "LAPACK, whole matrix", 5)
         factors[width] = sparsegpt.inverse_factor(hessian, 0.01, torch.device("cpu"))
-    order = group_order(4, torch.empty(0))
+    ties = group_ties(4, torch.empty(0))
     for width in (576, 1536, 3072):
         scores, out = torch.rand(4, width, generator=g), torch.empty(4, width)
-        pair("N:M group choice (2 of 4)", width, lambda: sparsegpt.group_pruned(scores, 2, order, out),
-             lambda: _float_rule_group(scores, 2, order, out), "integer keys", "float comparisons", 200)
+        pair("N:M group choice (2 of 4)", width, lambda: sparsegpt.group_pruned(scores, 2, ties, out),
+             lambda: _float_rule_group(scores, 2, ties, out), "float bits as integers", "float comparisons", 200)
     for out_features, in_features in sorted(set(BLOCK_LINEARS)):
         score = torch.rand(out_features, in_features, generator=g)
         k = in_features // 2

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import PerpError
 from .halves import split_point
-from .patterns import group_order, group_pruned, lowest_k_transposed, prune_count, zero_pruned_
+from .patterns import group_pruned, group_ties, lowest_k_transposed, prune_count, zero_pruned_
 
 MAX_RELATIVE_DAMPING = 1.0
 # Columns per panel inside a block (see _propagate_within_block): a column step's product grows with the panel, a
@@ -114,8 +114,9 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm, xp) -> torch.Tensor:
     at the panel's start minus the moves of the panel's earlier columns, one short product with their pruned
     weights (``coef`` row i: -scaled[j, i] for the earlier j, 1 at i); each finished panel then moves itself and the
     rest of the block in one matrix product (the same lazy batching as across blocks, one level down). A column
-    step is two calls, a product and a mask; the loop runs ~150,000 times on the embedded model, so they run in the
-    namespace ``xp`` of :func:`_namespace` (numpy on CPU).
+    step is two calls, a product and a mask; an N:M group's values when it is reached are one product too (``G``:
+    ``coef`` without the moves among the group's own members). The loop runs ~150,000 times on the embedded model, so
+    its calls run in the namespace ``xp`` of :func:`_namespace` (numpy on CPU).
     """
     width, rows = W1.shape
     panel = PANEL if nm is None else _whole_groups(PANEL, nm[1])
@@ -126,17 +127,20 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm, xp) -> torch.Tensor:
     step = torch.empty(rows, dtype=W1.dtype, device=W1.device)
     W, C, E, K, S = _views(xp, W1, chosen, errors, coef, step)
     if nm is not None:
-        order = group_order(nm[1], W)
-        current = _views(xp, torch.empty(nm[1], rows, dtype=W1.dtype, device=W1.device))[0]
-        D = _views(xp, d2)[0][:, None]
+        m = nm[1]
+        member = torch.arange(width, device=W1.device) // m
+        apart = (member.unsqueeze(1) != member.unsqueeze(0)) | torch.eye(width, dtype=torch.bool, device=W1.device)
+        G, current, D = _views(xp, coef * apart, torch.empty(m, rows, dtype=W1.dtype, device=W1.device), d2)
+        ties, D = group_ties(m, W), D[:, None]
     for p1 in range(0, width, panel):
         p2 = min(p1 + panel, width)
         E[p1:p2] = W[p1:p2]  # each row turns into its column's pruned weights when the column is reached
         for i in range(p1, p2):
-            if nm is not None and i % nm[1] == 0:
-                group = slice(i, i + nm[1])
-                xp.add(E[group], xp.matmul(K[group, p1:i], E[p1:i], out=current), out=current)
-                group_pruned(xp.divide(xp.square(current), D[group]), nm[0], order, out=C[group])
+            if nm is not None and i % m == 0:
+                group = slice(i, i + m)
+                scores = xp.matmul(G[group, p1:i + m], E[p1:i + m], out=current)
+                xp.divide(xp.square(scores, out=scores), D[group], out=scores)
+                group_pruned(scores, nm[0], ties, out=C[group])
             xp.multiply(xp.matmul(E[p1:i + 1].T, K[i, p1:i + 1], out=S), C[i], out=E[i])
         W1[p1:].addmm_(scaled1[p1:p2, p1:].T, errors[p1:p2], alpha=-1.0)
     if nm is not None:
@@ -146,8 +150,8 @@ def _propagate_within_block(W1, pruned1, scaled1, d2, nm, xp) -> torch.Tensor:
 
 def _namespace(device: torch.device):
     """Where the column loop's small calls run: numpy on CPU, where a call on a few hundred floats costs ~0.4 us
-    against torch's ~1.5-2.5 us of dispatch (the loop 2x faster, bench/sparsegpt_kernels_bench.py); torch
-    elsewhere."""
+    against torch's ~1.5-2.5 us of dispatch (``prune_sparsegpt`` over one block's seven linears 1.7x faster,
+    bench/sparsegpt_kernels_bench.py); torch elsewhere."""
     return numpy if device.type == "cpu" else torch
 
 

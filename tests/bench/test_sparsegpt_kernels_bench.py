@@ -10,15 +10,15 @@ def bench(bench_module):
     return bench_module("sparsegpt_kernels_bench")
 
 
-def test_the_float_rule_chooses_the_groups_the_integer_keys_choose(bench):
-    from perp_engine.pruning.patterns import group_order, group_pruned
+def test_the_float_rule_chooses_the_groups_the_integer_bits_choose(bench):
+    from perp_engine.pruning.patterns import group_pruned, group_ties
 
     g = torch.Generator().manual_seed(0)
     scores = torch.rand(4, 500, generator=g)
     scores[:, :50] = 0.0  # ties: the earlier member goes first under both rules
     scores[2:, 50:100] = scores[:2, 50:100]
     ours, theirs = torch.empty(4, 500), torch.empty(4, 500)
-    group_pruned(scores, 2, group_order(4, scores), out=ours)
+    group_pruned(scores, 2, group_ties(4, scores), out=ours)
     bench._float_rule_group(scores, 2, None, out=theirs)
     assert torch.equal(ours, theirs)
 

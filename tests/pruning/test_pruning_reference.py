@@ -299,7 +299,7 @@ def _calibration_and_weights():
 def test_one_group_selection_equals_nm_mask_ties_and_extremes_included(n, m):
     """group_pruned (SparseGPT's N:M step, one group of m columns at a time) against nm_mask over the same scores:
     exact zeros (dead inputs), repeated values, subnormals and the largest floats rank the same way, with tensors and numpy arrays."""
-    from perp_engine.pruning.patterns import group_order, group_pruned
+    from perp_engine.pruning.patterns import group_pruned, group_ties
 
     g = torch.Generator().manual_seed(n * 10 + m)
     width = 300
@@ -310,9 +310,9 @@ def test_one_group_selection_equals_nm_mask_ties_and_extremes_included(n, m):
     scores[:, 60:70] = torch.tensor([1e-44, 3e38, 0.0, 1e-40]).repeat(m)[:m].unsqueeze(1)
     want = ~nm_mask(scores.T.contiguous(), n, m).T
     out = torch.empty(m, width)
-    group_pruned(scores, n, group_order(m, scores), out=out)
+    group_pruned(scores, n, group_ties(m, scores), out=out)
     as_arrays = numpy.empty((m, width), dtype=numpy.float32)  # SparseGPT's column loop runs in numpy on CPU
-    group_pruned(scores.numpy(), n, group_order(m, as_arrays), out=as_arrays)
+    group_pruned(scores.numpy(), n, group_ties(m, as_arrays), out=as_arrays)
     for got in (out, torch.from_numpy(as_arrays)):
         assert torch.equal(got.bool(), want)
         assert torch.equal(got.sum(0), torch.full((width,), float(n)))
