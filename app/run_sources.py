@@ -62,6 +62,15 @@ class Runs:
             raise PerpError("run", f"no gallery run {ref}: the gallery is off ({GALLERY_ENV})")
         return self.gallery.get_run(number)
 
+    def twin(self, config, statuses: Sequence[str]) -> RunRow | None:
+        """The run an identical ``config`` (the stores' config key) would repeat: the user's newest in one of
+        ``statuses``, else the gallery's newest finished one (its numbers are there to open; running it again puts
+        a copy in the user's store); None when neither store holds one."""
+        own = self.own.latest_with_config(config, status=statuses)
+        if own is not None or self.gallery is None:
+            return own
+        return self.gallery.latest_with_config(config, status="done")
+
     def store_of(self, row: RunRow) -> RunStore:
         return self.gallery if row.gallery and self.gallery is not None else self.own
 

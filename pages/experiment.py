@@ -232,14 +232,20 @@ with cost_col:
             st.caption(hint)
     else:
         widgets.estimate_box(config)
-        twin = store.latest_with_config(config, status=forms.TWIN_STATUSES)
+        twin = state.runs().twin(config, forms.TWIN_STATUSES)
     for warning in warnings:
         st.caption(f":material/info: {warning}")
-    if twin is not None:
+    if twin is not None and twin.gallery:
+        st.info(f"**Identical to gallery run #{twin.ref}**: the same settings give the same numbers, and that run "
+                "shipped with PERP Lab already has them. Launch runs it again in your own store (to export it or "
+                "watch it run).", icon=":material/photo_library:")
+        widgets.details_link(twin, label=f"Open run #{twin.ref}")
+    elif twin is not None:
         st.info(f"**Identical to run #{twin.id}** ({twin.status}): the same settings give the same numbers, so "
                 "Launch would only queue a copy. Change a setting to launch a new run.", icon=":material/content_copy:")
         widgets.details_link(twin, label=f"Open run #{twin.id}")
-    reason = refusal[1] if refusal else f"identical to run #{twin.id}" if twin is not None else None
+    copies = twin is not None and not twin.gallery  # a gallery twin may be run again: its copy lands in your store
+    reason = refusal[1] if refusal else f"identical to run #{twin.id}" if copies else None
     launch = st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=reason is not None,
                        help=f"Cannot launch: {reason}" if reason else None, width="stretch")
     if launch and reason is None:  # a click sent before this rerun found a reason does not queue

@@ -134,6 +134,29 @@ def test_a_gallery_run_loaded_into_experiment_launches_into_the_users_store(
     assert [r.id for r in GalleryStore(path).list_runs()] == [1] and digest(path) == before
 
 
+@pytest.mark.parametrize("preset", ["perp", "full-ft"])
+def test_settings_of_a_gallery_run_offer_it_and_may_still_be_launched(
+        preset, tmp_path, monkeypatch, tiny_model_dir, tiny_text_file):  # noqa: F811
+    """Settings identical to a gallery run point to it (its numbers are there already) without refusing Launch: its
+    copy lands in the user's store, which then holds the twin the form offers instead."""
+    config = RunConfig.create(preset, model=str(tiny_model_dir), dataset=str(tiny_text_file), method="wanda",
+                              sparsity=0.5, **TINY)
+    record(RunStore(tmp_path / "work.sqlite"), config, made_up(config, 30.0, 60.0, 40.0))
+    monkeypatch.setenv(GALLERY_ENV, str(write_gallery(tmp_path / "work.sqlite", tmp_path / "gallery.sqlite")))
+    monkeypatch.setattr(LocalExecutor, "ensure_workers", lambda self: [])
+    at = open_page("experiment", tmp_path / "runs.sqlite", monkeypatch, query={"from": "g1"})
+    launch = next(b for b in at.button if b.label == "Launch")
+    assert "Identical to gallery run #g1" in texts(at, "info") and not launch.disabled
+    assert any(link.proto.query_string == "run=g1" and link.proto.label == "Open run #g1"
+               for link in at.get("page_link"))
+    launch.click().run()
+    [queued] = RunStore(tmp_path / "runs.sqlite").list_runs()
+    assert f"Identical to run #{queued.id}** (queued)" in texts(at, "info")
+    assert "gallery run" not in texts(at, "info") and next(b for b in at.button if b.label == "Launch").disabled
+    at.number_input(key="exp_seed").set_value(1).run()  # other settings: no twin in either store
+    assert "Identical" not in texts(at, "info") and not next(b for b in at.button if b.label == "Launch").disabled
+
+
 def test_the_gallery_is_hidden_by_off_refused_when_missing_and_never_the_users_own_store(tmp_path, monkeypatch):
     own = tmp_path / "runs.sqlite"
     monkeypatch.setenv(GALLERY_ENV, "off")
