@@ -31,6 +31,11 @@ OFFLOADS = ("auto", "none", "cpu", "disk")  # where the blocks' weights wait bet
 # lm-eval's names of the zero-shot tasks of the pruning papers ("paper" = all seven); their data and metrics:
 # perp_engine.data.zero_shot_tasks
 ZERO_SHOT_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
+# What only a repair reads (perp_engine.repair and its memory terms): a run that does not repair (mode none)
+# computes the same numbers whatever they hold, so the run store's key leaves them out (read_fields)
+REPAIR_FIELDS = ("train", "adapter", "rank", "alpha", "target_modules", "untie_head", "steps", "lr", "grad_accum",
+                 "warmup_ratio", "weight_decay", "max_grad_norm", "grad_checkpointing", "master_weights",
+                 "train_samples", "eval_every")
 ZERO_SHOT_MODELS = ("dense", "pruned", "final")  # which of a run's models are scored
 ZERO_SHOT_LIMIT = 100  # docs per task by default (a seeded subset); 0 = every doc of the split
 ALL_DOCS = "all"  # what a command line, a config file or a sweep may say for zero_shot_limit 0
@@ -40,6 +45,14 @@ INT_MAX = 2**63 - 1
 MIN_SEQLEN = 8  # integers are stored in SQLite and torch as signed 64-bit
 
 _NM = re.compile(r"^(\d+):(\d+)$")
+
+
+def read_fields(config: dict) -> dict:
+    """The fields of ``config`` (a RunConfig's dict, or a stored run's) that its run reads: all but
+    :data:`REPAIR_FIELDS` when it does not repair."""
+    if config.get("mode") != "none":
+        return dict(config)
+    return {k: v for k, v in config.items() if k not in REPAIR_FIELDS}
 
 
 def parse_pattern(pattern: str) -> tuple[int, int] | None:

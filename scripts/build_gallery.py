@@ -8,7 +8,8 @@ The gallery file is copied into a work store (``--work``, default ``$PERP_HOME/g
 stays there), the methods runs it lacks run there with the local executor (the embedded model, the reproduction's
 sizes ``FULL_SIZES``, so they compare with its runs; a point the reproduction already ran is that run), the runs are
 tagged (``paper reproduction``, ``methods table``) and the work store is written back compacted (VACUUM INTO, a
-rollback journal: one file that SQLite can open immutable). Run again, it finds every run there and changes nothing.
+rollback journal: one file that SQLite can open immutable), also when it was of an older schema. Run again, it finds
+every run there and changes nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from perp_engine.paths import perp_home  # noqa: E402
 from perp_engine.reproduce import latest_rows  # noqa: E402
 from perp_engine.reproduce.runset import DEFAULT_DATASET, RECON_SIZES, RunSet  # noqa: E402
 from perp_engine.resources.memory_meter import MIB  # noqa: E402
-from perp_engine.store import RunStore  # noqa: E402
+from perp_engine.store import SCHEMA_VERSION, RunStore  # noqa: E402
+from perp_engine.store.schema import schema_version  # noqa: E402
 
 SPARSITY = 0.5
 # The methods table (bench/results/methods_bench-cpu.md) as runs: each score at 50% and 2:4, and OWL at 50%.
@@ -72,6 +74,15 @@ def copy_store(source: Path, target: Path) -> None:
     finally:
         src.close()
         dst.close()
+
+
+def older_schema(path: Path) -> bool:
+    """Whether the store file at ``path`` is of a schema older than this code's."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return schema_version(conn) < SCHEMA_VERSION
+    finally:
+        conn.close()
 
 
 def write_gallery(store: RunStore, gallery: Path) -> None:
@@ -123,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work or perp_home() / "gallery-build").resolve()
     store_path = work / "runs.sqlite"
     copy_store(args.gallery, store_path)
+    older = older_schema(args.gallery)  # the work store is migrated when opened: then it is written back
     store = RunStore(store_path)
     executor = LocalExecutor(store_path)
     plan = methods_plan(paper)
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         raise SystemExit(f"not done: {failed}; see `perp runs --store {store_path}`")
     paper_ids = [row.id for row in latest_rows(store, paper).values() if row is not None and row.status == "done"]
-    changed = tag(store, paper_ids, PAPER_TAG) | tag(store, list(ids.values()), METHODS_TAG) | bool(submitted)
+    changed = tag(store, paper_ids, PAPER_TAG) | tag(store, list(ids.values()), METHODS_TAG) | bool(submitted) | older
     if changed:
         write_gallery(store, args.gallery)
     for key, run_id in ids.items():

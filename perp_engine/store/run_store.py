@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from ..config import RunConfig
+from ..config import RunConfig, read_fields
 from ..errors import PerpError, check_choice
 from ..result import RunResult
 from .processes import hostname, is_alive, start_time
@@ -80,11 +80,12 @@ def artifacts_folder(store_path: Path) -> Path:
 
 
 def config_key(config: dict) -> str:
-    """A digest of a config's fields that differ from RunConfig's defaults: runs with equal keys compute the same
+    """A digest of the fields a config's run reads (:func:`~perp_engine.config.read_fields`: a run that does not
+    repair leaves out the repair's) that differ from RunConfig's defaults: runs with equal keys compute the same
     thing, and a field added later with its default (the behaviour before it existed) leaves the keys of the runs
     stored before as they were."""
     defaults = RunConfig().to_dict()
-    changed = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
+    changed = {k: v for k, v in read_fields(config).items() if k not in defaults or v != defaults[k]}
     return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()
 
 

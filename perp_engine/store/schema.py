@@ -144,6 +144,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         f"UPDATE runs SET config_key = {CONFIG_KEY_SQL}(config)",
     ),
+    # 7: a run that does not repair is keyed without the repair's fields (perp_engine.config.REPAIR_FIELDS), so
+    # prune-only runs that differ only in, say, the steps they never take find each other.
+    (
+        f"UPDATE runs SET config_key = {CONFIG_KEY_SQL}(config)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -134,7 +134,7 @@ def test_a_gallery_run_loaded_into_experiment_launches_into_the_users_store(
     assert [r.id for r in GalleryStore(path).list_runs()] == [1] and digest(path) == before
 
 
-@pytest.mark.parametrize("preset", ["perp", "full-ft"])
+@pytest.mark.parametrize("preset", ["none", "perp", "full-ft"])  # none: its steps (3) are not the form's, nor read
 def test_settings_of_a_gallery_run_offer_it_and_may_still_be_launched(
         preset, tmp_path, monkeypatch, tiny_model_dir, tiny_text_file):  # noqa: F811
     """Settings identical to a gallery run point to it (its numbers are there already) without refusing Launch: its

@@ -1,6 +1,8 @@
 """End to end on a tiny saved LLaMA and a tiny text file: every mode, caching, saving."""
 
+import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest 
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from perp_engine.config import RunConfig
+from perp_engine.config import REPAIR_FIELDS, RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.model.parameters import count_parameters
 from perp_engine.run.pipeline import run_pipeline
@@ -103,6 +105,23 @@ def test_same_seed_same_numbers(tiny_model_dir, tiny_text_file):
     a, b = run_pipeline(cfg), run_pipeline(cfg)
     assert a.final_ppl == pytest.approx(b.final_ppl, rel=1e-6)
     assert a.train_loss == pytest.approx(b.train_loss, rel=1e-6)
+
+
+# Every repair field but train and adapter (which a run without repair must leave empty), changed from its default
+UNREAD = {"rank": 4, "alpha": 8.0, "target_modules": ("q_proj",), "untie_head": False, "steps": 7, "lr": 1e-3,
+          "grad_accum": 2, "warmup_ratio": 0.3, "weight_decay": 0.1, "max_grad_norm": 0.5, "grad_checkpointing": True,
+          "master_weights": False, "train_samples": 64, "eval_every": 2}
+
+
+def test_a_run_without_repair_computes_the_same_whatever_the_repairs_fields_hold(tiny_model_dir, tiny_text_file):
+    """What lets the run store key such runs without REPAIR_FIELDS (an identical run is offered, its result reused)."""
+    assert set(UNREAD) == set(REPAIR_FIELDS) - {"train", "adapter"}
+    plain = run_pipeline(config(tiny_model_dir, tiny_text_file, "none", method="sparsegpt"))
+    changed = run_pipeline(config(tiny_model_dir, tiny_text_file, "none", method="sparsegpt", **UNREAD))
+    assert (changed.dense_ppl, changed.pruned_ppl, changed.final_ppl) == (plain.dense_ppl, plain.pruned_ppl,
+                                                                          plain.final_ppl)
+    assert [json.dumps(asdict(layer)) for layer in changed.layers] == [json.dumps(asdict(layer)) for layer in plain.layers]
+    assert changed.trainable_params == plain.trainable_params == 0
 
 
 def test_text_too_short_is_a_clear_error(tmp_path, tiny_model_dir):

@@ -263,6 +263,33 @@ def test_migration_to_schema_6_rekeys_runs_so_new_default_fields_still_find_them
     assert config_key(config().to_dict()) == config_key(old) != config_key(config().replace(refine="dsnot").to_dict())
 
 
+REPAIRED = {"steps": 100, "lr": 1e-3, "eval_every": 5, "grad_accum": 2, "max_grad_norm": 0.5, "weight_decay": 0.1}
+
+
+def test_a_run_that_does_not_repair_is_keyed_without_the_repairs_fields():
+    assert config_key(config(**REPAIRED).to_dict()) == config_key(config().to_dict())  # mode none: never read
+    assert config_key(config(**REPAIRED).to_dict()) != config_key(config(sparsity=0.6, **REPAIRED).to_dict())
+    perp = RunConfig.create("perp", model="tiny", dataset="wikitext2")
+    for field, value in REPAIRED.items():  # a repair reads each of them
+        assert config_key(perp.replace(**{field: value}).to_dict()) != config_key(perp.to_dict()), field
+
+
+def test_migration_to_schema_7_rekeys_prune_only_runs_without_the_repairs_fields(tmp_path):
+    path = tmp_path / "v6.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.create_function("perp_config_key", 1, lambda text: "rekeyed by 6")
+    assert migrate(conn, target=6) == 6
+    stored = config(steps=100).to_dict()
+    conn.execute("INSERT INTO runs (status, config, config_key, model, method, created_at, final_ppl)"
+                 " VALUES ('done', ?, 'the key before 7', 'tiny', 'wanda', 1.0, 21.0)", (json.dumps(stored),))
+    conn.close()
+
+    store = RunStore(path)
+    assert store.schema_version == SCHEMA_VERSION >= 7
+    assert store.latest_with_config(config()).id == 1  # the form's steps (unused) no longer hide it
+    assert store.latest_with_config(config(sparsity=0.6)) is None
+
+
 def test_concurrent_first_open_migrates_once(tmp_path):
     path = tmp_path / "runs.sqlite"
     script = f"import sys; sys.path.insert(0, {os.getcwd()!r}); from perp_engine.store import RunStore; RunStore({str(path)!r})"
