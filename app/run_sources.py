@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
 from perp_engine.store import GalleryStore, RunRow, RunStore, run_ref, split_ref
 
@@ -62,7 +63,7 @@ class Runs:
             raise PerpError("run", f"no gallery run {ref}: the gallery is off ({GALLERY_ENV})")
         return self.gallery.get_run(number)
 
-    def twin(self, config, statuses: Sequence[str]) -> RunRow | None:
+    def twin(self, config: RunConfig, statuses: Sequence[str]) -> RunRow | None:
         """The run an identical ``config`` (the stores' config key) would repeat: the user's newest in one of
         ``statuses``, else the gallery's newest finished one (its numbers are there to open; running it again puts
         a copy in the user's store); None when neither store holds one."""

@@ -239,11 +239,11 @@ with cost_col:
         st.info(f"**Identical to gallery run #{twin.ref}**: the same settings give the same numbers, and that run "
                 "shipped with PERP Lab already has them. Launch runs it again in your own store (to export it or "
                 "watch it run).", icon=":material/photo_library:")
-        widgets.details_link(twin, label=f"Open run #{twin.ref}")
     elif twin is not None:
         st.info(f"**Identical to run #{twin.id}** ({twin.status}): the same settings give the same numbers, so "
                 "Launch would only queue a copy. Change a setting to launch a new run.", icon=":material/content_copy:")
-        widgets.details_link(twin, label=f"Open run #{twin.id}")
+    if twin is not None:
+        widgets.details_link(twin, label=f"Open run #{twin.ref}")
     copies = twin is not None and not twin.gallery  # a gallery twin may be run again: its copy lands in your store
     reason = refusal[1] if refusal else f"identical to run #{twin.id}" if copies else None
     launch = st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=reason is not None,

@@ -24,6 +24,11 @@ SEQUENTIAL_MODES = ("block", "layer")
 MODES = ("none", "retrain", "reconstruct")
 SUBSETS = ("biases", "norms", "head", "head-lora", "embeddings", "full")
 ADAPTERS = ("none", "lora", "loraprune", "masklora", "scalelora", "scalelora-paper")
+# What only a repair reads (perp_engine.repair and its memory terms): a run that does not repair (mode none)
+# computes the same numbers whatever they hold, so the run store's key leaves them out (read_fields)
+REPAIR_FIELDS = ("train", "adapter", "rank", "alpha", "target_modules", "untie_head", "steps", "lr", "grad_accum",
+                 "warmup_ratio", "weight_decay", "max_grad_norm", "grad_checkpointing", "master_weights",
+                 "train_samples", "eval_every")
 NAMED_DATASETS = ("wiki-embedded", "wikitext2", "c4")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -31,11 +36,6 @@ OFFLOADS = ("auto", "none", "cpu", "disk")  # where the blocks' weights wait bet
 # lm-eval's names of the zero-shot tasks of the pruning papers ("paper" = all seven); their data and metrics:
 # perp_engine.data.zero_shot_tasks
 ZERO_SHOT_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
-# What only a repair reads (perp_engine.repair and its memory terms): a run that does not repair (mode none)
-# computes the same numbers whatever they hold, so the run store's key leaves them out (read_fields)
-REPAIR_FIELDS = ("train", "adapter", "rank", "alpha", "target_modules", "untie_head", "steps", "lr", "grad_accum",
-                 "warmup_ratio", "weight_decay", "max_grad_norm", "grad_checkpointing", "master_weights",
-                 "train_samples", "eval_every")
 ZERO_SHOT_MODELS = ("dense", "pruned", "final")  # which of a run's models are scored
 ZERO_SHOT_LIMIT = 100  # docs per task by default (a seeded subset); 0 = every doc of the split
 ALL_DOCS = "all"  # what a command line, a config file or a sweep may say for zero_shot_limit 0
