@@ -68,6 +68,13 @@ def settle(page) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
 
 
+def live_button(page, name: str):
+    """The button ``name`` of the app's current run. While a rerun is under way Streamlit keeps the previous
+    run's elements on the page, marked stale, beside the ones already redrawn: a moved button is there twice."""
+    return (page.locator('[data-testid="stElementContainer"]:not([data-stale="true"])')
+            .get_by_role("button", name=name, exact=True))
+
+
 def screenshot(page, path: Path, full_page: bool = False) -> None:
     """A screenshot once the app is idle and the charts have drawn."""
     path.parent.mkdir(parents=True, exist_ok=True)

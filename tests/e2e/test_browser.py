@@ -21,7 +21,7 @@ import os
 
 import pytest
 from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
-from harness import CHROMIUM, ROOT, app_server, launch_chromium, screenshot, settle
+from harness import CHROMIUM, ROOT, app_server, launch_chromium, live_button, screenshot, settle
 
 from perp_engine.config import RunConfig
 from perp_engine.resources.estimate import estimate_run
@@ -121,7 +121,7 @@ def test_launch_a_run_and_compare_it(chromium, server, tiny_model_dir, tiny_text
     # The estimate is computed from the page's config: seeing the tiny model's count proves the inputs took.
     page.locator('[data-testid="stMetricValue"]', has_text=f"{expected:,}").first.wait_for(timeout=30_000)
 
-    page.get_by_role("button", name="Launch").click()
+    live_button(page, "Launch").click()
     page.get_by_text("You can leave this page").or_(page.get_by_text("Queued:")).first.wait_for(timeout=30_000)
     shoot(page, "experiment-running")
     page.locator('[data-testid="stMetricLabel"]', has_text="Retrained").wait_for(timeout=RUN_TIMEOUT_MS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 from app_fixtures import made_up, record
 from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
+from harness import live_button, settle
 from test_browser import choose, chromium, number, server  # noqa: F401  (chromium, server: pytest fixtures)
 
 from app import forms
@@ -31,7 +32,9 @@ def before_you_launch(page, text: str):
 
 
 def launch_button(page):
-    return page.get_by_role("button", name="Launch", exact=True)
+    """Launch once the app has finished the rerun that the last input started."""
+    settle(page)
+    return live_button(page, "Launch")
 
 
 def open_experiment(browser, url: str):
