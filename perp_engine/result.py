@@ -81,7 +81,7 @@ class RunResult:
     total_params: int = 0  # every parameter, adapters and an untied head copy included
     trainable_params: int = 0  # adapter weights included
     # of the model's own parameters (perp_engine.model.parameters.trainable_share); runs recorded before
-    # model_params existed (0) stored trainable / total_params
+    # model_params existed (0) stored trainable / total_params, until store schema 8 recounted them
     trainable_fraction: float = 0.0
     model_params: int = 0  # the model's own parameters: before adapters and before a tied head gets its own copy
     adapter_params: int = 0  # weights of the adapters the repair attached (merged at the end, except plain LoRA)

@@ -33,7 +33,8 @@ class RunNumbers:
     final_sparsity: float | None = None  # the same counted from the final weights, after the merge (None: prune-only)
     trainable_params: int | None = None
     trainable_fraction: float | None = None
-    total_params: int | None = None
+    # the model's own parameters (a run recorded before they were counted: all of them, adapters and a head copy in)
+    model_params: int | None = None
     adapter_params: int = 0  # parameters of the adapters on the pruned linears (a plain LoRA keeps them unmerged)
     train_seconds: float | None = None  # the train stage without its learning curve
     seconds_per_step: float | None = None  # retrain: per optimizer step; reconstruct: per block and step (curve apart)
@@ -97,7 +98,7 @@ def numbers_of(planned: Planned, row: RunRow | None) -> RunNumbers:
     numbers.pruned_sparsity, numbers.final_sparsity = result.get("sparsity"), result.get("final_sparsity")
     numbers.trainable_params = result.get("trainable_params")
     numbers.trainable_fraction = result.get("trainable_fraction")
-    numbers.total_params = result.get("total_params")
+    numbers.model_params = result.get("model_params") or result.get("total_params")
     numbers.adapter_params = int(result.get("trainable_by_category", {}).get("adapter", 0))
     numbers.curve_seconds = float(result.get("curve_seconds") or 0.0)
     numbers.curve = list(result.get("curve") or [])

@@ -387,13 +387,13 @@ def _kept(runs: list[RunNumbers]) -> str:
 def _lora(runs: list[RunNumbers | None]) -> str:
     if not runs or not all(r is not None and r.done for r in runs):
         return ""
-    extra, total = runs[0].adapter_params, runs[0].total_params
+    extra, own = runs[0].adapter_params, runs[0].model_params
     ends = " / ".join(fmt(r.end_ppl, "ppl") for r in runs)
     if not stays_unmerged(runs):
         return f"Plain LoRA ends at {ends} and was merged, which this check does not expect."
     return (f"Plain LoRA ends at {ends} but stays unmerged: {extra:,} extra parameters "
-            f"({fmt(extra / total if total else None, 'percent')} of the model) computed beside the sparse layers, "
-            "since merging would fill every zero.")
+            f"({fmt(extra / own if own else None, 'percent')} of the model's own parameters) computed beside the "
+            "sparse layers, since merging would fill every zero.")
 
 
 # -- claim 3 --------------------------------------------------------------------------------------------------

@@ -149,6 +149,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         f"UPDATE runs SET config_key = {CONFIG_KEY_SQL}(config)",
     ),
+    # 8: runs recorded before the model's own parameter count was kept (the result's model_params) stored their
+    # trainable share of every parameter, adapters and a tied head's new copy included, so the same recipe sat at
+    # two shares. They get the model's own count from the prune-only runs of the same model in the store (whose
+    # total is the model's own; a model whose prune-only runs disagree is left alone), the adapters' weights from
+    # their trainable categories, the head copy as the rest, and the share of the model's own parameters
+    # (perp_engine.model.parameters.trainable_share). Runs with no prune-only run of their model keep theirs.
+    (
+        """CREATE TEMP TABLE own_counts AS SELECT model, min(total_params) AS params FROM runs
+            WHERE status = 'done' AND json_extract(config, '$.mode') = 'none' AND total_params > 0
+            GROUP BY model HAVING count(DISTINCT total_params) = 1""",
+        """CREATE TEMP TABLE recounts AS SELECT runs.id AS id, own_counts.params AS params,
+            coalesce(runs.trainable_params, 0) AS trainable, runs.total_params AS total,
+            coalesce(json_extract(runs.result, '$.trainable_by_category.adapter'), 0)
+              + coalesce(json_extract(runs.result, '$.trainable_by_category."head-lora"'), 0) AS adapters
+            FROM runs JOIN own_counts ON own_counts.model = runs.model
+            WHERE runs.status = 'done' AND runs.result IS NOT NULL
+              AND coalesce(json_extract(runs.result, '$.model_params'), 0) = 0""",
+        "DELETE FROM recounts WHERE total IS NULL OR total - params - adapters < 0",
+        """UPDATE runs SET
+            result = (SELECT json_set(runs.result, '$.model_params', params, '$.adapter_params', adapters,
+                                      '$.head_copy_params', total - params - adapters,
+                                      '$.trainable_fraction', CAST(trainable AS REAL) / params)
+                      FROM recounts WHERE recounts.id = runs.id)
+            WHERE id IN (SELECT id FROM recounts)""",
+        # the column takes the number as the result's JSON holds it, so that both give the same share
+        """UPDATE runs SET trainable_fraction = json_extract(result, '$.trainable_fraction')
+            WHERE id IN (SELECT id FROM recounts)""",
+        "DROP TABLE temp.recounts",
+        "DROP TABLE temp.own_counts",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -98,7 +98,7 @@ def scenario(fields: dict[str, dict] | None = None) -> dict[str, RunNumbers]:
             run.final_sparsity = config.sparsity
             run.train_peak_mb = MEMORY.get(preset, 400.0)
             run.seconds_per_step = STEP_S.get(preset, 0.7)
-            run.trainable_params, run.total_params = 1000, 100_000
+            run.trainable_params, run.model_params = 1000, 100_000
             run.trainable_fraction = 0.01
         if preset == "perp-lora":
             run.adapter_params = 1234
@@ -393,8 +393,8 @@ WORD_FOR_WORD = [  # (judge, fields, runs left out of the set, the verdict's who
      "below perp with at least 50% of it closed, or a perplexity no higher than full retraining's, with the pruned model's zeros counted in the final weights. Zeros counted in "
      "the final weights after the merge: MaskLoRA 70.0% (pruned 70.0%), ScaleLoRA 70.0% (pruned 70.0%), the paper's "
      "ScaleLoRA 70.0% (pruned 70.0%): every merged model kept its pruned model's sparsity. Plain LoRA ends at 33.19 "
-     "but stays unmerged: 1,234 extra parameters (1.23% of the model) computed beside the sparse layers, since "
-     "merging would fill every zero."),
+     "but stays unmerged: 1,234 extra parameters (1.23% of the model's own parameters) computed beside the sparse "
+     "layers, since merging would fill every zero."),
     (claim2, shipped(), (),
      "Undecided at this budget on TinyLM: at 70% sparsity perp ends at 2,654.00 against full retraining's 5,197.00 "
      "(no gap to close at 70%: full retraining is not at least 0.05 below perp in log-perplexity, so no adapter can "
@@ -403,8 +403,8 @@ WORD_FOR_WORD = [  # (judge, fields, runs left out of the set, the verdict's who
      "full retraining's, with the pruned model's zeros counted in the final weights. Zeros counted in the final "
      "weights after the merge: MaskLoRA 70.0% (pruned 70.0%), "
      "ScaleLoRA 70.0% (pruned 70.0%), the paper's ScaleLoRA 70.0% (pruned 70.0%): every merged model kept its pruned "
-     "model's sparsity. Plain LoRA ends at 3,100.00 but stays unmerged: 1,234 extra parameters (1.23% of the model) "
-     "computed beside the sparse layers, since merging would fill every zero."),
+     "model's sparsity. Plain LoRA ends at 3,100.00 but stays unmerged: 1,234 extra parameters (1.23% of the model's "
+     "own parameters) computed beside the sparse layers, since merging would fill every zero."),
     (claim3, {}, (),
      "Holds on TinyLM: block-wise reconstruction with MaskLoRA recovers 40% / 40% / 40% / 40% of the log-ppl gap "
      "(the pruning damage) of Wanda 50%, Wanda 2:4, SparseGPT 50%, SparseGPT 2:4 (ScaleLoRA 30% / 30% / 30% / 30%); significant (at least "

@@ -11,6 +11,7 @@ import pytest
 
 from perp_engine.config import RunConfig
 from perp_engine.errors import PerpError
+from perp_engine.model.parameters import recorded_trainable_text
 from perp_engine.result import ERRORS_FORMAT, BlockRecord, LayerRecord, RunResult
 from perp_engine.store import SCHEMA_VERSION, RunStore, StoreError, default_store_path, run_store
 from perp_engine.store.run_store import config_key
@@ -288,6 +289,55 @@ def test_migration_to_schema_7_rekeys_prune_only_runs_without_the_repairs_fields
     assert store.schema_version == SCHEMA_VERSION >= 7
     assert store.latest_with_config(config()).id == 1  # the form's steps (unused) no longer hide it
     assert store.latest_with_config(config(sparsity=0.6)) is None
+
+
+def old_result(total: int, by_category: dict[str, int]) -> str:
+    """A result as recorded before the model's own count was kept: its share is of every parameter."""
+    trainable = sum(by_category.values())
+    return json.dumps({"total_params": total, "trainable_params": trainable, "trainable_fraction": trainable / total,
+                       "trainable_by_category": by_category})
+
+
+# model, mode, total, trainable categories as recorded; the model's own count, adapters, head copy, share after 8
+RECOUNTED = [
+    ("tiny", "none", 1000, {}, (1000, 0, 0, 0.0)),
+    ("tiny", "retrain", 1240, {"head-lora": 40, "norms": 10}, (1000, 40, 200, 0.05)),  # tied head: copy + LoRA
+    ("tiny", "reconstruct", 1030, {"adapter": 30, "norms": 5}, (1000, 30, 0, 0.035)),
+    ("tiny", "retrain", 1000, {"full": 1000}, (1000, 0, 0, 1.0)),
+    ("tiny", "retrain", 1010, {"adapter": 30}, None),  # counts that do not add up: left as recorded
+    ("alone", "retrain", 1240, {"head-lora": 40, "norms": 10}, None),  # no prune-only run of its model
+    ("split", "none", 1000, {}, None),  # its prune-only runs disagree on the model's size
+    ("split", "none", 2000, {}, None),
+    ("split", "retrain", 1240, {"head-lora": 40, "norms": 10}, None),
+]
+
+
+def test_migration_to_schema_8_recounts_shares_of_the_models_own_parameters(tmp_path):
+    path = tmp_path / "v7.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.create_function("perp_config_key", 1, lambda text: "rekeyed")
+    assert migrate(conn, target=7) == 7
+    for model, mode, total, categories, _ in RECOUNTED:
+        recorded = json.loads(old_result(total, categories))
+        conn.execute("INSERT INTO runs (status, config, config_key, model, method, created_at, total_params,"
+                     " trainable_params, trainable_fraction, result) VALUES ('done', ?, 'k', ?, 'wanda', 1.0, ?, ?, ?, ?)",
+                     (json.dumps({"model": model, "mode": mode}), model, total, recorded["trainable_params"],
+                      recorded["trainable_fraction"], old_result(total, categories)))
+    conn.close()
+
+    store = RunStore(path)
+    assert store.schema_version == SCHEMA_VERSION >= 8
+    for row, (model, _, total, categories, expected) in zip(store.list_runs()[::-1], RECOUNTED, strict=True):
+        assert row.config["model"] == model
+        if expected is None:  # left as recorded
+            assert "model_params" not in row.result
+            assert row.trainable_fraction == row.result["trainable_fraction"] == sum(categories.values()) / total
+            continue
+        own, adapters, head_copy, share = expected
+        assert (row.result["model_params"], row.result["adapter_params"], row.result["head_copy_params"]) == expected[:3]
+        assert row.trainable_fraction == row.result["trainable_fraction"] == pytest.approx(share, abs=1e-15)
+        assert row.result["total_params"] == total == own + adapters + head_copy
+    assert recorded_trainable_text(store.get_run(2).result) == "5% of the model's 1.0k parameters (+ 40 adapter weights, + untied head 200)"
 
 
 def test_concurrent_first_open_migrates_once(tmp_path):
