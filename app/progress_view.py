@@ -39,8 +39,9 @@ class StageBar:
 
 
 def run_stages(config: Mapping) -> tuple[str, ...]:
-    """The stages a run of ``config`` (a stored config's fields) goes through."""
-    return stages_for(RunConfig.from_dict(dict(config)))
+    """The stages a run of ``config`` (a stored config's fields) goes through: as recorded, even where it would not
+    run again (RunConfig.recorded)."""
+    return stages_for(RunConfig.recorded(dict(config)))
 
 
 def stage_title(stage: str, config: Mapping) -> str:

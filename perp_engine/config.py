@@ -41,8 +41,10 @@ ZERO_SHOT_LIMIT = 100  # docs per task by default (a seeded subset); 0 = every d
 ALL_DOCS = "all"  # what a command line, a config file or a sweep may say for zero_shot_limit 0
 DEFAULT_MODEL = "smollm2-135m"
 SEED_MAX = 2**32 - 1  # the widest seed every generator used (torch, numpy, Python's random) accepts
-INT_MAX = 2**63 - 1
-MIN_SEQLEN = 8  # integers are stored in SQLite and torch as signed 64-bit
+# The largest integer any field takes: JavaScript's Number.MAX_SAFE_INTEGER, the most a browser's number field
+# holds exactly, so that the app shows every stored config as it is (SQLite and torch would hold 2**63 - 1).
+INT_MAX = 2**53 - 1
+MIN_SEQLEN = 8
 
 _NM = re.compile(r"^(\d+):(\d+)$")
 
@@ -130,13 +132,28 @@ class RunConfig:
     zero_shot_samples: str | None = None
 
     def __post_init__(self):
+        self._normalize()
+        self.validate()
+
+    def _normalize(self) -> None:
         for name in ("train", "target_modules", "zero_shot", "zero_shot_on"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
             object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "zero_shot", zero_shot_tasks(self.zero_shot))  # "paper" -> the seven, in order
-        self.validate()
+
+    @classmethod
+    def recorded(cls, data: dict) -> "RunConfig":
+        """The config a stored run recorded, as it is, not validated again: its text file may have moved since (a
+        store copied from another machine), or an older version allowed a value this one refuses. For showing the
+        run; running it again goes through :meth:`from_dict`, which refuses such a config with the field named."""
+        config = cls.__new__(cls)
+        values = {f.name: f.default for f in fields(cls)} | field_values(data)
+        for name, value in values.items():
+            object.__setattr__(config, name, value)
+        config._normalize()
+        return config
 
     @classmethod
     def create(cls, preset: str | None = None, **overrides) -> "RunConfig":
@@ -193,7 +210,8 @@ class RunConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise PerpError(f.name, f"{value!r} is not allowed; use a finite number")
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
-                raise PerpError(f.name, f"{value!r} is too large; use a number below 2**63")
+                raise PerpError(f.name, f"{value!r} is out of range; use a number from -{INT_MAX:,} to {INT_MAX:,} "
+                                        "(2**53 - 1, the most a browser's number field holds exactly)")
         if not isinstance(self.model, str) or not self.model.strip():
             raise PerpError("model", "must be 'smollm2-135m', a Hugging Face model id or a local folder")
         check_choice("method", self.method, METHODS)

@@ -49,6 +49,8 @@ from perp_engine.repair.subsets import HEAD_LORA_ALPHA, HEAD_LORA_RANK
         ({"mode": "retrain", "train": ("head", "head-lora")}, "train", "either"),
         ({"device": "tpu"}, "device", "auto, cpu, cuda"),
         ({"lr": 0.0, "mode": "retrain", "train": ("norms",)}, "lr", "(0, 1)"),
+        ({"eval_tokens": 2**53}, "eval_tokens", "out of range; use a number from -9,007,199,254,740,991 to 9,007,199"),
+        ({"steps": -(2**53)}, "steps", "out of range"),
     ],
 )
 def test_bad_fields_name_the_field(fields, field, fragment):
@@ -70,6 +72,23 @@ def test_json_round_trip_and_unknown_fields():
         RunConfig.from_dict({"sparsity": "half"})
     with pytest.raises(PerpError, match="steps: expected an integer"):
         RunConfig.from_dict({"steps": 2.5})
+
+
+def test_the_largest_integer_a_browser_holds_exactly_is_allowed():
+    assert RunConfig(eval_tokens=2**53 - 1).eval_tokens == 2**53 - 1
+
+
+def test_a_recorded_config_is_taken_as_stored_and_refused_to_run():
+    stored = {**RunConfig.create("perp").to_dict(), "dataset": "/moved/words.txt", "eval_tokens": 2**60,
+              "train": ["norms", "head-lora"], "zero_shot": "paper"}
+    recorded = RunConfig.recorded(stored)
+    assert (recorded.dataset, recorded.eval_tokens, recorded.train) == ("/moved/words.txt", 2**60, ("norms", "head-lora"))
+    assert len(recorded.zero_shot) == 7 and recorded.zero_shot_models == ("dense", "pruned", "final")
+    assert RunConfig.recorded({"mode": "retrain"}).steps == RunConfig.steps  # left-out fields: their defaults
+    with pytest.raises(PerpError, match="eval_tokens"):
+        RunConfig.from_dict(stored)
+    with pytest.raises(PerpError, match="config: unknown field"):  # fields are still checked for their types
+        RunConfig.recorded({"spars": 0.4})
 
 
 def test_preset_fills_fields_and_explicit_values_win():

@@ -6,16 +6,18 @@ Sweep runs a grid through Ray."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from app_fixtures import FAILURE, SEEDED, layer_store, seed_store
+from app_fixtures import FAILURE, SEEDED, TINY, layer_store, made_up, record, seed_store
 from fixtures_tiny import tiny_model_dir, tiny_text_file  # noqa: F401  (pytest fixtures)
 from streamlit.testing.v1 import AppTest
 
 from app import boot, forms, launches
-from perp_engine.config import ADAPTERS, ZERO_SHOT_TASKS
+from perp_engine.config import ADAPTERS, ZERO_SHOT_TASKS, RunConfig
+from perp_engine.errors import PerpError
 from perp_engine.jobs import LocalExecutor
 from perp_engine.store import RunStore
 
@@ -196,6 +198,36 @@ def test_run_page_opens_from_its_address(seeded, monkeypatch):
     assert "There is no run #999 here: it was deleted" in texts(missing, "info") and not missing.error
     assert "perp runs" not in texts(missing, "info")  # web words, not a command-line hint
     assert {link.proto.label for link in missing.get("page_link")} >= {"See every run on Compare"}
+
+
+@pytest.mark.parametrize("moved, eval_tokens, refusal", [
+    (True, None, "dataset: '"),  # its text file is not on this machine
+    (False, 2**60, "eval_tokens: 1152921504606846976 is out of range"),  # an older version allowed any 64-bit integer
+])
+def test_a_run_that_would_not_run_again_still_opens(moved, eval_tokens, refusal, tmp_path, monkeypatch, no_workers):
+    """A store copied from another machine, or written by an older version: a finished run whose stored config
+    this version would refuse still shows; Experiment loads its settings and names what keeps them from launching."""
+    text = tmp_path / "words.txt"
+    text.write_text("a few words " * 200)
+    config = RunConfig.create("perp", model="tiny-model", dataset=str(text), **TINY)
+    store_path = tmp_path / "runs.sqlite"
+    with RunStore(store_path) as store:
+        run_id = record(store, config, made_up(config, 30.0, 60.0, 40.0, 0.01))
+    if moved:
+        text.unlink()
+    if eval_tokens is not None:
+        with sqlite3.connect(store_path) as conn:
+            conn.execute("UPDATE runs SET config = json_set(config, '$.eval_tokens', ?)", (eval_tokens,))
+    with pytest.raises(PerpError) as refused:
+        RunConfig.from_dict(RunStore(store_path).get_run(run_id).config)
+    assert str(refused.value).startswith(refusal)
+    at = open_page("run", store_path, monkeypatch, query={"run": str(run_id)})
+    assert not at.error and at.title[0].value == f"Run #{run_id}"
+    assert "Retrained" in [m.label for m in at.metric]
+    assert "Load the model" in list(at.dataframe[1].value["stage"])
+    experiment = open_page("experiment", store_path, monkeypatch, query={"from": str(run_id)})
+    assert texts(experiment, "error").startswith(refusal)
+    assert next(b for b in experiment.button if b.label == "Launch").disabled
 
 
 def test_run_page_says_a_cancelled_run_was_cancelled(tmp_path, monkeypatch):
