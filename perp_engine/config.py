@@ -132,27 +132,28 @@ class RunConfig:
     zero_shot_samples: str | None = None
 
     def __post_init__(self):
-        self._normalize()
+        self._as_tuples()
+        object.__setattr__(self, "zero_shot", zero_shot_tasks(self.zero_shot))  # "paper" -> the seven, in order
         self.validate()
 
-    def _normalize(self) -> None:
+    def _as_tuples(self) -> None:
         for name in ("train", "target_modules", "zero_shot", "zero_shot_on"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
             object.__setattr__(self, name, tuple(value))
-        object.__setattr__(self, "zero_shot", zero_shot_tasks(self.zero_shot))  # "paper" -> the seven, in order
 
     @classmethod
     def recorded(cls, data: dict) -> "RunConfig":
         """The config a stored run recorded, as it is, not validated again: its text file may have moved since (a
-        store copied from another machine), or an older version allowed a value this one refuses. For showing the
-        run; running it again goes through :meth:`from_dict`, which refuses such a config with the field named."""
+        store copied from another machine), or an older version allowed a value this one refuses (a task since
+        removed among them: a stored config lists its tasks by name). For showing the run; running it again goes
+        through :meth:`from_dict`, which refuses such a config with the field named."""
         config = cls.__new__(cls)
         values = {f.name: f.default for f in fields(cls)} | field_values(data)
         for name, value in values.items():
             object.__setattr__(config, name, value)
-        config._normalize()
+        config._as_tuples()
         return config
 
     @classmethod

@@ -80,13 +80,16 @@ def test_the_largest_integer_a_browser_holds_exactly_is_allowed():
 
 def test_a_recorded_config_is_taken_as_stored_and_refused_to_run():
     stored = {**RunConfig.create("perp").to_dict(), "dataset": "/moved/words.txt", "eval_tokens": 2**60,
-              "train": ["norms", "head-lora"], "zero_shot": "paper"}
+              "train": ["norms", "head-lora"], "zero_shot": ["boolq", "a_task_since_removed"]}
     recorded = RunConfig.recorded(stored)
     assert (recorded.dataset, recorded.eval_tokens, recorded.train) == ("/moved/words.txt", 2**60, ("norms", "head-lora"))
-    assert len(recorded.zero_shot) == 7 and recorded.zero_shot_models == ("dense", "pruned", "final")
+    assert recorded.zero_shot == ("boolq", "a_task_since_removed")
+    assert recorded.zero_shot_models == ("dense", "pruned", "final")
     assert RunConfig.recorded({"mode": "retrain"}).steps == RunConfig.steps  # left-out fields: their defaults
-    with pytest.raises(PerpError, match="eval_tokens"):
-        RunConfig.from_dict(stored)
+    for field, refused in (("eval_tokens", 2**60), ("zero_shot", ["a_task_since_removed"])):
+        with pytest.raises(PerpError) as info:
+            RunConfig.from_dict({**RunConfig.create("perp").to_dict(), field: refused})
+        assert info.value.field == field
     with pytest.raises(PerpError, match="config: unknown field"):  # fields are still checked for their types
         RunConfig.recorded({"spars": 0.4})
 
